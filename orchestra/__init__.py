@@ -1,0 +1,93 @@
+"""orchestra: run workstreams of coding tasks through AI coding tools, in parallel, durably.
+
+The public face for plugin authors and library users. Names are imported on first use,
+so ``import orchestra`` (and ``orchestra --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "hookimpl": "orchestra.markers",
+    "Availability": "orchestra.models",
+    "Backoff": "orchestra.models",
+    "Check": "orchestra.models",
+    "Defaults": "orchestra.models",
+    "ExecutionRequest": "orchestra.models",
+    "FileScope": "orchestra.models",
+    "ProcessResult": "orchestra.models",
+    "RetryPolicy": "orchestra.models",
+    "StepResult": "orchestra.models",
+    "Task": "orchestra.models",
+    "ToolProfile": "orchestra.models",
+    "Usage": "orchestra.models",
+    "Workstream": "orchestra.models",
+    "ExecutionContext": "orchestra.protocols",
+    "RoutingChoice": "orchestra.protocols",
+    "ToolAdapter": "orchestra.protocols",
+    "ToolStats": "orchestra.protocols",
+    "OrchestraError": "orchestra.errors",
+    "load_workstream": "orchestra.spec",
+    "find_version": "orchestra.toolversion",
+}
+
+__all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
+    "__version__",
+    "hookimpl",
+    "Availability",
+    "Backoff",
+    "Check",
+    "Defaults",
+    "ExecutionRequest",
+    "FileScope",
+    "ProcessResult",
+    "RetryPolicy",
+    "StepResult",
+    "Task",
+    "ToolProfile",
+    "Usage",
+    "Workstream",
+    "ExecutionContext",
+    "RoutingChoice",
+    "ToolAdapter",
+    "ToolStats",
+    "OrchestraError",
+    "load_workstream",
+    "find_version",
+]
+
+if TYPE_CHECKING:
+    from orchestra.errors import OrchestraError
+    from orchestra.markers import hookimpl
+    from orchestra.models import (
+        Availability,
+        Backoff,
+        Check,
+        Defaults,
+        ExecutionRequest,
+        FileScope,
+        ProcessResult,
+        RetryPolicy,
+        StepResult,
+        Task,
+        ToolProfile,
+        Usage,
+        Workstream,
+    )
+    from orchestra.protocols import ExecutionContext, RoutingChoice, ToolAdapter, ToolStats
+    from orchestra.spec import load_workstream
+    from orchestra.toolversion import find_version
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _PUBLIC.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'orchestra' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,43 @@
+"""Built-in tool ``shell``: runs a task's command (an argument list, or a shell string)."""
+
+from __future__ import annotations
+
+import shutil
+
+from orchestra.markers import hookimpl
+from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
+from orchestra.protocols import ExecutionContext
+
+
+class ShellTool:
+    """Runs ``command`` without a shell; with ``shell = true``, through /bin/sh -c."""
+
+    name = "shell"
+    capabilities = frozenset({"command"})
+
+    def available(self, profile: ToolProfile) -> Availability:
+        """Return available: commands need nothing but a POSIX system (and sh for shell = true)."""
+        return Availability(True, path=shutil.which("sh"))
+
+    def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
+        """Run the command through the host and judge it by its exit status."""
+        task = request.task
+        argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.command)
+        finished = ctx.run(argv, env=dict(task.env))
+        if finished.timed_out:
+            return StepResult(
+                "timed_out", error_class=finished.timed_out, exit_code=finished.exit_code
+            )
+        if finished.exit_code == 0:
+            return StepResult("succeeded", exit_code=0)
+        return StepResult(
+            "failed",
+            error_class="crashed" if finished.exit_code is None else "exit_status",
+            message=f"command exited with status {finished.exit_code}",
+            exit_code=finished.exit_code,
+        )
+
+
+@hookimpl
+def orchestra_register_tools(register) -> None:
+    register(ShellTool())

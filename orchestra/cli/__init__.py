@@ -1,0 +1,76 @@
+"""The ``orchestra`` command line: a click group that built-in modules and plugins extend.
+
+Commands live in their own modules and are imported only when used, so ``orchestra
+--help`` and ``orchestra --version`` stay fast. Errors a user can cause
+(``OrchestraError``) print one line each on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from orchestra import __version__
+from orchestra.cli.state import CliState
+
+#: command name -> "module:function" of the built-in commands
+BUILTIN_COMMANDS = {
+    "init": "orchestra.cli.init:init",
+    "plan": "orchestra.cli.plan:plan",
+    "plugins": "orchestra.cli.inspect:plugins",
+    "tools": "orchestra.cli.inspect:tools",
+    "validate": "orchestra.cli.validate:validate",
+}
+
+
+class OrchestraGroup(click.Group):
+    """A group whose built-in commands load on use and whose plugins add the rest."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands(ctx)
+        return sorted({*BUILTIN_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = BUILTIN_COMMANDS.get(cmd_name)
+        if target is not None:
+            module_name, attribute = target.split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        self._add_plugin_commands(ctx)
+        return self.commands.get(cmd_name)
+
+    def _add_plugin_commands(self, ctx: click.Context) -> None:
+        state = ctx.ensure_object(CliState)
+        if not state.plugin_commands_added:
+            state.plugin_commands_added = True
+            state.host.register_commands(self)
+
+    def invoke(self, ctx: click.Context):
+        from orchestra.errors import OrchestraError
+
+        try:
+            return super().invoke(ctx)
+        except OrchestraError as error:
+            for line in error.lines():
+                click.echo(f"error: {line}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=OrchestraGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "-V", "--version", prog_name="orchestra", message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """Run workstreams of coding tasks through AI coding tools and commands.
+
+    A workstream is a TOML file of tasks with dependencies. orchestra validates it, plans
+    which tool carries out each task, and (soon) runs it. Configuration comes from
+    orchestra.toml or [tool.orchestra] in pyproject.toml, found by walking up from the
+    working directory. Plugins add tools, strategies and commands.
+    """
+
+
+def main() -> None:
+    """Entry point of the ``orchestra`` console script."""
+    sys.exit(cli.main(prog_name="orchestra"))

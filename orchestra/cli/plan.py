@@ -1,0 +1,184 @@
+"""``orchestra plan FILE``: show what a run would do — waves, tools and why."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from orchestra.cli.state import CliState, pass_state
+
+FORMATS = ("text", "json", "dot", "mermaid")
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts, dot (Graphviz) or mermaid for diagrams.",
+)
+@click.option(
+    "--routing",
+    metavar="STRATEGY",
+    help="Routing strategy for tasks that pin no tool "
+    "(overrides ORCHESTRA_ROUTING, [defaults] and the configuration).",
+)
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="How many tasks may run at once (overrides ORCHESTRA_MAX_PARALLEL and the configuration).",
+)
+@pass_state
+def plan(
+    state: CliState, file: str, output_format: str, routing: str | None, max_parallel: int | None
+) -> None:
+    """Show the plan of workstream FILE without running it.
+
+    Lists the tasks wave by wave (a wave starts when the waves before it are done), and
+    for each task the tool routing would pick and the reason, or why no tool can run it.
+    """
+    from orchestra.config import resolve_settings
+    from orchestra.errors import WorkstreamInvalid
+    from orchestra.gcpause import paused_gc
+    from orchestra.planning import check_names, make_plan
+    from orchestra.spec import load_workstream
+
+    workstream = load_workstream(file)
+    settings = resolve_settings(
+        state.project,
+        flags={"routing": routing, "max_parallel": max_parallel},
+        defaults=workstream.defaults,
+    )
+    problems = list(check_names(workstream, state.host, settings))
+    if routing is not None and routing not in state.host.routers():
+        state.host.routers().get(routing)  # raises UnknownName naming what is installed
+    if problems:
+        raise WorkstreamInvalid(file, problems)
+    render = {
+        "text": render_text,
+        "json": render_json,
+        "dot": render_dot,
+        "mermaid": render_mermaid,
+    }
+    with paused_gc():
+        the_plan = make_plan(workstream, state.host, state.project, settings)
+        output = render[output_format](the_plan)
+    state.warn()
+    click.echo(output)
+
+
+def render_text(the_plan) -> str:
+    """Return the plan as people read it."""
+    from orchestra.durations import format_duration
+
+    workstream = the_plan.workstream
+    settings = the_plan.settings
+    title = f" — {workstream.title}" if workstream.title else ""
+    lines = [
+        f"workstream {workstream.id}{title}",
+        f"  {len(workstream.tasks)} tasks, {the_plan.edges} dependencies, "
+        f"{len(the_plan.waves)} waves; critical path {len(the_plan.critical_path)} tasks",
+    ]
+    for name in ("routing", "max_parallel", "max_attempts", "timeout"):
+        value = settings.values[name].value
+        shown = format_duration(value) if name == "timeout" else value
+        lines.append(f"  {name} = {shown}  ({settings.source(name)})")
+    width = max(len(task.id) for task in workstream.tasks)
+    tool_width = max(len(decision.tool or "-") for decision in the_plan.decision_of.values())
+    tasks = {task.id: task for task in workstream.tasks}
+    for number, wave in enumerate(the_plan.waves, start=1):
+        lines.append("")
+        lines.append(f"wave {number}")
+        for task_id in wave:
+            task = tasks[task_id]
+            decision = the_plan.decision_of[task_id]
+            after = f"  after {', '.join(task.depends_on)}" if task.depends_on else ""
+            tool = decision.tool or "-"
+            lines.append(f"  {task_id:<{width}}  {tool:<{tool_width}}  {decision.reason}{after}")
+    unroutable = the_plan.unroutable()
+    if unroutable:
+        lines.append("")
+        lines.append(f"{len(unroutable)} task(s) have no tool that can run them on this machine.")
+    return "\n".join(lines)
+
+
+def plan_as_dict(the_plan) -> dict:
+    """Return the plan as plain data (the --format json document)."""
+    workstream = the_plan.workstream
+    routing_fields: dict[int, dict] = {}  # tasks that route alike share one decision
+    for decision in the_plan.decision_of.values():
+        if id(decision) not in routing_fields:
+            routing_fields[id(decision)] = {
+                "tool": decision.tool,
+                "strategy": decision.strategy,
+                "reason": decision.reason,
+                "candidates": list(decision.candidates),
+                "rejected": dict(decision.rejected),
+            }
+    wave_of = the_plan.wave_of
+    decision_of = the_plan.decision_of
+    return {
+        "workstream": {"id": workstream.id, "title": workstream.title, "file": workstream.source},
+        "waves": the_plan.waves,
+        "critical_path": the_plan.critical_path,
+        "settings": {
+            name: {
+                "value": list(r.value) if isinstance(r.value, tuple) else r.value,
+                "source": r.source,
+            }
+            for name, r in the_plan.settings.values.items()
+        },
+        "tasks": [
+            {
+                "id": task.id,
+                "title": task.title,
+                "kind": task.kind,
+                "wave": wave_of[task.id] + 1,
+                "depends_on": list(task.depends_on),
+                "priority": task.priority,
+                **routing_fields[id(decision_of[task.id])],
+            }
+            for task in workstream.tasks
+        ],
+    }
+
+
+def render_json(the_plan) -> str:
+    return json.dumps(plan_as_dict(the_plan), separators=(",", ":"))
+
+
+def render_dot(the_plan) -> str:
+    """Return the plan as a Graphviz digraph: an edge from each dependency to its dependent."""
+    lines = [
+        f"digraph {json.dumps(the_plan.workstream.id)} {{",
+        "  rankdir=LR;",
+        "  node [shape=box];",
+    ]
+    for task in the_plan.workstream.tasks:
+        label = f"{task.id}\n{the_plan.decision_of[task.id].tool or 'no tool'}"
+        lines.append(f"  {json.dumps(task.id)} [label={json.dumps(label)}];")
+    for task in the_plan.workstream.tasks:
+        for dependency in task.depends_on:
+            lines.append(f"  {json.dumps(dependency)} -> {json.dumps(task.id)};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def render_mermaid(the_plan) -> str:
+    """Return the plan as a Mermaid flowchart (paste into Markdown between ```mermaid fences)."""
+    tasks = the_plan.workstream.tasks
+    node = {task.id: f"t{index}" for index, task in enumerate(tasks)}
+    lines = ["flowchart LR"]
+    for task in tasks:
+        tool = the_plan.decision_of[task.id].tool or "no tool"
+        text = f"{task.id}<br/>{tool}".replace('"', "#quot;")
+        lines.append(f'  {node[task.id]}["{text}"]')
+    for task in tasks:
+        for dependency in task.depends_on:
+            lines.append(f"  {node[dependency]} --> {node[task.id]}")
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""What the commands of one ``orchestra`` invocation share: the project and the plugins."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from orchestra.config import Project
+    from orchestra.plugins import PluginHost
+
+
+class CliState:
+    """Loads the project and the plugins once, on first use, for every command."""
+
+    def __init__(self) -> None:
+        self.plugin_commands_added = False
+        self.warn_about_plugins = True
+
+    @functools.cached_property
+    def project(self) -> Project:
+        from orchestra.config import find_project
+
+        return find_project()
+
+    @functools.cached_property
+    def host(self) -> PluginHost:
+        from orchestra.plugins import PluginHost
+
+        host = PluginHost.from_environment(
+            config_disabled=self.project.config.disable_plugins, environ=os.environ
+        )
+        return host
+
+    def warn(self) -> None:
+        """Print one warning line per broken plugin or unknown name in a block list."""
+        if not self.warn_about_plugins:
+            return
+        self.warn_about_plugins = False
+        self.host.collect_all()
+        for problem in self.host.problems():
+            click.echo(f"warning: {problem} (see 'orchestra plugins')", err=True)
+        for name in self.host.unknown_disabled():
+            click.echo(
+                f"warning: no installed plugin is called {name!r}; nothing to disable", err=True
+            )
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)

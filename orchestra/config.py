@@ -1,0 +1,248 @@
+"""Project configuration: orchestra.toml or [tool.orchestra], and how settings resolve.
+
+The configuration file is found by walking up from the working directory; the directory
+holding it is the project root. A setting's value comes from, in order of precedence:
+command-line flag > ORCHESTRA_* environment variable > the workstream's [defaults] >
+the configuration file > the built-in default. ``Settings`` remembers which one it was,
+so ``orchestra plan`` can say why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from orchestra.durations import parse_duration
+from orchestra.errors import ConfigError, ConfigInvalid, SpecError
+from orchestra.models import Defaults, ToolProfile, duration
+
+CONFIG_FILE = "orchestra.toml"
+PYPROJECT = "pyproject.toml"
+
+
+@attrs.frozen
+class Config:
+    """The contents of orchestra.toml (or [tool.orchestra]); ``None`` means not set there."""
+
+    db: str | None = None
+    max_parallel: int | None = None
+    routing: str | None = None
+    scheduler: str | None = None
+    sinks: tuple[str, ...] | None = None
+    max_attempts: int | None = None
+    timeout: float | None = duration()
+    idle_timeout: float | None = duration()
+    disable_plugins: tuple[str, ...] = ()
+    tools: Mapping[str, ToolProfile] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class Project:
+    """Where orchestra works: the project root and its configuration, if any."""
+
+    root: Path
+    config: Config = Config()
+    config_file: Path | None = None
+
+    @property
+    def config_label(self) -> str:
+        """How messages name the configuration: its path, or 'no configuration file'."""
+        if self.config_file is None:
+            return "no configuration file"
+        if self.config_file.name == PYPROJECT:
+            return f"{self.config_file} [tool.orchestra]"
+        return str(self.config_file)
+
+    def profile(self, tool: str) -> ToolProfile:
+        """Return the tool's profile from configuration, or an empty one."""
+        return self.config.tools.get(tool) or ToolProfile(name=tool)
+
+
+def find_project(start: Path | None = None) -> Project:
+    """Return the project around ``start`` (the working directory by default).
+
+    Walks up to the first directory holding orchestra.toml or a pyproject.toml with a
+    [tool.orchestra] table. With neither, the project root is ``start`` itself.
+    """
+    start = (start or Path.cwd()).resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_FILE
+        if candidate.is_file():
+            return Project(directory, load_config(candidate), candidate)
+        pyproject = directory / PYPROJECT
+        if pyproject.is_file():
+            table = _tool_orchestra_table(pyproject)
+            if table is not None:
+                return Project(directory, config_from_dict(table, str(pyproject)), pyproject)
+    return Project(start)
+
+
+def load_config(path: Path) -> Config:
+    """Return the configuration in ``path`` (orchestra.toml), or raise ConfigInvalid."""
+    from orchestra.spec import read_toml
+
+    try:
+        document = read_toml(path)
+    except SpecError as error:
+        raise ConfigError(error.message, file=error.file) from None
+    return config_from_dict(document, str(path))
+
+
+def _tool_orchestra_table(pyproject: Path) -> dict[str, Any] | None:
+    from orchestra.spec import read_toml
+
+    try:
+        document = read_toml(pyproject)
+    except SpecError as error:
+        raise ConfigError(error.message, file=error.file) from None
+    table = document.get("tool", {}).get("orchestra")
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError("[tool.orchestra] must be a table", file=str(pyproject))
+    return table
+
+
+def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
+    """Return the Config a parsed document describes; every problem is reported at once."""
+    from orchestra.spec import converter, structuring_problems
+
+    try:
+        config = converter().structure(document, Config)
+    except (ClassValidationError, IterableValidationError) as error:
+        raise ConfigInvalid(file, structuring_problems(error, document, file)) from None
+    problems = []
+    if config.max_parallel is not None and config.max_parallel < 1:
+        problems.append(ConfigError("must be at least 1", file=file, field="max_parallel"))
+    if config.max_attempts is not None and config.max_attempts < 1:
+        problems.append(ConfigError("must be at least 1", file=file, field="max_attempts"))
+    for name, profile in config.tools.items():
+        if profile.max_concurrency is not None and profile.max_concurrency < 1:
+            field = f"tools.{name}.max_concurrency"
+            problems.append(ConfigError("must be at least 1", file=file, field=field))
+    if problems:
+        raise ConfigInvalid(file, problems)
+    return config
+
+
+# -- settings and their precedence -------------------------------------------------------
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@attrs.frozen
+class Setting:
+    """A setting that can come from a flag, the environment, [defaults] or the config file."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    description: str
+    in_defaults: bool = False  # whether a workstream's [defaults] can set it
+
+    @property
+    def variable(self) -> str:
+        return f"ORCHESTRA_{self.name.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "db", ".orchestra/orchestra.db", str, "the SQLite database, relative to the project root"
+    ),
+    Setting("max_parallel", 4, _parse_int, "how many tasks run at the same time"),
+    Setting("routing", "auto", str, "the routing strategy for tasks that pin no tool", True),
+    Setting("scheduler", "eager", str, "the scheduling strategy that orders ready tasks"),
+    Setting("sinks", ("console",), _parse_names, "where a run's events go"),
+    Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
+    Setting("timeout", 1800.0, parse_duration, "wall-clock limit of one attempt", True),
+    Setting("idle_timeout", 600.0, parse_duration, "limit on an attempt printing nothing", True),
+)
+SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
+
+
+@attrs.frozen
+class Resolved:
+    """A setting's value and where it came from."""
+
+    value: Any
+    source: str
+
+
+@attrs.frozen
+class Settings:
+    """Every setting resolved by precedence, each with its source."""
+
+    values: Mapping[str, Resolved]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name].value
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def source(self, name: str) -> str:
+        """Return where the setting's value came from, for plans and `--help`-like output."""
+        return self.values[name].source
+
+
+def resolve_settings(
+    project: Project,
+    *,
+    flags: Mapping[str, Any] | None = None,
+    defaults: Defaults | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Return the settings: flag > ORCHESTRA_* variable > [defaults] > config > built-in.
+
+    ``flags`` maps setting names to values given on the command line (None = not given).
+    Raises ConfigError naming the variable when an ORCHESTRA_* value cannot be read.
+    """
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    values = {}
+    for setting in SETTINGS:
+        values[setting.name] = _resolve_one(setting, project, flags, defaults, environ)
+    db = Path(values["db"].value)
+    if not db.is_absolute():
+        values["db"] = attrs.evolve(values["db"], value=str(project.root / db))
+    return Settings(values)
+
+
+def _resolve_one(
+    setting: Setting,
+    project: Project,
+    flags: Mapping[str, Any],
+    defaults: Defaults | None,
+    environ: Mapping[str, str],
+) -> Resolved:
+    flag = flags.get(setting.name)
+    if flag is not None:
+        return Resolved(flag, f"command line (--{setting.name.replace('_', '-')})")
+    text = environ.get(setting.variable)
+    if text:
+        try:
+            return Resolved(setting.parse(text), f"environment ({setting.variable})")
+        except ValueError as error:
+            raise ConfigError(
+                f"environment variable {setting.variable}={text!r}: {error}"
+            ) from None
+    if setting.in_defaults and defaults is not None:
+        value = getattr(defaults, setting.name)
+        if value is not None:
+            return Resolved(value, "workstream [defaults]")
+    value = getattr(project.config, setting.name)
+    if value is not None:
+        return Resolved(value, project.config_label)
+    return Resolved(setting.default, "built-in default")

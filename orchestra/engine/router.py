@@ -1,0 +1,113 @@
+"""Which tool carries out a task: the capability filter, then the routing strategy.
+
+The candidates for a task are the registered tools that the task allows (``tool``,
+``tools``, ``[defaults]``), that are enabled in configuration, that have every capability
+the task needs, and that are available on this machine. The routing strategy picks one
+of them. A task with no candidate gets a reason for every tool that was filtered out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from orchestra.models import Availability, Defaults, Task, ToolProfile
+from orchestra.protocols import RoutingStrategy, ToolStats
+from orchestra.registry import Registry
+
+
+@attrs.frozen
+class RoutingDecision:
+    """The tool chosen for a task (None when none can run it), the strategy and why."""
+
+    tool: str | None
+    strategy: str | None
+    reason: str
+    candidates: tuple[str, ...] = ()
+    rejected: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+
+
+def required_capabilities(task: Task, defaults: Defaults) -> tuple[str, ...]:
+    """Return what a tool must be able to do for ``task``: its kind plus its capabilities."""
+    listed = task.capabilities if task.capabilities is not None else defaults.capabilities
+    return (task.kind, *(listed or ()))
+
+
+def allowed_tools(task: Task, defaults: Defaults) -> tuple[str, ...] | None:
+    """Return the tools the task allows (pinned, listed, or from [defaults]); None = any."""
+    if task.tool is not None:
+        return (task.tool,)
+    if task.tools is not None:
+        return task.tools
+    if defaults.tool is not None:
+        return (defaults.tool,)
+    return defaults.tools
+
+
+def tool_capabilities(adapter: object, profile: ToolProfile) -> frozenset[str]:
+    """Return a tool's capabilities: the profile's list when configured, else the adapter's."""
+    if profile.capabilities is not None:
+        return frozenset(profile.capabilities)
+    return frozenset(adapter.capabilities)
+
+
+def route(
+    task: Task,
+    *,
+    defaults: Defaults,
+    strategy_name: str,
+    tools: Registry,
+    routers: Registry,
+    profile: Callable[[str], ToolProfile],
+    availability: Callable[[str], Availability],
+    history: Mapping[str, ToolStats] | None = None,
+) -> RoutingDecision:
+    """Return the routing decision for ``task``; ``availability`` should cache its answers."""
+    allowed = allowed_tools(task, defaults)
+    needed = required_capabilities(task, defaults)
+    rejected: dict[str, str] = {}
+    candidates = []
+    for registration in tools:
+        name = registration.name
+        why_not = _filter(name, registration.item, allowed, needed, profile(name), availability)
+        if why_not is None:
+            candidates.append(registration.item)
+        else:
+            rejected[name] = why_not
+    for name in allowed or ():
+        if name not in tools:
+            rejected[name] = "no installed plugin provides it"
+    if not candidates:
+        reasons = (
+            "; ".join(f"{name}: {why}" for name, why in rejected.items()) or "no tools installed"
+        )
+        return RoutingDecision(None, None, f"no tool can run this task ({reasons})", (), rejected)
+    if task.tool is not None:
+        strategy_name = "fixed"
+    strategy: RoutingStrategy = routers.get(strategy_name)
+    choice = strategy.choose(task, candidates, history or {})
+    names = tuple(adapter.name for adapter in candidates)
+    return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
+
+
+def _filter(
+    name: str,
+    adapter: object,
+    allowed: tuple[str, ...] | None,
+    needed: tuple[str, ...],
+    profile: ToolProfile,
+    availability: Callable[[str], Availability],
+) -> str | None:
+    """Return why the tool cannot take the task, or None when it is a candidate."""
+    if allowed is not None and name not in allowed:
+        return "not allowed by the task's tool/tools"
+    if not profile.enabled:
+        return "disabled in configuration"
+    missing = [word for word in needed if word not in tool_capabilities(adapter, profile)]
+    if missing:
+        return f"lacks capability {', '.join(missing)}"
+    found = availability(name)
+    if not found.available:
+        return f"not available ({found.reason})"
+    return None

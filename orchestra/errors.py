@@ -1,0 +1,85 @@
+"""Errors a user can cause: each names the file, task and field it is about.
+
+The CLI prints every ``OrchestraError`` as one line on stderr and exits 2. Anything
+else that escapes is a bug and is allowed to show its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class OrchestraError(Exception):
+    """A mistake in the user's input, configuration or environment."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        task: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.task = task
+        self.field = field
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.task:
+            where.append(f"task {self.task!r}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return ": ".join([*where, self.message])
+
+    def lines(self) -> list[str]:
+        """The one-line messages this error prints as."""
+        return [str(self)]
+
+
+class SpecError(OrchestraError):
+    """One thing wrong in a workstream file."""
+
+
+class FileInvalid(OrchestraError):
+    """A file with one or more problems, all reported together, one line each."""
+
+    def __init__(self, file: str, errors: Sequence[OrchestraError]) -> None:
+        self.errors = list(errors)
+        count = len(self.errors)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found", file=file)
+
+    def lines(self) -> list[str]:
+        return [str(error) for error in self.errors]
+
+
+class WorkstreamInvalid(FileInvalid):
+    """A workstream file with one or more problems."""
+
+
+class ConfigError(OrchestraError):
+    """A problem in orchestra.toml, [tool.orchestra] or an ORCHESTRA_* variable."""
+
+
+class ConfigInvalid(FileInvalid):
+    """A configuration file with one or more problems."""
+
+
+class PluginError(OrchestraError):
+    """A plugin that failed to load, registered something badly, or is unknown."""
+
+
+class UnknownName(OrchestraError):
+    """A name (tool, strategy, sink …) that no installed plugin registered."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

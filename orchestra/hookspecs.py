@@ -1,0 +1,89 @@
+"""Every hook orchestra calls: this module is the plugin API.
+
+A plugin is a module or object with functions marked ``@orchestra.hookimpl`` whose names
+are the hooks below. Registration hooks receive a ``register`` function: call it once per
+object, ``register(obj)`` (the name is ``obj.name``) or ``register(obj, name="x")``. The
+host refuses a name that another plugin already registered and remembers which plugin
+registered what. Configuration picks registered objects by name, so installing a plugin
+never silently changes what a run does. ``docs/hooks.md`` documents each hook; a test
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from orchestra.protocols import (
+        EventSink,
+        Executor,
+        RoutingStrategy,
+        SchedulingStrategy,
+        ToolAdapter,
+        Workspace,
+    )
+
+hookspec = pluggy.HookspecMarker("orchestra")
+
+
+@hookspec
+def orchestra_register_tools(register: Callable[[ToolAdapter], None]) -> None:
+    """Register tool adapters: AI coding tools or command runners that carry out tasks.
+
+    Each adapter has a ``name``, ``capabilities`` (a frozenset of words such as
+    ``"prompt"``, ``"edit"``, ``"python"``), ``available(profile) -> Availability`` and
+    ``execute(request, ctx) -> StepResult`` (see ``orchestra.protocols.ToolAdapter``).
+    """
+
+
+@hookspec
+def orchestra_register_routers(register: Callable[[RoutingStrategy], None]) -> None:
+    """Register routing strategies: ``choose(task, candidates, history) -> RoutingChoice``.
+
+    A workstream or configuration selects one by name (``routing = "auto"``).
+    """
+
+
+@hookspec
+def orchestra_register_schedulers(register: Callable[[SchedulingStrategy], None]) -> None:
+    """Register scheduling strategies: ``order(ready, dependencies) -> list[Task]``.
+
+    Selected by name (``scheduler = "critical_path"``); the default is ``eager``.
+    """
+
+
+@hookspec
+def orchestra_register_sinks(register: Callable[[EventSink], None]) -> None:
+    """Register event sinks: ``emit(event)`` for every event of a run, ``close()`` at its end.
+
+    Selected by name (``sinks = ["console", "jsonl"]``).
+    """
+
+
+@hookspec
+def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None:
+    """Register workspaces: ``prepare(request) -> directory``, ``collect(request, directory)``.
+
+    Selected by name (``workspace = "worktree"``).
+    """
+
+
+@hookspec
+def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
+    """Register executors, which decide where an attempt runs: ``submit(request, adapter)``.
+
+    Selected by name (``executor = "local"``).
+    """
+
+
+@hookspec
+def orchestra_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``orchestra`` command line.
+
+    ``cli`` is the click group: decorate with ``@cli.command()`` or call ``cli.add_command``.
+    """

@@ -1,0 +1,229 @@
+"""The values orchestra works with: workstreams, tasks, tool profiles, attempts.
+
+All are attrs classes, frozen where they are values. ``orchestra.spec`` turns TOML into
+them; everything after loading works with these classes, never with raw dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+def duration(default: float | None = None) -> Any:
+    """An attrs field holding seconds, written in files as "90s", "10m" or "1h"."""
+    return attrs.field(default=default, metadata={"duration": True})
+
+
+#: A command is an argument list, or one string when the task opted into a shell.
+Command = tuple[str, ...] | str
+
+
+@attrs.frozen
+class FileScope:
+    """Which paths (globs relative to the repository) a task may read, write and create."""
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    create: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.read or self.write or self.create or self.forbidden)
+
+
+@attrs.frozen
+class Check:
+    """A command run after the tool; its failure is fed back to the tool."""
+
+    command: Command
+    shell: bool = False
+    name: str | None = None
+    timeout: float | None = duration()
+
+    @property
+    def label(self) -> str:
+        """A short name for this check in plans and reports."""
+        if self.name:
+            return self.name
+        return self.command if isinstance(self.command, str) else " ".join(self.command)
+
+
+@attrs.frozen
+class Backoff:
+    """How long to wait between attempts: ``initial * factor**n``, capped at ``max``."""
+
+    initial: float = duration(2.0)
+    factor: float = 2.0
+    max: float = duration(60.0)
+    jitter: bool = True
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Whether and when a failed attempt is tried again (shaped like Temporal's)."""
+
+    max_attempts: int = 3
+    backoff: Backoff = Backoff()
+    non_retryable: frozenset[str] = frozenset({"auth", "scope_violation", "tool_missing"})
+
+
+@attrs.frozen
+class Task:
+    """One node of the workstream graph. ``None`` means: take the value from [defaults]."""
+
+    id: str
+    title: str | None = None
+    prompt: str | None = None
+    command: Command | None = None
+    shell: bool = False
+    tool: str | None = None
+    tools: tuple[str, ...] | None = None
+    routing: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    depends_on: tuple[str, ...] = ()
+    files: FileScope = FileScope()
+    checks: tuple[Check, ...] | None = None
+    max_attempts: int | None = None
+    timeout: float | None = duration()
+    idle_timeout: float | None = duration()
+    backoff: Backoff | None = None
+    priority: int = 0
+    env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    @property
+    def kind(self) -> str:
+        """``"command"`` for a task that runs a command, ``"prompt"`` for one for an AI tool."""
+        return "command" if self.command is not None else "prompt"
+
+
+@attrs.frozen
+class Defaults:
+    """Workstream-wide values that every task takes unless it sets its own."""
+
+    tool: str | None = None
+    tools: tuple[str, ...] | None = None
+    routing: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    checks: tuple[Check, ...] | None = None
+    max_attempts: int | None = None
+    timeout: float | None = duration()
+    idle_timeout: float | None = duration()
+    backoff: Backoff | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class Workstream:
+    """A whole workstream file: its identity, its defaults and its tasks in file order."""
+
+    id: str
+    tasks: tuple[Task, ...]
+    title: str | None = None
+    description: str | None = None
+    defaults: Defaults = Defaults()
+    source: str | None = attrs.field(default=None, eq=False)
+
+    def task(self, task_id: str) -> Task:
+        """Return the task with this id (KeyError when there is none)."""
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(task_id)
+
+
+@attrs.frozen
+class ToolProfile:
+    """A tool's settings from configuration (``[tools.NAME]``)."""
+
+    name: str
+    enabled: bool = True
+    model: str | None = None
+    args: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] | None = None
+    max_concurrency: int | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    pass_env: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    options: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+
+@attrs.frozen
+class Availability:
+    """Whether a tool can run on this machine, and which version was found where."""
+
+    available: bool
+    version: str | None = None
+    path: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class ExecutionRequest:
+    """Everything an adapter needs to carry out one attempt of one task."""
+
+    run_id: str
+    task: Task
+    attempt: int
+    workdir: str
+    profile: ToolProfile
+    timeout: float | None = duration()
+    idle_timeout: float | None = duration()
+    feedback: str | None = None
+
+
+@attrs.frozen
+class Usage:
+    """Tokens and cost one attempt used, where the tool reported them."""
+
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+@attrs.frozen
+class StepResult:
+    """What an attempt came to: its outcome, the error class when it failed, and usage."""
+
+    outcome: str
+    error_class: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    retry_after: float | None = None
+    usage: Usage = Usage()
+
+
+#: Error classes an attempt can fail with (see docs/architecture.md).
+ERROR_CLASSES = frozenset(
+    {
+        "rate_limited",
+        "auth",
+        "context_overflow",
+        "timeout",
+        "idle",
+        "tool_missing",
+        "needs_input",
+        "invalid_output",
+        "check_failed",
+        "scope_violation",
+        "crashed",
+        "provider_error",
+        "merge_conflict",
+        "turn_failed",
+        "exit_status",
+    }
+)
+
+
+@attrs.frozen
+class ProcessResult:
+    """How a process the host ran for an adapter ended."""
+
+    exit_code: int | None
+    duration: float
+    log_path: str | None = None
+    timed_out: str | None = None  # "timeout" or "idle" when the host stopped it

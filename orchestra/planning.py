@@ -1,0 +1,121 @@
+"""A validated workstream made into a plan: names resolved, tools routed, waves laid out.
+
+``orchestra validate`` uses ``check_names``; ``orchestra plan`` uses ``make_plan``. Neither
+runs anything: a plan says what a run would do and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+
+from orchestra import graph
+from orchestra.config import Project, Settings
+from orchestra.engine.router import RoutingDecision, route
+from orchestra.errors import SpecError, did_you_mean
+from orchestra.models import Availability, Task, Workstream
+from orchestra.plugins import PluginHost
+
+
+@attrs.frozen
+class Plan:
+    """The whole plan of a workstream: waves, critical path, and each task's routing.
+
+    Tasks that route alike share one ``RoutingDecision`` object.
+    """
+
+    workstream: Workstream
+    waves: list[list[str]]
+    wave_of: dict[str, int]
+    decision_of: dict[str, RoutingDecision]
+    critical_path: list[str]
+    settings: Settings
+    edges: int
+
+    def unroutable(self) -> list[Task]:
+        """Return the tasks no installed, available tool can carry out."""
+        return [task for task in self.workstream.tasks if self.decision_of[task.id].tool is None]
+
+
+def check_names(
+    workstream: Workstream, host: PluginHost, settings: Settings
+) -> Iterator[SpecError]:
+    """Yield an error for each tool or strategy name that no installed plugin registered."""
+    file = workstream.source
+    tools = host.tools()
+    routers = host.routers()
+
+    def unknown(kind: str, name: str, known: list[str]) -> str:
+        listing = ", ".join(sorted(known)) or "none installed"
+        return f"unknown {kind} {name!r}{did_you_mean(name, known)} (installed: {listing})"
+
+    scopes: list[tuple[str | None, str, object]] = [(None, "defaults.", workstream.defaults)]
+    scopes.extend(
+        (task.id, "", task)
+        for task in workstream.tasks
+        if task.tool is not None or task.tools is not None or task.routing is not None
+    )
+    for task_id, prefix, values in scopes:
+        for field_name in ("tool", "tools"):
+            named = getattr(values, field_name)
+            names = (named,) if isinstance(named, str) else (named or ())
+            for name in names:
+                if name not in tools:
+                    yield SpecError(
+                        unknown("tool", name, tools.names()),
+                        file=file,
+                        task=task_id,
+                        field=prefix + field_name,
+                    )
+        if values.routing is not None and values.routing not in routers:
+            yield SpecError(
+                unknown("routing strategy", values.routing, routers.names()),
+                file=file,
+                task=task_id,
+                field=f"{prefix}routing",
+            )
+
+
+def make_plan(
+    workstream: Workstream, host: PluginHost, project: Project, settings: Settings
+) -> Plan:
+    """Return the plan of ``workstream``: waves, critical path and a routing decision per task.
+
+    Tasks that route alike (same pinned or allowed tools, capabilities and strategy) share
+    one decision, so planning a 100,000-task workstream routes only a handful of times.
+    """
+    dependencies = graph.of_tasks(workstream.tasks)
+    waves = graph.waves(dependencies)
+    wave_of = {task_id: number for number, wave in enumerate(waves) for task_id in wave}
+    _, chain = graph.critical_path(dependencies)
+    availability_cache: dict[str, Availability] = {}
+    tools = host.tools()
+    routers = host.routers()
+
+    def availability(name: str) -> Availability:
+        if name not in availability_cache:
+            availability_cache[name] = tools.get(name).available(project.profile(name))
+        return availability_cache[name]
+
+    defaults = workstream.defaults
+    decisions: dict[tuple, RoutingDecision] = {}
+    decision_of = {}
+    for task in workstream.tasks:
+        strategy = task.routing or settings.routing
+        key = (task.kind, task.tool, task.tools, task.capabilities, strategy)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = route(
+                task,
+                defaults=defaults,
+                strategy_name=strategy,
+                tools=tools,
+                routers=routers,
+                profile=project.profile,
+                availability=availability,
+            )
+            decisions[key] = decision
+        decision_of[task.id] = decision
+    edges = graph.edge_count(dependencies)
+    return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges)

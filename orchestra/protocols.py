@@ -1,0 +1,129 @@
+"""What a registered object must provide: tool adapters, strategies, sinks, workspaces, executors.
+
+Plugins register objects of these shapes through the hooks in ``orchestra.hookspecs``.
+They are ``typing.Protocol`` classes: a plugin's class need not inherit from them, only
+have the attributes. The registry checks the attributes when a plugin registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from orchestra.models import Availability, ExecutionRequest, StepResult, Task, ToolProfile
+
+
+class ExecutionContext(Protocol):
+    """What the host offers an adapter while it runs an attempt (see docs/architecture.md).
+
+    The adapter asks, the host does: ``run`` applies the timeouts, process-group cleanup,
+    log file, secret redaction and cancellation the same way for every tool.
+    """
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Any: ...
+
+
+@runtime_checkable
+class ToolAdapter(Protocol):
+    """A tool orchestra can hand a task to: an AI coding tool, or a command runner.
+
+    ``capabilities`` are plain words routing matches against a task's ``capabilities``.
+    Adapters that take a prompt include ``"prompt"``; ones that run a task's command
+    include ``"command"``.
+    """
+
+    name: str
+    capabilities: frozenset[str]
+
+    def available(self, profile: ToolProfile) -> Availability:
+        """Return whether the tool can run here, and its version and path."""
+        ...
+
+    def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
+        """Carry out one attempt through ``ctx`` and return how it went."""
+        ...
+
+
+@attrs.frozen
+class ToolStats:
+    """A tool's recorded track record on tasks like the one being routed."""
+
+    attempts: int = 0
+    successes: int = 0
+    mean_duration: float | None = None
+    running: int = 0
+
+
+@attrs.frozen
+class RoutingChoice:
+    """The tool a routing strategy chose and the reason shown to people."""
+
+    tool: str
+    reason: str
+
+
+@runtime_checkable
+class RoutingStrategy(Protocol):
+    """Chooses one tool among the candidates that passed the capability filter."""
+
+    name: str
+
+    def choose(
+        self, task: Task, candidates: Sequence[ToolAdapter], history: Mapping[str, ToolStats]
+    ) -> RoutingChoice:
+        """Return the chosen candidate's name and why. ``candidates`` is never empty."""
+        ...
+
+
+@runtime_checkable
+class SchedulingStrategy(Protocol):
+    """Orders the ready tasks; the run loop starts them in that order while slots are free."""
+
+    name: str
+
+    def order(self, ready: Sequence[Task], dependencies: Mapping[str, Sequence[str]]) -> list[Task]:
+        """Return ``ready`` in the order the tasks should start."""
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Receives every event of a run (console progress, JSONL files, webhooks …)."""
+
+    name: str
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Handle one event. Must not block the run for long."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release whatever the sink holds; called once at the end of a run."""
+        ...
+
+
+@runtime_checkable
+class Workspace(Protocol):
+    """Gives an attempt a directory to work in and collects what changed there."""
+
+    name: str
+
+    def prepare(self, request: ExecutionRequest) -> str:
+        """Return the directory the attempt runs in, made ready for it."""
+        ...
+
+    def collect(self, request: ExecutionRequest, directory: str) -> Any:
+        """Return the attempt's change (paths and diff) and clean up the directory."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Decides where an attempt's process runs: here, or on a cluster."""
+
+    name: str
+
+    def submit(self, request: ExecutionRequest, adapter: ToolAdapter) -> Any:
+        """Start the attempt and return a handle the run loop can wait on or cancel."""
+        ...
