@@ -121,7 +121,7 @@ class Workstream:
     """A whole workstream file: its identity, its defaults and its tasks in file order."""
 
     id: str
-    tasks: tuple[Task, ...]
+    tasks: tuple[Task, ...] = ()
     title: str | None = None
     description: str | None = None
     defaults: Defaults = Defaults()

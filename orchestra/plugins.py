@@ -165,7 +165,7 @@ class PluginHost:
             self._pm.register(plugin, name=info.name)
         except (pluggy.PluginValidationError, ValueError) as error:
             raise PluginError(f"plugin {info.name!r}: {error}") from None
-        known = [name for name in dir(self._pm.hook) if name.startswith("orchestra_")]
+        known = [name for name in vars(hookspecs) if name.startswith("orchestra_")]
         unknown = [c.name for c in self._pm.get_hookcallers(plugin) or [] if c.spec is None]
         if unknown:
             self._pm.unregister(plugin)

@@ -26,7 +26,8 @@ def find_version(
     """
     path = shutil.which(program, path=(env or os.environ).get("PATH"))
     if path is None:
-        return Availability(False, reason=f"{program} not found on PATH")
+        where = "" if os.sep in program else " on PATH"
+        return Availability(False, reason=f"{program} not found{where}")
     try:
         completed = subprocess.run(
             [path, *version_args],

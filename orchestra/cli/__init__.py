@@ -29,22 +29,17 @@ class OrchestraGroup(click.Group):
     """A group whose built-in commands load on use and whose plugins add the rest."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands(ctx)
-        return sorted({*BUILTIN_COMMANDS, *self.commands})
+        plugin_commands = ctx.ensure_object(CliState).plugin_commands
+        return sorted({*BUILTIN_COMMANDS, *self.commands, *plugin_commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = BUILTIN_COMMANDS.get(cmd_name)
         if target is not None:
             module_name, attribute = target.split(":")
             return getattr(importlib.import_module(module_name), attribute)
-        self._add_plugin_commands(ctx)
-        return self.commands.get(cmd_name)
-
-    def _add_plugin_commands(self, ctx: click.Context) -> None:
-        state = ctx.ensure_object(CliState)
-        if not state.plugin_commands_added:
-            state.plugin_commands_added = True
-            state.host.register_commands(self)
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        return ctx.ensure_object(CliState).plugin_commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):
         from orchestra.errors import OrchestraError

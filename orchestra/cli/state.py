@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 class CliState:
     """Loads the project and the plugins once, on first use, for every command."""
 
-    def __init__(self) -> None:
-        self.plugin_commands_added = False
+    def __init__(self, host: PluginHost | None = None) -> None:
         self.warn_about_plugins = True
+        if host is not None:
+            self.host = host  # tests hand in a host with throwaway plugins
 
     @functools.cached_property
     def project(self) -> Project:
@@ -30,10 +31,17 @@ class CliState:
     def host(self) -> PluginHost:
         from orchestra.plugins import PluginHost
 
-        host = PluginHost.from_environment(
+        return PluginHost.from_environment(
             config_disabled=self.project.config.disable_plugins, environ=os.environ
         )
-        return host
+
+    @functools.cached_property
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """Return the commands plugins add, collected on a scratch group so that the
+        module-level ``cli`` group is never changed by one invocation's plugins."""
+        scratch = click.Group()
+        self.host.register_commands(scratch)
+        return dict(scratch.commands)
 
     def warn(self) -> None:
         """Print one warning line per broken plugin or unknown name in a block list."""

@@ -1,0 +1,191 @@
+"""Test helpers for orchestra and for plugin authors.
+
+Enable them in a ``conftest.py`` with ``pytest_plugins = ["orchestra.testing"]``. They
+give real things, not mocks: a git repository on disk, distributions that Python's
+entry-point machinery really finds, the real ``orchestra`` program in a subprocess, and
+a plugin host in which a test registers a throwaway plugin object for its own duration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+import click.testing
+import pytest
+
+from orchestra.markers import hookimpl
+from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
+from orchestra.plugins import PluginHost
+
+
+def orchestra_program() -> str:
+    """Return the path of the ``orchestra`` console script of the running interpreter."""
+    return str(Path(sys.executable).with_name("orchestra"))
+
+
+def run_orchestra(
+    *arguments: str,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_path: Sequence[str | os.PathLike] = (),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``orchestra`` program and return its exit status, stdout and stderr.
+
+    ``env`` is added to the current environment; ``extra_path`` entries go in front of
+    PYTHONPATH, which is how ``make_distribution`` directories become installed.
+    """
+    environment = {**os.environ, **(env or {})}
+    if extra_path:
+        joined = os.pathsep.join(str(path) for path in extra_path)
+        previous = environment.get("PYTHONPATH")
+        environment["PYTHONPATH"] = joined + (os.pathsep + previous if previous else "")
+    return subprocess.run(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def make_distribution(
+    directory: Path,
+    name: str,
+    modules: Mapping[str, str],
+    entry_points: Mapping[str, str],
+    version: str = "1.0",
+) -> Path:
+    """Write an installed distribution that importlib.metadata finds when ``directory``
+    is on sys.path: the modules' source, and a dist-info with the ``orchestra`` entry
+    points (plugin name -> module). Returns ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (directory / f"{module}.py").write_text(textwrap.dedent(source))
+    dist_info = directory / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir(exist_ok=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = ["[orchestra]", *(f"{plugin} = {target}" for plugin, target in entry_points.items())]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def make_git_repo(directory: Path, files: Mapping[str, str] | None = None) -> Path:
+    """Create a git repository at ``directory`` with ``files`` committed; return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    environment = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "orchestra tests",
+        "GIT_AUTHOR_EMAIL": "tests@orchestra.invalid",
+        "GIT_COMMITTER_NAME": "orchestra tests",
+        "GIT_COMMITTER_EMAIL": "tests@orchestra.invalid",
+    }
+
+    def git(*arguments: str) -> None:
+        subprocess.run(["git", *arguments], cwd=directory, env=environment, check=True,
+                       capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    for relative, content in (files or {"README.md": "test repository\n"}).items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    git("add", "-A")
+    git("commit", "-q", "-m", "initial commit")
+    return directory
+
+
+@attrs.define
+class ScriptedTool:
+    """A tool adapter that returns scripted results, for tests of routing and runs.
+
+    ``results`` are returned one per ``execute`` call (the last one repeats); every
+    request is kept in ``requests``.
+    """
+
+    name: str = "scripted"
+    capabilities: frozenset[str] = frozenset({"prompt", "edit", "python"})
+    results: list[StepResult] = attrs.Factory(lambda: [StepResult("succeeded")])
+    availability: Availability = Availability(True, version="1.0", path="/scripted")
+    requests: list[ExecutionRequest] = attrs.Factory(list)
+
+    def available(self, profile: ToolProfile) -> Availability:
+        return self.availability
+
+    def execute(self, request: ExecutionRequest, ctx: object) -> StepResult:
+        self.requests.append(request)
+        index = min(len(self.requests), len(self.results)) - 1
+        return self.results[index]
+
+
+class ToolsPlugin:
+    """A throwaway plugin that registers the given tool adapters."""
+
+    def __init__(self, *tools: object) -> None:
+        self.tools = tools
+
+    @hookimpl
+    def orchestra_register_tools(self, register) -> None:
+        for tool in self.tools:
+            register(tool)
+
+
+def invoke_cli(
+    arguments: Sequence[str], *, host: PluginHost | None = None, cwd: Path | None = None
+) -> click.testing.Result:
+    """Run the orchestra CLI in this process with ``host`` as its plugins; return the result.
+
+    Use it to drive commands with throwaway plugins; ``run_orchestra`` runs the real
+    program instead. The result has ``exit_code``, ``stdout`` and ``stderr``.
+    """
+    from click.testing import CliRunner
+
+    from orchestra.cli import cli
+    from orchestra.cli.state import CliState
+
+    state = CliState(host=host)
+    previous = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli, list(arguments), obj=state, catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+
+
+@pytest.fixture
+def plugin_host() -> PluginHost:
+    """A plugin host with every installed plugin loaded, as the CLI would have it."""
+    return PluginHost.from_environment(environ={})
+
+
+@pytest.fixture
+def register_plugin(plugin_host: PluginHost) -> Iterator:
+    """Register throwaway plugin objects on ``plugin_host`` for one test.
+
+    ``register_plugin(obj, name="x")`` returns the name; all are unregistered afterwards.
+    """
+    names: list[str] = []
+
+    def register(plugin: object, name: str | None = None) -> str:
+        registered = plugin_host.register(plugin, name=name)
+        names.append(registered)
+        return registered
+
+    yield register
+    for name in names:
+        plugin_host.unregister(name)
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A git repository with one commit, in a temporary directory."""
+    return make_git_repo(tmp_path / "repo")

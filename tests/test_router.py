@@ -1,0 +1,115 @@
+"""Routing: the capability filter with its reasons, and the built-in strategies."""
+
+import pytest
+
+from orchestra.builtin import routing, scheduling, shell
+from orchestra.engine.router import route
+from orchestra.models import Availability, Defaults, Task, ToolProfile
+from orchestra.plugins import PluginHost
+from orchestra.protocols import ToolStats
+from orchestra.testing import ScriptedTool, ToolsPlugin
+
+
+@pytest.fixture
+def tools():
+    """A host with only the built-ins and three scripted tools, whatever else is installed."""
+    host = PluginHost()
+    for module in (shell, routing, scheduling):
+        host.register(module, name=module.__name__.rsplit(".", 1)[-1])
+    host.register(
+        ToolsPlugin(
+            ScriptedTool(name="alpha", capabilities=frozenset({"prompt", "edit", "python"})),
+            ScriptedTool(name="beta", capabilities=frozenset({"prompt", "edit", "python", "shell"})),
+            ScriptedTool(name="gone", availability=Availability(False, reason="gone not found on PATH")),
+        ),
+        name="ai-tools",
+    )
+    return host
+
+
+def decide(host, task, defaults=Defaults(), strategy="auto", profiles=None, history=None):
+    profiles = profiles or {}
+    return route(
+        task,
+        defaults=defaults,
+        strategy_name=strategy,
+        tools=host.tools(),
+        routers=host.routers(),
+        profile=lambda name: profiles.get(name, ToolProfile(name=name)),
+        availability=lambda name: host.tools().get(name).available(ToolProfile(name=name)),
+        history=history,
+    )
+
+
+def test_filter_says_why_each_tool_was_left_out(tools):
+    decision = decide(tools, Task(id="t", prompt="x", capabilities=("shell",)))
+    assert decision.tool == "beta" and decision.candidates == ("beta",)
+    assert decision.rejected == {
+        "shell": "lacks capability prompt, shell",
+        "alpha": "lacks capability shell",
+        "gone": "lacks capability shell",
+    }
+
+
+def test_no_candidate_names_every_filter(tools):
+    decision = decide(
+        tools,
+        Task(id="t", prompt="x", tools=("alpha", "gone", "nosuch")),
+        profiles={"alpha": ToolProfile(name="alpha", enabled=False)},
+    )
+    assert decision.tool is None
+    assert decision.reason == (
+        "no tool can run this task (shell: not allowed by the task's tool/tools; "
+        "alpha: disabled in configuration; beta: not allowed by the task's tool/tools; "
+        "gone: not available (gone not found on PATH); nosuch: no installed plugin provides it)"
+    )
+
+
+def test_command_tasks_go_to_shell_and_prompt_tasks_to_ai_tools(tools):
+    assert decide(tools, Task(id="c", command=("true",))).tool == "shell"
+    assert decide(tools, Task(id="p", prompt="x")).tool in {"alpha", "beta"}
+
+
+def test_a_pinned_tool_is_fixed_routing(tools):
+    decision = decide(tools, Task(id="t", prompt="x", tool="beta"), strategy="auto")
+    assert (decision.tool, decision.strategy, decision.reason) == ("beta", "fixed", "fixed: task pins beta")
+
+
+def test_profile_capabilities_replace_the_adapters(tools):
+    profiles = {"alpha": ToolProfile(name="alpha", capabilities=("prompt", "rust"))}
+    decision = decide(tools, Task(id="t", prompt="x", capabilities=("rust",)), profiles=profiles)
+    assert decision.tool == "alpha"
+
+
+def test_defaults_allow_tools_and_capabilities(tools):
+    defaults = Defaults(tools=("beta",), capabilities=("python",))
+    assert decide(tools, Task(id="t", prompt="x"), defaults=defaults).tool == "beta"
+
+
+def test_fixed_takes_the_first_allowed_in_the_tasks_order(tools):
+    decision = decide(tools, Task(id="t", prompt="x", tools=("beta", "alpha")), strategy="fixed")
+    assert decision.tool == "beta" and decision.reason == "fixed: first allowed candidate beta"
+
+
+def test_auto_tries_untried_tools_then_prefers_the_better_record(tools):
+    task = Task(id="t", prompt="x", tools=("alpha", "beta"))
+    history = {"alpha": ToolStats(attempts=7, successes=4)}
+    assert decide(tools, task, history=history).reason == "auto: beta has no record yet"
+    history["beta"] = ToolStats(attempts=10, successes=9)
+    decision = decide(tools, task, history=history)
+    assert decision.tool == "beta" and decision.reason == "auto: beta 9/10, alpha 4/7"
+
+
+def test_round_robin_gives_the_next_turn_to_the_least_used(tools):
+    task = Task(id="t", prompt="x", tools=("alpha", "beta"))
+    history = {"alpha": ToolStats(attempts=3), "beta": ToolStats(attempts=2)}
+    assert decide(tools, task, strategy="round_robin", history=history).tool == "beta"
+
+
+def test_schedulers_order_ready_tasks(tools):
+    ready = [Task(id="a", prompt="x"), Task(id="b", prompt="x", priority=2), Task(id="c", prompt="x")]
+    eager = tools.schedulers().get("eager")
+    assert [t.id for t in eager.order(ready, {})] == ["b", "a", "c"]
+    dependencies = {"a": (), "b": (), "c": (), "d": ("c",), "e": ("d",)}
+    critical = tools.schedulers().get("critical_path")
+    assert [t.id for t in critical.order(ready, dependencies)] == ["c", "b", "a"]
