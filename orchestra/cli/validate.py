@@ -23,11 +23,12 @@ def validate(state: CliState, files: tuple[str, ...]) -> None:
     from orchestra.planning import check_names
     from orchestra.spec import load_workstream
 
+    project = state.project  # a broken configuration stops here, once
     failed = False
     for file in files:
         try:
             workstream = load_workstream(file)
-            settings = resolve_settings(state.project, defaults=workstream.defaults)
+            settings = resolve_settings(project, defaults=workstream.defaults)
             problems = list(check_names(workstream, state.host, settings))
         except OrchestraError as error:
             problems = [error]

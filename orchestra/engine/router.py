@@ -86,8 +86,11 @@ def route(
     if task.tool is not None:
         strategy_name = "fixed"
     strategy: RoutingStrategy = routers.get(strategy_name)
-    choice = strategy.choose(task, candidates, history or {})
     names = tuple(adapter.name for adapter in candidates)
+    if len(candidates) == 1 and task.tool is None:
+        reason = f"{names[0]} is the only tool that can run it"
+        return RoutingDecision(names[0], strategy_name, reason, names, rejected)
+    choice = strategy.choose(task, candidates, history or {})
     return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
 
 

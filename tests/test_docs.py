@@ -1,0 +1,65 @@
+"""The documentation keeps up with the code: every hook documented with its arguments."""
+
+import inspect
+import re
+from pathlib import Path
+
+from orchestra import hookspecs
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+HEADING = re.compile(r"^## (orchestra_\w+)\((.*)\)$", re.MULTILINE)
+
+
+def documented_hooks() -> dict[str, list[str]]:
+    text = (DOCS / "hooks.md").read_text()
+    found: dict[str, list[str]] = {}
+    for name, arguments in HEADING.findall(text):
+        assert name not in found, f"{name} is documented twice in docs/hooks.md"
+        found[name] = [argument.strip() for argument in arguments.split(",") if argument.strip()]
+    return found
+
+
+def specified_hooks() -> dict[str, list[str]]:
+    return {
+        name: list(inspect.signature(function).parameters)
+        for name, function in vars(hookspecs).items()
+        if name.startswith("orchestra_") and callable(function)
+    }
+
+
+def test_every_hook_has_a_heading_with_its_exact_arguments():
+    assert documented_hooks() == specified_hooks()
+
+
+def test_every_hook_has_a_docstring_saying_what_it_is_for():
+    for name, function in vars(hookspecs).items():
+        if name.startswith("orchestra_"):
+            assert function.__doc__ and function.__doc__.strip(), name
+
+
+def test_the_docs_pages_exist_and_link_each_other():
+    index = (DOCS / "index.md").read_text()
+    for page in ("workstreams.md", "configuration.md", "plugins.md", "hooks.md", "architecture.md"):
+        assert (DOCS / page).is_file(), page
+        assert page in index, f"docs/index.md does not link {page}"
+
+
+def test_the_workstream_reference_names_every_field():
+    from orchestra.models import Backoff, Check, Defaults, FileScope, Task, Workstream
+    import attrs
+
+    text = (DOCS / "workstreams.md").read_text()
+    for model in (Workstream, Defaults, Task, FileScope, Check, Backoff):
+        for field in attrs.fields(model):
+            if field.name != "source":
+                assert f"`{field.name}`" in text, f"{model.__name__}.{field.name} is not documented"
+
+
+def test_the_configuration_page_names_every_setting_and_variable():
+    from orchestra.config import SETTINGS
+
+    text = (DOCS / "configuration.md").read_text()
+    for setting in SETTINGS:
+        assert f"`{setting.name}`" in text and setting.variable in text, setting.name
+    for variable in ("ORCHESTRA_DISABLE_PLUGINS", "ORCHESTRA_TRACE_PLUGINS"):
+        assert variable in text
