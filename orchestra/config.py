@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from cattrs.errors import ClassValidationError, IterableValidationError
 
 from orchestra.durations import parse_duration
 from orchestra.errors import ConfigError, ConfigInvalid, SpecError
@@ -108,6 +107,8 @@ def _tool_orchestra_table(pyproject: Path) -> dict[str, Any] | None:
 
 def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
     """Return the Config a parsed document describes; every problem is reported at once."""
+    from cattrs.errors import ClassValidationError, IterableValidationError
+
     from orchestra.spec import converter, structuring_problems
 
     try:

@@ -19,28 +19,20 @@ import pluggy
 
 from orchestra import hookspecs
 from orchestra.errors import PluginError, did_you_mean
-from orchestra.protocols import (
-    EventSink,
-    Executor,
-    RoutingStrategy,
-    SchedulingStrategy,
-    ToolAdapter,
-    Workspace,
-)
 from orchestra.registry import Registry
 
 ENTRY_POINT_GROUP = "orchestra"
 DISABLE_VARIABLE = "ORCHESTRA_DISABLE_PLUGINS"
 TRACE_VARIABLE = "ORCHESTRA_TRACE_PLUGINS"
 
-#: registry kind -> (hook, what one item is called, the protocol it follows)
-KINDS: dict[str, tuple[str, str, type]] = {
-    "tools": ("orchestra_register_tools", "tool", ToolAdapter),
-    "routers": ("orchestra_register_routers", "routing strategy", RoutingStrategy),
-    "schedulers": ("orchestra_register_schedulers", "scheduling strategy", SchedulingStrategy),
-    "sinks": ("orchestra_register_sinks", "sink", EventSink),
-    "workspaces": ("orchestra_register_workspaces", "workspace", Workspace),
-    "executors": ("orchestra_register_executors", "executor", Executor),
+#: registry kind -> (hook, what one item is called, the protocol in orchestra.protocols)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "tools": ("orchestra_register_tools", "tool", "ToolAdapter"),
+    "routers": ("orchestra_register_routers", "routing strategy", "RoutingStrategy"),
+    "schedulers": ("orchestra_register_schedulers", "scheduling strategy", "SchedulingStrategy"),
+    "sinks": ("orchestra_register_sinks", "sink", "EventSink"),
+    "workspaces": ("orchestra_register_workspaces", "workspace", "Workspace"),
+    "executors": ("orchestra_register_executors", "executor", "Executor"),
 }
 
 
@@ -207,7 +199,10 @@ class PluginHost:
     def registry(self, kind: str) -> Registry:
         """Return the registry of ``kind`` ("tools", "routers" …), filled on first use."""
         if kind not in self._registries:
-            hook_name, label, protocol = KINDS[kind]
+            from orchestra import protocols  # imported on use: `orchestra --help` needs none
+
+            hook_name, label, protocol_name = KINDS[kind]
+            protocol = getattr(protocols, protocol_name)
             registry: Registry = Registry(label, protocol)
             for plugin_name, implementation in self._implementations(hook_name):
                 staged: Registry = Registry(label, protocol)

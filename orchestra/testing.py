@@ -72,7 +72,9 @@ def make_distribution(
         (directory / f"{module}.py").write_text(textwrap.dedent(source))
     dist_info = directory / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir(exist_ok=True)
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    )
     lines = ["[orchestra]", *(f"{plugin} = {target}" for plugin, target in entry_points.items())]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return directory
@@ -90,8 +92,9 @@ def make_git_repo(directory: Path, files: Mapping[str, str] | None = None) -> Pa
     }
 
     def git(*arguments: str) -> None:
-        subprocess.run(["git", *arguments], cwd=directory, env=environment, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", *arguments], cwd=directory, env=environment, check=True, capture_output=True
+        )
 
     git("init", "-q", "-b", "main")
     for relative, content in (files or {"README.md": "test repository\n"}).items():
@@ -114,7 +117,9 @@ class ScriptedTool:
     name: str = "scripted"
     capabilities: frozenset[str] = frozenset({"prompt", "edit", "python"})
     results: list[StepResult] = attrs.Factory(lambda: [StepResult("succeeded")])
-    availability: Availability = Availability(True, version="1.0", path="/scripted")
+    availability: Availability = attrs.Factory(
+        lambda: Availability(True, version="1.0", path="/scripted")
+    )
     requests: list[ExecutionRequest] = attrs.Factory(list)
 
     def available(self, profile: ToolProfile) -> Availability:

@@ -32,7 +32,9 @@ def test_version_and_help():
 
 def test_validate_reports_each_file(tmp_path):
     good = write(tmp_path / "good.toml", VALID)
-    bad = write(tmp_path / "bad.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ndepends_on = ["b"]\n')
+    bad = write(
+        tmp_path / "bad.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ndepends_on = ["b"]\n'
+    )
     ok = run_orchestra("validate", str(good), cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout == f"ok: {good}: 2 tasks, 1 dependencies, 2 waves\n"
     both = run_orchestra("validate", str(good), str(bad), cwd=tmp_path)
@@ -44,13 +46,17 @@ def test_validate_reports_each_file(tmp_path):
 def test_user_mistakes_exit_2_with_one_line_each_and_no_traceback(tmp_path):
     cases = {
         "missing.toml": "error: missing.toml: no such file\n",
-        write(tmp_path / "syntax.toml", "id = \n").name: "error: syntax.toml: invalid TOML: Invalid value (at line 1, column 6)\n",
+        write(
+            tmp_path / "syntax.toml", "id = \n"
+        ).name: "error: syntax.toml: invalid TOML: Invalid value (at line 1, column 6)\n",
     }
     for name, expected in cases.items():
         for command in ("validate", "plan"):
             result = run_orchestra(command, name, cwd=tmp_path)
             assert (result.returncode, result.stderr, result.stdout) == (2, expected, "")
-    unknown_tool = write(tmp_path / "tool.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntool = "shel"\n')
+    unknown_tool = write(
+        tmp_path / "tool.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntool = "shel"\n'
+    )
     result = run_orchestra("plan", unknown_tool.name, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(
@@ -79,23 +85,55 @@ def test_plan_text_shows_waves_tools_reasons_and_sources(tmp_path):
     assert lines[0] == "workstream hello — Build and check a tiny report"
     assert "  max_attempts = 2  (workstream [defaults])" in lines
     assert "  routing = auto  (built-in default)" in lines
-    assert lines[lines.index("wave 1") + 1].split() == ["python-version", "shell", "shell", "is", "the", "only", "tool", "that", "can", "run", "it"]
-    assert any(line.startswith("  count-lines") and line.endswith("after python-version, git-status") for line in lines)
+    assert lines[lines.index("wave 1") + 1].split() == [
+        "python-version",
+        "shell",
+        "shell",
+        "is",
+        "the",
+        "only",
+        "tool",
+        "that",
+        "can",
+        "run",
+        "it",
+    ]
+    assert any(
+        line.startswith("  count-lines") and line.endswith("after python-version, git-status")
+        for line in lines
+    )
     assert lines.index("wave 1") < lines.index("wave 2") < lines.index("wave 3")
 
 
 def test_plan_json_is_complete_and_precedence_is_visible(tmp_path):
     write(tmp_path / "orchestra.toml", 'routing = "round_robin"\nmax_parallel = 2\n')
     result = run_orchestra(
-        "plan", str(HELLO), "--format", "json", "--max-parallel", "3", env={"ORCHESTRA_ROUTING": "fixed"}, cwd=tmp_path
+        "plan",
+        str(HELLO),
+        "--format",
+        "json",
+        "--max-parallel",
+        "3",
+        env={"ORCHESTRA_ROUTING": "fixed"},
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert plan["workstream"] == {"id": "hello", "title": "Build and check a tiny report", "file": str(HELLO)}
+    assert plan["workstream"] == {
+        "id": "hello",
+        "title": "Build and check a tiny report",
+        "file": str(HELLO),
+    }
     assert plan["waves"] == [["python-version", "git-status"], ["count-lines"], ["summary"]]
     assert plan["critical_path"] == ["python-version", "count-lines", "summary"]
-    assert plan["settings"]["max_parallel"] == {"value": 3, "source": "command line (--max-parallel)"}
-    assert plan["settings"]["routing"] == {"value": "fixed", "source": "environment (ORCHESTRA_ROUTING)"}
+    assert plan["settings"]["max_parallel"] == {
+        "value": 3,
+        "source": "command line (--max-parallel)",
+    }
+    assert plan["settings"]["routing"] == {
+        "value": "fixed",
+        "source": "environment (ORCHESTRA_ROUTING)",
+    }
     assert plan["settings"]["db"]["value"] == str(tmp_path / ".orchestra" / "orchestra.db")
     summary = plan["tasks"][3]
     assert summary["id"] == "summary" and summary["wave"] == 3 and summary["tool"] == "shell"
@@ -104,7 +142,9 @@ def test_plan_json_is_complete_and_precedence_is_visible(tmp_path):
 
 
 def test_plan_shows_why_no_tool_can_run_a_task(tmp_path):
-    ws = write(tmp_path / "ai.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntools = ["shell"]\n')
+    ws = write(
+        tmp_path / "ai.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntools = ["shell"]\n'
+    )
     result = run_orchestra("plan", ws.name, "--format", "json", cwd=tmp_path)
     task = json.loads(result.stdout)["tasks"][0]
     assert task["tool"] is None
@@ -120,7 +160,9 @@ def test_plan_dot_and_mermaid_draw_every_task_and_edge(tmp_path):
     assert '  "summary" [label="summary\\nshell"];' in dot
     assert '  "count-lines" -> "summary";' in dot and dot[-1] == "}"
     assert sum("->" in line for line in dot) == 3
-    mermaid = run_orchestra("plan", str(HELLO), "--format", "mermaid", cwd=tmp_path).stdout.splitlines()
+    mermaid = run_orchestra(
+        "plan", str(HELLO), "--format", "mermaid", cwd=tmp_path
+    ).stdout.splitlines()
     assert mermaid[0] == "flowchart LR"
     assert '  t3["summary<br/>shell"]' in mermaid and "  t2 --> t3" in mermaid
     assert sum("-->" in line for line in mermaid) == 3
@@ -131,12 +173,24 @@ def test_plugins_and_tools_list_the_builtins(tmp_path):
     builtins = {row["name"]: row for row in plugins if row["distribution"] == "orchestra"}
     assert set(builtins) == {"shell", "routing", "scheduling"}
     assert builtins["routing"]["hooks"] == ["orchestra_register_routers"]
-    assert all(row["status"] == "ok" and row["version"] == orchestra.__version__ for row in builtins.values())
+    assert all(
+        row["status"] == "ok" and row["version"] == orchestra.__version__
+        for row in builtins.values()
+    )
     tools = json.loads(run_orchestra("tools", "--json", cwd=tmp_path).stdout)
     shell = next(row for row in tools if row["name"] == "shell")
-    assert shell["plugin"] == "shell" and shell["capabilities"] == ["command"] and shell["available"]
+    assert (
+        shell["plugin"] == "shell" and shell["capabilities"] == ["command"] and shell["available"]
+    )
     table = run_orchestra("tools", cwd=tmp_path).stdout
-    assert table.splitlines()[0].split() == ["tool", "plugin", "capabilities", "available", "version", "path"]
+    assert table.splitlines()[0].split() == [
+        "tool",
+        "plugin",
+        "capabilities",
+        "available",
+        "version",
+        "path",
+    ]
 
 
 def test_init_writes_a_config_and_an_example_that_validates_and_never_overwrites(tmp_path):
@@ -194,13 +248,17 @@ def test_init_lists_the_ai_tools_found_on_path(tmp_path):
     assert "[tools.fake]   # found: fake 1.2.3" in config
     example = (tmp_path / "workstreams" / "example.toml").read_text()
     assert 'tools = ["fake"' in example
-    plan = run_orchestra("plan", "workstreams/example.toml", "--format", "json", extra_path=[site], cwd=tmp_path)
+    plan = run_orchestra(
+        "plan", "workstreams/example.toml", "--format", "json", extra_path=[site], cwd=tmp_path
+    )
     assert plan.returncode == 0, plan.stderr
     assert {task["tool"] for task in json.loads(plan.stdout)["tasks"]} >= {"fake", "shell"}
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "dot", "mermaid"])
 def test_every_format_of_a_real_workstream_from_the_examples(tmp_path, fmt):
-    result = run_orchestra("plan", str(REPO / "examples" / "ai" / "workstream.toml"), "--format", fmt, cwd=tmp_path)
+    result = run_orchestra(
+        "plan", str(REPO / "examples" / "ai" / "workstream.toml"), "--format", fmt, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "format" in result.stdout

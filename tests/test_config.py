@@ -22,7 +22,9 @@ def test_tool_orchestra_in_pyproject_is_used_and_nearest_file_wins(tmp_path):
     (tmp_path / "orchestra.toml").write_text('routing = "auto"\n')
     inner = tmp_path / "inner"
     inner.mkdir()
-    (inner / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.orchestra]\nrouting = "round_robin"\n')
+    (inner / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.orchestra]\nrouting = "round_robin"\n'
+    )
     project = find_project(inner)
     assert project.root == inner and project.config.routing == "round_robin"
     assert project.config_label == f"{inner / 'pyproject.toml'} [tool.orchestra]"
@@ -91,12 +93,14 @@ def test_configuration_mistakes_are_all_reported(tmp_path):
 
 def test_malformed_configuration_file_is_a_one_line_error(tmp_path):
     (tmp_path / "orchestra.toml").write_text("routing = \n")
-    with pytest.raises(ConfigError, match="orchestra.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"orchestra\.toml: invalid TOML"):
         find_project(tmp_path)
 
 
 def test_precedence_flag_over_environment_over_defaults_over_config_over_builtin(tmp_path):
-    (tmp_path / "orchestra.toml").write_text('routing = "round_robin"\nmax_attempts = 5\ntimeout = "20m"\n')
+    (tmp_path / "orchestra.toml").write_text(
+        'routing = "round_robin"\nmax_attempts = 5\ntimeout = "20m"\n'
+    )
     (tmp_path / "ws.toml").write_text(
         'id = "w"\n[defaults]\nrouting = "fixed"\nmax_attempts = 4\n[[tasks]]\nid = "a"\nprompt = "x"\n'
     )
@@ -105,11 +109,17 @@ def test_precedence_flag_over_environment_over_defaults_over_config_over_builtin
 
     def resolved(name, flags=None, environ=None, with_defaults=True):
         settings = resolve_settings(
-            project, flags=flags, defaults=defaults if with_defaults else None, environ=environ or {}
+            project,
+            flags=flags,
+            defaults=defaults if with_defaults else None,
+            environ=environ or {},
         )
         return settings.values[name].value, settings.source(name)
 
-    assert resolved("routing", with_defaults=False) == ("round_robin", str(tmp_path / "orchestra.toml"))
+    assert resolved("routing", with_defaults=False) == (
+        "round_robin",
+        str(tmp_path / "orchestra.toml"),
+    )
     assert resolved("routing") == ("fixed", "workstream [defaults]")
     assert resolved("routing", environ={"ORCHESTRA_ROUTING": "auto"}) == (
         "auto",
@@ -123,12 +133,19 @@ def test_precedence_flag_over_environment_over_defaults_over_config_over_builtin
     assert resolved("max_parallel") == (4, "built-in default")
     # settings a workstream cannot set skip the [defaults] layer
     assert resolved("max_parallel", environ={"ORCHESTRA_MAX_PARALLEL": "8"})[0] == 8
-    assert resolved("sinks", environ={"ORCHESTRA_SINKS": "console, jsonl"})[0] == ("console", "jsonl")
+    assert resolved("sinks", environ={"ORCHESTRA_SINKS": "console, jsonl"})[0] == (
+        "console",
+        "jsonl",
+    )
 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("ORCHESTRA_MAX_PARALLEL", "many"), ("ORCHESTRA_MAX_PARALLEL", "0"), ("ORCHESTRA_TIMEOUT", "soon")],
+    [
+        ("ORCHESTRA_MAX_PARALLEL", "many"),
+        ("ORCHESTRA_MAX_PARALLEL", "0"),
+        ("ORCHESTRA_TIMEOUT", "soon"),
+    ],
 )
 def test_bad_environment_values_name_the_variable(tmp_path, variable, value):
     with pytest.raises(ConfigError, match=f"environment variable {variable}={value!r}"):

@@ -45,8 +45,9 @@ def test_the_docs_pages_exist_and_link_each_other():
 
 
 def test_the_workstream_reference_names_every_field():
-    from orchestra.models import Backoff, Check, Defaults, FileScope, Task, Workstream
     import attrs
+
+    from orchestra.models import Backoff, Check, Defaults, FileScope, Task, Workstream
 
     text = (DOCS / "workstreams.md").read_text()
     for model in (Workstream, Defaults, Task, FileScope, Check, Backoff):

@@ -22,7 +22,13 @@ def test_no_cycle_when_tasks_are_listed_before_their_dependencies():
 
 
 def test_waves_group_independent_tasks_in_file_order():
-    dependencies = {"lint": [], "models": [], "api": ["models"], "ui": ["models"], "e2e": ["api", "ui"]}
+    dependencies = {
+        "lint": [],
+        "models": [],
+        "api": ["models"],
+        "ui": ["models"],
+        "e2e": ["api", "ui"],
+    }
     assert graph.waves(dependencies) == [["lint", "models"], ["api", "ui"], ["e2e"]]
     assert graph.topological_order(dependencies) == ["lint", "models", "api", "ui", "e2e"]
 

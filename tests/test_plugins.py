@@ -10,7 +10,13 @@ from orchestra import hookimpl
 from orchestra.errors import PluginError
 from orchestra.models import Availability
 from orchestra.plugins import KINDS, PluginHost
-from orchestra.testing import ScriptedTool, ToolsPlugin, invoke_cli, make_distribution, run_orchestra
+from orchestra.testing import (
+    ScriptedTool,
+    ToolsPlugin,
+    invoke_cli,
+    make_distribution,
+    run_orchestra,
+)
 
 
 class Named:
@@ -34,7 +40,9 @@ REQUIRED = {
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_each_registration_hook_reaches_its_registry_with_provenance(plugin_host, register_plugin, kind):
+def test_each_registration_hook_reaches_its_registry_with_provenance(
+    plugin_host, register_plugin, kind
+):
     hook_name = KINDS[kind][0]
     thing = Named(f"throwaway-{kind}", *REQUIRED[kind])
     plugin = type("Plugin", (), {hook_name: hookimpl(lambda self, register: register(thing))})()
@@ -60,7 +68,10 @@ def test_registering_an_object_without_its_protocol_breaks_the_plugin(plugin_hos
     assert "half" not in plugin_host.tools()
     info = plugin_host.info("half-plugin")
     assert info.status == "broken"
-    assert info.reason == "plugin 'half-plugin' registered tool 'half' without available, capabilities, execute"
+    assert (
+        info.reason
+        == "plugin 'half-plugin' registered tool 'half' without available, capabilities, execute"
+    )
 
 
 def test_a_duplicate_name_is_refused_naming_both_plugins(plugin_host, register_plugin):
@@ -79,7 +90,10 @@ def test_a_misspelled_hook_fails_loudly(plugin_host):
         def orchestra_register_tool(self, register):
             pass
 
-    with pytest.raises(PluginError, match=r"unknown hook 'orchestra_register_tool' \(did you mean 'orchestra_register_tools'\?\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"unknown hook 'orchestra_register_tool' \(did you mean 'orchestra_register_tools'\?\)",
+    ):
         plugin_host.register(Misspelled(), name="misspelled")
     assert plugin_host.info("misspelled") is None
 
@@ -94,7 +108,9 @@ def test_a_hook_with_wrong_arguments_is_refused(plugin_host):
         plugin_host.register(WrongArguments(), name="wrong")
 
 
-def test_a_plugin_raising_in_its_hook_is_broken_and_others_keep_working(plugin_host, register_plugin):
+def test_a_plugin_raising_in_its_hook_is_broken_and_others_keep_working(
+    plugin_host, register_plugin
+):
     class Exploding:
         @hookimpl
         def orchestra_register_tools(self, register):
@@ -104,7 +120,9 @@ def test_a_plugin_raising_in_its_hook_is_broken_and_others_keep_working(plugin_h
     register_plugin(Exploding(), name="exploding")
     tools = plugin_host.tools()
     assert "partial" not in tools and "shell" in tools
-    assert plugin_host.info("exploding").reason == "orchestra_register_tools raised RuntimeError: boom"
+    assert (
+        plugin_host.info("exploding").reason == "orchestra_register_tools raised RuntimeError: boom"
+    )
 
 
 def test_tracing_writes_hook_calls_to_the_stream():
@@ -131,7 +149,9 @@ def test_plugins_can_add_commands(plugin_host, register_plugin):
     result = invoke_cli(["hello", "world"], host=plugin_host)
     assert result.exit_code == 0 and result.stdout == "hello world\n"
     assert "hello" in invoke_cli(["--help"], host=plugin_host).stdout
-    assert "hello" not in invoke_cli(["--help"], host=PluginHost.from_environment(environ={})).stdout
+    assert (
+        "hello" not in invoke_cli(["--help"], host=PluginHost.from_environment(environ={})).stdout
+    )
 
 
 # -- real installed distributions, through the real program -------------------------------
@@ -156,7 +176,13 @@ GOOD_PLUGIN = """
 
 
 def test_an_installed_plugin_is_listed_and_used(tmp_path):
-    site = make_distribution(tmp_path / "site", "orchestra-echo", {"orchestra_echo": GOOD_PLUGIN}, {"echo": "orchestra_echo"}, "2.1")
+    site = make_distribution(
+        tmp_path / "site",
+        "orchestra-echo",
+        {"orchestra_echo": GOOD_PLUGIN},
+        {"echo": "orchestra_echo"},
+        "2.1",
+    )
     result = run_orchestra("plugins", "--json", extra_path=[site], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     echo = next(row for row in json.loads(result.stdout) if row["name"] == "echo")
@@ -169,14 +195,20 @@ def test_an_installed_plugin_is_listed_and_used(tmp_path):
         "reason": None,
     }
     tools = json.loads(run_orchestra("tools", "--json", extra_path=[site], cwd=tmp_path).stdout)
-    assert {"name": "echo-tool", "plugin": "echo", "version": "9.9", "available": True}.items() <= next(
-        row for row in tools if row["name"] == "echo-tool"
-    ).items()
+    assert {
+        "name": "echo-tool",
+        "plugin": "echo",
+        "version": "9.9",
+        "available": True,
+    }.items() <= next(row for row in tools if row["name"] == "echo-tool").items()
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_other_commands_work(tmp_path):
     site = make_distribution(
-        tmp_path / "site", "orchestra-broken", {"orchestra_broken": "import no_such_module\n"}, {"broken": "orchestra_broken"}
+        tmp_path / "site",
+        "orchestra-broken",
+        {"orchestra_broken": "import no_such_module\n"},
+        {"broken": "orchestra_broken"},
     )
     listing = run_orchestra("plugins", "--json", extra_path=[site], cwd=tmp_path)
     assert listing.returncode == 0
@@ -195,7 +227,12 @@ def test_a_plugin_that_fails_to_import_is_reported_and_other_commands_work(tmp_p
 
 
 def test_plugins_are_blocked_by_environment_and_configuration(tmp_path):
-    site = make_distribution(tmp_path / "site", "orchestra-echo", {"orchestra_echo": GOOD_PLUGIN}, {"echo": "orchestra_echo"})
+    site = make_distribution(
+        tmp_path / "site",
+        "orchestra-echo",
+        {"orchestra_echo": GOOD_PLUGIN},
+        {"echo": "orchestra_echo"},
+    )
 
     def statuses(env=None):
         result = run_orchestra("plugins", "--json", extra_path=[site], cwd=tmp_path, env=env)
@@ -228,8 +265,18 @@ def test_trace_variable_traces_to_stderr(tmp_path):
 
 
 def test_two_distributions_claiming_one_plugin_name(tmp_path):
-    first = make_distribution(tmp_path / "one", "orchestra-echo", {"orchestra_echo": GOOD_PLUGIN}, {"echo": "orchestra_echo"})
-    second = make_distribution(tmp_path / "two", "orchestra-echo2", {"orchestra_echo2": GOOD_PLUGIN}, {"echo": "orchestra_echo2"})
+    first = make_distribution(
+        tmp_path / "one",
+        "orchestra-echo",
+        {"orchestra_echo": GOOD_PLUGIN},
+        {"echo": "orchestra_echo"},
+    )
+    second = make_distribution(
+        tmp_path / "two",
+        "orchestra-echo2",
+        {"orchestra_echo2": GOOD_PLUGIN},
+        {"echo": "orchestra_echo2"},
+    )
     result = run_orchestra("plugins", "--json", extra_path=[first, second], cwd=tmp_path)
     rows = json.loads(result.stdout)
     clash = next(row for row in rows if row["distribution"] == "orchestra-echo2")
@@ -238,8 +285,18 @@ def test_two_distributions_claiming_one_plugin_name(tmp_path):
 
 
 def test_same_tool_from_two_distributions_is_refused_naming_both(tmp_path):
-    first = make_distribution(tmp_path / "one", "orchestra-echo", {"orchestra_echo": GOOD_PLUGIN}, {"echo": "orchestra_echo"})
-    second = make_distribution(tmp_path / "two", "orchestra-echo2", {"orchestra_echo2": GOOD_PLUGIN}, {"echo2": "orchestra_echo2"})
+    first = make_distribution(
+        tmp_path / "one",
+        "orchestra-echo",
+        {"orchestra_echo": GOOD_PLUGIN},
+        {"echo": "orchestra_echo"},
+    )
+    second = make_distribution(
+        tmp_path / "two",
+        "orchestra-echo2",
+        {"orchestra_echo2": GOOD_PLUGIN},
+        {"echo2": "orchestra_echo2"},
+    )
     result = run_orchestra("tools", "--json", extra_path=[first, second], cwd=tmp_path)
     assert result.returncode == 0
     assert (
@@ -249,7 +306,9 @@ def test_same_tool_from_two_distributions_is_refused_naming_both(tmp_path):
 
 
 def test_availability_is_what_the_adapter_reports(plugin_host, register_plugin):
-    missing = ScriptedTool(name="missing", availability=Availability(False, reason="missing not found on PATH"))
+    missing = ScriptedTool(
+        name="missing", availability=Availability(False, reason="missing not found on PATH")
+    )
     register_plugin(ToolsPlugin(missing), name="missing-plugin")
     result = invoke_cli(["tools", "--json"], host=plugin_host)
     row = next(row for row in json.loads(result.stdout) if row["name"] == "missing")

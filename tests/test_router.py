@@ -19,16 +19,21 @@ def tools():
     host.register(
         ToolsPlugin(
             ScriptedTool(name="alpha", capabilities=frozenset({"prompt", "edit", "python"})),
-            ScriptedTool(name="beta", capabilities=frozenset({"prompt", "edit", "python", "shell"})),
-            ScriptedTool(name="gone", availability=Availability(False, reason="gone not found on PATH")),
+            ScriptedTool(
+                name="beta", capabilities=frozenset({"prompt", "edit", "python", "shell"})
+            ),
+            ScriptedTool(
+                name="gone", availability=Availability(False, reason="gone not found on PATH")
+            ),
         ),
         name="ai-tools",
     )
     return host
 
 
-def decide(host, task, defaults=Defaults(), strategy="auto", profiles=None, history=None):
+def decide(host, task, defaults=None, strategy="auto", profiles=None, history=None):
     profiles = profiles or {}
+    defaults = defaults or Defaults()
     return route(
         task,
         defaults=defaults,
@@ -72,7 +77,11 @@ def test_command_tasks_go_to_shell_and_prompt_tasks_to_ai_tools(tools):
 
 def test_a_pinned_tool_is_fixed_routing(tools):
     decision = decide(tools, Task(id="t", prompt="x", tool="beta"), strategy="auto")
-    assert (decision.tool, decision.strategy, decision.reason) == ("beta", "fixed", "fixed: task pins beta")
+    assert (decision.tool, decision.strategy, decision.reason) == (
+        "beta",
+        "fixed",
+        "fixed: task pins beta",
+    )
 
 
 def test_profile_capabilities_replace_the_adapters(tools):
@@ -107,7 +116,11 @@ def test_round_robin_gives_the_next_turn_to_the_least_used(tools):
 
 
 def test_schedulers_order_ready_tasks(tools):
-    ready = [Task(id="a", prompt="x"), Task(id="b", prompt="x", priority=2), Task(id="c", prompt="x")]
+    ready = [
+        Task(id="a", prompt="x"),
+        Task(id="b", prompt="x", priority=2),
+        Task(id="c", prompt="x"),
+    ]
     eager = tools.schedulers().get("eager")
     assert [t.id for t in eager.order(ready, {})] == ["b", "a", "c"]
     dependencies = {"a": (), "b": (), "c": (), "d": ("c",), "e": ("d",)}

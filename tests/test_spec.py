@@ -89,11 +89,16 @@ def test_every_field_loads_into_the_models(tmp_path):
     models, api, fmt, report = workstream.tasks
     assert models.kind == "prompt" and models.title == "User model"
     assert models.files == FileScope(
-        read=("docs/spec.md",), write=("src/models.py",), create=("src/new_*.py",), forbidden=(".env",)
+        read=("docs/spec.md",),
+        write=("src/models.py",),
+        create=("src/new_*.py",),
+        forbidden=(".env",),
     )
     assert models.checks == (
         Check(command=("python", "-m", "pytest", "-q", "tests/test_models.py")),
-        Check(command="ruff check . && ruff format --check .", shell=True, name="lint", timeout=120.0),
+        Check(
+            command="ruff check . && ruff format --check .", shell=True, name="lint", timeout=120.0
+        ),
     )
     assert models.priority == 5 and models.env == {"DEBUG": "1"}
     assert models.metadata == {"ticket": "ORC-1"}
@@ -221,8 +226,12 @@ def test_a_cycle_is_printed_as_a_chain(tmp_path):
         depends_on = ["self"]
         """,
     )
-    assert any("task 'a': field 'depends_on': dependency cycle: a -> c -> b -> a" in line for line in lines)
-    assert any("task 'self': field 'depends_on': a task cannot depend on itself" in line for line in lines)
+    assert any(
+        "task 'a': field 'depends_on': dependency cycle: a -> c -> b -> a" in line for line in lines
+    )
+    assert any(
+        "task 'self': field 'depends_on': a task cannot depend on itself" in line for line in lines
+    )
 
 
 def test_graph_problems_are_reported_alongside_type_errors(tmp_path):
@@ -249,7 +258,10 @@ def test_graph_problems_are_reported_alongside_type_errors(tmp_path):
     [
         ('id = "w"\n', "no tasks: add at least one [[tasks]] table"),
         ('id = "w"\ntasks = []\n', "no tasks"),
-        ('title = "no id"\n[[tasks]]\nid = "a"\nprompt = "x"\n', "field 'id': missing required key"),
+        (
+            'title = "no id"\n[[tasks]]\nid = "a"\nprompt = "x"\n',
+            "field 'id': missing required key",
+        ),
         ('id = "w"\ntasks = "a"\n', "field 'tasks': expected an array, got a string ('a')"),
         ('id = "w"\ntasks = [1]\n', "task '#1': expected a [[tasks]] table, got an integer (1)"),
         ('id = "w"\n[[tasks]]\nprompt = "x"\n', "task '#1': field 'id': missing required key"),
@@ -258,15 +270,36 @@ def test_graph_problems_are_reported_alongside_type_errors(tmp_path):
         ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ndepends_on = "b"\n', "expected an array"),
         ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "   "\n', "field 'prompt': empty prompt"),
         ('id = "w"\n[[tasks]]\nid = "a"\ncommand = []\n', "field 'command': empty command"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nfiles = ["a.py"]\n', "field 'files': expected a table"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nfiles = { writes = ["a"] }\n', "(did you mean 'write'?)"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nbackoff = { factor = 0.5 }\n', "backoff.factor': must be at least 1"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntimeout = "soon"\n', "'soon' is not a duration"),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nfiles = ["a.py"]\n',
+            "field 'files': expected a table",
+        ),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nfiles = { writes = ["a"] }\n',
+            "(did you mean 'write'?)",
+        ),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nbackoff = { factor = 0.5 }\n',
+            "backoff.factor': must be at least 1",
+        ),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntimeout = "soon"\n',
+            "'soon' is not a duration",
+        ),
         ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntimeout = true\n', "expected a duration"),
         ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntools = []\n', "allow at least one tool"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nchecks = ["echo \'unclosed"]\n', "cannot split check"),
-        ('id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nshell = true\n', "shell = true applies to a 'command'"),
-        ('id = "w"\n[[tasks]]\nid = "a"\ncommand = ["x"]\nshell = true\n', "write the command as one string"),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nchecks = ["echo \'unclosed"]\n',
+            "cannot split check",
+        ),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nshell = true\n',
+            "shell = true applies to a 'command'",
+        ),
+        (
+            'id = "w"\n[[tasks]]\nid = "a"\ncommand = ["x"]\nshell = true\n',
+            "write the command as one string",
+        ),
     ],
 )
 def test_each_mistake_gets_a_clear_line(tmp_path, text, fragment):
