@@ -44,6 +44,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     hooks: list[str] = attrs.Factory(list)
+    commands: list[str] = attrs.Factory(list)
     status: str = "ok"  # ok | broken | disabled
     reason: str | None = None
 
@@ -248,10 +249,15 @@ class PluginHost:
         """Let every plugin add its commands to the click group ``cli``."""
         hook_name = "orchestra_register_commands"
         for plugin_name, implementation in self._implementations(hook_name):
+            before = set(cli.commands)
             try:
                 self._call(plugin_name, implementation, hook_name, cli=cli)
             except Exception as error:
                 self._mark_broken(plugin_name, hook_name, error)
+                continue
+            info = self._infos.get(plugin_name)
+            if info is not None:
+                info.commands = sorted(set(cli.commands) - before)
 
     def _implementations(self, hook_name: str) -> Iterator[tuple[str, Any]]:
         for implementation in getattr(self._pm.hook, hook_name).get_hookimpls():

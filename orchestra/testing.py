@@ -161,7 +161,9 @@ def invoke_cli(
     if cwd is not None:
         os.chdir(cwd)
     try:
-        return CliRunner().invoke(cli, list(arguments), obj=state, catch_exceptions=False)
+        return CliRunner().invoke(
+            cli, list(arguments), obj=state, prog_name="orchestra", catch_exceptions=False
+        )
     finally:
         os.chdir(previous)
 

@@ -148,10 +148,12 @@ def test_plugins_can_add_commands(plugin_host, register_plugin):
     register_plugin(Commands(), name="commands")
     result = invoke_cli(["hello", "world"], host=plugin_host)
     assert result.exit_code == 0 and result.stdout == "hello world\n"
-    assert "hello" in invoke_cli(["--help"], host=plugin_host).stdout
-    assert (
-        "hello" not in invoke_cli(["--help"], host=PluginHost.from_environment(environ={})).stdout
-    )
+    assert invoke_cli(["hello", "--help"], host=plugin_host).stdout.startswith("Usage: orchestra hello")
+    listing = json.loads(invoke_cli(["plugins", "--json"], host=plugin_host).stdout)
+    assert next(row for row in listing if row["name"] == "commands")["commands"] == ["hello"]
+    assert "'orchestra plugins' lists them" in invoke_cli(["--help"], host=plugin_host).stdout
+    unknown = invoke_cli(["hello"], host=PluginHost.from_environment(environ={}))
+    assert unknown.exit_code == 2 and "No such command 'hello'" in unknown.stderr
 
 
 # -- real installed distributions, through the real program -------------------------------
@@ -191,6 +193,7 @@ def test_an_installed_plugin_is_listed_and_used(tmp_path):
         "distribution": "orchestra-echo",
         "version": "2.1",
         "hooks": ["orchestra_register_tools"],
+        "commands": [],
         "status": "ok",
         "reason": None,
     }

@@ -29,8 +29,9 @@ class OrchestraGroup(click.Group):
     """A group whose built-in commands load on use and whose plugins add the rest."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        plugin_commands = ctx.ensure_object(CliState).plugin_commands
-        return sorted({*BUILTIN_COMMANDS, *self.commands, *plugin_commands})
+        # Only the built-ins: listing plugin commands would mean importing every plugin,
+        # and `orchestra --help` must stay fast. `orchestra plugins` shows plugin commands.
+        return sorted({*BUILTIN_COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = BUILTIN_COMMANDS.get(cmd_name)
@@ -52,7 +53,11 @@ class OrchestraGroup(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=OrchestraGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=OrchestraGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Plugins can add commands of their own: 'orchestra plugins' lists them.",
+)
 @click.version_option(
     __version__, "-V", "--version", prog_name="orchestra", message="%(prog)s %(version)s"
 )

@@ -13,11 +13,12 @@ from orchestra.cli.state import CliState, pass_state
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @pass_state
 def plugins(state: CliState, as_json: bool) -> None:
-    """List installed plugins: name, distribution, version, hooks and status.
+    """List installed plugins: name, distribution, version, hooks, commands and status.
 
     Status is ok, disabled (blocked by ORCHESTRA_DISABLE_PLUGINS or disable_plugins), or
     broken, with the reason (an import error, an unknown hook, a duplicate name …).
     """
+    state.plugin_commands  # noqa: B018 - collects which plugin adds which command
     infos = state.host.plugins()
     rows = [
         {
@@ -25,6 +26,7 @@ def plugins(state: CliState, as_json: bool) -> None:
             "distribution": info.distribution,
             "version": info.version,
             "hooks": info.hooks,
+            "commands": info.commands,
             "status": info.status,
             "reason": info.reason,
         }
@@ -34,7 +36,7 @@ def plugins(state: CliState, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     _print_table(
-        ["plugin", "distribution", "version", "status", "hooks"],
+        ["plugin", "distribution", "version", "status", "hooks", "commands"],
         [
             [
                 row["name"],
@@ -42,6 +44,7 @@ def plugins(state: CliState, as_json: bool) -> None:
                 row["version"] or "-",
                 row["status"] + (f": {row['reason']}" if row["reason"] else ""),
                 ", ".join(hook.removeprefix("orchestra_") for hook in row["hooks"]) or "-",
+                ", ".join(row["commands"]) or "-",
             ]
             for row in rows
         ],
