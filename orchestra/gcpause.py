@@ -13,8 +13,8 @@ def paused_gc() -> Iterator[None]:
 
     Loading or planning a 100,000-task workstream allocates millions of objects and no
     reference cycles; the collector would repeatedly walk them all for nothing, which
-    costs about a quarter of the time (benchmarks/plan_scale.py). Reference counting
-    still frees everything as usual.
+    costs 15–25% of the time (benchmarks/loader_choices.py). Reference counting still
+    frees everything as usual.
     """
     was_enabled = gc.isenabled()
     gc.disable()
