@@ -27,6 +27,7 @@ _PUBLIC = {
     "Workstream": "orchestra.models",
     "ExecutionContext": "orchestra.protocols",
     "RoutingChoice": "orchestra.protocols",
+    "RoutingContext": "orchestra.protocols",
     "ToolAdapter": "orchestra.protocols",
     "ToolStats": "orchestra.protocols",
     "OrchestraError": "orchestra.errors",
@@ -52,6 +53,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "Workstream",
     "ExecutionContext",
     "RoutingChoice",
+    "RoutingContext",
     "ToolAdapter",
     "ToolStats",
     "OrchestraError",
@@ -77,7 +79,13 @@ if TYPE_CHECKING:
         Usage,
         Workstream,
     )
-    from orchestra.protocols import ExecutionContext, RoutingChoice, ToolAdapter, ToolStats
+    from orchestra.protocols import (
+        ExecutionContext,
+        RoutingChoice,
+        RoutingContext,
+        ToolAdapter,
+        ToolStats,
+    )
     from orchestra.spec import load_workstream
     from orchestra.toolversion import find_version
 

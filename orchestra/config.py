@@ -120,6 +120,10 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
         problems.append(ConfigError("must be at least 1", file=file, field="max_parallel"))
     if config.max_attempts is not None and config.max_attempts < 1:
         problems.append(ConfigError("must be at least 1", file=file, field="max_attempts"))
+    for field_name in ("timeout", "idle_timeout"):
+        seconds = getattr(config, field_name)
+        if seconds is not None and seconds <= 0:
+            problems.append(ConfigError("must be longer than zero", file=file, field=field_name))
     for name, profile in config.tools.items():
         if profile.max_concurrency is not None and profile.max_concurrency < 1:
             field = f"tools.{name}.max_concurrency"
@@ -137,6 +141,13 @@ def _parse_int(text: str) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
     return value
+
+
+def _parse_seconds(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
@@ -167,8 +178,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scheduler", "eager", str, "the scheduling strategy that orders ready tasks"),
     Setting("sinks", ("console",), _parse_names, "where a run's events go"),
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
-    Setting("timeout", 1800.0, parse_duration, "wall-clock limit of one attempt", True),
-    Setting("idle_timeout", 600.0, parse_duration, "limit on an attempt printing nothing", True),
+    Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
+    Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
 )
 SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")  # ASCII digits only
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -21,7 +22,7 @@ def parse_duration(text: str) -> float:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if not compact or position != len(compact):
+    if not compact or position != len(compact) or not math.isfinite(total):
         raise ValueError(
             f"{text!r} is not a duration; write a number and a unit, such as '90s', '10m', '1h30m'"
         )

@@ -43,9 +43,10 @@ def orchestra_register_tools(register: Callable[[ToolAdapter], None]) -> None:
 
 @hookspec
 def orchestra_register_routers(register: Callable[[RoutingStrategy], None]) -> None:
-    """Register routing strategies: ``choose(task, candidates, history) -> RoutingChoice``.
+    """Register routing strategies: ``choose(task, candidates, context) -> RoutingChoice``.
 
-    A workstream or configuration selects one by name (``routing = "auto"``).
+    ``context`` holds each candidate's track record and tool profile. A workstream or
+    configuration selects a strategy by name (``routing = "auto"``).
     """
 
 

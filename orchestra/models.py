@@ -125,7 +125,8 @@ class Workstream:
     title: str | None = None
     description: str | None = None
     defaults: Defaults = Defaults()
-    source: str | None = attrs.field(default=None, eq=False)
+    #: the file it was loaded from; set by the loader, never read from the file
+    source: str | None = attrs.field(default=None, eq=False, metadata={"internal": True})
 
     def task(self, task_id: str) -> Task:
         """Return the task with this id (KeyError when there is none)."""

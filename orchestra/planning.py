@@ -13,7 +13,7 @@ import attrs
 from orchestra import graph
 from orchestra.config import Project, Settings
 from orchestra.engine.router import RoutingDecision, route
-from orchestra.errors import SpecError, did_you_mean
+from orchestra.errors import ConfigError, OrchestraError, SpecError, did_you_mean
 from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
 
@@ -50,6 +50,16 @@ def check_names(
         listing = ", ".join(sorted(known)) or "none installed"
         return f"unknown {kind} {name!r}{did_you_mean(name, known)} (installed: {listing})"
 
+    for setting, registry, kind in (
+        ("routing", routers, "routing strategy"),
+        ("scheduler", host.schedulers(), "scheduling strategy"),
+    ):
+        name = settings.values[setting].value
+        if name not in registry:
+            source = settings.source(setting)
+            yield ConfigError(
+                f"{setting} = {name!r} from {source}: {unknown(kind, name, registry.names())}"
+            )
     scopes: list[tuple[str | None, str, object]] = [(None, "defaults.", workstream.defaults)]
     scopes.extend(
         (task.id, "", task)

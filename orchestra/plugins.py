@@ -104,7 +104,14 @@ class PluginHost:
         """Load every plugin of the ``orchestra`` entry-point group, noting failures."""
         from importlib.metadata import entry_points
 
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        # orchestra's own plugins first, so a third-party plugin can never take a built-in's name
+        found = sorted(
+            entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda entry_point: (
+                entry_point.dist is None or entry_point.dist.name != "orchestra"
+            ),
+        )
+        for entry_point in found:
             distribution = entry_point.dist.name if entry_point.dist else None
             version = entry_point.dist.version if entry_point.dist else None
             info = PluginInfo(entry_point.name, distribution, version)
@@ -154,10 +161,14 @@ class PluginHost:
         self._registries.clear()
 
     def _add(self, plugin: object, info: PluginInfo) -> None:
+        if self._pm.is_registered(plugin):
+            other = self._pm.get_name(plugin)
+            raise PluginError(f"plugin {info.name!r} is the same object as plugin {other!r}")
         try:
             self._pm.register(plugin, name=info.name)
         except (pluggy.PluginValidationError, ValueError) as error:
-            raise PluginError(f"plugin {info.name!r}: {error}") from None
+            one_line = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            raise PluginError(f"plugin {info.name!r}: {one_line}") from None
         known = [name for name in vars(hookspecs) if name.startswith("orchestra_")]
         unknown = [c.name for c in self._pm.get_hookcallers(plugin) or [] if c.spec is None]
         if unknown:
@@ -245,19 +256,38 @@ class PluginHost:
         for kind in KINDS:
             self.registry(kind)
 
-    def register_commands(self, cli: Any) -> None:
-        """Let every plugin add its commands to the click group ``cli``."""
+    def register_commands(self, cli: Any, reserved: Iterable[str] = ()) -> None:
+        """Let every plugin add its commands to the click group ``cli``.
+
+        A plugin whose command takes a ``reserved`` (built-in) name or one another plugin
+        added is broken, and its commands are removed.
+        """
         hook_name = "orchestra_register_commands"
+        owner = dict.fromkeys(reserved, "orchestra")
         for plugin_name, implementation in self._implementations(hook_name):
-            before = set(cli.commands)
+            before = dict(cli.commands)
             try:
                 self._call(plugin_name, implementation, hook_name, cli=cli)
             except Exception as error:
                 self._mark_broken(plugin_name, hook_name, error)
+                cli.commands = before
                 continue
+            added = sorted(
+                name for name in cli.commands if cli.commands[name] is not before.get(name)
+            )
+            taken = [name for name in added if name in owner]
+            if taken:
+                cli.commands = before
+                error = PluginError(
+                    f"plugin {plugin_name!r} added command {taken[0]!r}, "
+                    f"which {owner[taken[0]]!r} already provides"
+                )
+                self._mark_broken(plugin_name, hook_name, error)
+                continue
+            owner.update(dict.fromkeys(added, plugin_name))
             info = self._infos.get(plugin_name)
             if info is not None:
-                info.commands = sorted(set(cli.commands) - before)
+                info.commands = added
 
     def _implementations(self, hook_name: str) -> Iterator[tuple[str, Any]]:
         for implementation in getattr(self._pm.hook, hook_name).get_hookimpls():

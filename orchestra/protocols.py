@@ -57,6 +57,24 @@ class ToolStats:
 
 
 @attrs.frozen
+class RoutingContext:
+    """What a routing strategy may consult besides the task and its candidates."""
+
+    #: each candidate's track record on tasks like this one (empty before any run)
+    history: Mapping[str, ToolStats] = attrs.field(factory=dict)
+    #: each candidate's [tools.NAME] profile from configuration (model, options …)
+    profiles: Mapping[str, ToolProfile] = attrs.field(factory=dict)
+
+    def stats(self, tool: str) -> ToolStats:
+        """Return the tool's record, or an empty one for a tool never tried."""
+        return self.history.get(tool) or ToolStats()
+
+    def profile(self, tool: str) -> ToolProfile:
+        """Return the tool's profile, or an empty one when none is configured."""
+        return self.profiles.get(tool) or ToolProfile(name=tool)
+
+
+@attrs.frozen
 class RoutingChoice:
     """The tool a routing strategy chose and the reason shown to people."""
 
@@ -71,9 +89,12 @@ class RoutingStrategy(Protocol):
     name: str
 
     def choose(
-        self, task: Task, candidates: Sequence[ToolAdapter], history: Mapping[str, ToolStats]
+        self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
-        """Return the chosen candidate's name and why. ``candidates`` is never empty."""
+        """Return the chosen candidate's name and why.
+
+        ``candidates`` is never empty and comes in the order the task allows its tools.
+        """
         ...
 
 

@@ -48,7 +48,7 @@ class Registry(Generic[T]):
     def add(self, item: T, *, plugin: str, name: str | None = None) -> None:
         """Add ``item`` under its name; raise PluginError for a bad or duplicate name."""
         name = name if name is not None else getattr(item, "name", None)
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise PluginError(
                 f"plugin {plugin!r} registered a {self.kind} with invalid name {name!r}"
             )

@@ -10,6 +10,7 @@ naming the file, the task and the field.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Iterator, Mapping
@@ -35,7 +36,9 @@ from orchestra.models import Check, Command, Defaults, Task, ToolProfile, Workst
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SHELL_OPERATORS = frozenset({"&&", "||", "|", ";", ">", ">>", "<", "2>&1", "&"})
+SHELL_OPERATORS = frozenset(
+    {"&&", "||", "|", ";", ">", ">>", "<", "<<", "&", ">&", "<&", "&>", "|&", ">|", "(", ")"}
+)
 
 
 # -- reading files -------------------------------------------------------------------
@@ -59,6 +62,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
     except tomli.TOMLDecodeError as error:
         raise SpecError(f"invalid TOML: {error}", file=str(path)) from None
+    except (ValueError, RecursionError) as error:  # an integer too long to convert, deep nesting
+        message = str(error) or type(error).__name__
+        raise SpecError(f"invalid TOML: {message.splitlines()[0]}", file=str(path)) from None
 
 
 def load_workstream(path: str | Path) -> Workstream:
@@ -99,7 +105,9 @@ def describe(value: Any) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
     kinds.update({list: "an array", dict: "a table"})
     kind = kinds.get(type(value), type(value).__name__)
-    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) < 40):
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, (int, float)) or (isinstance(value, str) and len(value) < 40):
         return f"{kind} ({value!r})"
     return kind
 
@@ -121,6 +129,8 @@ def _structure_int(value: Any, _: Any) -> int:
 
 def _structure_float(value: Any, _: Any) -> float:
     _expect(value, (int, float), "a number")
+    if not math.isfinite(value):
+        raise ExpectedType(f"expected a finite number, got {value}")
     return float(value)
 
 
@@ -138,6 +148,8 @@ def _structure_duration(value: Any, _: Any) -> float | None:
             return parse_duration(value)
         except ValueError as error:
             raise ExpectedType(str(error)) from None
+    if not math.isfinite(value):
+        raise ExpectedType(f"expected a finite duration, got {value}")
     return float(value)
 
 
@@ -155,7 +167,7 @@ def _split_check(text: str) -> tuple[str, ...]:
         words = tuple(shlex.split(text))
     except ValueError as error:
         raise ExpectedType(f"cannot split check {text!r} into arguments: {error}") from None
-    operators = sorted(SHELL_OPERATORS.intersection(words))
+    operators = sorted(SHELL_OPERATORS.intersection(_shell_tokens(text)))
     if operators:
         raise ExpectedType(
             f"check {text!r} uses shell syntax ({' '.join(operators)}); "
@@ -164,6 +176,13 @@ def _split_check(text: str) -> tuple[str, ...]:
     if not words:
         raise ExpectedType("empty check command")
     return words
+
+
+def _shell_tokens(text: str) -> list[str]:
+    """Return ``text`` split as a shell would, operators apart even where glued (a>b)."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
 
 
 def _structure_str_mapping(value: Any, _: Any) -> dict[str, str]:
@@ -207,17 +226,24 @@ def _tuple_hook(type_: Any, conv: cattrs.Converter):
 
 
 def _class_hook(cls: type, conv: cattrs.Converter):
-    durations = {
+    overrides = {
         field.name: override(struct_hook=_structure_duration)
         for field in attrs.fields(cls)
         if field.metadata.get("duration")
     }
+    overrides.update(
+        {
+            field.name: override(omit=True)
+            for field in attrs.fields(cls)
+            if field.metadata.get("internal")
+        }
+    )
     generated = make_dict_structure_fn(
         cls,
         conv,
         _cattrs_forbid_extra_keys=True,
         _cattrs_detailed_validation=True,
-        **durations,
+        **overrides,
     )
     wanted = "a [[tasks]] table" if cls is Task else "a table"
 
@@ -307,7 +333,11 @@ def structuring_problems(
     error: BaseException, document: Mapping[str, Any], file: str
 ) -> list[SpecError]:
     """Return one SpecError per leaf of the error cattrs raised for ``document``."""
-    return [_problem(file, document, path, leaf) for path, leaf in _leaf_errors(error, [])]
+    return [
+        problem
+        for path, leaf in _leaf_errors(error, [])
+        for problem in _problems(file, document, path, leaf)
+    ]
 
 
 def _leaf_errors(error: BaseException, path: list) -> Iterator[tuple[list, BaseException]]:
@@ -323,22 +353,34 @@ def _leaf_errors(error: BaseException, path: list) -> Iterator[tuple[list, BaseE
         yield path, error
 
 
-def _problem(file: str, document: Mapping[str, Any], path: list, error: BaseException) -> SpecError:
+def _problems(
+    file: str, document: Mapping[str, Any], path: list, error: BaseException
+) -> list[SpecError]:
+    """Return the error lines one leaf error of cattrs stands for (one per unknown key)."""
     task, field_path = _locate(document, path)
+
+    def where(*more: str) -> str | None:
+        return ".".join([*field_path, *more]) or None
+
     if isinstance(error, ForbiddenExtraKeysError):
-        known = [field.name for field in attrs.fields(error.cl)]
-        messages = []
-        for key in sorted(error.extra_fields):
-            messages.append(f"unknown key {key!r}{did_you_mean(key, known)}")
-        field = ".".join([*field_path, sorted(error.extra_fields)[0]]) if field_path else None
-        if not field_path:
-            field = sorted(error.extra_fields)[0]
-        return SpecError("; ".join(messages), file=file, task=task, field=field)
+        known = [
+            field.name for field in attrs.fields(error.cl) if not field.metadata.get("internal")
+        ]
+        return [
+            SpecError(
+                f"unknown key {key!r}{did_you_mean(key, known)}",
+                file=file,
+                task=task,
+                field=where(key),
+            )
+            for key in sorted(error.extra_fields)
+        ]
     if isinstance(error, KeyError):
+        # cattrs' note already names the missing attribute, which ends the path
         missing = str(error.args[0]) if error.args else "?"
-        return SpecError("missing required key", file=file, task=task, field=missing)
+        return [SpecError("missing required key", file=file, task=task, field=where() or missing)]
     message = str(error) if isinstance(error, ExpectedType) else f"invalid value: {error}"
-    return SpecError(message, file=file, task=task, field=".".join(field_path) or None)
+    return [SpecError(message, file=file, task=task, field=where())]
 
 
 def _locate(document: Mapping[str, Any], path: list) -> tuple[str | None, list[str]]:
@@ -375,7 +417,7 @@ def check_workstream(workstream: Workstream, file: str) -> Iterator[SpecError]:
     def problem(message: str, task: str | None = None, field: str | None = None) -> SpecError:
         return SpecError(message, file=file, task=task, field=field)
 
-    if not ID_PATTERN.match(workstream.id):
+    if not ID_PATTERN.fullmatch(workstream.id):
         yield problem(_bad_id(workstream.id), field="id")
     yield from _check_common(workstream.defaults, None, problem, prefix="defaults.")
     if not workstream.tasks:
@@ -391,7 +433,7 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
     dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order."""
     seen: set[str] = set()
     for task_id, _ in edges:
-        if not ID_PATTERN.match(task_id):
+        if not ID_PATTERN.fullmatch(task_id):
             yield problem(_bad_id(task_id), task_id or None, "id")
         elif task_id in seen:
             yield problem("duplicate task id", task_id, "id")
@@ -464,6 +506,8 @@ def _check_task(task: Task, problem) -> Iterator[SpecError]:
         task.command.strip() if isinstance(task.command, str) else task.command
     ):
         yield problem("empty command", task.id, "command")
+    elif isinstance(task.command, tuple) and not task.command[0].strip():
+        yield problem("empty program name: the first argument says what to run", task.id, "command")
     for field_name in ("read", "write", "create", "forbidden"):
         for pattern in getattr(task.files, field_name):
             reason = _path_problem(pattern)
@@ -484,11 +528,11 @@ def _check_common(
         )
     for field_name in ("tool", "routing"):
         name = getattr(values, field_name)
-        if name is not None and not NAME_PATTERN.match(name):
+        if name is not None and not NAME_PATTERN.fullmatch(name):
             yield problem(f"invalid name {name!r}", task_id, prefix + field_name)
     for field_name in ("tools", "capabilities"):
         for name in getattr(values, field_name) or ():
-            if not NAME_PATTERN.match(name):
+            if not NAME_PATTERN.fullmatch(name):
                 yield problem(f"invalid name {name!r}", task_id, prefix + field_name)
     if values.tools is not None and not values.tools:
         yield problem(
@@ -509,11 +553,16 @@ def _check_common(
         if backoff.max < backoff.initial:
             yield problem("must not be shorter than 'initial'", task_id, f"{prefix}backoff.max")
     for name in values.env:
-        if not ENV_NAME_PATTERN.match(name):
+        if not ENV_NAME_PATTERN.fullmatch(name):
             yield problem(f"invalid environment variable name {name!r}", task_id, f"{prefix}env")
-    for check in values.checks or ():
+    for index, check in enumerate(values.checks or ()):
+        where = f"{prefix}checks[{index}].command"
+        if not (check.command.strip() if isinstance(check.command, str) else check.command):
+            yield problem("empty command", task_id, where)
+        elif isinstance(check.command, tuple) and not check.command[0].strip():
+            yield problem("empty program name", task_id, where)
         if check.timeout is not None and check.timeout <= 0:
-            yield problem("check timeout must be longer than zero", task_id, f"{prefix}checks")
+            yield problem("must be longer than zero", task_id, f"{prefix}checks[{index}].timeout")
 
 
 def _path_problem(pattern: str) -> str | None:

@@ -262,3 +262,20 @@ def test_every_format_of_a_real_workstream_from_the_examples(tmp_path, fmt):
     )
     assert result.returncode == 0, result.stderr
     assert "format" in result.stdout
+
+
+def test_strategy_names_from_the_environment_and_config_are_checked(tmp_path):
+    result = run_orchestra(
+        "validate", str(HELLO), env={"ORCHESTRA_ROUTING": "fastest"}, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: routing = 'fastest' from environment (ORCHESTRA_ROUTING): unknown routing strategy 'fastest' (installed: "
+    )
+    write(tmp_path / "orchestra.toml", 'scheduler = "critical-path"\n')
+    result = run_orchestra("plan", str(HELLO), cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        "unknown scheduling strategy 'critical-path' (did you mean 'critical_path'?)"
+        in result.stderr
+    )

@@ -150,3 +150,15 @@ def test_precedence_flag_over_environment_over_defaults_over_config_over_builtin
 def test_bad_environment_values_name_the_variable(tmp_path, variable, value):
     with pytest.raises(ConfigError, match=f"environment variable {variable}={value!r}"):
         resolve_settings(find_project(tmp_path), environ={variable: value})
+
+
+def test_timeouts_in_configuration_must_be_above_zero(tmp_path):
+    (tmp_path / "orchestra.toml").write_text('timeout = "0s"\nidle_timeout = -5\n')
+    with pytest.raises(OrchestraError) as caught:
+        find_project(tmp_path)
+    assert [line.split(": ", 1)[1] for line in caught.value.lines()] == [
+        "field 'timeout': must be longer than zero",
+        "field 'idle_timeout': must be longer than zero",
+    ]
+    with pytest.raises(ConfigError, match="ORCHESTRA_TIMEOUT='0s': must be longer than zero"):
+        resolve_settings(find_project(tmp_path.parent), environ={"ORCHESTRA_TIMEOUT": "0s"})

@@ -148,7 +148,9 @@ def test_plugins_can_add_commands(plugin_host, register_plugin):
     register_plugin(Commands(), name="commands")
     result = invoke_cli(["hello", "world"], host=plugin_host)
     assert result.exit_code == 0 and result.stdout == "hello world\n"
-    assert invoke_cli(["hello", "--help"], host=plugin_host).stdout.startswith("Usage: orchestra hello")
+    assert invoke_cli(["hello", "--help"], host=plugin_host).stdout.startswith(
+        "Usage: orchestra hello"
+    )
     listing = json.loads(invoke_cli(["plugins", "--json"], host=plugin_host).stdout)
     assert next(row for row in listing if row["name"] == "commands")["commands"] == ["hello"]
     assert "'orchestra plugins' lists them" in invoke_cli(["--help"], host=plugin_host).stdout
@@ -316,3 +318,41 @@ def test_availability_is_what_the_adapter_reports(plugin_host, register_plugin):
     result = invoke_cli(["tools", "--json"], host=plugin_host)
     row = next(row for row in json.loads(result.stdout) if row["name"] == "missing")
     assert row["available"] is False and row["reason"] == "missing not found on PATH"
+
+
+def test_a_plugin_command_may_not_take_a_built_in_name(plugin_host, register_plugin):
+    class Shadowing:
+        @hookimpl
+        def orchestra_register_commands(self, cli):
+            @cli.command()
+            def validate():
+                click.echo("shadowed")
+
+            @cli.command()
+            def extra():
+                click.echo("extra")
+
+    register_plugin(Shadowing(), name="shadowing")
+    listing = json.loads(invoke_cli(["plugins", "--json"], host=plugin_host).stdout)
+    row = next(row for row in listing if row["name"] == "shadowing")
+    assert row["status"] == "broken" and row["commands"] == []
+    assert (
+        row["reason"]
+        == "plugin 'shadowing' added command 'validate', which 'orchestra' already provides"
+    )
+    assert invoke_cli(["extra"], host=plugin_host).exit_code == 2  # none of its commands stay
+
+
+def test_a_third_party_plugin_cannot_take_a_built_in_tool_name(tmp_path):
+    impostor = GOOD_PLUGIN.replace('name = "echo-tool"', 'name = "shell"')
+    site = make_distribution(
+        tmp_path / "site",
+        "orchestra-impostor",
+        {"orchestra_impostor": impostor},
+        {"impostor": "orchestra_impostor"},
+    )
+    tools = json.loads(run_orchestra("tools", "--json", extra_path=[site], cwd=tmp_path).stdout)
+    shell = next(row for row in tools if row["name"] == "shell")
+    assert shell["plugin"] == "shell" and shell["version"] is None
+    plugins = json.loads(run_orchestra("plugins", "--json", extra_path=[site], cwd=tmp_path).stdout)
+    assert next(row for row in plugins if row["name"] == "impostor")["status"] == "broken"

@@ -6,7 +6,9 @@ from orchestra.builtin import routing, scheduling, shell
 from orchestra.engine.router import route
 from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.plugins import PluginHost
-from orchestra.protocols import ToolStats
+from orchestra.errors import PluginError
+from orchestra.markers import hookimpl
+from orchestra.protocols import RoutingChoice, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
 
 
@@ -126,3 +128,53 @@ def test_schedulers_order_ready_tasks(tools):
     dependencies = {"a": (), "b": (), "c": (), "d": ("c",), "e": ("d",)}
     critical = tools.schedulers().get("critical_path")
     assert [t.id for t in critical.order(ready, dependencies)] == ["c", "b", "a"]
+
+
+def test_candidates_follow_the_order_defaults_list_them_in(tools):
+    defaults = Defaults(tools=("beta", "alpha"))
+    decision = decide(tools, Task(id="t", prompt="x"), defaults=defaults, strategy="fixed")
+    assert decision.tool == "beta" and decision.candidates == ("beta", "alpha")
+
+
+def test_strategies_see_the_candidates_profiles(tools):
+    seen = {}
+
+    class Peek:
+        name = "peek"
+
+        def choose(self, task, candidates, context):
+            seen.update({a.name: context.profile(a.name).options for a in candidates})
+            return RoutingChoice(candidates[-1].name, "peek")
+
+    tools.register(RoutersPlugin(Peek()), name="peek-plugin")
+    profiles = {"alpha": ToolProfile(name="alpha", options={"cost_per_task": 3})}
+    decision = decide(
+        tools, Task(id="t", prompt="x", tools=("alpha", "beta")), strategy="peek", profiles=profiles
+    )
+    assert decision.tool == "beta"
+    assert seen == {"alpha": {"cost_per_task": 3}, "beta": {}}
+
+
+def test_a_strategy_choosing_outside_the_candidates_is_its_error(tools):
+    class Rogue:
+        name = "rogue"
+
+        def choose(self, task, candidates, context):
+            return RoutingChoice("gone", "rogue")
+
+    tools.register(RoutersPlugin(Rogue()), name="rogue-plugin")
+    with pytest.raises(
+        PluginError,
+        match=r"routing strategy 'rogue' chose 'gone', which is not a candidate \(alpha, beta\)",
+    ):
+        decide(tools, Task(id="t", prompt="x", tools=("alpha", "beta")), strategy="rogue")
+
+
+class RoutersPlugin:
+    def __init__(self, *strategies):
+        self.strategies = strategies
+
+    @hookimpl
+    def orchestra_register_routers(self, register):
+        for strategy in self.strategies:
+            register(strategy)

@@ -326,3 +326,49 @@ def test_invalid_workstream_counts_its_problems(tmp_path):
         load_workstream(path)
     assert len(caught.value.errors) == 2
     assert str(caught.value) == f"{path}: 2 problems found"
+
+
+@pytest.mark.parametrize(
+    ("check", "operator"),
+    [("pytest>out.txt", ">"), ("make test&&echo ok", "&&"), ("x 2>&1", ">&"), ("(cd a)", "( )")],
+)
+def test_shell_syntax_in_a_check_is_found_even_without_spaces(tmp_path, check, operator):
+    text = f'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nchecks = [{check!r}]\n'.replace("'", '"')
+    lines = problems(tmp_path, text)
+    assert any(f"uses shell syntax ({operator})" in line for line in lines)
+
+
+def test_quoted_operators_are_plain_arguments(tmp_path):
+    path = write(
+        tmp_path,
+        """id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\nchecks = ["python -c 'assert 2>1'"]\n""",
+    )
+    assert load_workstream(path).tasks[0].checks[0].command == ("python", "-c", "assert 2>1")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("nan", "expected a finite"),
+        ("inf", "expected a finite"),
+        ('"' + "9" * 400 + 's"', "is not a duration"),
+        ('"٣s"', "is not a duration"),
+    ],
+)
+def test_durations_must_be_finite_ascii_numbers(tmp_path, value, fragment):
+    assert any(
+        fragment in line
+        for line in problems(
+            tmp_path, f'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntimeout = {value}\n'
+        )
+    )
+
+
+def test_names_with_a_trailing_newline_are_refused(tmp_path):
+    lines = problems(tmp_path, 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ntool = "x\\n"\n')
+    assert any("field 'tool': invalid name" in line for line in lines)
+
+
+def test_booleans_print_as_toml_writes_them(tmp_path):
+    lines = problems(tmp_path, 'id = "w"\n[[tasks]]\nid = "a"\nprompt = true\n')
+    assert any("expected a string, got a boolean (true)" in line for line in lines)

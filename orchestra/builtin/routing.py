@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from orchestra.markers import hookimpl
 from orchestra.models import Task
-from orchestra.protocols import RoutingChoice, ToolAdapter, ToolStats
+from orchestra.protocols import RoutingChoice, RoutingContext, ToolAdapter
 
 
 class Fixed:
@@ -15,7 +15,7 @@ class Fixed:
     name = "fixed"
 
     def choose(
-        self, task: Task, candidates: Sequence[ToolAdapter], history: Mapping[str, ToolStats]
+        self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
         if task.tool is not None:
             return RoutingChoice(task.tool, f"fixed: task pins {task.tool}")
@@ -32,11 +32,10 @@ class RoundRobin:
     name = "round_robin"
 
     def choose(
-        self, task: Task, candidates: Sequence[ToolAdapter], history: Mapping[str, ToolStats]
+        self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
         def attempts(adapter: ToolAdapter) -> int:
-            stats = history.get(adapter.name)
-            return stats.attempts if stats else 0
+            return context.stats(adapter.name).attempts
 
         chosen = min(candidates, key=attempts)
         return RoutingChoice(
@@ -50,8 +49,9 @@ class Auto:
     name = "auto"
 
     def choose(
-        self, task: Task, candidates: Sequence[ToolAdapter], history: Mapping[str, ToolStats]
+        self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
+        history = context.history
         untried = [adapter for adapter in candidates if not history.get(adapter.name)]
         if untried:
             return RoutingChoice(untried[0].name, f"auto: {untried[0].name} has no record yet")

@@ -29,10 +29,13 @@ def init(state: CliState, directory: Path) -> None:
     example workstream in workstreams/example.toml. An existing file is never
     overwritten: it is kept and reported.
     """
+    from orchestra.config import find_project
+
     directory.mkdir(parents=True, exist_ok=True)
+    project = find_project(directory)  # profiles of the project being set up, not the cwd's
     found = []
     for registration in state.host.tools():
-        availability = registration.item.available(state.project.profile(registration.name))
+        availability = registration.item.available(project.profile(registration.name))
         if availability.available and "prompt" in registration.item.capabilities:
             found.append((registration.name, availability.version))
     state.warn()

@@ -57,8 +57,8 @@ def plugins(state: CliState, as_json: bool) -> None:
 def tools(state: CliState, as_json: bool) -> None:
     """List tool adapters: capabilities, and whether each tool is installed here.
 
-    Asks each tool for its version (``aider --version`` …), so this shows what a run
-    on this machine could use. Capabilities include those set in [tools.NAME].
+    Asks each tool for its version (aider --version …), so this shows what a run on
+    this machine could use. Capabilities include those set in [tools.NAME].
     """
     from orchestra.engine.router import tool_capabilities
 

@@ -55,8 +55,7 @@ def plan(
         defaults=workstream.defaults,
     )
     problems = list(check_names(workstream, state.host, settings))
-    if routing is not None and routing not in state.host.routers():
-        state.host.routers().get(routing)  # raises UnknownName naming what is installed
+    state.warn()  # a broken plugin may be why a name is unknown
     if problems:
         raise WorkstreamInvalid(file, problems)
     render = {
@@ -68,7 +67,6 @@ def plan(
     with paused_gc():
         the_plan = make_plan(workstream, state.host, state.project, settings)
         output = render[output_format](the_plan)
-    state.warn()
     click.echo(output)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import RoutingStrategy, ToolStats
+from orchestra.errors import PluginError
+from orchestra.protocols import RoutingContext, RoutingStrategy, ToolStats
 from orchestra.registry import Registry
 
 
@@ -78,6 +79,8 @@ def route(
     for name in allowed or ():
         if name not in tools:
             rejected[name] = "no installed plugin provides it"
+    if allowed is not None:  # candidates in the order the task lists its tools
+        candidates.sort(key=lambda adapter: allowed.index(adapter.name))
     if not candidates:
         reasons = (
             "; ".join(f"{name}: {why}" for name, why in rejected.items()) or "no tools installed"
@@ -90,7 +93,13 @@ def route(
     if len(candidates) == 1 and task.tool is None:
         reason = f"{names[0]} is the only tool that can run it"
         return RoutingDecision(names[0], strategy_name, reason, names, rejected)
-    choice = strategy.choose(task, candidates, history or {})
+    context = RoutingContext(history or {}, {name: profile(name) for name in names})
+    choice = strategy.choose(task, candidates, context)
+    if choice.tool not in names:
+        raise PluginError(
+            f"routing strategy {strategy_name!r} chose {choice.tool!r}, "
+            f"which is not a candidate ({', '.join(names)})"
+        )
     return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
 
 
