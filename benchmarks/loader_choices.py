@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import plan_scale  # noqa: E402 - the sibling script generates the workstream
+import plan_scale
 
-from orchestra import spec  # noqa: E402
+from orchestra import spec
 
 
 def median_seconds(action: Callable[[], object], runs: int) -> float:
@@ -56,12 +56,28 @@ def main() -> int:
         plan_scale.write_workstream(path, options.tasks)
         text = path.read_text()
         rows = [
-            ("parse with tomllib (standard library)", median_seconds(lambda: tomllib.loads(text), options.runs)),
-            ("parse with tomli (compiled wheel)", median_seconds(lambda: tomli.loads(text), options.runs)),
-            ("load_workstream, collector running", median_seconds(lambda: load_with_collector(path), options.runs)),
-            ("load_workstream, collector paused", median_seconds(lambda: spec.load_workstream(path), options.runs)),
+            (
+                "parse with tomllib (standard library)",
+                median_seconds(lambda: tomllib.loads(text), options.runs),
+            ),
+            (
+                "parse with tomli (compiled wheel)",
+                median_seconds(lambda: tomli.loads(text), options.runs),
+            ),
+            (
+                "load_workstream, collector running",
+                median_seconds(lambda: load_with_collector(path), options.runs),
+            ),
+            (
+                "load_workstream, collector paused",
+                median_seconds(lambda: spec.load_workstream(path), options.runs),
+            ),
         ]
-    table = ["| step | median |", "|---|---:|", *(f"| {label} | {seconds:.2f} s |" for label, seconds in rows)]
+    table = [
+        "| step | median |",
+        "|---|---:|",
+        *(f"| {label} | {seconds:.2f} s |" for label, seconds in rows),
+    ]
     print("\n".join(table))
     if options.record:
         stamp = time.strftime("%Y-%m-%d %H:%M %z")

@@ -13,7 +13,7 @@ import attrs
 from orchestra import graph
 from orchestra.config import Project, Settings
 from orchestra.engine.router import RoutingDecision, route
-from orchestra.errors import ConfigError, OrchestraError, SpecError, did_you_mean
+from orchestra.errors import ConfigError, SpecError, did_you_mean
 from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
 

@@ -4,10 +4,10 @@ import pytest
 
 from orchestra.builtin import routing, scheduling, shell
 from orchestra.engine.router import route
-from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.plugins import PluginHost
 from orchestra.errors import PluginError
 from orchestra.markers import hookimpl
+from orchestra.models import Availability, Defaults, Task, ToolProfile
+from orchestra.plugins import PluginHost
 from orchestra.protocols import RoutingChoice, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.errors import PluginError
+from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.protocols import RoutingContext, RoutingStrategy, ToolStats
 from orchestra.registry import Registry
 
