@@ -47,8 +47,8 @@ def check_names(
     routers = host.routers()
 
     def unknown(kind: str, name: str, known: list[str]) -> str:
-        listing = ", ".join(sorted(known)) or "none installed"
-        return f"unknown {kind} {name!r}{did_you_mean(name, known)} (installed: {listing})"
+        listing = f"installed: {', '.join(sorted(known))}" if known else "none installed"
+        return f"unknown {kind} {name!r}{did_you_mean(name, known)} ({listing})"
 
     for setting, registry, kind in (
         ("routing", routers, "routing strategy"),
