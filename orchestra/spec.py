@@ -122,16 +122,24 @@ def _structure_str(value: Any, _: Any) -> str:
     return value
 
 
+def _in_range(value: int | float) -> int | float:
+    """Return ``value`` if TOML allows it: a 64-bit integer (tomli reads any size) or a
+    finite float."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ExpectedType("integer out of range: TOML integers are 64-bit")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExpectedType(f"expected a finite number, got {value}")
+    return value
+
+
 def _structure_int(value: Any, _: Any) -> int:
     _expect(value, (int,), "an integer")
-    return value
+    return _in_range(value)
 
 
 def _structure_float(value: Any, _: Any) -> float:
     _expect(value, (int, float), "a number")
-    if not math.isfinite(value):
-        raise ExpectedType(f"expected a finite number, got {value}")
-    return float(value)
+    return float(_in_range(value))
 
 
 def _structure_bool(value: Any, _: Any) -> bool:
@@ -148,9 +156,7 @@ def _structure_duration(value: Any, _: Any) -> float | None:
             return parse_duration(value)
         except ValueError as error:
             raise ExpectedType(str(error)) from None
-    if not math.isfinite(value):
-        raise ExpectedType(f"expected a finite duration, got {value}")
-    return float(value)
+    return float(_in_range(value))
 
 
 def _structure_command(value: Any, _: Any) -> tuple[str, ...] | str:
@@ -194,6 +200,15 @@ def _structure_str_mapping(value: Any, _: Any) -> dict[str, str]:
 
 def _structure_any_mapping(value: Any, _: Any) -> dict[str, Any]:
     _expect(value, (dict,), "a table")
+    pending = list(value.values())
+    while pending:  # free-form tables still hold only what TOML allows
+        item = pending.pop()
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            _in_range(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return dict(value)
 
 
@@ -432,23 +447,28 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
     """Yield problems with task ids and dependencies: bad or duplicate ids, unknown
     dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order."""
     seen: set[str] = set()
+    invalid: set[str] = set()
     for task_id, _ in edges:
         if not ID_PATTERN.fullmatch(task_id):
             yield problem(_bad_id(task_id), task_id or None, "id")
+            invalid.add(task_id)
         elif task_id in seen:
             yield problem("duplicate task id", task_id, "id")
         seen.add(task_id)
+    # ids already reported as invalid stay out of the cycle check: a cycle is one line
+    valid = seen - invalid if invalid else seen
     dependencies: dict[str, tuple[str, ...]] = {}
     for task_id, needs in edges:
-        if task_id in needs or not seen.issuperset(needs):
+        if task_id in needs or not valid.issuperset(needs):
             for dependency in dict.fromkeys(needs):
                 if dependency == task_id:
                     yield problem("a task cannot depend on itself", task_id, "depends_on")
                 elif dependency not in seen:
                     hint = did_you_mean(dependency, seen)
                     yield problem(f"unknown task {dependency!r}{hint}", task_id, "depends_on")
-            needs = tuple(d for d in needs if d in seen and d != task_id)
-        dependencies[task_id] = needs
+            needs = tuple(d for d in needs if d in valid and d != task_id)
+        if task_id not in invalid:
+            dependencies[task_id] = needs
     cycle = graph.find_cycle(dependencies)
     if cycle:
         yield problem(f"dependency cycle: {' -> '.join(cycle)}", cycle[0], "depends_on")
