@@ -1,6 +1,7 @@
 """Test helpers for orchestra and for plugin authors.
 
-Enable them in a ``conftest.py`` with ``pytest_plugins = ["orchestra.testing"]``. They
+Installing orchestra registers this module as a pytest plugin (entry point ``pytest11``),
+so its fixtures are there in every test suite of a project that has orchestra. They
 give real things, not mocks: a git repository on disk, distributions that Python's
 entry-point machinery really finds, the real ``orchestra`` program in a subprocess, and
 a plugin host in which a test registers a throwaway plugin object for its own duration.
@@ -12,7 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -196,3 +197,30 @@ def register_plugin(plugin_host: PluginHost) -> Iterator:
 def git_repo(tmp_path: Path) -> Path:
     """A git repository with one commit, in a temporary directory."""
     return make_git_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def empty_dir(tmp_path: Path) -> Path:
+    """An empty directory, to use as a PATH on which no program is found."""
+    path = tmp_path / "empty"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def fake_program(tmp_path: Path) -> Callable[[str, str], Path]:
+    """A function that writes an executable ``/bin/sh`` script and returns its path.
+
+    For the failures a real program cannot be made to show on demand (a ``--version``
+    that exits 1, say); use the real program for everything else.
+    """
+
+    def write(name: str, body: str) -> Path:
+        directory = tmp_path / "fake-bin"
+        directory.mkdir(exist_ok=True)
+        path = directory / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return path
+
+    return write

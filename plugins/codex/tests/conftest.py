@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,26 +47,3 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("CODEX_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
     return home
-
-
-@pytest.fixture
-def empty_dir(tmp_path: Path) -> Path:
-    """Return an empty directory, to use as a PATH on which no program is found."""
-    path = tmp_path / "empty"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def fake_program(tmp_path: Path) -> Callable[[str, str], Path]:
-    """Return a function writing an executable ``/bin/sh`` script; it returns the script's path."""
-
-    def write(name: str, body: str) -> Path:
-        directory = tmp_path / "fake-bin"
-        directory.mkdir(exist_ok=True)
-        path = directory / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
-        return path
-
-    return write
