@@ -119,15 +119,18 @@ def _levels(dependencies: Dependencies) -> dict[str, int]:
 
 
 def critical_path(
-    dependencies: Dependencies, weights: Mapping[str, float] | None = None
+    dependencies: Dependencies,
+    weights: Mapping[str, float] | None = None,
+    order: Sequence[str] | None = None,
 ) -> tuple[float, list[str]]:
     """Return the length of the heaviest dependency chain and its tasks, first to last.
 
-    Each task weighs ``weights[task]`` (1 when not given). Raises ValueError on a cycle.
+    Each task weighs ``weights[task]`` (1 when not given). ``order``, a topological order
+    the caller already has, saves computing it again. Raises ValueError on a cycle.
     """
     if not dependencies:
         return 0.0, []
-    longest, previous = _longest_paths(dependencies, weights)
+    longest, previous = _longest_paths(dependencies, weights, order)
     end = max(longest, key=longest.__getitem__)
     chain = [end]
     while previous[chain[-1]] is not None:
@@ -151,11 +154,13 @@ def remaining_path_lengths(
 
 
 def _longest_paths(
-    dependencies: Dependencies, weights: Mapping[str, float] | None
+    dependencies: Dependencies,
+    weights: Mapping[str, float] | None,
+    order: Sequence[str] | None = None,
 ) -> tuple[dict[str, float], dict[str, str | None]]:
     longest: dict[str, float] = {}
     previous: dict[str, str | None] = {}
-    for task in topological_order(dependencies):
+    for task in order if order is not None else topological_order(dependencies):
         weight = 1.0 if weights is None else weights.get(task, 1.0)
         best, via = 0.0, None
         for dependency in dependencies[task]:

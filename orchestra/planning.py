@@ -98,7 +98,8 @@ def make_plan(
     dependencies = graph.of_tasks(workstream.tasks)
     waves = graph.waves(dependencies)
     wave_of = {task_id: number for number, wave in enumerate(waves) for task_id in wave}
-    _, chain = graph.critical_path(dependencies)
+    order = [task_id for wave in waves for task_id in wave]
+    _, chain = graph.critical_path(dependencies, order=order)
     availability_cache: dict[str, Availability] = {}
     tools = host.tools()
     routers = host.routers()

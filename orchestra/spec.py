@@ -503,36 +503,40 @@ def _bad_id(value: str) -> str:
 
 
 def _check_task(task: Task, problem) -> Iterator[SpecError]:
-    if task.prompt is None and task.command is None:
+    prompt, command = task.prompt, task.command
+    if prompt is not None:
+        if command is not None:
+            yield problem("has both 'prompt' and 'command'; keep one", task.id, "command")
+        if not prompt.strip():
+            yield problem("empty prompt", task.id, "prompt")
+        if task.shell:
+            message = "shell = true applies to a 'command', and this task has a prompt"
+            yield problem(message, task.id, "shell")
+    elif command is None:
         yield problem("needs a 'prompt' (for an AI tool) or a 'command' (to run)", task.id)
-    if task.prompt is not None and task.command is not None:
-        yield problem("has both 'prompt' and 'command'; keep one", task.id, "command")
-    if task.prompt is not None and not task.prompt.strip():
-        yield problem("empty prompt", task.id, "prompt")
-    if task.prompt is not None and task.shell:
-        yield problem(
-            "shell = true applies to a 'command', and this task has a prompt", task.id, "shell"
-        )
-    if isinstance(task.command, str) and not task.shell:
-        yield problem(
-            "a command string needs shell = true; otherwise write an argument list such as "
-            '["make", "test"]',
-            task.id,
-            "command",
-        )
-    if isinstance(task.command, tuple) and task.shell:
-        yield problem("with shell = true, write the command as one string", task.id, "command")
-    if task.command is not None and not (
-        task.command.strip() if isinstance(task.command, str) else task.command
-    ):
-        yield problem("empty command", task.id, "command")
-    elif isinstance(task.command, tuple) and not task.command[0].strip():
-        yield problem("empty program name: the first argument says what to run", task.id, "command")
-    for field_name in ("read", "write", "create", "forbidden"):
-        for pattern in getattr(task.files, field_name):
-            reason = _path_problem(pattern)
-            if reason:
-                yield problem(f"{pattern!r}: {reason}", task.id, f"files.{field_name}")
+    if isinstance(command, str):
+        if not task.shell:
+            message = (
+                "a command string needs shell = true; otherwise write an argument list such "
+                'as ["make", "test"]'
+            )
+            yield problem(message, task.id, "command")
+        if not command.strip():
+            yield problem("empty command", task.id, "command")
+    elif command is not None:
+        if task.shell:
+            yield problem("with shell = true, write the command as one string", task.id, "command")
+        if not command:
+            yield problem("empty command", task.id, "command")
+        elif not command[0].strip():
+            message = "empty program name: the first argument says what to run"
+            yield problem(message, task.id, "command")
+    if not task.files.is_empty():
+        for field_name in ("read", "write", "create", "forbidden"):
+            for pattern in getattr(task.files, field_name):
+                reason = _path_problem(pattern)
+                if reason:
+                    yield problem(f"{pattern!r}: {reason}", task.id, f"files.{field_name}")
     yield from _check_common(task, task.id, problem, prefix="")
 
 
