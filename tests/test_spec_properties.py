@@ -15,6 +15,7 @@ The TOML writer below covers the subset the strategies generate (tomli-w is not 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import itertools
@@ -1312,6 +1313,11 @@ interesting_keys = st.one_of(
 
 def blind_mutation(draw: st.DrawFn, document: dict) -> str:
     """Change one random place of the document without regard to what it means."""
+
+    def fresh_value() -> Any:
+        # a copy: a later mutation may append to a list that sampled_from shares
+        return copy.deepcopy(draw(interesting_values))
+
     places = containers(document)
     place = places[draw(st.integers(0, len(places) - 1))]
     action = draw(st.sampled_from(["delete", "replace", "insert"]))
@@ -1324,15 +1330,15 @@ def blind_mutation(draw: st.DrawFn, document: dict) -> str:
             key = draw(st.sampled_from(list(place)))
         else:
             key = draw(interesting_keys)
-        place[key] = draw(interesting_values)
+        place[key] = fresh_value()
         return f"set {key!r}"
     if action == "delete" and place:
         del place[draw(st.integers(0, len(place) - 1))]
         return "delete an item"
     if action == "replace" and place:
-        place[draw(st.integers(0, len(place) - 1))] = draw(interesting_values)
+        place[draw(st.integers(0, len(place) - 1))] = fresh_value()
         return "replace an item"
-    place.append(draw(interesting_values))
+    place.append(fresh_value())
     return "append an item"
 
 
