@@ -62,9 +62,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
     except tomli.TOMLDecodeError as error:
         raise SpecError(f"invalid TOML: {error}", file=str(path)) from None
-    except (ValueError, RecursionError) as error:  # an integer too long to convert, deep nesting
-        message = str(error) or type(error).__name__
-        raise SpecError(f"invalid TOML: {message.splitlines()[0]}", file=str(path)) from None
+    except ValueError:  # tomli hands on Python's limit on integer literal length
+        raise SpecError("invalid TOML: an integer literal is too long", file=str(path)) from None
+    except RecursionError:
+        raise SpecError("invalid TOML: nested too deeply", file=str(path)) from None
 
 
 def load_workstream(path: str | Path) -> Workstream:
@@ -448,9 +449,9 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
     dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order."""
     seen: set[str] = set()
     invalid: set[str] = set()
-    for task_id, _ in edges:
+    for number, (task_id, _) in enumerate(edges, start=1):
         if not ID_PATTERN.fullmatch(task_id):
-            yield problem(_bad_id(task_id), task_id or None, "id")
+            yield problem(_bad_id(task_id), task_id or f"#{number}", "id")
             invalid.add(task_id)
         elif task_id in seen:
             yield problem("duplicate task id", task_id, "id")

@@ -372,3 +372,17 @@ def test_names_with_a_trailing_newline_are_refused(tmp_path):
 def test_booleans_print_as_toml_writes_them(tmp_path):
     lines = problems(tmp_path, 'id = "w"\n[[tasks]]\nid = "a"\nprompt = true\n')
     assert any("expected a string, got a boolean (true)" in line for line in lines)
+
+
+def test_an_empty_id_names_the_task_by_position(tmp_path):
+    lines = problems(
+        tmp_path, 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\n[[tasks]]\nid = ""\nprompt = "x"\n'
+    )
+    assert any("task '#2': field 'id': invalid id ''" in line for line in lines)
+
+
+def test_an_overlong_integer_is_a_toml_error_in_plain_words(tmp_path):
+    lines = problems(
+        tmp_path, 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\npriority = 1' + "0" * 5000 + "\n"
+    )
+    assert lines == [f"{tmp_path / 'ws.toml'}: invalid TOML: an integer literal is too long"]
