@@ -39,10 +39,15 @@ def run_orchestra(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``orchestra`` program and return its exit status, stdout and stderr.
 
-    ``env`` is added to the current environment; ``extra_path`` entries go in front of
-    PYTHONPATH, which is how ``make_distribution`` directories become installed.
+    The program gets the current environment without its ``ORCHESTRA_*`` variables (a
+    setting in the tester's shell must not change a test), plus ``env``. ``extra_path``
+    entries go in front of PYTHONPATH, which is how ``make_distribution`` directories
+    become installed.
     """
-    environment = {**os.environ, **(env or {})}
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRA_")
+    }
+    environment = {**inherited, **(env or {})}
     if extra_path:
         joined = os.pathsep.join(str(path) for path in extra_path)
         previous = environment.get("PYTHONPATH")

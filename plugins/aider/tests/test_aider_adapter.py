@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from orchestra_aider import AiderAdapter
 
 import orchestra
+from orchestra.testing import run_orchestra
 
 
 def profile(**options: object) -> orchestra.ToolProfile:
@@ -96,20 +95,8 @@ def test_execute_is_not_there_yet() -> None:
 
 
 def test_orchestra_tools_lists_aider(real_aider: Path, home: Path, tmp_path: Path) -> None:
-    orchestra_script = Path(sys.executable).parent / "orchestra"
-    assert orchestra_script.exists(), f"{orchestra_script} missing: pip install -e the host"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRA")}
-    env["PATH"] = f"{real_aider.parent}{os.pathsep}{env['PATH']}"
-
-    completed = subprocess.run(
-        [str(orchestra_script), "tools", "--json"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    path = f"{real_aider.parent}{os.pathsep}{os.environ['PATH']}"
+    completed = run_orchestra("tools", "--json", cwd=tmp_path, env={"PATH": path})
 
     assert completed.returncode == 0, completed.stderr
     rows = {row["name"]: row for row in json.loads(completed.stdout)}
