@@ -6,16 +6,18 @@ runs anything: a plan says what a run would do and why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import attrs
 
 from orchestra import graph
-from orchestra.config import Project, Settings
+from orchestra.config import Project, Settings, resolve_settings
 from orchestra.engine.router import RoutingDecision, route
-from orchestra.errors import ConfigError, SpecError, did_you_mean
+from orchestra.errors import ConfigError, SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
+from orchestra.spec import load_workstream
 
 
 @attrs.frozen
@@ -85,6 +87,22 @@ def check_names(
                 task=task_id,
                 field=f"{prefix}routing",
             )
+
+
+def load_checked(
+    file: str, project: Project, host: PluginHost, flags: Mapping[str, Any] | None = None
+) -> tuple[Workstream, Settings]:
+    """Return the workstream in ``file`` and its resolved settings, every name checked.
+
+    Raises WorkstreamInvalid (or another OrchestraError) listing what is wrong; this is
+    all ``orchestra validate`` checks and what ``orchestra plan`` needs first.
+    """
+    workstream = load_workstream(file)
+    settings = resolve_settings(project, flags=flags, defaults=workstream.defaults)
+    problems = list(check_names(workstream, host, settings))
+    if problems:
+        raise WorkstreamInvalid(file, problems)
+    return workstream, settings
 
 
 def make_plan(

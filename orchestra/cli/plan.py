@@ -42,22 +42,14 @@ def plan(
     Lists the tasks wave by wave (a wave starts when the waves before it are done), and
     for each task the tool routing would pick and the reason, or why no tool can run it.
     """
-    from orchestra.config import resolve_settings
-    from orchestra.errors import WorkstreamInvalid
     from orchestra.gcpause import paused_gc
-    from orchestra.planning import check_names, make_plan
-    from orchestra.spec import load_workstream
+    from orchestra.planning import load_checked, make_plan
 
-    workstream = load_workstream(file)
-    settings = resolve_settings(
-        state.project,
-        flags={"routing": routing, "max_parallel": max_parallel},
-        defaults=workstream.defaults,
-    )
-    problems = list(check_names(workstream, state.host, settings))
-    state.warn()  # a broken plugin may be why a name is unknown
-    if problems:
-        raise WorkstreamInvalid(file, problems)
+    flags = {"routing": routing, "max_parallel": max_parallel}
+    try:
+        workstream, settings = load_checked(file, state.project, state.host, flags)
+    finally:
+        state.warn()  # a broken plugin may be why a name is unknown
     render = {
         "text": render_text,
         "json": render_json,

@@ -18,26 +18,17 @@ def validate(state: CliState, files: tuple[str, ...]) -> None:
     installed. Exits 0 when all files are valid and 2 otherwise.
     """
     from orchestra import graph
-    from orchestra.config import resolve_settings
     from orchestra.errors import OrchestraError
-    from orchestra.planning import check_names
-    from orchestra.spec import load_workstream
+    from orchestra.planning import load_checked
 
     project = state.project  # a broken configuration stops here, once
     failed = False
     for file in files:
         try:
-            workstream = load_workstream(file)
-            settings = resolve_settings(project, defaults=workstream.defaults)
-            problems = list(check_names(workstream, state.host, settings))
+            workstream, _ = load_checked(file, project, state.host)
         except OrchestraError as error:
-            problems = [error]
-            lines = error.lines()
-        else:
-            lines = [line for problem in problems for line in problem.lines()]
-        if problems:
             failed = True
-            for line in lines:
+            for line in error.lines():
                 click.echo(f"error: {line}", err=True)
             continue
         dependencies = graph.of_tasks(workstream.tasks)
