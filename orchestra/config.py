@@ -99,7 +99,8 @@ def _tool_orchestra_table(pyproject: Path) -> dict[str, Any] | None:
         document = read_toml(pyproject)
     except SpecError as error:
         raise ConfigError(error.message, file=error.file) from None
-    table = document.get("tool", {}).get("orchestra")
+    tools = document.get("tool", {})
+    table = tools.get("orchestra") if isinstance(tools, dict) else None
     if table is not None and not isinstance(table, dict):
         raise ConfigError("[tool.orchestra] must be a table", file=str(pyproject))
     return table

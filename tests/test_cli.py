@@ -279,3 +279,19 @@ def test_strategy_names_from_the_environment_and_config_are_checked(tmp_path):
         "unknown scheduling strategy 'critical-path' (did you mean 'critical_path'?)"
         in result.stderr
     )
+
+
+def test_init_into_an_impossible_directory_is_a_one_line_error(tmp_path):
+    write(tmp_path / "afile", "")
+    result = run_orchestra("init", "-C", str(tmp_path / "afile" / "sub"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"error: {tmp_path / 'afile' / 'sub'}: cannot create the directory: Not a directory\n"
+    )
+
+
+def test_a_pyproject_whose_tool_is_not_a_table_is_no_configuration(tmp_path):
+    write(tmp_path / "pyproject.toml", "tool = 5\n")
+    result = run_orchestra("validate", str(HELLO), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import click
 
 from orchestra.cli.state import CliState, pass_state
+from orchestra.errors import OrchestraError
 
 EXAMPLE_FILE = Path("workstreams") / "example.toml"
 
@@ -31,7 +33,12 @@ def init(state: CliState, directory: Path) -> None:
     """
     from orchestra.config import find_project
 
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OrchestraError(
+            f"cannot create the directory: {error.strerror}", file=str(directory)
+        ) from None
     project = find_project(directory)  # profiles of the project being set up, not the cwd's
     found = []
     for registration in state.host.tools():
@@ -49,17 +56,25 @@ def _write_new(path: Path, text: str) -> None:
     if path.exists():
         click.echo(f"kept {path} (already exists)")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise OrchestraError(f"cannot write: {error.strerror}", file=str(path)) from None
     try:
         # os.link fails if the target appeared meanwhile, so an existing file is never replaced
         os.link(partial, path)
     except FileExistsError:
         click.echo(f"kept {path} (already exists)")
         return
+    except OSError as error:
+        raise OrchestraError(f"cannot write: {error.strerror}", file=str(path)) from None
     finally:
-        partial.unlink()
+        with contextlib.suppress(OSError):
+            partial.unlink()
     click.echo(f"wrote {path}")
 
 
