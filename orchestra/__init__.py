@@ -28,6 +28,7 @@ _PUBLIC = {
     "ExecutionContext": "orchestra.protocols",
     "RoutingChoice": "orchestra.protocols",
     "RoutingContext": "orchestra.protocols",
+    "SchedulingContext": "orchestra.protocols",
     "ToolAdapter": "orchestra.protocols",
     "ToolStats": "orchestra.protocols",
     "OrchestraError": "orchestra.errors",
@@ -54,6 +55,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "ExecutionContext",
     "RoutingChoice",
     "RoutingContext",
+    "SchedulingContext",
     "ToolAdapter",
     "ToolStats",
     "OrchestraError",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
         ExecutionContext,
         RoutingChoice,
         RoutingContext,
+        SchedulingContext,
         ToolAdapter,
         ToolStats,
     )

@@ -98,14 +98,24 @@ class RoutingStrategy(Protocol):
         ...
 
 
+@attrs.frozen
+class SchedulingContext:
+    """What a scheduling strategy may consult about the run it orders tasks for."""
+
+    #: each task id -> the ids it depends on, for the whole workstream
+    dependencies: Mapping[str, Sequence[str]]
+    #: ids of the tasks that have reached a final state (succeeded, failed, skipped …)
+    finished: frozenset[str] = frozenset()
+
+
 @runtime_checkable
 class SchedulingStrategy(Protocol):
     """Orders the ready tasks; the run loop starts them in that order while slots are free."""
 
     name: str
 
-    def order(self, ready: Sequence[Task], dependencies: Mapping[str, Sequence[str]]) -> list[Task]:
-        """Return ``ready`` in the order the tasks should start."""
+    def order(self, ready: Sequence[Task], context: SchedulingContext) -> list[Task]:
+        """Return the ready tasks to start, in order. Leaving a task out holds it back."""
         ...
 
 

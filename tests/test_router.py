@@ -8,7 +8,7 @@ from orchestra.errors import PluginError
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.plugins import PluginHost
-from orchestra.protocols import RoutingChoice, ToolStats
+from orchestra.protocols import RoutingChoice, SchedulingContext, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
 
 
@@ -123,11 +123,23 @@ def test_schedulers_order_ready_tasks(tools):
         Task(id="b", prompt="x", priority=2),
         Task(id="c", prompt="x"),
     ]
-    eager = tools.schedulers().get("eager")
-    assert [t.id for t in eager.order(ready, {})] == ["b", "a", "c"]
     dependencies = {"a": (), "b": (), "c": (), "d": ("c",), "e": ("d",)}
+    context = SchedulingContext(dependencies)
+    eager = tools.schedulers().get("eager")
+    assert [t.id for t in eager.order(ready, context)] == ["b", "a", "c"]
     critical = tools.schedulers().get("critical_path")
-    assert [t.id for t in critical.order(ready, dependencies)] == ["c", "b", "a"]
+    assert [t.id for t in critical.order(ready, context)] == ["c", "b", "a"]
+
+
+def test_waves_hold_a_task_back_until_the_wave_before_it_has_finished(tools):
+    dependencies = {"a": (), "b": (), "c": ("a",), "d": ()}
+    waves = tools.schedulers().get("waves")
+    c, d = Task(id="c", prompt="x"), Task(id="d", prompt="x")
+    # c is ready (a finished) but b, of the first wave, is still going: c waits
+    assert waves.order([c], SchedulingContext(dependencies, frozenset({"a"}))) == []
+    assert waves.order([c, d], SchedulingContext(dependencies, frozenset({"a"}))) == [d]
+    finished = frozenset({"a", "b", "d"})
+    assert waves.order([c], SchedulingContext(dependencies, finished)) == [c]
 
 
 def test_candidates_follow_the_order_defaults_list_them_in(tools):
