@@ -55,13 +55,15 @@ def check_names(
     for setting, registry, kind in (
         ("routing", routers, "routing strategy"),
         ("scheduler", host.schedulers(), "scheduling strategy"),
+        ("sinks", host.sinks(), "sink"),
     ):
-        name = settings.values[setting].value
-        if name not in registry:
-            source = settings.source(setting)
-            yield ConfigError(
-                f"{setting} = {name!r} from {source}: {unknown(kind, name, registry.names())}"
-            )
+        value = settings.values[setting].value
+        for name in (value,) if isinstance(value, str) else value:
+            if name not in registry:
+                source = settings.source(setting)
+                yield ConfigError(
+                    f"{setting}: {name!r} from {source}: {unknown(kind, name, registry.names())}"
+                )
     scopes: list[tuple[str | None, str, object]] = [(None, "defaults.", workstream.defaults)]
     scopes.extend(
         (task.id, "", task)

@@ -171,7 +171,7 @@ def test_plan_dot_and_mermaid_draw_every_task_and_edge(tmp_path):
 def test_plugins_and_tools_list_the_builtins(tmp_path):
     plugins = json.loads(run_orchestra("plugins", "--json", cwd=tmp_path).stdout)
     builtins = {row["name"]: row for row in plugins if row["distribution"] == "orchestra"}
-    assert set(builtins) == {"shell", "routing", "scheduling"}
+    assert set(builtins) == {"shell", "routing", "scheduling", "sinks"}
     assert builtins["routing"]["hooks"] == ["orchestra_register_routers"]
     assert all(
         row["status"] == "ok" and row["version"] == orchestra.__version__
@@ -270,7 +270,7 @@ def test_strategy_names_from_the_environment_and_config_are_checked(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.startswith(
-        "error: routing = 'fastest' from environment (ORCHESTRA_ROUTING): unknown routing strategy 'fastest' (installed: "
+        "error: routing: 'fastest' from environment (ORCHESTRA_ROUTING): unknown routing strategy 'fastest' (installed: "
     )
     write(tmp_path / "orchestra.toml", 'scheduler = "critical-path"\n')
     result = run_orchestra("plan", str(HELLO), cwd=tmp_path)
