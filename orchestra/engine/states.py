@@ -1,0 +1,113 @@
+"""Run and step state machines: the states, the legal transitions, and nothing else.
+
+The store (``orchestra.state``) checks every change of state against these tables inside
+the transaction that writes it, so a run or a step can only ever move along an edge
+listed here. Anything else is a bug in orchestra and raises ``IllegalTransition``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+
+class RunState(str, enum.Enum):
+    """Where a whole run is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    #: the process driving the run died; found at the next start, left by resuming
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StepState(str, enum.Enum):
+    """Where one task of a run is."""
+
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    QUARANTINED = "quarantined"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_R = RunState
+_S = StepState
+
+#: state -> the states a run may move to from it
+RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
+    _R.PENDING: frozenset({_R.RUNNING, _R.CANCELED}),
+    _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELED, _R.INTERRUPTED}),
+    _R.INTERRUPTED: frozenset({_R.RUNNING, _R.CANCELED}),
+    _R.SUCCEEDED: frozenset(),
+    _R.FAILED: frozenset(),
+    _R.CANCELED: frozenset(),
+}
+
+#: state -> the states a step may move to from it
+STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
+    # skipped straight from pending: a dependency failed, so the step never became ready
+    _S.PENDING: frozenset({_S.READY, _S.SKIPPED, _S.CANCELED}),
+    _S.READY: frozenset({_S.RUNNING, _S.CANCELED}),
+    # running -> retrying is also how a resumed run gives up an interrupted attempt
+    _S.RUNNING: frozenset(
+        {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.QUARANTINED, _S.SKIPPED, _S.CANCELED}
+    ),
+    _S.RETRYING: frozenset({_S.RUNNING, _S.CANCELED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.QUARANTINED: frozenset(),
+    _S.SKIPPED: frozenset(),
+    _S.CANCELED: frozenset(),
+}
+
+#: states a run never leaves
+TERMINAL_RUN_STATES = frozenset(state for state, nexts in RUN_TRANSITIONS.items() if not nexts)
+#: states a step never leaves
+TERMINAL_STEP_STATES = frozenset(state for state, nexts in STEP_TRANSITIONS.items() if not nexts)
+
+
+class IllegalTransition(Exception):
+    """A change of state that the tables above do not allow: a bug in orchestra.
+
+    Deliberately not an ``OrchestraError``: no input of the user's can cause it, so it
+    is allowed to show its traceback.
+    """
+
+    def __init__(self, entity: str, current: str, new: str) -> None:
+        self.entity = entity
+        self.current = str(current)
+        self.new = str(new)
+        super().__init__(f"{entity} cannot go from {self.current} to {self.new}")
+
+
+def check_run_transition(entity: str, current: str, new: str) -> RunState:
+    """Return ``new`` as a RunState if a run may go there from ``current``, else raise."""
+    return _check(RunState, RUN_TRANSITIONS, entity, current, new)
+
+
+def check_step_transition(entity: str, current: str, new: str) -> StepState:
+    """Return ``new`` as a StepState if a step may go there from ``current``, else raise."""
+    return _check(StepState, STEP_TRANSITIONS, entity, current, new)
+
+
+def _check(kind, table, entity, current, new):
+    try:
+        current_state, new_state = kind(current), kind(new)
+    except ValueError:
+        raise IllegalTransition(entity, current, new) from None
+    if new_state not in table[current_state]:
+        raise IllegalTransition(entity, current, new)
+    return new_state

@@ -1,0 +1,29 @@
+"""The SQLite store of runs, steps, attempts, events and breakers.
+
+``Store.open(path)`` opens (and creates or upgrades) the database; see ``store.py`` for
+what it promises about transactions, threads and secrets, ``migrations.py`` for the
+schema, and ``lock.py`` for how two orchestrators are kept off the same run.
+"""
+
+from orchestra.state.errors import RunLocked, SchemaTooNew, StoreError, UnknownRun
+from orchestra.state.records import (
+    AttemptRecord,
+    BreakerRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+)
+from orchestra.state.store import Store
+
+__all__ = [
+    "AttemptRecord",
+    "BreakerRecord",
+    "EventRecord",
+    "RunLocked",
+    "RunRecord",
+    "SchemaTooNew",
+    "StepRecord",
+    "Store",
+    "StoreError",
+    "UnknownRun",
+]

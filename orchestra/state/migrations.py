@@ -1,0 +1,162 @@
+"""The database schema, as an ordered list of migrations.
+
+Each migration is a function that takes the connection and changes the schema. They are
+applied in the order they are listed here, each once, each in its own transaction, and
+each is recorded by name in ``_migrations``. A database written by an older orchestra
+therefore opens in a newer one: the newer one applies what is missing. Never edit or
+reorder a migration that has shipped; add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+
+from orchestra.state.errors import SchemaTooNew
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(function: Migration) -> Migration:
+    """Add ``function`` to the end of MIGRATIONS and return it."""
+    MIGRATIONS.append(function)
+    return function
+
+
+def migrate(
+    connection: sqlite3.Connection,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    file: str | None = None,
+) -> list[str]:
+    """Apply the migrations the database lacks, in order; return the names applied.
+
+    ``connection`` must be in autocommit mode (``isolation_level=None``): each migration
+    runs between an explicit ``BEGIN IMMEDIATE`` and ``COMMIT``, so two processes that
+    open the same new database at once do not both apply it.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    known = {function.__name__ for function in MIGRATIONS}
+    recorded = {name for (name,) in connection.execute("SELECT name FROM _migrations")}
+    if recorded - known:
+        unknown = ", ".join(sorted(recorded - known))
+        raise SchemaTooNew(
+            f"the database was written by a newer orchestra (migrations {unknown});"
+            " upgrade orchestra to use it",
+            file=file,
+        )
+    applied = []
+    for function in migrations:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            done = connection.execute(
+                "SELECT 1 FROM _migrations WHERE name = ?", (function.__name__,)
+            ).fetchone()
+            if not done:
+                function(connection)
+                connection.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    (function.__name__, time.time()),
+                )
+                applied.append(function.__name__)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    return applied
+
+
+@migration
+def m001_initial(connection: sqlite3.Connection) -> None:
+    # Timestamps are time.time() seconds (REAL); JSON columns hold TEXT written by json.dumps.
+    # Nothing here may hold a secret: the store is handed text that is already redacted.
+    statements = """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        workstream_id TEXT NOT NULL,
+        workstream_file TEXT,
+        content_hash TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        owner_pid INTEGER,
+        owner_host TEXT,
+        settings TEXT NOT NULL DEFAULT '{}',
+        error TEXT
+    );
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        started_at REAL,
+        ended_at REAL,
+        PRIMARY KEY (run_id, task_id)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        tool TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        exit_code INTEGER,
+        outcome TEXT,
+        error_class TEXT,
+        message TEXT,
+        retry_after REAL,
+        input_tokens INTEGER,
+        cached_input_tokens INTEGER,
+        output_tokens INTEGER,
+        cost_usd REAL,
+        log_path TEXT,
+        diff TEXT,
+        command TEXT,
+        UNIQUE (run_id, task_id, number),
+        FOREIGN KEY (run_id, task_id) REFERENCES steps(run_id, task_id) ON DELETE CASCADE
+    );
+    CREATE TABLE events (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        task_id TEXT,
+        attempt INTEGER,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, seq),
+        FOREIGN KEY (run_id, task_id) REFERENCES steps(run_id, task_id) ON DELETE CASCADE
+    );
+    CREATE TABLE breakers (
+        tool TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        opened_at REAL,
+        last_error_class TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """
+    for statement in statements.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+@migration
+def m002_history_indexes(connection: sqlite3.Connection) -> None:
+    # `orchestra runs` lists newest first; routing reads each tool's track record.
+    connection.execute("CREATE INDEX runs_by_created_at ON runs (created_at)")
+    connection.execute("CREATE INDEX attempts_by_tool ON attempts (tool, ended_at)")

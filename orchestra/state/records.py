@@ -1,0 +1,162 @@
+"""What the store gives back: one frozen attrs record per row of runs, steps, attempts,
+events and breakers. JSON columns come back decoded, states as RunState / StepState."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from orchestra.engine.states import RunState, StepState
+from orchestra.models import Usage
+
+
+@attrs.frozen
+class RunRecord:
+    """One run of a workstream: where it is, when, who drives it and how it was set up."""
+
+    id: str
+    workstream_id: str
+    workstream_file: str | None
+    content_hash: str | None
+    state: RunState
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    owner_pid: int | None
+    owner_host: str | None
+    settings: Mapping[str, Any] = attrs.field(hash=False)
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        return cls(
+            id=row["id"],
+            workstream_id=row["workstream_id"],
+            workstream_file=row["workstream_file"],
+            content_hash=row["content_hash"],
+            state=RunState(row["state"]),
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            owner_pid=row["owner_pid"],
+            owner_host=row["owner_host"],
+            settings=json.loads(row["settings"]),
+            error=row["error"],
+        )
+
+
+@attrs.frozen
+class StepRecord:
+    """One task of a run: its state, how many attempts it has had, and why it is where it is."""
+
+    run_id: str
+    task_id: str
+    position: int
+    state: StepState
+    attempts: int
+    reason: str | None
+    started_at: float | None
+    ended_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StepRecord:
+        return cls(
+            run_id=row["run_id"],
+            task_id=row["task_id"],
+            position=row["position"],
+            state=StepState(row["state"]),
+            attempts=row["attempts"],
+            reason=row["reason"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+        )
+
+
+@attrs.frozen
+class AttemptRecord:
+    """One run of one tool on one task; ``ended_at`` is None while it runs (or if it was
+    interrupted and not yet closed)."""
+
+    id: int
+    run_id: str
+    task_id: str
+    number: int
+    tool: str
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    outcome: str | None
+    error_class: str | None
+    message: str | None
+    retry_after: float | None
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    log_path: str | None
+    diff: str | None
+    command: str | None
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens and cost the attempt reported."""
+        return Usage(
+            input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd,
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while it has not ended."""
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
+        return cls(**{field.name: row[field.name] for field in attrs.fields(cls)})
+
+
+@attrs.frozen
+class EventRecord:
+    """One thing that happened in a run, numbered ``seq`` = 1, 2, 3 … within the run."""
+
+    run_id: str
+    seq: int
+    at: float
+    type: str
+    task_id: str | None
+    attempt: int | None
+    payload: Mapping[str, Any] = attrs.field(hash=False)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> EventRecord:
+        return cls(
+            run_id=row["run_id"],
+            seq=row["seq"],
+            at=row["at"],
+            type=row["type"],
+            task_id=row["task_id"],
+            attempt=row["attempt"],
+            payload=json.loads(row["payload"]),
+        )
+
+
+@attrs.frozen
+class BreakerRecord:
+    """A tool's circuit breaker as last saved (its state names belong to the engine)."""
+
+    tool: str
+    state: str
+    failures: int
+    opened_at: float | None
+    last_error_class: str | None
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> BreakerRecord:
+        return cls(**{field.name: row[field.name] for field in attrs.fields(cls)})

@@ -1,0 +1,634 @@
+"""The run database: runs, their steps, attempts and events, and the tools' breakers.
+
+Every change of state is one transaction that reads the current state, checks the move
+against ``orchestra.engine.states``, writes the new state and appends its event; so the
+state a reader sees always has its event, and an illegal move changes nothing.
+
+Nothing stored may hold a secret. The store writes what it is given: commands, messages,
+diffs, settings and event payloads must already be redacted by the caller
+(``engine/process.py`` redacts what tools print and the commands they run).
+
+Threads: a Store keeps one SQLite connection (opened with ``check_same_thread=False``)
+and serialises every use of it, reads included, behind one lock. It is meant to be used
+by the orchestrator's thread; other threads (sinks, a progress display) may call it, and
+will wait their turn. Processes: several may open the same database; SQLite's locking
+and the busy timeout keep their transactions apart, and ``claim_run`` keeps two of them
+from driving the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestra.engine.states import (
+    TERMINAL_RUN_STATES,
+    TERMINAL_STEP_STATES,
+    RunState,
+    StepState,
+    check_run_transition,
+    check_step_transition,
+)
+from orchestra.models import Usage
+from orchestra.state import lock
+from orchestra.state.errors import StoreError, UnknownRun
+from orchestra.state.migrations import migrate
+from orchestra.state.records import (
+    AttemptRecord,
+    BreakerRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+)
+
+#: how long a writer waits for another process's transaction before giving up, in seconds
+BUSY_TIMEOUT = 10.0
+
+
+def new_run_id(now: float) -> str:
+    """Return a run id like ``20261126-031522-ab12``: UTC time of creation, then 4 random
+    hex digits. Ids sort by creation time to the second."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+
+
+class Store:
+    """The SQLite database of runs; see the module docstring for threads and secrets."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._connection = connection
+        self._mutex = threading.RLock()
+        self._claims: dict[str, lock.RunLock] = {}
+        self.path = path
+        #: where the per-run lock files live: ``locks/`` next to the database
+        self.lock_directory = path.parent / "locks"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        """Return the store at ``path``, creating the file and its directories if needed
+        and applying the migrations the database lacks."""
+        path = Path(path)
+        connection = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a killed process loses nothing committed; only a power
+            # cut may lose the last transactions, and the file stays consistent.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            migrate(connection, file=str(path))
+        except (OSError, sqlite3.DatabaseError) as error:
+            if connection is not None:
+                connection.close()
+            raise StoreError(f"cannot open the run database: {error}", file=str(path)) from None
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            raise
+        return cls(connection, path)
+
+    def close(self) -> None:
+        """Release every run this store claimed and close the database."""
+        with self._mutex:
+            for claim in self._claims.values():
+                claim.release()
+            self._claims.clear()
+            self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        workstream_id: str,
+        file: str | None,
+        content_hash: str | None,
+        task_ids: Sequence[str],
+        settings: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Return the id of a new pending run whose steps, one per task, are pending.
+
+        ``settings`` (JSON-serialisable, already free of secrets) records how the run was
+        configured. Writes the event ``run.created``.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            run_id = new_run_id(now)
+            while db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                run_id = new_run_id(now)  # another run was made in the same second
+            db.execute(
+                "INSERT INTO runs (id, workstream_id, workstream_file, content_hash, state,"
+                " created_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    workstream_id,
+                    file,
+                    content_hash,
+                    RunState.PENDING.value,
+                    now,
+                    _json(settings or {}),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO steps (run_id, task_id, position, state) VALUES (?, ?, ?, ?)",
+                (
+                    (run_id, task_id, position, StepState.PENDING.value)
+                    for position, task_id in enumerate(task_ids)
+                ),
+            )
+            payload = {"workstream_id": workstream_id, "file": file, "tasks": len(task_ids)}
+            _append_event(db, run_id, now, "run.created", payload)
+        return run_id
+
+    def set_run_state(
+        self,
+        run_id: str,
+        new: RunState | str,
+        *,
+        event_type: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Move a run to ``new`` and write its event; return the event's seq.
+
+        The event is ``run.<new>`` unless ``event_type`` says otherwise (``run.resumed``);
+        its payload has ``from``, ``to``, ``error`` if given, and ``payload``. Raises
+        IllegalTransition when the run may not go there, and refuses ``running`` unless
+        this store has claimed the run (an unclaimed running run looks orphaned).
+        """
+        now = time.time()
+        with self._transaction() as db:
+            current = self._run_state(db, run_id)
+            state = check_run_transition(f"run {run_id}", current, new)
+            if state is RunState.RUNNING and not self.holds(run_id):
+                raise RuntimeError(f"run {run_id} goes to running only once this store claims it")
+            db.execute(
+                "UPDATE runs SET state = ?, error = COALESCE(?, error),"
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE id = ?",
+                (
+                    state.value,
+                    error,
+                    state is RunState.RUNNING,
+                    now,
+                    state in TERMINAL_RUN_STATES,
+                    now,
+                    run_id,
+                ),
+            )
+            details = {"from": str(current), "to": state.value}
+            if error is not None:
+                details["error"] = error
+            return _append_event(
+                db, run_id, now, event_type or f"run.{state.value}", {**details, **(payload or {})}
+            )
+
+    def run(self, run_id: str) -> RunRecord:
+        """Return the run ``run_id``; raise UnknownRun if there is none."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise UnknownRun(f"no run {run_id!r} in the database", file=str(self.path))
+        return RunRecord.from_row(rows[0])
+
+    def runs(
+        self, state: RunState | str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
+        """Return the runs, newest first; only those in ``state`` if given; at most ``limit``."""
+        sql, parameters = "SELECT * FROM runs", []
+        if state is not None:
+            sql += " WHERE state = ?"
+            parameters.append(RunState(state).value)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        return [RunRecord.from_row(row) for row in self._query(sql, parameters)]
+
+    # -- steps --------------------------------------------------------------------------
+
+    def set_step_state(
+        self,
+        run_id: str,
+        task_id: str,
+        new: StepState | str,
+        *,
+        reason: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Move a step to ``new``, recording ``reason`` (or clearing the old one), and
+        write the event ``step.<new>``; return the event's seq. Raises IllegalTransition
+        when the step may not go there."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+            ).fetchone()
+            if row is None:
+                raise self._unknown_step(db, run_id, task_id)
+            current = row["state"]
+            state = check_step_transition(f"step {task_id!r} of run {run_id}", current, new)
+            db.execute(
+                "UPDATE steps SET state = ?, reason = ?,"
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " ended_at = CASE WHEN ? THEN ? ELSE ended_at END"
+                " WHERE run_id = ? AND task_id = ?",
+                (
+                    state.value,
+                    reason,
+                    state is StepState.RUNNING,
+                    now,
+                    state in TERMINAL_STEP_STATES,
+                    now,
+                    run_id,
+                    task_id,
+                ),
+            )
+            details = {"from": current, "to": state.value}
+            if reason is not None:
+                details["reason"] = reason
+            return _append_event(
+                db, run_id, now, f"step.{state.value}", {**details, **(payload or {})}, task_id
+            )
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """Return the steps of a run in the order of the task ids it was created with."""
+        rows = self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
+        if not rows:
+            self.run(run_id)  # raises UnknownRun for a run that does not exist
+        return [StepRecord.from_row(row) for row in rows]
+
+    def step(self, run_id: str, task_id: str) -> StepRecord:
+        """Return one step; raise UnknownRun if the run or its task does not exist."""
+        rows = self._query(
+            "SELECT * FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+        )
+        if not rows:
+            with self._mutex:
+                raise self._unknown_step(self._connection, run_id, task_id)
+        return StepRecord.from_row(rows[0])
+
+    # -- attempts -----------------------------------------------------------------------
+
+    def start_attempt(
+        self,
+        run_id: str,
+        task_id: str,
+        tool: str,
+        command: str | Sequence[str] | None = None,
+        log_path: str | os.PathLike | None = None,
+    ) -> int:
+        """Record a new attempt of a running step and return its number (1, 2, …).
+
+        ``command`` is stored as text (an argument list is joined shell-style) and must
+        already be redacted. Writes the event ``attempt.started``. The step must be
+        ``running`` and its previous attempt finished; anything else is a bug.
+        """
+        now = time.time()
+        if command is not None and not isinstance(command, str):
+            command = shlex.join(command)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, attempts FROM steps WHERE run_id = ? AND task_id = ?",
+                (run_id, task_id),
+            ).fetchone()
+            if row is None:
+                raise self._unknown_step(db, run_id, task_id)
+            entity = f"step {task_id!r} of run {run_id}"
+            if row["state"] != StepState.RUNNING.value:
+                raise RuntimeError(f"{entity} is {row['state']}: an attempt needs it running")
+            unfinished = db.execute(
+                "SELECT number FROM attempts WHERE run_id = ? AND task_id = ? AND ended_at IS NULL",
+                (run_id, task_id),
+            ).fetchone()
+            if unfinished:
+                raise RuntimeError(f"{entity}: attempt {unfinished['number']} has not finished")
+            number = row["attempts"] + 1
+            db.execute(
+                "UPDATE steps SET attempts = ? WHERE run_id = ? AND task_id = ?",
+                (number, run_id, task_id),
+            )
+            db.execute(
+                "INSERT INTO attempts (run_id, task_id, number, tool, started_at, command,"
+                " log_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    task_id,
+                    number,
+                    tool,
+                    now,
+                    command,
+                    None if log_path is None else str(log_path),
+                ),
+            )
+            payload = {"tool": tool, "log_path": None if log_path is None else str(log_path)}
+            _append_event(db, run_id, now, "attempt.started", payload, task_id, number)
+        return number
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        task_id: str,
+        number: int,
+        *,
+        outcome: str,
+        exit_code: int | None = None,
+        error_class: str | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        usage: Usage | None = None,
+        diff: str | None = None,
+    ) -> int:
+        """Record how attempt ``number`` ended and write ``attempt.finished``; return the
+        event's seq. ``message`` and ``diff`` must already be redacted. The step's state
+        is not changed: the caller decides it from the outcome."""
+        now = time.time()
+        usage = usage or Usage()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT ended_at FROM attempts WHERE run_id = ? AND task_id = ? AND number = ?",
+                (run_id, task_id, number),
+            ).fetchone()
+            if row is None:
+                step = db.execute(
+                    "SELECT 1 FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+                ).fetchone()
+                if step is None:
+                    raise self._unknown_step(db, run_id, task_id)
+                raise RuntimeError(f"step {task_id!r} of run {run_id} has no attempt {number}")
+            if row["ended_at"] is not None:
+                raise RuntimeError(
+                    f"attempt {number} of step {task_id!r} of run {run_id} has already finished"
+                )
+            db.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ?, error_class = ?,"
+                " message = ?, retry_after = ?, input_tokens = ?, cached_input_tokens = ?,"
+                " output_tokens = ?, cost_usd = ?, diff = ?"
+                " WHERE run_id = ? AND task_id = ? AND number = ?",
+                (
+                    now,
+                    outcome,
+                    exit_code,
+                    error_class,
+                    message,
+                    retry_after,
+                    usage.input_tokens,
+                    usage.cached_input_tokens,
+                    usage.output_tokens,
+                    usage.cost_usd,
+                    diff,
+                    run_id,
+                    task_id,
+                    number,
+                ),
+            )
+            payload = {
+                "outcome": outcome,
+                "exit_code": exit_code,
+                "error_class": error_class,
+                "message": message,
+                "retry_after": retry_after,
+                **{name: value for name, value in _usage_items(usage) if value is not None},
+            }
+            return _append_event(db, run_id, now, "attempt.finished", payload, task_id, number)
+
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+        """Return a run's attempts (only ``task_id``'s if given) in the order they started."""
+        if task_id is None:
+            rows = self._query("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
+        else:
+            rows = self._query(
+                "SELECT * FROM attempts WHERE run_id = ? AND task_id = ? ORDER BY number",
+                (run_id, task_id),
+            )
+        return [AttemptRecord.from_row(row) for row in rows]
+
+    # -- events -------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        run_id: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        """Append an event to a run and return its seq. ``payload`` must be
+        JSON-serialisable and already redacted."""
+        with self._transaction() as db:
+            self._run_state(db, run_id)
+            return _append_event(db, run_id, time.time(), type, payload or {}, task_id, attempt)
+
+    def events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Return a run's events with seq greater than ``after_seq``, oldest first."""
+        sql = "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        parameters: list[Any] = [run_id, after_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        return [EventRecord.from_row(row) for row in self._query(sql, parameters)]
+
+    # -- breakers and small values ------------------------------------------------------
+
+    def breaker(self, tool: str) -> BreakerRecord | None:
+        """Return the saved breaker of ``tool``, or None if it has none."""
+        rows = self._query("SELECT * FROM breakers WHERE tool = ?", (tool,))
+        return BreakerRecord.from_row(rows[0]) if rows else None
+
+    def breakers(self) -> list[BreakerRecord]:
+        """Return every saved breaker, by tool name."""
+        return [
+            BreakerRecord.from_row(row)
+            for row in self._query("SELECT * FROM breakers ORDER BY tool")
+        ]
+
+    def set_breaker(
+        self,
+        tool: str,
+        state: str,
+        *,
+        failures: int,
+        opened_at: float | None = None,
+        last_error_class: str | None = None,
+    ) -> None:
+        """Save the breaker of ``tool`` (replacing what was saved)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO breakers (tool, state, failures, opened_at,"
+                " last_error_class, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (tool, state, failures, opened_at, last_error_class, time.time()),
+            )
+
+    def get_value(self, key: str, default: Any = None) -> Any:
+        """Return the JSON value saved under ``key`` (the router's position …), or default."""
+        rows = self._query("SELECT value FROM kv WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Save a JSON-serialisable value under ``key``."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
+                (key, _json(value), time.time()),
+            )
+
+    # -- who drives a run ---------------------------------------------------------------
+
+    def claim_run(self, run_id: str) -> None:
+        """Make this store the one driver of ``run_id`` until ``release_run`` or ``close``
+        (or this process's death); raise RunLocked if another process (or another Store)
+        drives it. Records the owner's pid and host and writes ``run.claimed``."""
+        self.run(run_id)
+        with self._mutex:
+            if self.holds(run_id):
+                return
+            claim = lock.acquire(self.lock_directory, run_id)
+            try:
+                pid, host = os.getpid(), socket.gethostname()
+                with self._transaction() as db:
+                    db.execute(
+                        "UPDATE runs SET owner_pid = ?, owner_host = ? WHERE id = ?",
+                        (pid, host, run_id),
+                    )
+                    _append_event(
+                        db, run_id, time.time(), "run.claimed", {"pid": pid, "host": host}
+                    )
+            except BaseException:
+                claim.release()
+                raise
+            self._claims[run_id] = claim
+
+    def release_run(self, run_id: str) -> None:
+        """Stop driving ``run_id`` (its owner columns keep the last driver, for the record)."""
+        with self._mutex:
+            claim = self._claims.pop(run_id, None)
+            if claim is not None:
+                claim.release()
+
+    def holds(self, run_id: str) -> bool:
+        """Return whether this store has claimed ``run_id``."""
+        claim = self._claims.get(run_id)
+        return claim is not None and claim.held
+
+    def is_locked(self, run_id: str) -> bool:
+        """Return whether any process (this one included) is driving ``run_id``."""
+        return lock.is_locked(self.lock_directory, run_id)
+
+    def mark_interrupted_if_orphaned(self, run_id: str) -> bool:
+        """Move a run that is ``running`` but that no process drives to ``interrupted``
+        (event ``run.interrupted``, naming the dead owner); return whether it did.
+
+        The lock is probed inside the transaction: a process that claims the run later
+        sees it interrupted, and one that claimed it before keeps it running.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, owner_pid, owner_host FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownRun(f"no run {run_id!r} in the database", file=str(self.path))
+            if row["state"] != RunState.RUNNING.value or self.is_locked(run_id):
+                return False
+            check_run_transition(f"run {run_id}", row["state"], RunState.INTERRUPTED)
+            db.execute(
+                "UPDATE runs SET state = ? WHERE id = ?", (RunState.INTERRUPTED.value, run_id)
+            )
+            payload = {
+                "from": RunState.RUNNING.value,
+                "to": RunState.INTERRUPTED.value,
+                "owner_pid": row["owner_pid"],
+                "owner_host": row["owner_host"],
+            }
+            _append_event(db, run_id, time.time(), "run.interrupted", payload)
+            return True
+
+    def mark_orphaned_runs(self) -> list[str]:
+        """Mark every orphaned running run interrupted; return their ids."""
+        running = [run.id for run in self.runs(state=RunState.RUNNING)]
+        return [run_id for run_id in running if self.mark_interrupted_if_orphaned(run_id)]
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock before the current state is read, so the
+        # check and the write see the same state even with other processes writing.
+        with self._mutex:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+                self._connection.execute("COMMIT")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            return self._connection.execute(sql, parameters).fetchall()
+
+    def _run_state(self, db: sqlite3.Connection, run_id: str) -> str:
+        row = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r} in the database", file=str(self.path))
+        return row["state"]
+
+    def _unknown_step(self, db: sqlite3.Connection, run_id: str, task_id: str) -> UnknownRun:
+        """Return the error for a missing step (raising UnknownRun for a missing run)."""
+        self._run_state(db, run_id)
+        return UnknownRun(f"run {run_id} has no task {task_id!r}", file=str(self.path))
+
+
+def _append_event(
+    db: sqlite3.Connection,
+    run_id: str,
+    at: float,
+    type: str,
+    payload: Mapping[str, Any],
+    task_id: str | None = None,
+    attempt: int | None = None,
+) -> int:
+    """Append an event inside the caller's transaction and return its seq (max + 1)."""
+    (last,) = db.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    seq = last + 1
+    db.execute(
+        "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, seq, at, task_id, attempt, type, _json(payload)),
+    )
+    return seq
+
+
+def _usage_items(usage: Usage) -> list[tuple[str, Any]]:
+    return [
+        ("input_tokens", usage.input_tokens),
+        ("cached_input_tokens", usage.cached_input_tokens),
+        ("output_tokens", usage.output_tokens),
+        ("cost_usd", usage.cost_usd),
+    ]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
