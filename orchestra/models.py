@@ -222,9 +222,19 @@ ERROR_CLASSES = frozenset(
 
 @attrs.frozen
 class ProcessResult:
-    """How a process the host ran for an adapter ended."""
+    """How a process the host ran for an adapter ended, and where its output went."""
 
+    #: the exit status; None when a signal ended the process or it never started
     exit_code: int | None
+    #: seconds from start to the end of the last process of its group (monotonic clock)
     duration: float
     log_path: str | None = None
-    timed_out: str | None = None  # "timeout" or "idle" when the host stopped it
+    #: "timeout", "idle" or "canceled" when orchestra stopped the process, else None
+    stopped: str | None = None
+    #: the signal that ended the process, when one did
+    signal: int | None = None
+    #: why the program could not be started (not found, not executable …)
+    error: str | None = None
+    #: wall-clock UNIX times of the start and the end, for the record
+    started_at: float | None = None
+    ended_at: float | None = None

@@ -8,6 +8,7 @@ have the attributes. The registry checks the attributes when a plugin registers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -104,8 +105,9 @@ class SchedulingContext:
 
     #: each task id -> the ids it depends on, for the whole workstream
     dependencies: Mapping[str, Sequence[str]]
-    #: ids of the tasks that have reached a final state (succeeded, failed, skipped …)
-    finished: frozenset[str] = frozenset()
+    #: ids of the tasks that have reached a final state (succeeded, failed, skipped …);
+    #: a live, read-only view during a run
+    finished: AbstractSet[str] = frozenset()
 
 
 @runtime_checkable

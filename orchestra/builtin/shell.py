@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
@@ -24,18 +25,44 @@ class ShellTool:
         task = request.task
         argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.command)
         finished = ctx.run(argv, env=dict(task.env))
-        if finished.timed_out:
+        if finished.stopped == "canceled":
+            return StepResult("canceled", exit_code=finished.exit_code)
+        if finished.stopped in ("timeout", "idle"):
             return StepResult(
-                "timed_out", error_class=finished.timed_out, exit_code=finished.exit_code
+                "timed_out",
+                error_class=finished.stopped,
+                message=_STOPPED[finished.stopped],
+                exit_code=finished.exit_code,
             )
+        if finished.error is not None:
+            return StepResult("failed", error_class="tool_missing", message=finished.error)
         if finished.exit_code == 0:
             return StepResult("succeeded", exit_code=0)
+        if finished.exit_code is None:
+            return StepResult(
+                "failed",
+                error_class="crashed",
+                message=f"command was killed by {_signal_name(finished.signal)}",
+            )
         return StepResult(
             "failed",
-            error_class="crashed" if finished.exit_code is None else "exit_status",
+            error_class="exit_status",
             message=f"command exited with status {finished.exit_code}",
             exit_code=finished.exit_code,
         )
+
+
+_STOPPED = {
+    "timeout": "command ran longer than its timeout",
+    "idle": "command printed nothing for its idle_timeout",
+}
+
+
+def _signal_name(signum: int | None) -> str:
+    try:
+        return f"signal {signum} ({signal.Signals(signum).name})"
+    except (TypeError, ValueError):
+        return f"signal {signum}"
 
 
 @hookimpl

@@ -17,9 +17,16 @@ from orchestra.cli.state import CliState
 
 #: command name -> "module:function" of the built-in commands
 BUILTIN_COMMANDS = {
+    "cancel": "orchestra.cli.run:cancel",
     "init": "orchestra.cli.init:init",
+    "logs": "orchestra.cli.runs:logs",
     "plan": "orchestra.cli.plan:plan",
     "plugins": "orchestra.cli.inspect:plugins",
+    "resume": "orchestra.cli.run:resume",
+    "run": "orchestra.cli.run:run",
+    "runs": "orchestra.cli.runs:runs",
+    "show": "orchestra.cli.runs:show",
+    "status": "orchestra.cli.runs:status",
     "tools": "orchestra.cli.inspect:tools",
     "validate": "orchestra.cli.validate:validate",
 }

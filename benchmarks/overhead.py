@@ -1,0 +1,367 @@
+"""What ``orchestra run`` costs over a minimal runner, on workstreams of ``/bin/true`` tasks.
+
+Generates layered workstreams (plan_scale.py's generator: layers of 500, each task after
+the first layer depending on two tasks of the layer before) of 1,000 and 10,000 tasks whose
+command is ``/bin/true``, and runs each as a whole process two ways, interleaved: ``orchestra
+run --max-parallel 2 --quiet FILE`` in a fresh working directory (so a fresh database,
+``.orchestra/orchestra.db``), and ``benchmarks/reference_runner.py FILE DB`` on a fresh
+database (graphlib, two threads, ``subprocess.run``, one SQLite row per task start and end).
+Reports the median wall time of each, their ratio and the peak RSS of each. One untimed
+run of each comes first, and its database is checked: every task ran and succeeded.
+
+Targets: orchestra's median at most 1.2 times the reference's; orchestra's peak RSS under
+150 MB (at 10,000 tasks, and so at fewer).
+
+Run with the project's virtualenv, which has orchestra installed::
+
+    .venv/bin/python benchmarks/overhead.py [--tasks 1000,10000] [--runs R] [--record]
+
+``--record`` appends the figures to benchmarks/RESULTS.md. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import plan_scale
+import reference_runner
+from plan_scale import Measurement, Run, run_once
+
+REFERENCE = Path(__file__).resolve().parent / "reference_runner.py"
+ORCHESTRA = plan_scale.ORCHESTRA
+
+DEFAULT_TASKS = (1_000, 10_000)
+DEFAULT_RUNS = 3
+MAX_PARALLEL = reference_runner.MAX_WORKERS  # the same parallelism for both
+COMMAND = "/bin/true"
+MAX_RATIO = 1.2
+MAX_RSS_MB = 150.0
+RSS_TARGET_TASKS = 10_000  # the memory target is set for this many tasks (or fewer)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Both runners on one workstream."""
+
+    tasks: int
+    orchestra: Measurement
+    reference: Measurement
+
+    @property
+    def ratio(self) -> float:
+        return self.orchestra.median / self.reference.median
+
+    @property
+    def memory_judged(self) -> bool:
+        return self.tasks <= RSS_TARGET_TASKS
+
+    @property
+    def failures(self) -> list[str]:
+        found = []
+        if self.ratio > MAX_RATIO:
+            found.append("time")
+        if self.memory_judged and self.orchestra.peak_rss_mb >= MAX_RSS_MB:
+            found.append("memory")
+        return found
+
+
+# -- the workstream ---------------------------------------------------------------------
+
+
+def write_workstream(path: Path, tasks: int) -> int:
+    """Write plan_scale's layered workstream with ``/bin/true`` as every command; return its edges."""
+    edges = plan_scale.write_workstream(path, tasks)
+    text = path.read_text(encoding="utf-8")
+    generated = 'command = ["true"]'
+    if text.count(generated) != tasks:
+        raise SystemExit(f"FAILED: plan_scale.write_workstream no longer writes {generated!r}")
+    path.write_text(text.replace(generated, f'command = ["{COMMAND}"]'), encoding="utf-8")
+    return edges
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def require_orchestra_run() -> None:
+    """Exit with a clear message unless this orchestra has ``run`` with the flags used here."""
+    if not os.access(ORCHESTRA, os.X_OK):
+        raise SystemExit(f"{ORCHESTRA} not found: run with the venv python that has orchestra")
+    found = subprocess.run(
+        [str(ORCHESTRA), "run", "--help"],
+        capture_output=True,
+        text=True,
+        env=plan_scale.child_environment(),
+        check=False,
+    )
+    if found.returncode != 0:
+        version = subprocess.run(
+            [str(ORCHESTRA), "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        said = (found.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(
+            f"`orchestra run` is not available in {version or ORCHESTRA} "
+            f"(`orchestra run --help` exited with {found.returncode}: {said}). "
+            "This benchmark measures `orchestra run`, which comes with the run engine."
+        )
+    missing = [flag for flag in ("--max-parallel", "--quiet") if flag not in found.stdout]
+    if missing:
+        raise SystemExit(
+            f"`orchestra run` has no {' or '.join(missing)} option; this benchmark runs "
+            f"`orchestra run --max-parallel {MAX_PARALLEL} --quiet FILE`"
+        )
+
+
+def table_schema(connection: sqlite3.Connection) -> str:
+    rows = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
+    )
+    return "\n".join(sql for (sql,) in rows) or "(no tables)"
+
+
+def check_orchestra_database(database: Path, tasks: int) -> None:
+    """Fail unless the database records one run that succeeded, with ``tasks`` steps succeeded."""
+    if not database.is_file():
+        found = sorted(str(path) for path in database.parent.parent.rglob("*.db"))
+        raise SystemExit(
+            f"FAILED: `orchestra run` exited 0 but wrote no database at {database}"
+            + (f"; found {', '.join(found)}" if found else "")
+        )
+    connection = sqlite3.connect(database)
+    try:
+        runs = [state for (state,) in connection.execute("SELECT state FROM runs")]
+        steps = dict(connection.execute("SELECT state, count(*) FROM steps GROUP BY state"))
+    except sqlite3.Error as error:
+        raise SystemExit(
+            f"FAILED: cannot read the outcome from {database} ({error}). This script expects "
+            f"tables runs(state) and steps(state); the tables are:\n{table_schema(connection)}"
+        ) from None
+    finally:
+        connection.close()
+    if runs != ["succeeded"] or steps != {"succeeded": tasks}:
+        raise SystemExit(
+            f"FAILED: {database} records runs in states {runs} and steps by state {steps}; "
+            f"expected one run 'succeeded' and {tasks} steps 'succeeded'"
+        )
+
+
+def check_reference_database(database: Path, tasks: int) -> None:
+    """Fail unless the reference runner recorded a start and a successful end for every task."""
+    connection = sqlite3.connect(database)
+    try:
+        starts, ends, succeeded = connection.execute(
+            "SELECT coalesce(sum(event = 'start'), 0), coalesce(sum(event = 'end'), 0),"
+            " coalesce(sum(event = 'end' AND exit_code = 0), 0) FROM events"
+        ).fetchone()
+    finally:
+        connection.close()
+    if not starts == ends == succeeded == tasks:
+        raise SystemExit(
+            f"FAILED: the reference runner recorded {starts} starts, {ends} ends and "
+            f"{succeeded} successes; expected {tasks} of each"
+        )
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+def orchestra_once(workstream: Path, scratch: Path, stdout: str = os.devnull) -> tuple[Run, Path]:
+    """Run ``orchestra run`` in a fresh working directory; return the run and the directory.
+
+    With no orchestra.toml above the directory, the defaults apply and the database is
+    ``<directory>/.orchestra/orchestra.db``.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="orchestra-", dir=scratch))
+    argv = [str(ORCHESTRA), "run", "--max-parallel", str(MAX_PARALLEL), "--quiet", str(workstream)]
+    os.chdir(workdir)
+    try:
+        run = run_once(argv, stdout=stdout, stderr=str(scratch / "orchestra-stderr.txt"))
+    finally:
+        os.chdir(scratch)
+    return run, workdir
+
+
+def reference_once(workstream: Path, scratch: Path) -> tuple[Run, Path]:
+    """Run the reference runner on a fresh ``<directory>/reference.db``; return the run and
+    the directory."""
+    workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
+    argv = [sys.executable, str(REFERENCE), str(workstream), str(workdir / "reference.db")]
+    os.chdir(workdir)
+    try:
+        run = run_once(argv, stderr=str(scratch / "reference-stderr.txt"))
+    finally:
+        os.chdir(scratch)
+    return run, workdir
+
+
+def compare(workstream: Path, tasks: int, runs: int, scratch: Path) -> Comparison:
+    """Check one run of each, then time ``runs`` of each, interleaved, each on a fresh database."""
+    print("  checking one untimed run of each")
+    _, workdir = orchestra_once(workstream, scratch, stdout=str(scratch / "orchestra-stdout.txt"))
+    check_orchestra_database(workdir / ".orchestra" / "orchestra.db", tasks)
+    shutil.rmtree(workdir)
+    _, workdir = reference_once(workstream, scratch)
+    check_reference_database(workdir / "reference.db", tasks)
+    shutil.rmtree(workdir)
+
+    runners = {"orchestra run": orchestra_once, "reference runner": reference_once}
+    results: dict[str, list[Run]] = {label: [] for label in runners}
+    for index in range(runs):
+        for label, once in runners.items():  # in turn, so that load hits both alike
+            run, workdir = once(workstream, scratch)
+            shutil.rmtree(workdir)
+            print(
+                f"  {label}, run {index + 1}/{runs}: "
+                f"{run.seconds:.2f} s, {run.rss_bytes / 1e6:.0f} MB"
+            )
+            results[label].append(run)
+    orchestra, reference = (Measurement(label, tuple(results[label])) for label in runners)
+    return Comparison(tasks, orchestra, reference)
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def markdown_table(comparisons: Sequence[Comparison]) -> str:
+    """Return one row per workstream as a Markdown table, padded so it also reads as text."""
+    header = (
+        "tasks",
+        "orchestra median",
+        "min",
+        "reference median",
+        "min",
+        "ratio",
+        "orchestra RSS",
+        "reference RSS",
+        "result",
+    )
+    cells = [header] + [
+        (
+            f"{found.tasks:,}",
+            f"{found.orchestra.median:.2f} s",
+            f"{found.orchestra.fastest:.2f} s",
+            f"{found.reference.median:.2f} s",
+            f"{found.reference.fastest:.2f} s",
+            f"{found.ratio:.2f}",
+            f"{found.orchestra.peak_rss_mb:.0f} MB",
+            f"{found.reference.peak_rss_mb:.0f} MB",
+            f"FAIL ({', '.join(found.failures)})" if found.failures else "PASS",
+        )
+        for found in comparisons
+    ]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(header))]
+    last = len(header) - 1  # every column but the result lines up on the right
+
+    def line(values: Sequence[str]) -> str:
+        padded = [
+            value.ljust(width) if column == last else value.rjust(width)
+            for column, (value, width) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        "-" * (width + 2) if column == last else "-" * (width + 1) + ":"
+        for column, width in enumerate(widths)
+    )
+    return "\n".join([line(cells[0]), rule + "|", *map(line, cells[1:])])
+
+
+def targets_line() -> str:
+    return (
+        f"Targets: ratio of the medians (orchestra / reference) <= {MAX_RATIO}; orchestra's "
+        f"peak RSS < {MAX_RSS_MB:.0f} MB at {RSS_TARGET_TASKS:,} tasks or fewer."
+    )
+
+
+def record(comparisons: Sequence[Comparison], runs: int) -> None:
+    """Append a dated section with the table to RESULTS.md."""
+    facts = plan_scale.machine_description()
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %z")
+    sizes = " and ".join(f"{found.tasks:,}" for found in comparisons)
+    section = [
+        f"## {stamp} — run overhead (benchmarks/overhead.py)",
+        "",
+        *(f"- {name}: {value}" for name, value in facts.items()),
+        f"- workstreams: {sizes} tasks of `{COMMAND}`, layers of {plan_scale.LAYER_WIDTH}, "
+        "two dependencies per task after the first layer",
+        f"- `orchestra run --max-parallel {MAX_PARALLEL} --quiet FILE` in a fresh directory, "
+        f"against `benchmarks/reference_runner.py FILE DB` ({reference_runner.MAX_WORKERS} "
+        "threads, a SQLite row per task start and end, WAL, synchronous=NORMAL)",
+        f"- runs: {runs} of each, interleaved, each on a fresh database, after one untimed "
+        "run of each whose database was checked",
+        "",
+        markdown_table(comparisons),
+        "",
+        targets_line(),
+        "",
+    ]
+    results = plan_scale.RESULTS
+    existing = results.read_text() if results.exists() else plan_scale.RESULTS_HEADER
+    results.write_text(existing.rstrip("\n") + "\n\n" + "\n".join(section))
+    print(f"\nrecorded in {results.relative_to(plan_scale.REPO)}")
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def task_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError("every task count must be at least 1")
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tasks",
+        type=task_counts,
+        default=DEFAULT_TASKS,
+        help="comma-separated task counts (default: 1000,10000)",
+    )
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs of each")
+    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    options = parser.parse_args(argv)
+    if options.runs < 1:
+        parser.error("--runs must be at least 1")
+    if not os.access(COMMAND, os.X_OK):
+        parser.error(f"{COMMAND} not found")
+    require_orchestra_run()
+
+    comparisons = []
+    with tempfile.TemporaryDirectory(prefix="orchestra-bench-") as scratch:
+        scratch_dir = Path(scratch)
+        os.chdir(scratch_dir)
+        for tasks in options.tasks:
+            workstream = scratch_dir / f"true-{tasks}.toml"
+            edges = write_workstream(workstream, tasks)
+            print(f"workstream: {tasks:,} tasks of {COMMAND}, {edges:,} dependencies")
+            comparisons.append(compare(workstream, tasks, options.runs, scratch_dir))
+        os.chdir(plan_scale.REPO)
+
+    print()
+    print(markdown_table(comparisons))
+    print(targets_line())
+    if options.record:
+        record(comparisons, options.runs)
+    return 1 if any(found.failures for found in comparisons) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

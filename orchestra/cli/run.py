@@ -1,0 +1,173 @@
+"""``orchestra run``, ``resume`` and ``cancel``: driving runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from orchestra.cli.state import CliState, pass_state
+
+#: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
+EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[threading.Event]:
+    """Yield an event set by the first SIGINT or SIGTERM; a second one exits at once."""
+    cancel = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            click.echo("orchestra: stopping now", err=True)
+            raise SystemExit(130)
+        click.echo("orchestra: canceling the run (press Ctrl-C again to stop at once)", err=True)
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _sinks(state: CliState, settings, quiet: bool) -> list:
+    if quiet:
+        return []
+    return [state.host.sinks().get(name) for name in settings.sinks]
+
+
+def _report(outcome, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "run": outcome.run_id,
+                    "state": outcome.state,
+                    "steps": dict(outcome.counts),
+                    "failed": list(outcome.failed),
+                }
+            )
+        )
+        return
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.counts.items()))
+    click.echo(f"run {outcome.run_id} {outcome.state}: {counts}")
+    if outcome.failed:
+        click.echo(f"failed: {', '.join(outcome.failed)}  (see: orchestra show {outcome.run_id})")
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="Tasks at once.")
+@click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
+@click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@pass_state
+def run(
+    state: CliState,
+    file: str,
+    max_parallel: int | None,
+    fail_fast: bool,
+    db: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Run workstream FILE to its end, recording every step in the run database.
+
+    Tasks start when their dependencies have succeeded, up to --max-parallel at once.
+    A task that fails for good skips its dependents; other branches go on. Ctrl-C
+    cancels the run (a second Ctrl-C stops at once); `orchestra resume RUN` continues
+    a run whose process died. Exit status: 0 succeeded, 1 failed, 2 bad input,
+    130 canceled or interrupted.
+    """
+    from orchestra.engine.runs import start_run
+    from orchestra.planning import load_checked
+
+    flags = {"max_parallel": max_parallel, "db": db}
+    try:
+        workstream, settings = load_checked(file, state.project, state.host, flags)
+    finally:
+        state.warn()
+    sinks = _sinks(state, settings, quiet or as_json)
+    with _cancel_on_signals() as cancel:
+        outcome = start_run(
+            file,
+            workstream,
+            settings,
+            state.project,
+            state.host,
+            sinks=sinks,
+            cancel=cancel,
+            fail_fast=fail_fast,
+        )
+    _report(outcome, as_json)
+    sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--force", is_flag=True, help="Resume even if the workstream file changed.")
+@click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@pass_state
+def resume(
+    state: CliState, run_id: str, force: bool, db: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Continue RUN, an interrupted run: what succeeded is not run again.
+
+    Attempts that were running when the run's process died are recorded as interrupted
+    and their tasks tried again. Refuses if the workstream file changed since the run
+    started, unless --force.
+    """
+    from orchestra.config import resolve_settings
+    from orchestra.engine.runs import open_store, resume_run
+    from orchestra.planning import load_checked
+
+    settings = resolve_settings(state.project, flags={"db": db})
+    store = open_store(settings)
+    record = store.run(run_id)
+    try:
+        workstream, settings = load_checked(
+            record.workstream_file, state.project, state.host, {"db": db}
+        )
+    finally:
+        state.warn()
+    with _cancel_on_signals() as cancel:
+        outcome = resume_run(
+            run_id,
+            workstream,
+            settings,
+            state.project,
+            state.host,
+            store=store,
+            sinks=_sinks(state, settings, quiet or as_json),
+            cancel=cancel,
+            force=force,
+        )
+    _report(outcome, as_json)
+    sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
+@pass_state
+def cancel(state: CliState, run_id: str, db: str | None) -> None:
+    """Cancel RUN from another terminal, as Ctrl-C would in its own.
+
+    The process driving the run stops launching tasks, stops the running ones and
+    records them canceled. A run whose process died is marked canceled directly.
+    """
+    from orchestra.config import resolve_settings
+    from orchestra.engine.runs import open_store, request_cancel
+
+    store = open_store(resolve_settings(state.project, flags={"db": db}))
+    click.echo(request_cancel(store, run_id))

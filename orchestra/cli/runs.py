@@ -1,0 +1,233 @@
+"""``orchestra runs``, ``show``, ``logs`` and ``status``: reading the run database."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+
+import click
+
+from orchestra.cli.state import CliState, pass_state
+
+db_option = click.option("--db", type=click.Path(dir_okay=False), help="The run database to read.")
+
+
+def _store(state: CliState, db: str | None):
+    from orchestra.config import resolve_settings
+    from orchestra.engine.runs import open_store
+
+    settings = resolve_settings(state.project, flags={"db": db})
+    if not Path(settings.db).exists():
+        from orchestra.errors import OrchestraError
+
+        raise OrchestraError(f"no run database at {settings.db}: no run has been recorded here yet")
+    store = open_store(settings)
+    store.mark_orphaned_runs()  # a run whose process died shows as interrupted
+    return store
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
+
+
+def _took(start: float | None, end: float | None) -> str:
+    if start is None:
+        return "-"
+    return f"{(end or time.time()) - start:.1f}s"
+
+
+def _tail(path: str | None, lines: int = 5) -> list[str]:
+    if not path or not Path(path).exists():
+        return []
+    with open(path, encoding="utf-8", errors="replace") as log:
+        return [line.rstrip("\n") for line in deque(log, maxlen=lines)]
+
+
+@click.command()
+@click.option("--state", "state_filter", help="Only runs in this state (running, failed …).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@db_option
+@pass_state
+def runs(
+    state: CliState, state_filter: str | None, limit: int, as_json: bool, db: str | None
+) -> None:
+    """List recorded runs, newest first."""
+    store = _store(state, db)
+    records = store.runs(state=state_filter, limit=limit)
+    rows = []
+    for record in records:
+        counts: dict[str, int] = {}
+        for step in store.steps(record.id):
+            counts[step.state.value] = counts.get(step.state.value, 0) + 1
+        rows.append(
+            {
+                "id": record.id,
+                "workstream": record.workstream_id,
+                "state": record.state.value,
+                "created_at": record.created_at,
+                "started_at": record.started_at,
+                "ended_at": record.ended_at,
+                "steps": counts,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        steps = ", ".join(f"{n} {s}" for s, n in sorted(row["steps"].items()))
+        click.echo(
+            f"{row['id']}  {row['state']:<11}  {row['workstream']}  {_when(row['created_at'])}"
+            f"  {_took(row['started_at'], row['ended_at'])}  {steps}"
+        )
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@db_option
+@pass_state
+def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
+    """Show RUN: its steps, their attempts, durations and errors with the log's tail."""
+    store = _store(state, db)
+    record = store.run(run_id)
+    attempts_of: dict[str, list] = {}
+    for attempt in store.attempts(run_id):
+        attempts_of.setdefault(attempt.task_id, []).append(attempt)
+    steps = []
+    for step in store.steps(run_id):
+        steps.append(
+            {
+                "task": step.task_id,
+                "state": step.state.value,
+                "reason": step.reason,
+                "attempts": [
+                    {
+                        "number": a.number,
+                        "tool": a.tool,
+                        "outcome": a.outcome,
+                        "error_class": a.error_class,
+                        "message": a.message,
+                        "exit_code": a.exit_code,
+                        "started_at": a.started_at,
+                        "ended_at": a.ended_at,
+                        "log": a.log_path,
+                    }
+                    for a in attempts_of.get(step.task_id, [])
+                ],
+            }
+        )
+    if as_json:
+        document = {
+            "id": record.id,
+            "workstream": record.workstream_id,
+            "file": record.workstream_file,
+            "state": record.state.value,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "steps": steps,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(f"run {record.id}  {record.state.value}  workstream {record.workstream_id}")
+    click.echo(f"  file {record.workstream_file}")
+    click.echo(
+        f"  started {_when(record.started_at)}, took {_took(record.started_at, record.ended_at)}"
+    )
+    for step in steps:
+        reason = f"  — {step['reason']}" if step["reason"] else ""
+        click.echo(f"\n{step['task']}  {step['state']}{reason}")
+        for attempt in step["attempts"]:
+            took = _took(attempt["started_at"], attempt["ended_at"])
+            error = (
+                f"  {attempt['error_class']}: {attempt['message']}"
+                if attempt["error_class"]
+                else ""
+            )
+            outcome = attempt["outcome"] or "running"
+            click.echo(
+                f"  attempt {attempt['number']}  {attempt['tool']}  {outcome}  {took}{error}"
+            )
+            if attempt["outcome"] not in (None, "succeeded"):
+                for line in _tail(attempt["log"]):
+                    click.echo(f"    | {line}")
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("task_id", metavar="TASK")
+@click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the attempt ends."
+)
+@db_option
+@pass_state
+def logs(
+    state: CliState, run_id: str, task_id: str, attempt: int | None, follow: bool, db: str | None
+) -> None:
+    """Print the log of TASK's attempt in RUN (secrets already masked)."""
+    from orchestra.errors import OrchestraError
+
+    store = _store(state, db)
+    attempts = store.attempts(run_id, task_id)
+    if not attempts:
+        store.step(run_id, task_id)  # an unknown task is an error naming it
+        raise OrchestraError(f"task {task_id!r} of run {run_id} has not been attempted yet")
+    chosen = (
+        attempts[-1]
+        if attempt is None
+        else next((a for a in attempts if a.number == attempt), None)
+    )
+    if chosen is None:
+        raise OrchestraError(
+            f"task {task_id!r} of run {run_id} has no attempt {attempt} (it has {len(attempts)})"
+        )
+    path = Path(chosen.log_path or "")
+    if not path.exists():
+        raise OrchestraError(f"the log of attempt {chosen.number} is gone: {path}")
+    with open(path, encoding="utf-8", errors="replace") as log:
+        while True:
+            chunk = log.read()
+            if chunk:
+                click.echo(chunk, nl=False)
+            if not follow:
+                return
+            current = next(a for a in store.attempts(run_id, task_id) if a.number == chosen.number)
+            if current.ended_at is not None:
+                click.echo(log.read(), nl=False)
+                return
+            time.sleep(0.2)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN", required=False)
+@db_option
+@pass_state
+def status(state: CliState, run_id: str | None, db: str | None) -> None:
+    """Show where RUN (default: the newest run) stands: steps by state, running tasks."""
+    from orchestra.errors import OrchestraError
+
+    store = _store(state, db)
+    if run_id is None:
+        newest = store.runs(limit=1)
+        if not newest:
+            raise OrchestraError("no runs recorded yet")
+        run_id = newest[0].id
+    record = store.run(run_id)
+    steps = store.steps(run_id)
+    counts: dict[str, int] = {}
+    for step in steps:
+        counts[step.state.value] = counts.get(step.state.value, 0) + 1
+    done = sum(
+        counts.get(s, 0) for s in ("succeeded", "failed", "skipped", "canceled", "quarantined")
+    )
+    click.echo(
+        f"run {record.id}  {record.state.value}  {done}/{len(steps)} done  "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    )
+    for step in steps:
+        if step.state.value == "running":
+            click.echo(f"  running {step.task_id} (attempt {step.attempts})")

@@ -1,0 +1,172 @@
+"""Starting, resuming and canceling runs: what ``orchestra run``, ``resume`` and
+``cancel`` do, as library calls. The CLI parses, calls these, and prints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestra.config import Project, Settings
+from orchestra.engine.orchestrator import Orchestrator, RunOutcome, content_hash
+from orchestra.engine.states import RunState, StepState
+from orchestra.errors import OrchestraError
+from orchestra.models import Workstream
+from orchestra.plugins import PluginHost
+from orchestra.state import Store
+
+
+class ResumeRefused(OrchestraError):
+    """A run that cannot be resumed as asked (finished, changed file, wrong state)."""
+
+
+def open_store(settings: Settings) -> Store:
+    """Return the store at the configured database path (created on first use)."""
+    return Store.open(settings.db)
+
+
+def log_root(store: Store, run_id: str) -> Path:
+    """Return the directory of a run's attempt logs: ``runs/<run>/`` beside the database."""
+    return Path(store.path).parent / "runs" / run_id
+
+
+def start_run(
+    file: str,
+    workstream: Workstream,
+    settings: Settings,
+    project: Project,
+    host: PluginHost,
+    *,
+    sinks: Sequence[Any],
+    cancel: threading.Event,
+    fail_fast: bool = False,
+    store: Store | None = None,
+) -> RunOutcome:
+    """Record a new run of ``workstream`` and drive it to its end."""
+    store = store or open_store(settings)
+    recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
+    run_id = store.create_run(
+        workstream.id,
+        str(Path(file).resolve()),
+        content_hash(file),
+        [task.id for task in workstream.tasks],
+        recorded_settings,
+    )
+    store.claim_run(run_id)
+    try:
+        return _drive(store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast)
+    finally:
+        store.release_run(run_id)
+
+
+def resume_run(
+    run_id: str,
+    workstream: Workstream,
+    settings: Settings,
+    project: Project,
+    host: PluginHost,
+    *,
+    store: Store,
+    sinks: Sequence[Any],
+    cancel: threading.Event,
+    force: bool = False,
+    fail_fast: bool = False,
+) -> RunOutcome:
+    """Continue an interrupted run: succeeded steps stay done, interrupted attempts are
+    recorded as such and their steps tried again."""
+    store.mark_interrupted_if_orphaned(run_id)
+    run = store.run(run_id)
+    if run.state is not RunState.INTERRUPTED:
+        raise ResumeRefused(f"run {run_id} is {run.state.value}: only an interrupted run resumes")
+    file = run.workstream_file
+    if not force and file and content_hash(file) != run.content_hash:
+        raise ResumeRefused(
+            f"{file} changed since run {run_id} started; resume with --force to run the new version"
+        )
+    store.claim_run(run_id)
+    try:
+        for step in store.steps(run_id):
+            if step.state is StepState.RUNNING:
+                _close_interrupted_attempt(store, run_id, step.task_id)
+        return _drive(store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast)
+    finally:
+        store.release_run(run_id)
+
+
+def _close_interrupted_attempt(store: Store, run_id: str, task_id: str) -> None:
+    open_attempts = [a for a in store.attempts(run_id, task_id) if a.ended_at is None]
+    for attempt in open_attempts:
+        store.finish_attempt(
+            run_id,
+            task_id,
+            attempt.number,
+            outcome="interrupted",
+            error_class="crashed",
+            message="the orchestrator stopped while this attempt ran",
+        )
+    store.set_step_state(run_id, task_id, StepState.RETRYING, reason="interrupted; tried again")
+
+
+def _drive(
+    store: Store,
+    run_id: str,
+    workstream: Workstream,
+    settings: Settings,
+    project: Project,
+    host: PluginHost,
+    sinks: Sequence[Any],
+    cancel: threading.Event,
+    fail_fast: bool,
+) -> RunOutcome:
+    orchestrator = Orchestrator(
+        store=store,
+        run_id=run_id,
+        workstream=workstream,
+        settings=settings,
+        project=project,
+        host=host,
+        sinks=sinks,
+        log_root=log_root(store, run_id),
+        cancel=cancel,
+        fail_fast=fail_fast,
+    )
+    try:
+        return orchestrator.run()
+    finally:
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:  # a sink failing to close must not hide the run's outcome
+                pass
+
+
+def request_cancel(store: Store, run_id: str) -> str:
+    """Ask the process driving ``run_id`` to cancel it (SIGTERM to its pid on this host),
+    or cancel an interrupted run directly. Return what was done, for people."""
+    store.mark_interrupted_if_orphaned(run_id)
+    run = store.run(run_id)
+    if run.state is RunState.INTERRUPTED or run.state is RunState.PENDING:
+        store.set_run_state(run_id, RunState.CANCELED, payload={"reason": "orchestra cancel"})
+        return f"run {run_id} canceled"
+    if run.state is not RunState.RUNNING:
+        raise OrchestraError(f"run {run_id} is {run.state.value}: nothing to cancel")
+    if run.owner_host != socket.gethostname() or run.owner_pid is None:
+        raise OrchestraError(
+            f"run {run_id} is driven by pid {run.owner_pid} on {run.owner_host}; cancel it there"
+        )
+    try:
+        os.kill(run.owner_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise OrchestraError(f"run {run_id}: its process {run.owner_pid} is gone") from None
+    return f"asked process {run.owner_pid} to cancel run {run_id}"
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+__all__ = ["ResumeRefused", "open_store", "request_cancel", "resume_run", "start_run"]

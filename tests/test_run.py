@@ -1,0 +1,244 @@
+"""orchestra run, resume, cancel: real processes, real SQLite files, real signals."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestra.testing import orchestra_program, run_orchestra
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def db_rows(project: Path, query: str, *args):
+    with sqlite3.connect(project / ".orchestra" / "orchestra.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(query, args).fetchall()
+
+
+def start_orchestra(*arguments: str, cwd: Path) -> subprocess.Popen:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
+    return subprocess.Popen(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def chain_workstream(count: int, seconds: float) -> str:
+    """A layered workstream: tasks in layers of 5, each depending on one of the layer before;
+    every task appends its id to out.txt, then sleeps."""
+    lines = ['id = "many"']
+    for index in range(count):
+        lines += ["[[tasks]]", f'id = "t{index:02d}"']
+        lines.append(f'command = "echo t{index:02d} >> out.txt; sleep {seconds}"')
+        lines.append("shell = true")
+        if index >= 5:
+            lines.append(f'depends_on = ["t{index - 5:02d}"]')
+    return "\n".join(lines) + "\n"
+
+
+def test_a_run_goes_through_retries_failures_and_skips_with_the_exit_codes(tmp_path):
+    write(
+        tmp_path / "ws.toml",
+        """
+id = "demo"
+[[tasks]]
+id = "flaky"
+command = "test -f flag || { touch flag; exit 3; }"
+shell = true
+max_attempts = 2
+backoff = { initial = "0.1s", jitter = false }
+[[tasks]]
+id = "broken"
+command = ["false"]
+max_attempts = 1
+[[tasks]]
+id = "after-broken"
+depends_on = ["broken"]
+command = ["true"]
+[[tasks]]
+id = "after-flaky"
+depends_on = ["flaky"]
+command = ["true"]
+""",
+    )
+    result = run_orchestra("run", "ws.toml", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "failed" and summary["failed"] == ["broken"]
+    assert summary["steps"] == {"succeeded": 2, "failed": 1, "skipped": 1}
+    steps = {row["task_id"]: row for row in db_rows(tmp_path, "SELECT * FROM steps")}
+    assert steps["flaky"]["attempts"] == 2 and steps["flaky"]["state"] == "succeeded"
+    assert steps["after-broken"]["state"] == "skipped"
+    assert steps["after-broken"]["reason"] == "dependency broken failed"
+    # the run database holds the whole story: one event per transition, numbered 1..n
+    seqs = [row["seq"] for row in db_rows(tmp_path, "SELECT seq FROM events ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    show = json.loads(run_orchestra("show", summary["run"], "--json", cwd=tmp_path).stdout)
+    flaky = next(step for step in show["steps"] if step["task"] == "flaky")
+    assert [a["outcome"] for a in flaky["attempts"]] == ["failed", "succeeded"]
+    log = run_orchestra("logs", summary["run"], "flaky", "--attempt", "1", cwd=tmp_path)
+    assert "test -f flag" in log.stdout
+
+    (tmp_path / "flag").unlink()
+    write(tmp_path / "ok.toml", 'id = "ok"\n[[tasks]]\nid = "a"\ncommand = ["true"]\n')
+    assert run_orchestra("run", "ok.toml", "--quiet", cwd=tmp_path).returncode == 0
+    bad = run_orchestra("run", "missing.toml", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr == "error: missing.toml: no such file\n"
+
+
+def test_fail_fast_cancels_what_has_not_finished(tmp_path):
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "slow"\ncommand = ["sleep", "30"]\n'
+        '[[tasks]]\nid = "bad"\ncommand = "sleep 0.3; exit 1"\nshell = true\nmax_attempts = 1\n',
+    )
+    started = time.monotonic()
+    result = run_orchestra("run", "ws.toml", "--fail-fast", "--json", cwd=tmp_path)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1
+    states = {row["task_id"]: row["state"] for row in db_rows(tmp_path, "SELECT * FROM steps")}
+    assert states == {"slow": "canceled", "bad": "failed"}
+
+
+def test_parallel_tasks_overlap_but_never_exceed_max_parallel(tmp_path):
+    tasks = "".join(f'[[tasks]]\nid = "s{i}"\ncommand = ["sleep", "1"]\n' for i in range(6))
+    write(tmp_path / "ws.toml", 'id = "par"\n' + tasks)
+    started = time.monotonic()
+    result = run_orchestra("run", "ws.toml", "--max-parallel", "3", "--quiet", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    spans = [
+        (row["started_at"], row["ended_at"]) for row in db_rows(tmp_path, "SELECT * FROM attempts")
+    ]
+    assert len(spans) == 6
+    most = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)
+    assert most == 3
+    assert elapsed < 5.0  # about 2 s of sleeping in two rounds of three; serial would be 6 s
+
+
+def test_secrets_never_reach_the_database_or_the_logs(tmp_path):
+    secret = "sk-live-7f3c9a2b1e8d4f60"
+    write(
+        tmp_path / "ws.toml",
+        f'id = "s"\n[[tasks]]\nid = "leak"\ncommand = "echo key=$SERVICE_API_KEY; echo {secret}; exit 1"\n'
+        f'shell = true\nmax_attempts = 1\nenv = {{ SERVICE_API_KEY = "{secret}" }}\n',
+    )
+    result = run_orchestra("run", "ws.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert secret not in result.stdout + result.stderr
+    files = [p for p in (tmp_path / ".orchestra").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("orchestra.db") for p in files)
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    log = next(p for p in files if p.suffix == ".log")
+    assert "key=***" in log.read_text()
+
+
+def lines_written(path: Path) -> int:
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+@pytest.mark.parametrize("kill_at", [1, 17, 38])
+def test_a_killed_run_resumes_without_redoing_what_succeeded(tmp_path, kill_at):
+    write(tmp_path / "ws.toml", chain_workstream(50, 0.1))
+    process = start_orchestra("run", "ws.toml", "--max-parallel", "4", "--quiet", cwd=tmp_path)
+    # kill when kill_at tasks have started: a point in the run, whatever the machine's speed
+    wait_for(lambda: lines_written(tmp_path / "out.txt") >= kill_at)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+    done_before = {
+        row["task_id"]
+        for row in db_rows(tmp_path, "SELECT task_id FROM steps WHERE state = 'succeeded'")
+    }
+    assert len(done_before) < 50, "the run finished before it was killed: kill earlier"
+    status = run_orchestra("status", run_id, cwd=tmp_path)
+    assert f"run {run_id}  interrupted" in status.stdout
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == {"succeeded": 50}
+    lines = (tmp_path / "out.txt").read_text().split()
+    assert set(lines) == {f"t{i:02d}" for i in range(50)}
+    for task in done_before:
+        assert lines.count(task) == 1, f"{task} succeeded before the kill but ran again"
+    assert db_rows(tmp_path, "PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_resume_refuses_a_changed_file_and_a_finished_run(tmp_path):
+    write(tmp_path / "ws.toml", chain_workstream(20, 0.1))
+    process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    wait_for(lambda: (tmp_path / "out.txt").exists())
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+    write(tmp_path / "ws.toml", chain_workstream(20, 0.1) + "# edited\n")
+    refused = run_orchestra("resume", run_id, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "changed since run" in refused.stderr and "--force" in refused.stderr
+    forced = run_orchestra("resume", run_id, "--force", "--quiet", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    again = run_orchestra("resume", run_id, cwd=tmp_path)
+    assert again.returncode == 2 and "only an interrupted run resumes" in again.stderr
+
+
+@pytest.mark.parametrize("how", ["sigint", "cancel-command"])
+def test_cancel_stops_the_running_attempts_and_exits_130(tmp_path, how):
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "long"\ncommand = "echo $$ > pid; exec sleep 60"\nshell = true\n'
+        '[[tasks]]\nid = "later"\ndepends_on = ["long"]\ncommand = ["true"]\n',
+    )
+    process = start_orchestra("run", "ws.toml", cwd=tmp_path)
+    pid = int(
+        wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip())
+    )
+    if how == "sigint":
+        process.send_signal(signal.SIGINT)
+    else:
+        (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+        told = run_orchestra("cancel", run_id, cwd=tmp_path)
+        assert told.returncode == 0 and "cancel" in told.stdout
+    assert process.wait(timeout=30) == 130
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    states = {row["task_id"]: row["state"] for row in db_rows(tmp_path, "SELECT * FROM steps")}
+    assert states == {"long": "canceled", "later": "canceled"}
+    assert db_rows(tmp_path, "SELECT state FROM runs")[0]["state"] == "canceled"
+
+
+def test_two_orchestrators_never_drive_one_run(tmp_path):
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "long"\ncommand = "touch started; sleep 3"\nshell = true\n',
+    )
+    process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    wait_for(lambda: (tmp_path / "started").exists())
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+    second = run_orchestra("resume", run_id, cwd=tmp_path)
+    assert second.returncode == 2 and "only an interrupted run resumes" in second.stderr
+    assert process.wait(timeout=30) == 0
