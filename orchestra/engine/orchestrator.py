@@ -420,11 +420,12 @@ def execute_attempt(
         if finished.stopped == "canceled":
             return StepResult("canceled", message="canceled during checks")
         if finished.exit_code != 0:
-            why = (
-                f"timed out ({finished.stopped})"
-                if finished.stopped
-                else f"exited {finished.exit_code}"
-            )
+            if finished.error:
+                why = f"could not start: {finished.error}"
+            elif finished.stopped:
+                why = f"timed out ({finished.stopped})"
+            else:
+                why = f"exited {finished.exit_code}"
             return StepResult(
                 "failed",
                 error_class="check_failed",
