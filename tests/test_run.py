@@ -242,3 +242,19 @@ def test_two_orchestrators_never_drive_one_run(tmp_path):
     second = run_orchestra("resume", run_id, cwd=tmp_path)
     assert second.returncode == 2 and "only an interrupted run resumes" in second.stderr
     assert process.wait(timeout=30) == 0
+
+
+def test_the_readme_example_runs_with_one_retry(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "demo" / "workstream.toml"
+    result = run_orchestra("run", str(example), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["steps"] == {"succeeded": 5}
+    attempts = {row["task_id"]: row["attempts"] for row in db_rows(tmp_path, "SELECT * FROM steps")}
+    assert attempts["flaky-network"] == 2
+    log = subprocess.run(
+        ["git", "-C", str(tmp_path / ".orchestra" / "demo"), "log", "--format=%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert log.splitlines() == ["greet the world", "start"]

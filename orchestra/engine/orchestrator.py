@@ -242,16 +242,21 @@ class Orchestrator:
         command = _describe_command(task)
         self.retry_at.pop(task.id, None)
         number = self.attempts.get(task.id, 0) + 1
-        log_path = self.log_root / task.id / f"attempt-{number}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._set_step(
-            task.id,
-            StepState.RUNNING,
-            payload={"tool": tool, "attempt": number, "why": decision.reason},
-        )
-        number = self.store.start_attempt(
-            self.run_id, task.id, tool, redactor.redact(command) if command else None, str(log_path)
-        )
+        # one flat directory per run: a directory per task costs a mkdir per task
+        log_path = self.log_root / f"{task.id}.{number}.log"
+        with self.store.batch():  # the step's move to running and its attempt, one commit
+            self._set_step(
+                task.id,
+                StepState.RUNNING,
+                payload={"tool": tool, "attempt": number, "why": decision.reason},
+            )
+            number = self.store.start_attempt(
+                self.run_id,
+                task.id,
+                tool,
+                redactor.redact(command) if command else None,
+                str(log_path),
+            )
         self.attempts[task.id] = number
         timeout = task.timeout if task.timeout is not None else self.settings.timeout
         idle = task.idle_timeout if task.idle_timeout is not None else self.settings.idle_timeout
@@ -278,11 +283,16 @@ class Orchestrator:
         return pool.submit(execute_attempt, adapter, request, context, checks or ())
 
     def _finish(self, current: _Running, future: Future) -> None:
-        """Record how an attempt ended and decide what happens to its step."""
-        task = current.task
+        """Record how an attempt ended and what happens to its step (and, through it, to
+        the dependents that became ready or skipped), all in one commit."""
         result: StepResult = future.result()
         if self.cancel.is_set() and self._stopping is None:
             self._stop("canceled")  # before this step's dependents are settled as skipped
+        with self.store.batch():
+            self._record_end(current, result)
+
+    def _record_end(self, current: _Running, result: StepResult) -> None:
+        task = current.task
         self.store.finish_attempt(
             self.run_id,
             task.id,

@@ -30,8 +30,11 @@ def open_store(settings: Settings) -> Store:
 
 
 def log_root(store: Store, run_id: str) -> Path:
-    """Return the directory of a run's attempt logs: ``runs/<run>/`` beside the database."""
-    return Path(store.path).parent / "runs" / run_id
+    """Return the directory of a run's attempt logs, ``runs/<run>/`` beside the database
+    (made here, once: ``<task>.<attempt>.log`` files go straight into it)."""
+    directory = Path(store.path).parent / "runs" / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 def start_run(

@@ -569,11 +569,22 @@ class Store:
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Group several writes in one transaction: all of them land, or none.
+
+        Each write inside still checks its own transition and writes its own event; the
+        batch only saves commits (the run loop records an attempt's end, its step's new
+        state and the dependents that became ready together)."""
+        return self._transaction()
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock before the current state is read, so the
         # check and the write see the same state even with other processes writing.
         with self._mutex:
+            if self._connection.in_transaction:  # inside batch(): the outer one commits
+                yield self._connection
+                return
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
