@@ -309,6 +309,136 @@ def test_an_attempt_canceled_before_its_start_starts_nothing(tmp_path, env, log)
     assert not marker.exists()
 
 
+def test_a_command_that_closes_its_output_is_awaited_to_its_exit(tmp_path, env, log):
+    # the end of the output is not the end of the command
+    result = run_process(
+        ["/bin/sh", "-c", "echo before; exec >&- 2>&-; sleep 0.5; exit 5"],
+        cwd=tmp_path,
+        env=env,
+        log_path=log,
+        timeout=30,
+    )
+    assert (result.exit_code, result.stopped) == (5, None)
+    assert result.duration >= 0.5
+    assert output_lines(log) == ["before"]
+
+
+def test_output_printed_while_stopping_is_taken_to_the_log(tmp_path, env, log):
+    # more than a pipe holds: the process would block on it if nobody read during the grace
+    result = run_process(
+        python(
+            """
+            import os, signal, sys, time
+            def on_term(signum, frame):
+                for i in range(2000):
+                    print(f"cleaning {i} " + "z" * 100)
+                sys.stdout.flush()
+                os._exit(3)
+            signal.signal(signal.SIGTERM, on_term)
+            print("ready", flush=True)
+            time.sleep(300)
+            """
+        ),
+        cwd=tmp_path,
+        env=env,
+        log_path=log,
+        timeout=1.0,
+        grace=10,
+    )
+    assert (result.stopped, result.exit_code) == ("timeout", 3)
+    assert result.duration < 10
+    lines = output_lines(log)
+    assert lines[0] == "ready"
+    assert lines[1:] == [f"cleaning {i} " + "z" * 100 for i in range(2000)]
+    assert "SIGKILL" not in log.read_text()
+
+
+def test_a_process_outside_the_group_holding_the_output_does_not_hold_the_call(tmp_path, env, log):
+    # a daemon in a session of its own is not orchestra's to stop, nor to wait for
+    pidfile = tmp_path / "daemon.pid"
+    result = run_process(
+        python(
+            """
+            import os, sys, time
+            if os.fork() == 0:
+                os.setsid()
+                with open(sys.argv[1] + ".tmp", "w") as f:
+                    f.write(str(os.getpid()))
+                os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+                time.sleep(30)
+                os._exit(0)
+            while not os.path.exists(sys.argv[1]):
+                time.sleep(0.01)
+            print("leader done", flush=True)
+            """,
+            pidfile,
+        ),
+        cwd=tmp_path,
+        env=env,
+        log_path=log,
+        timeout=60,
+    )
+    daemon = int(pidfile.read_text())
+    try:
+        assert (result.exit_code, result.stopped) == (0, None)
+        assert result.duration < 10
+        assert output_lines(log) == ["leader done"]
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+
+
+@pytest.fixture
+def no_pidfd(monkeypatch):
+    """A system without pidfds (Linux before 5.3): the leader's exit is polled for."""
+
+    def pidfd_open(pid, flags=0):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", pidfd_open, raising=False)
+
+
+def test_without_pidfds_output_and_exit_status_are_reported(tmp_path, env, log, no_pidfd):
+    result = run_process(
+        ["/bin/sh", "-c", "echo one; sleep 0.2; echo two >&2; exit 7"],
+        cwd=tmp_path,
+        env=env,
+        log_path=log,
+        timeout=30,
+    )
+    assert (result.exit_code, result.stopped) == (7, None)
+    assert output_lines(log) == ["one", "two"]
+    quick = run_process(["/bin/true"], cwd=tmp_path, env=env, log_path=log, timeout=30)
+    assert (quick.exit_code, quick.stopped) == (0, None)
+    assert quick.duration < 1
+
+
+@pytest.mark.parametrize("child_output", ["keep-output", "close-output"])
+def test_without_pidfds_a_stopped_attempt_leaves_no_process_behind(
+    tmp_path, env, log, no_pidfd, child_output
+):
+    pidfile = tmp_path / "child.pid"
+    result = run_process(
+        python(STUBBORN_CHILD, pidfile, child_output, "wait"),
+        cwd=tmp_path,
+        env=env,
+        log_path=log,
+        grace=0.5,
+        timeout=1.5,
+    )
+    pid, pgid = map(int, pidfile.read_text().split())
+    assert not running(pid)
+    assert group_members(pgid) == []
+    assert (result.stopped, result.exit_code, result.signal) == ("timeout", None, signal.SIGTERM)
+    assert "sent SIGKILL 0.5 s later" in log.read_text()
+
+
+def test_many_quick_commands_leave_no_descriptor_open(tmp_path, env, log):
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        run_process(["/bin/true"], cwd=tmp_path, env=env, log_path=log)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 # -- secrets ----------------------------------------------------------------------------
 
 

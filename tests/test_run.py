@@ -258,3 +258,59 @@ def test_the_readme_example_runs_with_one_retry(tmp_path):
         check=True,
     ).stdout
     assert log.splitlines() == ["greet the world", "start"]
+
+
+def test_ctrl_c_during_a_retry_delay_cancels_the_waiting_dependents(tmp_path):
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "flaky"\ncommand = "touch tried; exit 1"\nshell = true\n'
+        'max_attempts = 2\nbackoff = { initial = "30s", jitter = false }\n'
+        '[[tasks]]\nid = "after"\ndepends_on = ["flaky"]\ncommand = ["true"]\n',
+    )
+    process = start_orchestra("run", "ws.toml", cwd=tmp_path)
+    wait_for(lambda: (tmp_path / "tried").exists())
+    wait_for(
+        lambda: (
+            db_rows(tmp_path, "SELECT state FROM steps WHERE task_id = 'flaky'")[0][0] == "retrying"
+        )
+    )
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130, process.stderr.read()
+    states = {row["task_id"]: row["state"] for row in db_rows(tmp_path, "SELECT * FROM steps")}
+    assert states == {"flaky": "canceled", "after": "canceled"}
+
+
+def test_a_task_no_tool_can_run_fails_without_an_attempt(tmp_path):
+    write(tmp_path / "ws.toml", 'id = "w"\n[[tasks]]\nid = "ai"\nprompt = "x"\ntools = ["shell"]\n')
+    result = run_orchestra("run", "ws.toml", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    row = db_rows(tmp_path, "SELECT * FROM steps")[0]
+    assert row["state"] == "failed" and row["attempts"] == 0
+    assert row["reason"].startswith("no tool can run this task (shell: lacks capability prompt")
+
+
+def test_reading_commands_refuse_bad_input_with_exit_2(tmp_path):
+    missing = run_orchestra("cancel", "20260101-000000-abcd", cwd=tmp_path)
+    assert missing.returncode == 2 and "no run database at" in missing.stderr
+    assert not (tmp_path / ".orchestra").exists()  # nothing created just to say so
+    write(tmp_path / "ok.toml", 'id = "ok"\n[[tasks]]\nid = "a"\ncommand = ["true"]\n')
+    assert run_orchestra("run", "ok.toml", "-q", cwd=tmp_path).returncode == 0
+    bogus = run_orchestra("runs", "--state", "bogus", cwd=tmp_path)
+    assert bogus.returncode == 2 and "Traceback" not in bogus.stderr
+    unknown = run_orchestra("show", "20260101-000000-abcd", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no run '20260101-000000-abcd'" in unknown.stderr
+
+
+def test_canceling_an_interrupted_run_cancels_its_steps_too(tmp_path):
+    write(tmp_path / "ws.toml", chain_workstream(10, 0.3))
+    process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    wait_for(lambda: lines_written(tmp_path / "out.txt") >= 2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+    assert run_orchestra("cancel", run_id, cwd=tmp_path).returncode == 0
+    states = {row["state"] for row in db_rows(tmp_path, "SELECT state FROM steps")}
+    assert states <= {"succeeded", "canceled"} and "canceled" in states
+    open_attempts = db_rows(tmp_path, "SELECT * FROM attempts WHERE ended_at IS NULL")
+    assert open_attempts == []
+    assert db_rows(tmp_path, "SELECT state FROM runs")[0][0] == "canceled"

@@ -33,6 +33,7 @@ STEP_EDGES = {
     ("pending", "skipped"),
     ("pending", "canceled"),
     ("ready", "running"),
+    ("ready", "failed"),
     ("ready", "canceled"),
     ("running", "succeeded"),
     ("running", "failed"),

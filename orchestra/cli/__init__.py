@@ -71,10 +71,11 @@ class OrchestraGroup(click.Group):
 def cli() -> None:
     """Run workstreams of coding tasks through AI coding tools and commands.
 
-    A workstream is a TOML file of tasks with dependencies. orchestra validates it, plans
-    which tool carries out each task, and (soon) runs it. Configuration comes from
-    orchestra.toml or [tool.orchestra] in pyproject.toml, found by walking up from the
-    working directory. Plugins add tools, strategies and commands.
+    A workstream is a TOML file of tasks with dependencies. orchestra validates it,
+    plans which tool carries out each task, and runs it, recording every step in
+    SQLite. Configuration comes from orchestra.toml or [tool.orchestra] in
+    pyproject.toml, found by walking up from the working directory. Plugins add tools,
+    strategies and commands.
     """
 
 

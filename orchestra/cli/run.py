@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import click
 
+from orchestra.cli.runs import db_path
 from orchestra.cli.state import CliState, pass_state
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
@@ -26,7 +27,12 @@ def _cancel_on_signals() -> Iterator[threading.Event]:
         if cancel.is_set():
             click.echo("orchestra: stopping now", err=True)
             raise SystemExit(130)
-        click.echo("orchestra: canceling the run (press Ctrl-C again to stop at once)", err=True)
+        if signum == signal.SIGINT:
+            click.echo(
+                "orchestra: canceling the run (press Ctrl-C again to stop at once)", err=True
+            )
+        else:
+            click.echo("orchestra: canceling the run (asked by a signal)", err=True)
         cancel.set()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -90,7 +96,7 @@ def run(
     from orchestra.engine.runs import start_run
     from orchestra.planning import load_checked
 
-    flags = {"max_parallel": max_parallel, "db": db}
+    flags = {"max_parallel": max_parallel, "db": db_path(db)}
     try:
         workstream, settings = load_checked(file, state.project, state.host, flags)
     finally:
@@ -128,15 +134,15 @@ def resume(
     started, unless --force.
     """
     from orchestra.config import resolve_settings
-    from orchestra.engine.runs import open_store, resume_run
+    from orchestra.engine.runs import open_existing_store, resume_run
     from orchestra.planning import load_checked
 
-    settings = resolve_settings(state.project, flags={"db": db})
-    store = open_store(settings)
+    settings = resolve_settings(state.project, flags={"db": db_path(db)})
+    store = open_existing_store(settings)
     record = store.run(run_id)
     try:
         workstream, settings = load_checked(
-            record.workstream_file, state.project, state.host, {"db": db}
+            record.workstream_file, state.project, state.host, {"db": db_path(db)}
         )
     finally:
         state.warn()
@@ -167,7 +173,7 @@ def cancel(state: CliState, run_id: str, db: str | None) -> None:
     records them canceled. A run whose process died is marked canceled directly.
     """
     from orchestra.config import resolve_settings
-    from orchestra.engine.runs import open_store, request_cancel
+    from orchestra.engine.runs import open_existing_store, request_cancel
 
-    store = open_store(resolve_settings(state.project, flags={"db": db}))
+    store = open_existing_store(resolve_settings(state.project, flags={"db": db_path(db)}))
     click.echo(request_cancel(store, run_id))

@@ -12,20 +12,21 @@ import click
 from orchestra.cli.state import CliState, pass_state
 
 db_option = click.option("--db", type=click.Path(dir_okay=False), help="The run database to read.")
+RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled", "interrupted")
+
+
+def db_path(db: str | None) -> str | None:
+    """Return a --db value as an absolute path: relative to where the command was run."""
+    import os
+
+    return None if db is None else os.path.abspath(db)
 
 
 def _store(state: CliState, db: str | None):
     from orchestra.config import resolve_settings
-    from orchestra.engine.runs import open_store
+    from orchestra.engine.runs import open_existing_store
 
-    settings = resolve_settings(state.project, flags={"db": db})
-    if not Path(settings.db).exists():
-        from orchestra.errors import OrchestraError
-
-        raise OrchestraError(f"no run database at {settings.db}: no run has been recorded here yet")
-    store = open_store(settings)
-    store.mark_orphaned_runs()  # a run whose process died shows as interrupted
-    return store
+    return open_existing_store(resolve_settings(state.project, flags={"db": db_path(db)}))
 
 
 def _when(seconds: float | None) -> str:
@@ -46,7 +47,9 @@ def _tail(path: str | None, lines: int = 5) -> list[str]:
 
 
 @click.command()
-@click.option("--state", "state_filter", help="Only runs in this state (running, failed …).")
+@click.option(
+    "--state", "state_filter", type=click.Choice(RUN_STATES), help="Only runs in this state."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @db_option
@@ -203,7 +206,7 @@ def logs(
 
 
 @click.command()
-@click.argument("run_id", metavar="RUN", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False)
 @db_option
 @pass_state
 def status(state: CliState, run_id: str | None, db: str | None) -> None:

@@ -169,7 +169,9 @@ class Orchestrator:
             for d in needs
             if self.state[d] in FINISHED and self.state[d] is not StepState.SUCCEEDED
         ]
-        if lost:
+        if lost and self._stopping is not None:
+            self._set_step(task_id, StepState.CANCELED, reason=self._stop_reason())
+        elif lost:
             self._set_step(
                 task_id,
                 StepState.SKIPPED,
@@ -179,13 +181,16 @@ class Orchestrator:
             self._set_step(task_id, StepState.READY)
 
     def _start(self, pool: ThreadPoolExecutor, running: dict[Future, _Running]) -> None:
+        if not self.startable or len(running) >= self.settings.max_parallel:
+            return
         now = time.time()
+        retry_at = self.retry_at
         startable = [
             self.tasks[task_id]
             for task_id in self.startable
-            if self.retry_at.get(task_id, 0.0) <= now
+            if not retry_at or retry_at.get(task_id, 0.0) <= now
         ]
-        if not startable or len(running) >= self.settings.max_parallel:
+        if not startable:
             return
         context = SchedulingContext(self.dependencies, self.finished)  # a view, not a copy
         ordered = self.scheduler.order(startable, context)
@@ -345,11 +350,17 @@ class Orchestrator:
         self._stopping = why
         if why == "fail_fast":
             self.cancel.set()
-        reason = "run canceled" if why == "canceled" else "another task failed (--fail-fast)"
-        for task_id, state in list(self.state.items()):
-            if state in (StepState.PENDING, StepState.READY, StepState.RETRYING):
-                self._set_step(task_id, StepState.CANCELED, reason=reason)
+        with self.store.batch():
+            for task_id in list(self.state):
+                # read the state now: canceling one step settles its dependents meanwhile
+                if self.state[task_id] in (StepState.PENDING, StepState.READY, StepState.RETRYING):
+                    self._set_step(task_id, StepState.CANCELED, reason=self._stop_reason())
         self.retry_at.clear()
+
+    def _stop_reason(self) -> str:
+        if self._stopping == "canceled":
+            return "run canceled"
+        return "another task failed (--fail-fast)"
 
     def _end(self) -> RunOutcome:
         counts: dict[str, int] = {}
@@ -418,10 +429,12 @@ def execute_attempt(
     """Run the tool, then the checks, and return how the attempt went (worker thread)."""
     try:
         result = adapter.execute(request, context)
+    except NotImplementedError as error:  # an adapter that cannot run tasks (yet): no retry
+        message = f"tool {adapter.name!r} cannot carry out tasks: {error}"
+        return StepResult("failed", error_class="tool_missing", message=context.redact(message))
     except Exception as error:  # an adapter's bug fails the attempt, not the run
-        return StepResult(
-            "failed", error_class="crashed", message=f"{type(error).__name__}: {error}"
-        )
+        message = context.redact(f"{type(error).__name__}: {error}")
+        return StepResult("failed", error_class="crashed", message=message)
     if result.outcome != "succeeded":
         return result
     for check in checks:

@@ -7,22 +7,28 @@ output, or when the caller's cancel event is set. SIGTERM comes first, SIGKILL a
 grace period, and no process of the group outlives the call. stdout and stderr go, merged
 and in order, to the attempt's log file, with the values of secret variables replaced by
 ``***``.
+
+One thread does all of it: it waits with ``poll`` on the output pipe and on a pidfd of the
+leader (readable once it exits; a short polling of ``waitpid`` where pidfds are missing),
+for no longer than the nearest deadline, so a quick command costs little more than its
+fork and exec. An ``on_line`` callback runs in that thread and should return quickly:
+the deadlines are looked at between reads.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import re
-import selectors
+import select
 import shlex
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 
 from orchestra.models import ProcessResult
 
@@ -46,6 +52,10 @@ _MAX_PENDING = 64 * 1024
 _POLL = 0.05
 #: how long to wait for the group to vanish after SIGKILL, which cannot be ignored
 _KILL_WAIT = 5.0
+#: without pidfds, the first pause between looks at the leader (doubling up to ``_POLL``)
+_FIRST_PAUSE = 0.0005
+#: the five patterns as one expression, with fnmatch's meaning
+_SECRET_NAME = re.compile("|".join(map(fnmatch.translate, SECRET_NAME_PATTERNS)))
 
 
 def build_environment(
@@ -63,18 +73,18 @@ def build_environment(
     return environment
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Return whether a variable's name says its value is a secret (``*_TOKEN`` …)."""
-    upper = name.upper()
-    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in SECRET_NAME_PATTERNS)
+    return _SECRET_NAME.match(name.upper()) is not None
 
 
 def secret_values(env: Mapping[str, str], declared: Iterable[str] = ()) -> list[str]:
     """Return the values of ``env``'s secret-looking variables and of those in ``declared``."""
-    declared = set(declared)
+    declared = frozenset(declared)
     values: list[str] = []
     for name, value in env.items():
-        if value and value not in values and (name in declared or is_secret_name(name)):
+        if value and (name in declared or is_secret_name(name)) and value not in values:
             values.append(value)
     return values
 
@@ -139,12 +149,27 @@ def run_process(
     output, and a line for anything orchestra did. A program that cannot be started
     gives a result with ``error``.
     """
+    redactor = Redactor([*secrets, *secret_values(env, secret_names)])
+    return _run(argv, cwd, env, log_path, timeout, idle_timeout, grace, cancel, redactor, on_line)
+
+
+def _run(
+    argv: Sequence[str],
+    cwd: str | os.PathLike,
+    env: Mapping[str, str],
+    log_path: str | os.PathLike,
+    timeout: float | None,
+    idle_timeout: float | None,
+    grace: float,
+    cancel: threading.Event | None,
+    redactor: Redactor,
+    on_line: Callable[[str], None] | None,
+) -> ProcessResult:
+    """``run_process`` once the secrets are known."""
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError(f"run_process needs a non-empty argument list, not {argv!r}")
     argv = [os.fspath(argument) for argument in argv]
-    redactor = Redactor([*secrets, *secret_values(env, secret_names)])
     log_path = os.fspath(log_path)
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started_at, start = time.time(), time.monotonic()
 
     def result(exit_code=None, stopped=None, signum=None, error=None) -> ProcessResult:
@@ -159,51 +184,68 @@ def run_process(
             ended_at=time.time(),
         )
 
-    with open(log_path, "ab") as log:
+    with _open_log(log_path) as log:
         # redacted before quoting, which could split a secret holding a quote or a space
         command = command_line([redactor.redact(argument) for argument in argv])
         log.write(f"$ {command}\n".encode(errors="replace"))
         if cancel is not None and cancel.is_set():
             log.write(b"orchestra: canceled before the start\n")
             return result(stopped="canceled")
+        read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env=dict(env),
+                env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stdout=write_end,
+                stderr=write_end,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except BaseException as exc:
+            os.close(read_end)
+            if not isinstance(exc, OSError):
+                raise
             error = redactor.redact(_start_error(argv[0], exc))
             log.write(f"orchestra: {error}\n".encode(errors="replace"))
             return result(error=error)
+        finally:
+            os.close(write_end)  # the child's copies are the only writers left
 
-        reader = _OutputReader(process.stdout, log, redactor, on_line, start)
-        reader.start()
+        watch = _Watch(process, _Output(read_end, log, redactor, on_line, start))
         notes: list[str] = []
         stopped = "canceled"  # what an exception in the wait (KeyboardInterrupt) amounts to
         try:
-            stopped = _supervise(process, reader, start, timeout, idle_timeout, cancel)
+            stopped = watch.supervise(start, timeout, idle_timeout, cancel)
         finally:
-            if stopped is not None:
-                notes.append(f"{_describe(stopped, timeout, idle_timeout)}: stopping it")
-                notes += _end_group(process, grace)
-            elif _group_alive(process.pid):
-                notes.append("the command left processes running in its group: stopping them")
-                notes += _end_group(process, grace)
-            reader.finish()
-            process.wait()
-            for note in notes:
-                log.write(f"orchestra: {note}\n".encode())
-        if reader.failure is not None:
-            raise reader.failure
+            try:
+                if stopped is not None:
+                    notes.append(f"{_describe(stopped, timeout, idle_timeout)}: stopping it")
+                    notes += watch.end_group(grace)
+                elif _group_alive(process.pid):
+                    notes.append("the command left processes running in its group: stopping them")
+                    notes += watch.end_group(grace)
+                watch.output.finish()
+                process.wait()
+                for note in notes:
+                    log.write(f"orchestra: {note}\n".encode())
+            finally:
+                watch.close()
+        if watch.output.failure is not None:
+            raise watch.output.failure
     code = process.returncode
     if code < 0:
         return result(stopped=stopped, signum=-code)
     return result(exit_code=code, stopped=stopped)
+
+
+def _open_log(log_path: str):
+    """Open the log to append to, making its directory only when it is missing."""
+    try:
+        return open(log_path, "ab")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        return open(log_path, "ab")
 
 
 class LocalContext:
@@ -243,18 +285,20 @@ class LocalContext:
         """Run ``argv`` in the attempt's directory with ``env`` on top of the base env."""
         environment = {**self.env, **(env or {})}
         known = self._redactor.secrets
-        self._redactor = Redactor([*known, *secret_values(environment, self.secret_names)])
-        return run_process(
+        added = set(secret_values(environment, self.secret_names)).difference(known)
+        if any(len(value) >= MIN_SECRET_LENGTH for value in added):  # else nothing to redo
+            self._redactor = Redactor([*known, *added])
+        return _run(
             argv,
-            cwd=self.cwd,
-            env=environment,
-            log_path=self.log_path,
-            timeout=self.timeout,
-            idle_timeout=self.idle_timeout,
-            grace=self.grace,
-            cancel=self.cancel,
-            secrets=self._redactor.secrets,
-            on_line=self.on_line,
+            self.cwd,
+            environment,
+            self.log_path,
+            self.timeout,
+            self.idle_timeout,
+            self.grace,
+            self.cancel,
+            self._redactor,
+            self.on_line,
         )
 
     def redact(self, text: str) -> str:
@@ -293,48 +337,124 @@ def _describe(stopped: str, timeout: float | None, idle_timeout: float | None) -
     return "the attempt was canceled"
 
 
-def _supervise(
-    process: subprocess.Popen,
-    reader: _OutputReader,
-    start: float,
-    timeout: float | None,
-    idle_timeout: float | None,
-    cancel: threading.Event | None,
-) -> str | None:
-    """Wait for the leader to exit; return why orchestra must stop it first, if it must."""
-    while process.poll() is None:
-        now = time.monotonic()
-        if cancel is not None and cancel.is_set():
-            return "canceled"
-        wait = _POLL
-        if timeout is not None:
-            if now - start >= timeout:
-                return "timeout"
-            wait = min(wait, start + timeout - now)
-        if idle_timeout is not None:
-            silent_until = reader.last_output + idle_timeout
-            if now >= silent_until:
-                return "idle"
-            wait = min(wait, silent_until - now)
+def _end_of(*limits: float | None) -> float | None:
+    """Return the smallest of the limits that are set, None when none is."""
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+class _Watch:
+    """Waits on one process: its output pipe and its leader's exit, in the calling thread.
+
+    A pidfd of the leader becomes readable when it exits, so one ``poll`` covers both;
+    without pidfds (Linux before 5.3, other systems) the leader is polled with growing
+    pauses.
+    """
+
+    def __init__(self, process: subprocess.Popen, output: _Output) -> None:
+        self.process = process
+        self.output = output
+        self.leader_done = False
+        self._poller = select.poll()
+        self._poller.register(output.fd, select.POLLIN)
+        self._pause = _FIRST_PAUSE
         try:
-            process.wait(wait)
-        except subprocess.TimeoutExpired:
-            pass
-    return None
+            self._pidfd: int | None = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+        else:
+            self._poller.register(self._pidfd, select.POLLIN)
 
+    def close(self) -> None:
+        """Release the pidfd and the pipe (which an escaped process may still hold)."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.output.close()
 
-def _end_group(process: subprocess.Popen, grace: float) -> list[str]:
-    """Stop the process group: SIGTERM, then SIGKILL after ``grace``; return what was done."""
-    pgid = process.pid
-    _signal_group(pgid, signal.SIGTERM)
-    notes = [f"sent SIGTERM to process group {pgid}"]
-    if _await_group_end(process, grace):
+    def supervise(
+        self,
+        start: float,
+        timeout: float | None,
+        idle_timeout: float | None,
+        cancel: threading.Event | None,
+    ) -> str | None:
+        """Wait for the leader to exit; return why orchestra must stop it first, if it must."""
+        while not self.leader_done:
+            now = time.monotonic()
+            if cancel is not None and cancel.is_set():
+                return "canceled"
+            wait = _POLL if cancel is not None else None
+            if timeout is not None:
+                if now - start >= timeout:
+                    return "timeout"
+                wait = _end_of(wait, start + timeout - now)
+            if idle_timeout is not None:
+                silent_until = self.output.last_output + idle_timeout
+                if now >= silent_until:
+                    return "idle"
+                wait = _end_of(wait, silent_until - now)
+            self.wait(wait)
+        return None
+
+    def wait(self, seconds: float | None) -> None:
+        """Wait up to ``seconds`` (None: no limit) for output or the leader's exit; take
+        the output that came, reap the leader if it exited."""
+        pidfd, leader_exited = self._pidfd, False
+        if pidfd is None and not self.leader_done:
+            seconds = _end_of(seconds, self._pause)
+            self._pause = min(self._pause * 2, _POLL)
+            leader_exited = True  # to be seen by waitpid below
+        events = self._poller.poll(None if seconds is None else max(seconds, 0.0) * 1000)
+        for fd, _ in events:
+            if fd == self.output.fd:
+                self.output.read()
+                if not self.output.open:
+                    self._poller.unregister(fd)
+            elif fd == pidfd:
+                leader_exited = True
+        if leader_exited:
+            self.reap()
+
+    def reap(self) -> bool:
+        """Reap the leader if it exited (its zombie would keep the group in existence)."""
+        if not self.leader_done and self.process.poll() is not None:
+            self.leader_done = True
+            if self._pidfd is not None:
+                self._poller.unregister(self._pidfd)
+        return self.leader_done
+
+    def end_group(self, grace: float) -> list[str]:
+        """Stop the group: SIGTERM, then SIGKILL after ``grace``; return what was done."""
+        pgid = self.process.pid
+        _signal_group(pgid, signal.SIGTERM)
+        notes = [f"sent SIGTERM to process group {pgid}"]
+        if self._await_group_end(grace):
+            return notes
+        _signal_group(pgid, signal.SIGKILL)
+        notes.append(f"sent SIGKILL {grace:g} s later")
+        if not self._await_group_end(_KILL_WAIT):
+            notes.append(f"process group {pgid} still had live processes after SIGKILL")
         return notes
-    _signal_group(pgid, signal.SIGKILL)
-    notes.append(f"sent SIGKILL {grace:g} s later")
-    if not _await_group_end(process, _KILL_WAIT):
-        notes.append(f"process group {pgid} still had live processes after SIGKILL")
-    return notes
+
+    def _await_group_end(self, seconds: float) -> bool:
+        """Return whether the group ended within ``seconds``, taking its output meanwhile."""
+        deadline = time.monotonic() + seconds
+        pause = 0.002
+        while True:
+            self.reap()
+            if not _group_alive(self.process.pid):
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            # the group is looked at after the pause, or at once when the leader exits
+            until = min(now + pause, deadline)
+            pause = min(pause * 2, 0.05)
+            leader_done = self.leader_done
+            while now < until and self.leader_done == leader_done:
+                self.wait(until - now)
+                now = time.monotonic()
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -342,21 +462,6 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except ProcessLookupError:
         pass
-
-
-def _await_group_end(process: subprocess.Popen, seconds: float) -> bool:
-    """Return whether the group ended within ``seconds`` (reaping the leader meanwhile)."""
-    deadline = time.monotonic() + seconds
-    pause = 0.002
-    while True:
-        process.poll()  # the leader's zombie would keep its group in existence
-        if not _group_alive(process.pid):
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.05)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -389,53 +494,51 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-class _OutputReader(threading.Thread):
-    """Copies the merged output to the log, line by line and redacted, until told to finish."""
+class _Output:
+    """Copies the merged output from the pipe to the log, line by line and redacted."""
 
-    def __init__(self, pipe, log, redactor: Redactor, on_line, start: float) -> None:
-        super().__init__(name="orchestra-output", daemon=True)
+    def __init__(self, fd: int, log, redactor: Redactor, on_line, start: float) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.open = True
         self.last_output = start
         self.failure: OSError | None = None
-        self._pipe = pipe
         self._log = log
         self._redactor = redactor
         self._on_line = on_line
         self._callback_failed = False
         self._pending = b""
-        self._wake_read, self._wake_write = os.pipe()
+
+    def read(self) -> None:
+        """Take one read's worth of output, noting the end of file."""
+        try:
+            chunk = os.read(self.fd, _CHUNK)
+        except BlockingIOError:
+            return
+        if chunk:
+            self._take(chunk)
+        else:
+            self.open = False
 
     def finish(self) -> None:
-        """Take what is left in the pipe, then stop, even if an escaped process holds it."""
-        os.write(self._wake_write, b"x")
-        self.join()
-        for fd in (self._wake_read, self._wake_write):
-            os.close(fd)
-        self._pipe.close()
-
-    def run(self) -> None:
-        fd = self._pipe.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            selector.register(self._wake_read, selectors.EVENT_READ)
-            while True:
-                ready = {key.fd for key, _ in selector.select()}
-                if self._wake_read in ready:
-                    break
-                chunk = os.read(fd, _CHUNK)
-                if not chunk:
-                    break
-                self._take(chunk)
-        os.set_blocking(fd, False)
-        while True:
+        """Take what is left in the pipe, even if an escaped process still holds it open."""
+        while self.open:
             try:
-                chunk = os.read(fd, _CHUNK)
+                chunk = os.read(self.fd, _CHUNK)
             except BlockingIOError:
                 break
             if not chunk:
                 break
             self._take(chunk)
+        self.open = False
         if self._pending:
             self._emit(self._pending)
+            self._pending = b""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def _take(self, chunk: bytes) -> None:
         self.last_output = time.monotonic()

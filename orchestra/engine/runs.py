@@ -29,6 +29,17 @@ def open_store(settings: Settings) -> Store:
     return Store.open(settings.db)
 
 
+def open_existing_store(settings: Settings) -> Store:
+    """Return the store for reading or changing recorded runs; a missing database is an
+    error (it is never created just to say a run is unknown). Runs whose process died
+    are marked interrupted on the way in."""
+    if not Path(settings.db).exists():
+        raise OrchestraError(f"no run database at {settings.db}: no run has been recorded here yet")
+    store = Store.open(settings.db)
+    store.mark_orphaned_runs()
+    return store
+
+
 def log_root(store: Store, run_id: str) -> Path:
     """Return the directory of a run's attempt logs, ``runs/<run>/`` beside the database
     (made here, once: ``<task>.<attempt>.log`` files go straight into it)."""
@@ -153,7 +164,7 @@ def request_cancel(store: Store, run_id: str) -> str:
     store.mark_interrupted_if_orphaned(run_id)
     run = store.run(run_id)
     if run.state is RunState.INTERRUPTED or run.state is RunState.PENDING:
-        store.set_run_state(run_id, RunState.CANCELED, payload={"reason": "orchestra cancel"})
+        _cancel_undriven(store, run_id)
         return f"run {run_id} canceled"
     if run.state is not RunState.RUNNING:
         raise OrchestraError(f"run {run_id} is {run.state.value}: nothing to cancel")
@@ -168,8 +179,45 @@ def request_cancel(store: Store, run_id: str) -> str:
     return f"asked process {run.owner_pid} to cancel run {run_id}"
 
 
+def _cancel_undriven(store: Store, run_id: str) -> None:
+    """Cancel a run no process drives: its open attempts, unfinished steps, then the run."""
+    store.claim_run(run_id)
+    try:
+        with store.batch():
+            for step in store.steps(run_id):
+                if step.state is StepState.RUNNING:
+                    for attempt in store.attempts(run_id, step.task_id):
+                        if attempt.ended_at is None:
+                            store.finish_attempt(
+                                run_id,
+                                step.task_id,
+                                attempt.number,
+                                outcome="canceled",
+                                message="canceled after its orchestrator stopped",
+                            )
+                if step.state in (
+                    StepState.PENDING,
+                    StepState.READY,
+                    StepState.RUNNING,
+                    StepState.RETRYING,
+                ):
+                    store.set_step_state(
+                        run_id, step.task_id, StepState.CANCELED, reason="orchestra cancel"
+                    )
+            store.set_run_state(run_id, RunState.CANCELED, payload={"reason": "orchestra cancel"})
+    finally:
+        store.release_run(run_id)
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-__all__ = ["ResumeRefused", "open_store", "request_cancel", "resume_run", "start_run"]
+__all__ = [
+    "ResumeRefused",
+    "open_existing_store",
+    "open_store",
+    "request_cancel",
+    "resume_run",
+    "start_run",
+]

@@ -60,7 +60,8 @@ RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
 STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     # skipped straight from pending: a dependency failed, so the step never became ready
     _S.PENDING: frozenset({_S.READY, _S.SKIPPED, _S.CANCELED}),
-    _S.READY: frozenset({_S.RUNNING, _S.CANCELED}),
+    # ready -> failed: no installed, available tool can run the task, so no attempt starts
+    _S.READY: frozenset({_S.RUNNING, _S.FAILED, _S.CANCELED}),
     # running -> retrying is also how a resumed run gives up an interrupted attempt
     _S.RUNNING: frozenset(
         {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.QUARANTINED, _S.SKIPPED, _S.CANCELED}
