@@ -68,6 +68,9 @@ class Store:
         self._connection = connection
         self._mutex = threading.RLock()
         self._claims: dict[str, lock.RunLock] = {}
+        #: last event seq of the runs this store drives: only their driver appends to
+        #: them, so the number need not be read back for every event
+        self._last_seq: dict[str, int] = {}
         self.path = path
         #: where the per-run lock files live: ``locks/`` next to the database
         self.lock_directory = path.parent / "locks"
@@ -156,7 +159,7 @@ class Store:
                 ),
             )
             payload = {"workstream_id": workstream_id, "file": file, "tasks": len(task_ids)}
-            _append_event(db, run_id, now, "run.created", payload)
+            self._append_event(db, run_id, now, "run.created", payload)
         return run_id
 
     def set_run_state(
@@ -198,7 +201,7 @@ class Store:
             details = {"from": str(current), "to": state.value}
             if error is not None:
                 details["error"] = error
-            return _append_event(
+            return self._append_event(
                 db, run_id, now, event_type or f"run.{state.value}", {**details, **(payload or {})}
             )
 
@@ -265,7 +268,7 @@ class Store:
             details = {"from": current, "to": state.value}
             if reason is not None:
                 details["reason"] = reason
-            return _append_event(
+            return self._append_event(
                 db, run_id, now, f"step.{state.value}", {**details, **(payload or {})}, task_id
             )
 
@@ -340,7 +343,7 @@ class Store:
                 ),
             )
             payload = {"tool": tool, "log_path": None if log_path is None else str(log_path)}
-            _append_event(db, run_id, now, "attempt.started", payload, task_id, number)
+            self._append_event(db, run_id, now, "attempt.started", payload, task_id, number)
         return number
 
     def finish_attempt(
@@ -408,7 +411,7 @@ class Store:
                 "retry_after": retry_after,
                 **{name: value for name, value in _usage_items(usage) if value is not None},
             }
-            return _append_event(db, run_id, now, "attempt.finished", payload, task_id, number)
+            return self._append_event(db, run_id, now, "attempt.finished", payload, task_id, number)
 
     def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
         """Return a run's attempts (only ``task_id``'s if given) in the order they started."""
@@ -435,7 +438,9 @@ class Store:
         JSON-serialisable and already redacted."""
         with self._transaction() as db:
             self._run_state(db, run_id)
-            return _append_event(db, run_id, time.time(), type, payload or {}, task_id, attempt)
+            return self._append_event(
+                db, run_id, time.time(), type, payload or {}, task_id, attempt
+            )
 
     def events(
         self, run_id: str, after_seq: int = 0, limit: int | None = None
@@ -510,7 +515,7 @@ class Store:
                         "UPDATE runs SET owner_pid = ?, owner_host = ? WHERE id = ?",
                         (pid, host, run_id),
                     )
-                    _append_event(
+                    self._append_event(
                         db, run_id, time.time(), "run.claimed", {"pid": pid, "host": host}
                     )
             except BaseException:
@@ -522,6 +527,7 @@ class Store:
         """Stop driving ``run_id`` (its owner columns keep the last driver, for the record)."""
         with self._mutex:
             claim = self._claims.pop(run_id, None)
+            self._last_seq.pop(run_id, None)
             if claim is not None:
                 claim.release()
 
@@ -559,7 +565,7 @@ class Store:
                 "owner_pid": row["owner_pid"],
                 "owner_host": row["owner_host"],
             }
-            _append_event(db, run_id, time.time(), "run.interrupted", payload)
+            self._append_event(db, run_id, time.time(), "run.interrupted", payload)
             return True
 
     def mark_orphaned_runs(self) -> list[str]:
@@ -568,6 +574,32 @@ class Store:
         return [run_id for run_id in running if self.mark_interrupted_if_orphaned(run_id)]
 
     # -- plumbing -----------------------------------------------------------------------
+
+    def _append_event(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        at: float,
+        type: str,
+        payload: Mapping[str, Any],
+        task_id: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        """Append an event inside the caller's transaction and return its seq (last + 1)."""
+        last = self._last_seq.get(run_id) if self.holds(run_id) else None
+        if last is None:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        seq = last + 1
+        db.execute(
+            "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, seq, at, task_id, attempt, type, _json(payload)),
+        )
+        if self.holds(run_id):
+            self._last_seq[run_id] = seq
+        return seq
 
     def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """Group several writes in one transaction: all of them land, or none.
@@ -590,6 +622,7 @@ class Store:
                 yield self._connection
                 self._connection.execute("COMMIT")
             except BaseException:
+                self._last_seq.clear()  # numbers handed out in the rolled-back transaction
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
@@ -608,28 +641,6 @@ class Store:
         """Return the error for a missing step (raising UnknownRun for a missing run)."""
         self._run_state(db, run_id)
         return UnknownRun(f"run {run_id} has no task {task_id!r}", file=str(self.path))
-
-
-def _append_event(
-    db: sqlite3.Connection,
-    run_id: str,
-    at: float,
-    type: str,
-    payload: Mapping[str, Any],
-    task_id: str | None = None,
-    attempt: int | None = None,
-) -> int:
-    """Append an event inside the caller's transaction and return its seq (max + 1)."""
-    (last,) = db.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    seq = last + 1
-    db.execute(
-        "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (run_id, seq, at, task_id, attempt, type, _json(payload)),
-    )
-    return seq
 
 
 def _usage_items(usage: Usage) -> list[tuple[str, Any]]:
