@@ -1,5 +1,6 @@
 """orchestra run, resume, cancel: real processes, real SQLite files, real signals."""
 
+import itertools
 import json
 import os
 import signal
@@ -314,3 +315,16 @@ def test_canceling_an_interrupted_run_cancels_its_steps_too(tmp_path):
     open_attempts = db_rows(tmp_path, "SELECT * FROM attempts WHERE ended_at IS NULL")
     assert open_attempts == []
     assert db_rows(tmp_path, "SELECT state FROM runs")[0][0] == "canceled"
+
+
+def test_a_tools_max_concurrency_holds_below_max_parallel(tmp_path):
+    write(tmp_path / "orchestra.toml", "[tools.shell]\nmax_concurrency = 1\n")
+    tasks = "".join(f'[[tasks]]\nid = "s{i}"\ncommand = ["sleep", "0.3"]\n' for i in range(4))
+    write(tmp_path / "ws.toml", 'id = "one-at-a-time"\n' + tasks)
+    result = run_orchestra("run", "ws.toml", "--max-parallel", "4", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    spans = sorted(
+        (row["started_at"], row["ended_at"]) for row in db_rows(tmp_path, "SELECT * FROM attempts")
+    )
+    assert len(spans) == 4
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
