@@ -328,3 +328,26 @@ def test_a_tools_max_concurrency_holds_below_max_parallel(tmp_path):
     )
     assert len(spans) == 4
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_second_ctrl_c_kills_at_once_and_still_records_the_run(tmp_path):
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "stubborn"\nshell = true\n'
+        'command = "trap \\"\\" TERM; echo $$ > pid; while :; do sleep 0.1; done"\n',
+    )
+    process = start_orchestra("run", "ws.toml", cwd=tmp_path)
+    pid = int(
+        wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip())
+    )
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the task ignores SIGTERM: without a second Ctrl-C this takes the 5 s grace
+    second = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert time.monotonic() - second < 3.0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert db_rows(tmp_path, "SELECT state FROM runs")[0][0] == "canceled"
+    log = next((tmp_path / ".orchestra" / "runs").rglob("*.log")).read_text()
+    assert "sent SIGKILL at once (asked to stop now)" in log

@@ -19,14 +19,16 @@ EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
 
 
 @contextmanager
-def _cancel_on_signals() -> Iterator[threading.Event]:
-    """Yield an event set by the first SIGINT or SIGTERM; a second one exits at once."""
-    cancel = threading.Event()
+def _cancel_on_signals() -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Yield (cancel, hurry): the first SIGINT or SIGTERM sets cancel (running attempts
+    get SIGTERM and a grace period); a second sets hurry (SIGKILL at once)."""
+    cancel, hurry = threading.Event(), threading.Event()
 
     def handle(signum: int, frame: object) -> None:
         if cancel.is_set():
             click.echo("orchestra: stopping now", err=True)
-            raise SystemExit(130)
+            hurry.set()
+            return
         if signum == signal.SIGINT:
             click.echo(
                 "orchestra: canceling the run (press Ctrl-C again to stop at once)", err=True
@@ -37,7 +39,7 @@ def _cancel_on_signals() -> Iterator[threading.Event]:
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield cancel
+        yield cancel, hurry
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -102,7 +104,7 @@ def run(
     finally:
         state.warn()
     sinks = _sinks(state, settings, quiet or as_json)
-    with _cancel_on_signals() as cancel:
+    with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
             file,
             workstream,
@@ -111,6 +113,7 @@ def run(
             state.host,
             sinks=sinks,
             cancel=cancel,
+            hurry=hurry,
             fail_fast=fail_fast,
         )
     _report(outcome, as_json)
@@ -146,7 +149,7 @@ def resume(
         )
     finally:
         state.warn()
-    with _cancel_on_signals() as cancel:
+    with _cancel_on_signals() as (cancel, hurry):
         outcome = resume_run(
             run_id,
             workstream,
@@ -156,6 +159,7 @@ def resume(
             store=store,
             sinks=_sinks(state, settings, quiet or as_json),
             cancel=cancel,
+            hurry=hurry,
             force=force,
         )
     _report(outcome, as_json)

@@ -84,6 +84,7 @@ class Orchestrator:
         log_root: Path,
         cancel: threading.Event,
         fail_fast: bool = False,
+        hurry: threading.Event | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
@@ -95,6 +96,7 @@ class Orchestrator:
         self.sinks = list(sinks)
         self.log_root = log_root
         self.cancel = cancel
+        self.hurry = hurry
         self.fail_fast = fail_fast
         self.environ = dict(os.environ if environ is None else environ)
         self.tasks = {task.id: task for task in workstream.tasks}
@@ -282,6 +284,7 @@ class Orchestrator:
             idle_timeout=idle,
             cancel=self.cancel,
             secrets=secrets,
+            hurry=self.hurry,
         )
         checks = task.checks if task.checks is not None else self.workstream.defaults.checks
         adapter = self.host.tools().get(tool)

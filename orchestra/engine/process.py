@@ -140,8 +140,11 @@ def run_process(
     secrets: Iterable[str] = (),
     secret_names: Iterable[str] = (),
     on_line: Callable[[str], None] | None = None,
+    hurry: threading.Event | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to its end (or orchestra's stop) and return how it ended.
+
+    ``hurry``, once set (a second Ctrl-C), cuts the grace period short: SIGKILL at once.
 
     ``env`` is the child's whole environment (see ``build_environment``). Redacted are
     the values in ``secrets`` and those of ``env``'s variables named like ``*_KEY`` or
@@ -150,7 +153,9 @@ def run_process(
     gives a result with ``error``.
     """
     redactor = Redactor([*secrets, *secret_values(env, secret_names)])
-    return _run(argv, cwd, env, log_path, timeout, idle_timeout, grace, cancel, redactor, on_line)
+    return _run(
+        argv, cwd, env, log_path, timeout, idle_timeout, grace, cancel, redactor, on_line, hurry
+    )
 
 
 def _run(
@@ -164,6 +169,7 @@ def _run(
     cancel: threading.Event | None,
     redactor: Redactor,
     on_line: Callable[[str], None] | None,
+    hurry: threading.Event | None = None,
 ) -> ProcessResult:
     """``run_process`` once the secrets are known."""
     if isinstance(argv, (str, bytes)) or not argv:
@@ -221,10 +227,10 @@ def _run(
             try:
                 if stopped is not None:
                     notes.append(f"{_describe(stopped, timeout, idle_timeout)}: stopping it")
-                    notes += watch.end_group(grace)
+                    notes += watch.end_group(grace, hurry)
                 elif _group_alive(process.pid):
                     notes.append("the command left processes running in its group: stopping them")
-                    notes += watch.end_group(grace)
+                    notes += watch.end_group(grace, hurry)
                 watch.output.finish()
                 process.wait()
                 for note in notes:
@@ -269,8 +275,10 @@ class LocalContext:
         secrets: Iterable[str] = (),
         secret_names: Iterable[str] = (),
         on_line: Callable[[str], None] | None = None,
+        hurry: threading.Event | None = None,
     ) -> None:
         self.cwd = cwd
+        self.hurry = hurry
         self.env = dict(env)
         self.log_path = os.fspath(log_path)
         self.timeout = timeout
@@ -299,6 +307,7 @@ class LocalContext:
             self.cancel,
             self._redactor,
             self.on_line,
+            self.hurry,
         )
 
     def redact(self, text: str) -> str:
@@ -424,21 +433,26 @@ class _Watch:
                 self._poller.unregister(self._pidfd)
         return self.leader_done
 
-    def end_group(self, grace: float) -> list[str]:
-        """Stop the group: SIGTERM, then SIGKILL after ``grace``; return what was done."""
+    def end_group(self, grace: float, hurry: threading.Event | None = None) -> list[str]:
+        """Stop the group: SIGTERM, then SIGKILL after ``grace`` (or as soon as ``hurry``
+        is set); return what was done."""
         pgid = self.process.pid
         _signal_group(pgid, signal.SIGTERM)
         notes = [f"sent SIGTERM to process group {pgid}"]
-        if self._await_group_end(grace):
+        if self._await_group_end(grace, hurry):
             return notes
         _signal_group(pgid, signal.SIGKILL)
-        notes.append(f"sent SIGKILL {grace:g} s later")
+        if hurry is not None and hurry.is_set():
+            notes.append("sent SIGKILL at once (asked to stop now)")
+        else:
+            notes.append(f"sent SIGKILL {grace:g} s later")
         if not self._await_group_end(_KILL_WAIT):
             notes.append(f"process group {pgid} still had live processes after SIGKILL")
         return notes
 
-    def _await_group_end(self, seconds: float) -> bool:
-        """Return whether the group ended within ``seconds``, taking its output meanwhile."""
+    def _await_group_end(self, seconds: float, hurry: threading.Event | None = None) -> bool:
+        """Return whether the group ended within ``seconds`` (False as soon as ``hurry`` is
+        set), taking its output meanwhile."""
         deadline = time.monotonic() + seconds
         pause = 0.002
         while True:
@@ -446,7 +460,7 @@ class _Watch:
             if not _group_alive(self.process.pid):
                 return True
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or (hurry is not None and hurry.is_set()):
                 return False
             # the group is looked at after the pause, or at once when the leader exits
             until = min(now + pause, deadline)

@@ -59,6 +59,7 @@ def start_run(
     cancel: threading.Event,
     fail_fast: bool = False,
     store: Store | None = None,
+    hurry: threading.Event | None = None,
 ) -> RunOutcome:
     """Record a new run of ``workstream`` and drive it to its end."""
     store = store or open_store(settings)
@@ -72,7 +73,9 @@ def start_run(
     )
     store.claim_run(run_id)
     try:
-        return _drive(store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast)
+        return _drive(
+            store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
+        )
     finally:
         store.release_run(run_id)
 
@@ -89,6 +92,7 @@ def resume_run(
     cancel: threading.Event,
     force: bool = False,
     fail_fast: bool = False,
+    hurry: threading.Event | None = None,
 ) -> RunOutcome:
     """Continue an interrupted run: succeeded steps stay done, interrupted attempts are
     recorded as such and their steps tried again."""
@@ -106,7 +110,9 @@ def resume_run(
         for step in store.steps(run_id):
             if step.state is StepState.RUNNING:
                 _close_interrupted_attempt(store, run_id, step.task_id)
-        return _drive(store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast)
+        return _drive(
+            store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
+        )
     finally:
         store.release_run(run_id)
 
@@ -135,6 +141,7 @@ def _drive(
     sinks: Sequence[Any],
     cancel: threading.Event,
     fail_fast: bool,
+    hurry: threading.Event | None = None,
 ) -> RunOutcome:
     orchestrator = Orchestrator(
         store=store,
@@ -147,6 +154,7 @@ def _drive(
         log_root=log_root(store, run_id),
         cancel=cancel,
         fail_fast=fail_fast,
+        hurry=hurry,
     )
     try:
         return orchestrator.run()
