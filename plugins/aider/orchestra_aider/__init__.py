@@ -1,24 +1,34 @@
 """orchestra plugin for aider (https://aider.chat): the tool adapter named ``aider``.
 
-``available`` finds the ``aider`` program and its version. Running aider on a task
-arrives in a later release.
+``available`` finds the ``aider`` program and its version; ``execute`` runs it on one task,
+non-interactively and offline-safe, and judges the attempt by what changed in the working
+tree, since aider exits 0 in ``--message`` mode whatever happened. See docs/tools/aider.md.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Callable
 
 import orchestra
+from orchestra_aider import command, outcome, worktree
 
 PROGRAM = "aider"
+#: the oldest aider whose command line this adapter is known to drive (tested: 0.86.2)
+MINIMUM_VERSION = (0, 86)
 
 
 class AiderAdapter:
-    """The ``aider`` tool: an AI pair programmer that edits files and commits its edits."""
+    """The ``aider`` tool: an AI pair programmer that edits files in a git repository."""
 
     name = "aider"
     capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
+
+    def __init__(self) -> None:
+        #: (program, its mtime) -> what ``aider --version`` said; asked once per install
+        self._versions: dict[tuple[str, int], orchestra.Availability] = {}
 
     def available(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
         """Return whether aider runs here, with its version and path.
@@ -37,8 +47,69 @@ class AiderAdapter:
     def execute(
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
     ) -> orchestra.StepResult:
-        """Raise NotImplementedError: running aider on a task arrives in a later issue."""
-        raise NotImplementedError("running aider arrives in a later issue")
+        """Run aider on the task in ``ctx.cwd`` and return the attempt's result."""
+        found = self._found(request.profile)
+        refusal = _refusal(request, found)
+        if refusal:
+            return orchestra.StepResult("failed", "tool_missing", refusal)
+        ctx.emit("version", {"version": found.version, "path": found.path})
+        try:
+            before = worktree.snapshot(ctx.cwd)
+            invocation = command.build(request, ctx.scratch_dir, ctx.cwd, found.path, ctx.redact)
+        except (worktree.NotARepository, command.ProfileError) as error:
+            return orchestra.StepResult("failed", "tool_missing", str(error))
+        ctx.emit("started", {"files": invocation.chat_files, "read": invocation.read_files})
+        output = outcome.AiderOutput(emit=ctx.emit)
+        finished = ctx.run(invocation.argv, env=invocation.env, on_line=output.take)
+        after = worktree.snapshot(ctx.cwd)
+        changed = worktree.changed_paths(ctx.cwd, before, after)
+        counted = worktree.task_changes(changed, request.task.files)
+        usage = outcome.usage_from_analytics(invocation.analytics_log)
+        usage = usage or outcome.usage_from_output(output)
+        ctx.emit("finished", {"changed": changed, "applied": output.applied})
+        return outcome.judge(finished, output, counted, usage)
+
+    def _found(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
+        """Return ``available(profile)``, asking aider for its version once per install."""
+        program = profile.options.get("binary", PROGRAM)
+        path = os.path.expanduser(program) if isinstance(program, str) else ""
+        located = _locate(path)
+        try:
+            key = (located, os.stat(located).st_mtime_ns) if located else None
+        except OSError:
+            key = None
+        if key is not None and key in self._versions:
+            return self._versions[key]
+        found = self.available(profile)
+        if key is not None and found.available:
+            self._versions[key] = found
+        return found
+
+
+def _locate(program: str) -> str | None:
+    return shutil.which(program) if program else None
+
+
+def _refusal(request: orchestra.ExecutionRequest, found: orchestra.Availability) -> str | None:
+    """Return why this attempt cannot be handed to aider, or None."""
+    if not found.available or found.path is None:
+        return found.reason or "aider is not available"
+    if request.task.prompt is None:
+        return f"aider carries out prompts; task {request.task.id!r} has a command"
+    version = _version_tuple(found.version)
+    if version is not None and version < MINIMUM_VERSION:
+        wanted = ".".join(map(str, MINIMUM_VERSION))
+        return (
+            f"aider {found.version} at {found.path} is too old: orchestra-aider drives aider "
+            f"{wanted} or newer (pip install -U aider-chat)"
+        )
+    return None
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...] | None:
+    """Return the leading numbers of a version ("0.86.2.dev3" -> (0, 86, 2)), or None."""
+    found = re.match(r"(\d+(?:\.\d+)*)", version or "")
+    return tuple(int(part) for part in found.group(1).split(".")) if found else None
 
 
 @orchestra.hookimpl

@@ -1,0 +1,160 @@
+"""The aider command line, environment and private files of one attempt.
+
+Why each flag is there is in docs/tools/aider.md; ``shared/notes/real-tools.md`` records
+what aider 0.86.2 does without them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orchestra
+from orchestra_aider import supervise
+from orchestra_aider.worktree import files_matching
+
+#: always passed: non-interactive, offline, plain output, nothing written into the repository
+FIXED_FLAGS = (
+    "--yes-always",
+    "--no-check-update",
+    "--no-analytics",
+    "--no-show-release-notes",
+    "--no-show-model-warnings",
+    "--no-gitignore",
+    "--no-pretty",
+    "--no-fancy-input",
+    "--no-detect-urls",
+    "--no-suggest-shell-commands",
+    "--no-auto-commits",
+    "--no-dirty-commits",
+)
+#: options of [tools.aider] that become the model's entry in aider's model metadata file
+METADATA_OPTIONS = {
+    "context_window": "max_input_tokens",
+    "max_output_tokens": "max_output_tokens",
+    "input_cost_per_token": "input_cost_per_token",
+    "output_cost_per_token": "output_cost_per_token",
+}
+
+
+class ProfileError(Exception):
+    """A ``[tools.aider]`` option has a value the adapter cannot use."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What to run, with what on top of the attempt's environment, and where aider logs."""
+
+    argv: list[str]
+    env: dict[str, str]
+    analytics_log: Path
+    chat_files: list[str]
+    read_files: list[str]
+
+
+def build(
+    request: orchestra.ExecutionRequest,
+    scratch: Path,
+    cwd: str,
+    aider: str,
+    redact: Callable[[str], str],
+) -> Invocation:
+    """Return the invocation of ``aider`` for ``request``; write its files into ``scratch``."""
+    profile, scope = request.profile, request.task.files
+    home = scratch / "home"
+    home.mkdir(exist_ok=True)
+    message_file = scratch / "message.md"
+    message_file.write_text(message(request, redact))
+    analytics_log = scratch / "analytics.jsonl"
+    chat_files = files_matching(cwd, scope.write, scope.forbidden)
+    read_files = [
+        path for path in files_matching(cwd, scope.read, scope.forbidden) if path not in chat_files
+    ]
+    argv = [sys.executable, supervise.__file__, "--", aider, "--message-file", str(message_file)]
+    argv += [*FIXED_FLAGS, "--analytics-log", str(analytics_log)]
+    argv += ["--chat-history-file", str(scratch / "chat-history.md")]
+    argv += ["--input-history-file", str(scratch / "input-history")]
+    argv += _profile_flags(profile, scratch)
+    for path in read_files:
+        argv += ["--read", path]
+    if chat_files:
+        argv += ["--", *chat_files]
+    env = {"HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+    return Invocation(argv, env, analytics_log, chat_files, read_files)
+
+
+def message(request: orchestra.ExecutionRequest, redact: Callable[[str], str] = str) -> str:
+    """Return the message aider gets: the task, its file scope, and a failed check's output."""
+    task = request.task
+    parts = [f"# {task.title}" if task.title else "", task.prompt or ""]
+    scope = task.files
+    if scope.create:
+        parts.append("You may create these new files: " + ", ".join(scope.create))
+    if scope.forbidden:
+        parts.append("Do not change these paths: " + ", ".join(scope.forbidden))
+    if request.feedback:
+        parts.append(
+            "## Your previous attempt failed a check\n\n"
+            "After your last change a check ran and failed. Its output:\n\n"
+            f"```\n{redact(request.feedback).rstrip()}\n```\n\n"
+            "Change the code so that the check passes."
+        )
+    return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def _profile_flags(profile: orchestra.ToolProfile, scratch: Path) -> list[str]:
+    """Return the flags for the profile's model, edit format, API base, options and args."""
+    options = profile.options
+    flags: list[str] = []
+    if profile.model:
+        flags += ["--model", profile.model]
+    edit_format = _option(options, "edit_format", str)
+    if edit_format:
+        flags += ["--edit-format", edit_format]
+    api_base = _option(options, "api_base", str)
+    if api_base:
+        flags += ["--openai-api-base", api_base]
+    map_tokens = _option(options, "map_tokens", int)
+    flags += ["--map-tokens", str(map_tokens or 0)]
+    stream = _option(options, "stream", bool)
+    if stream is False:
+        flags.append("--no-stream")
+    metadata = model_metadata(profile)
+    if metadata:
+        path = scratch / "model-metadata.json"
+        path.write_text(json.dumps(metadata, indent=2))
+        flags += ["--model-metadata-file", str(path)]
+    return [*flags, *profile.args]
+
+
+def model_metadata(profile: orchestra.ToolProfile) -> dict[str, dict[str, Any]]:
+    """Return litellm metadata for the profile's model from its options, or {} if none."""
+    entry: dict[str, Any] = {}
+    for option, key in METADATA_OPTIONS.items():
+        value = _option(profile.options, option, (int, float))
+        if value is not None:
+            entry[key] = value
+    if not entry or not profile.model:
+        return {}
+    provider, _, _ = profile.model.rpartition("/")
+    entry.setdefault("max_tokens", entry.get("max_output_tokens", 8192))
+    entry.update(litellm_provider=provider.split("/")[0] or "openai", mode="chat")
+    return {profile.model: entry}
+
+
+_KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _option(options: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = options.get(name)
+    if value is None:
+        return None
+    wrong_bool = isinstance(value, bool) and kind is not bool
+    if wrong_bool or not isinstance(value, kind):
+        expected = _KINDS.get(kind, "a number")
+        raise ProfileError(f"[tools.aider] {name} must be {expected}, got {value!r}")
+    return value
