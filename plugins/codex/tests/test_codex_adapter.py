@@ -142,11 +142,6 @@ def test_codex_home_follows_xdg_cache_home(
     assert (cache / "orchestra" / "codex-home" / "tmp" / "arg0-linux").is_dir()
 
 
-def test_execute_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="later issue"):
-        CodexAdapter().execute(None, None)  # type: ignore[arg-type]
-
-
 def test_orchestra_tools_lists_codex(real_codex: Path, home: Path, tmp_path: Path) -> None:
     path = f"{real_codex.parent}{os.pathsep}{os.environ['PATH']}"
     completed = run_orchestra("tools", "--json", cwd=tmp_path, env={"PATH": path})
