@@ -72,26 +72,25 @@ class CodexSettings:
         return self.base_url is not None or self.env_key is not None
 
 
-_KINDS: dict[str, tuple[type, ...]] = {
-    "str": (str,),
-    "str | None": (str,),
-    "bool": (bool,),
-    "int": (int,),
-    "float": (int, float),
-    "float | None": (int, float),
+#: a field's annotation -> the TOML types it accepts, and how to name them
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "str": ((str,), "a string"),
+    "str | None": ((str,), "a string"),
+    "bool": ((bool,), "true or false"),
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "float | None": ((int, float), "a number"),
 }
 
 
 def _checked(tool: str, name: str, value: Any, kind: Any) -> Any:
-    accepted = _KINDS[str(kind)]
+    accepted, expected = _KINDS[str(kind)]
     is_bool = isinstance(value, bool)
     if not isinstance(value, accepted) or (is_bool and bool not in accepted):
-        wanted = {"str": "a string", "bool": "true or false", "int": "an integer"}
-        expected = wanted.get(accepted[0].__name__, "a number")
         raise SettingsError(f"[tools.{tool}] {name} must be {expected}, not {value!r}")
     if isinstance(value, (int, float)) and not is_bool and value < 0:
         raise SettingsError(f"[tools.{tool}] {name} must not be negative, not {value!r}")
-    if accepted == (str,) and not value:
+    if isinstance(value, str) and not value:
         raise SettingsError(f"[tools.{tool}] {name} must not be empty")
     return float(value) if "float" in str(kind) else value
 
@@ -169,7 +168,8 @@ def write_config(home: Path, text: str) -> Path:
     Attempts running side by side share the home, so the file is replaced in one step
     (a reader sees the old file or the new one, never half of one).
     """
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)  # codex keeps its login (auth.json) here
     path = home / "config.toml"
     try:
         if path.read_text() == text:
