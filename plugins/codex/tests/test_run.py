@@ -1,0 +1,119 @@
+"""End to end: ``orchestra run`` routes a task to the real codex, configured in orchestra.toml.
+
+orchestra does not commit an attempt's changes yet (the worktree issue), so the edit
+is looked for in the working tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from fake_responses import API_KEY, Reply, Status, apply_patch, message
+
+from orchestra.testing import make_git_repo, run_orchestra
+
+PATCH = (
+    "*** Begin Patch\n*** Update File: hello.py\n@@\n def greet():\n"
+    '-    return "hello"\n+    return "hello, world"\n*** End Patch\n'
+)
+WORKSTREAM = """\
+id = "greet"
+
+[[tasks]]
+id = "greet"
+tool = "codex"
+prompt = "Make greet return hello, world"
+max_attempts = 2
+checks = ["grep -q 'hello, world' hello.py"]
+"""
+
+
+def project(tmp_path: Path, native_codex: Path, base_url: str) -> Path:
+    root = make_git_repo(
+        tmp_path / "project",
+        {
+            "hello.py": 'def greet():\n    return "hello"\n',
+            ".gitignore": ".orchestra/\n",
+            "greet.toml": WORKSTREAM,
+        },
+    )
+    (root / "orchestra.toml").write_text(
+        f"""\
+[tools.codex]
+model = "gpt-5.5"
+pass_env = ["FAKE_LLM_API_KEY"]
+binary = "{native_codex}"
+base_url = "{base_url}"
+env_key = "FAKE_LLM_API_KEY"
+request_max_retries = 0
+stream_max_retries = 0
+input_cost_per_token = 0.000002
+output_cost_per_token = 0.000008
+"""
+    )
+    return root
+
+
+def rows(root: Path, query: str) -> list[sqlite3.Row]:
+    with sqlite3.connect(root / ".orchestra" / "orchestra.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(query).fetchall()
+
+
+def run(root: Path):
+    return run_orchestra("run", "greet.toml", cwd=root, env={"FAKE_LLM_API_KEY": API_KEY})
+
+
+def test_orchestra_run_has_codex_edit_the_tree_and_records_usage_and_progress(
+    tmp_path, native_codex, fake_responses
+):
+    server = fake_responses(
+        Reply([message("Updating hello.py."), apply_patch(PATCH)]), Reply([message("Done.")])
+    )
+    root = project(tmp_path, native_codex, server.base_url)
+
+    completed = run(root)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert (root / "hello.py").read_text() == 'def greet():\n    return "hello, world"\n'
+    [attempt] = rows(root, "SELECT * FROM attempts")
+    assert (attempt["tool"], attempt["outcome"], attempt["exit_code"]) == ("codex", "succeeded", 0)
+    usage = [attempt[name] for name in ("input_tokens", "cached_input_tokens", "output_tokens")]
+    assert usage == [2000, 400, 100]
+    assert abs(attempt["cost_usd"] - (1600 * 2e-6 + 400 * 2e-6 + 100 * 8e-6)) < 1e-12
+    events = {
+        (row["type"], row["payload"]) for row in rows(root, "SELECT type, payload FROM events")
+    }
+    tool_events = [
+        (kind, json.loads(payload)) for kind, payload in events if kind.startswith("tool.")
+    ]
+    kinds = {kind for kind, _ in tool_events}
+    assert {"tool.version", "tool.item", "tool.changes"} <= kinds
+    items = [payload["type"] for kind, payload in tool_events if kind == "tool.item"]
+    assert sorted(items) == ["agent_message", "agent_message", "file_change"]
+    assert no_file_holds(root / ".orchestra", API_KEY)
+    assert API_KEY not in completed.stdout + completed.stderr
+    assert (root / ".orchestra" / "tools" / "codex" / "home" / "config.toml").is_file()
+
+
+def test_orchestra_run_fails_a_401_as_auth_without_a_retry(tmp_path, native_codex, fake_responses):
+    server = fake_responses(Status(401, "Incorrect API key provided"))
+    root = project(tmp_path, native_codex, server.base_url)
+
+    completed = run(root)
+
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    [attempt] = rows(root, "SELECT * FROM attempts")
+    assert (attempt["outcome"], attempt["error_class"]) == ("failed", "auth")
+    assert "401 Unauthorized: Incorrect API key provided" in attempt["message"]
+    assert len(server.requests) == 1
+
+
+def no_file_holds(directory: Path, secret: str) -> bool:
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
+            raise AssertionError(f"{path} holds the key")
+    return os.path.isdir(directory)
