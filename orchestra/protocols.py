@@ -7,8 +7,9 @@ have the attributes. The registry checks the attributes when a plugin registers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -23,7 +24,40 @@ class ExecutionContext(Protocol):
     log file, secret redaction and cancellation the same way for every tool.
     """
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Any: ...
+    #: the attempt's working directory (the repository, or the attempt's worktree)
+    cwd: str
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Any:
+        """Run ``argv`` (no shell) in ``cwd`` with ``env`` on top of the attempt's
+        environment; ``on_line`` gets each line of output, redacted. Returns a
+        ``ProcessResult``."""
+        ...
+
+    def emit(self, kind: str, payload: Mapping[str, Any] | None = None) -> None:
+        """Record the tool's progress as the event ``tool.<kind>`` of the attempt."""
+        ...
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with the values of the attempt's secrets replaced by ``***``."""
+        ...
+
+    @property
+    def scratch_dir(self) -> Path:
+        """A private, empty directory for this attempt, removed after it (a tool's HOME,
+        its message and history files)."""
+        ...
+
+    @property
+    def state_dir(self) -> Path:
+        """The tool's own directory under the project's ``.orchestra/``, kept across
+        attempts and runs (a tool's configuration home)."""
+        ...
 
 
 @runtime_checkable
@@ -119,6 +153,11 @@ class SchedulingStrategy(Protocol):
     def order(self, ready: Sequence[Task], context: SchedulingContext) -> list[Task]:
         """Return the ready tasks to start, in order. Leaving a task out holds it back."""
         ...
+
+    # A strategy may also define ``key(task, context)``, returning a sortable value
+    # (smaller starts first; ties go to the task earlier in the file). The run loop then
+    # asks it once per task, when the task becomes ready, keeps ready tasks in a heap and
+    # does not call ``order``: the way to stay fast with thousands of ready tasks.
 
 
 @runtime_checkable

@@ -129,7 +129,8 @@ def test_stdout_and_stderr_land_in_the_log_in_order(tmp_path, env, log):
 
     lines = log.read_text().splitlines()
     assert lines[0].startswith(f"$ {sys.executable} -c ")
-    assert lines[-6:] == ["out 0", "err 0", "out 1", "err 1", "out 2", "err 2"]
+    assert lines[-7:-1] == ["out 0", "err 0", "out 1", "err 1", "out 2", "err 2"]
+    assert lines[-1] == "orchestra: the command exited with status 3"
     assert (result.exit_code, result.signal, result.stopped, result.error) == (3, None, None, None)
     assert result.log_path == str(log)
     assert before <= result.started_at <= result.ended_at <= after
@@ -682,3 +683,28 @@ def test_the_shell_tool_reports_a_canceled_attempt(tmp_path, env, log):
     )
     step = ShellTool().execute(request, ctx)
     assert (step.outcome, step.error_class) == ("canceled", None)
+
+
+def test_a_silent_success_leaves_no_log_but_a_silent_failure_does(tmp_path, env):
+    quiet_success = tmp_path / "ok.log"
+    quiet_failure = tmp_path / "failed.log"
+
+    run_process(["true"], cwd=tmp_path, env=env, log_path=quiet_success)
+    run_process(["false"], cwd=tmp_path, env=env, log_path=quiet_failure)
+
+    assert not quiet_success.exists()
+    assert quiet_failure.read_text().splitlines() == [
+        "$ false",
+        "orchestra: the command exited with status 1",
+    ]
+
+
+def test_a_context_writes_the_silent_commands_before_the_first_output(tmp_path, env):
+    log = tmp_path / "attempt.log"
+    context = LocalContext(cwd=tmp_path, env=env, log_path=log)
+
+    context.run(["true"])
+    context.run(["echo", "checked"])
+    context.run(["true"])
+
+    assert log.read_text().splitlines() == ["$ true", "$ echo checked", "checked", "$ true"]

@@ -29,8 +29,11 @@ class Eager:
 
     name = "eager"
 
+    def key(self, task: Task, context: SchedulingContext) -> int:
+        return -task.priority
+
     def order(self, ready: Sequence[Task], context: SchedulingContext) -> list[Task]:
-        return sorted(ready, key=lambda task: -task.priority)
+        return sorted(ready, key=lambda task: self.key(task, context))
 
 
 class CriticalPath:
@@ -41,9 +44,12 @@ class CriticalPath:
     def __init__(self) -> None:
         self._lengths = _PerGraph()
 
-    def order(self, ready: Sequence[Task], context: SchedulingContext) -> list[Task]:
+    def key(self, task: Task, context: SchedulingContext) -> tuple[float, int]:
         lengths = self._lengths.get(context.dependencies, graph.remaining_path_lengths)
-        return sorted(ready, key=lambda task: (-lengths.get(task.id, 0.0), -task.priority))
+        return (-lengths.get(task.id, 0.0), -task.priority)
+
+    def order(self, ready: Sequence[Task], context: SchedulingContext) -> list[Task]:
+        return sorted(ready, key=lambda task: self.key(task, context))
 
 
 class Waves:

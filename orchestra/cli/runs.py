@@ -189,8 +189,13 @@ def logs(
             f"task {task_id!r} of run {run_id} has no attempt {attempt} (it has {len(attempts)})"
         )
     path = Path(chosen.log_path or "")
-    if not path.exists():
-        raise OrchestraError(f"the log of attempt {chosen.number} is gone: {path}")
+    while not path.exists():  # made at the attempt's first output or failure
+        if not follow or _ended(store, run_id, task_id, chosen.number):
+            if chosen.command:
+                click.echo(f"$ {chosen.command}")
+            click.echo(f"(attempt {chosen.number} printed nothing)", err=True)
+            return
+        time.sleep(0.2)
     with open(path, encoding="utf-8", errors="replace") as log:
         while True:
             chunk = log.read()
@@ -198,11 +203,15 @@ def logs(
                 click.echo(chunk, nl=False)
             if not follow:
                 return
-            current = next(a for a in store.attempts(run_id, task_id) if a.number == chosen.number)
-            if current.ended_at is not None:
+            if _ended(store, run_id, task_id, chosen.number):
                 click.echo(log.read(), nl=False)
                 return
             time.sleep(0.2)
+
+
+def _ended(store, run_id: str, task_id: str, number: int) -> bool:
+    attempt = next(a for a in store.attempts(run_id, task_id) if a.number == number)
+    return attempt.ended_at is not None
 
 
 @click.command()

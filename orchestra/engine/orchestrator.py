@@ -3,17 +3,26 @@
 One thread, the orchestrator's, owns the store: it decides what starts, records every
 transition (state and event in one transaction) and tells the sinks. Attempts run on a
 pool of ``max_parallel`` worker threads, each driving its process through a
-``LocalContext``; a worker never touches the store, it only returns a ``StepResult``.
+``LocalContext``; a worker never touches the store: it puts its result (and the tool's
+progress events) in the orchestrator's inbox.
+
+Each time the orchestrator wakes, it records everything that arrived, what follows from it
+(retries, dependents that became ready or were skipped) and the attempts it starts next in
+one transaction, and only then hands those attempts to the workers: a run of short tasks
+costs about one commit per task.
 """
 
 from __future__ import annotations
 
+import gc
+import heapq
 import os
+import queue
 import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,7 @@ import attrs
 from orchestra import graph
 from orchestra.config import Project, Settings
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
+from orchestra.engine.ready import KEEP, STOP, TAKE, ReadyQueue
 from orchestra.engine.router import RoutingDecision, route
 from orchestra.engine.states import RunState, StepState
 from orchestra.models import (
@@ -31,6 +41,7 @@ from orchestra.models import (
     RetryPolicy,
     StepResult,
     Task,
+    ToolProfile,
     Workstream,
 )
 from orchestra.plugins import PluginHost
@@ -48,6 +59,9 @@ FINISHED = frozenset(
 )
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
+#: attempts recorded and handed to the pool beyond its free workers (per worker), so a
+#: worker that finishes starts the next attempt without waiting for the orchestrator
+QUEUED_PER_WORKER = 1
 
 
 @attrs.frozen
@@ -66,6 +80,18 @@ class _Running:
     attempt: int
     tool: str
     started: float
+    ended: float | None = None
+
+
+@attrs.define
+class _Launch:
+    """An attempt recorded as started, waiting for the commit to reach a worker."""
+
+    running: _Running
+    adapter: Any
+    request: ExecutionRequest
+    context: LocalContext
+    checks: Sequence[Any]
 
 
 class Orchestrator:
@@ -102,50 +128,63 @@ class Orchestrator:
         self.tasks = {task.id: task for task in workstream.tasks}
         self.dependencies = graph.of_tasks(workstream.tasks)
         self.dependents = graph.dependents_of(self.dependencies)
-        self.scheduler = host.schedulers().get(settings.scheduler)
         self.state: dict[str, StepState] = {}
         self.attempts: dict[str, int] = {}
+        #: retrying steps: (when, task id), soonest first; ``retry_at`` has the current ones
+        self.retry_heap: list[tuple[float, str]] = []
         self.retry_at: dict[str, float] = {}
-        #: ready and retrying steps, in the order they became so (a dict as ordered set)
-        self.startable: dict[str, None] = {}
         self.finished: set[str] = set()
+        self.ready = ReadyQueue(
+            host.schedulers().get(settings.scheduler),
+            SchedulingContext(self.dependencies, self.finished),  # a view, not a copy
+            {task.id: position for position, task in enumerate(workstream.tasks)},
+        )
         self.unfinished = len(self.tasks)
+        self.running: dict[str, _Running] = {}
+        self.in_use: dict[str, int] = {}  # running attempts per tool
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.decisions: dict[str, RoutingDecision] = {}
         self._availability: dict[str, Availability] = {}
+        self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
+        self._profiles: dict[str, ToolProfile] = {}
+        self._state_dirs: dict[str, str] = {}
+        self._scratch_root = str(log_root / "scratch")
+        self._log_prefix = f"{log_root}{os.sep}"
         self._stopping: str | None = None  # "canceled" or "fail_fast" once the run winds down
 
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
         """Carry the run from its recorded state to the end and return how it ended."""
+        gc.freeze()  # the workstream and the plugins live to the end: never scan them
         for step in self.store.steps(self.run_id):
             self.state[step.task_id] = StepState(step.state)
             self.attempts[step.task_id] = step.attempts
-        self.finished = {task_id for task_id, state in self.state.items() if state in FINISHED}
+        self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
-        self.startable = {
-            task_id: None
-            for task_id, state in self.state.items()
-            if state in (StepState.READY, StepState.RETRYING)
-        }
-        self._set_run(RunState.RUNNING)
-        for task_id, state in list(self.state.items()):
-            if state is StepState.PENDING:
-                self._settle(task_id)
-        running: dict[Future, _Running] = {}
+        with self.store.batch():
+            self._set_run(RunState.RUNNING)
+            for task_id, state in list(self.state.items()):
+                if state is StepState.READY:
+                    self.ready.add(self.tasks[task_id])
+                elif state is StepState.RETRYING:
+                    self._retry_later(task_id, 0.0)
+                elif state is StepState.PENDING:
+                    self._settle(task_id)
+        messages: list[tuple] = []
         with ThreadPoolExecutor(max_workers=self.settings.max_parallel) as pool:
             while True:
-                if self.cancel.is_set() and self._stopping is None:
-                    self._stop("canceled")
-                if self._stopping is None:
-                    self._start(pool, running)
-                if not running and not self._waiting():
+                with self.store.batch():  # what arrived and what starts next: one commit
+                    if self.cancel.is_set() and self._stopping is None:
+                        self._stop("canceled")  # before finished steps' dependents settle
+                    for message in messages:
+                        self._handle(message)
+                    launches = self._start_attempts() if self._stopping is None else []
+                for launch in launches:
+                    pool.submit(self._work, launch)
+                if not self.running and not self._waiting():
                     break
-                done, _ = wait(
-                    list(running), timeout=self._poll_timeout(), return_when=FIRST_COMPLETED
-                )
-                for future in done:
-                    self._finish(running.pop(future), future)
+                messages = self._receive()
         return self._end()
 
     def _waiting(self) -> bool:
@@ -154,10 +193,33 @@ class Orchestrator:
             return False
         return self.unfinished > 0
 
-    def _poll_timeout(self) -> float:
-        if not self.retry_at:
-            return POLL_SECONDS
-        return max(0.0, min(POLL_SECONDS, min(self.retry_at.values()) - time.time()))
+    def _receive(self) -> list[tuple]:
+        """Wait for the workers' news (at most until the cancel flag or a retry is due
+        must be looked at) and return all that has arrived."""
+        timeout = POLL_SECONDS
+        if self.retry_heap:
+            timeout = max(0.0, min(timeout, self.retry_heap[0][0] - time.time()))
+        try:
+            messages = [self.inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                messages.append(self.inbox.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "finished":
+            _, current, result = message
+            self.running.pop(current.task.id, None)
+            self.in_use[current.tool] -= 1
+            self._record_end(current, result)
+        elif kind == "event":
+            _, task_id, attempt, event_type, payload = message
+            self.store.add_event(self.run_id, event_type, payload, task_id, attempt)
+            self._emit(event_type, task_id, payload)
 
     def _settle(self, task_id: str) -> None:
         """Make a pending step ready when its dependencies succeeded, or skip it when one
@@ -182,89 +244,122 @@ class Orchestrator:
         elif all(self.state[d] is StepState.SUCCEEDED for d in needs):
             self._set_step(task_id, StepState.READY)
 
-    def _start(self, pool: ThreadPoolExecutor, running: dict[Future, _Running]) -> None:
-        if not self.startable or len(running) >= self.settings.max_parallel:
-            return
+    def _retry_later(self, task_id: str, when: float) -> None:
+        self.retry_at[task_id] = when
+        heapq.heappush(self.retry_heap, (when, task_id))
+
+    def _release_due_retries(self) -> None:
         now = time.time()
-        retry_at = self.retry_at
-        startable = [
-            self.tasks[task_id]
-            for task_id in self.startable
-            if not retry_at or retry_at.get(task_id, 0.0) <= now
-        ]
-        if not startable:
-            return
-        context = SchedulingContext(self.dependencies, self.finished)  # a view, not a copy
-        ordered = self.scheduler.order(startable, context)
-        in_use: dict[str, int] = {}
-        for current in running.values():
-            in_use[current.tool] = in_use.get(current.tool, 0) + 1
-        for task in ordered:
-            if len(running) >= self.settings.max_parallel:
-                return
+        heap = self.retry_heap
+        while heap and heap[0][0] <= now:
+            when, task_id = heapq.heappop(heap)
+            if self.retry_at.get(task_id) == when and self.state[task_id] is StepState.RETRYING:
+                del self.retry_at[task_id]
+                self.ready.add(self.tasks[task_id])
+
+    def _start_attempts(self) -> list[_Launch]:
+        """Record the start of as many attempts as there are free slots, in the
+        scheduler's order, and return them for the workers."""
+        if self.retry_heap:
+            self._release_due_retries()
+        launches: list[_Launch] = []
+        # the pool runs max_parallel at once; a few more wait in its queue (see above)
+        capacity = self.settings.max_parallel * (1 + QUEUED_PER_WORKER)
+        if not self.ready or len(self.running) >= capacity:
+            return launches
+
+        def decide(task: Task) -> str:
+            if self._stopping is not None or len(self.running) >= capacity:
+                return STOP
             decision = self._route(task)
             if decision.tool is None:
                 self._set_step(task.id, StepState.FAILED, reason=decision.reason)
                 self._after_failure()
-                continue
-            limit = self.project.profile(decision.tool).max_concurrency
-            if limit is not None and in_use.get(decision.tool, 0) >= limit:
-                continue
-            in_use[decision.tool] = in_use.get(decision.tool, 0) + 1
-            future = self._launch(pool, task, decision)
-            running[future] = _Running(task, self.attempts[task.id], decision.tool, time.time())
+                return TAKE
+            limit = self._profile(decision.tool).max_concurrency
+            if limit is not None and self.in_use.get(decision.tool, 0) >= limit:
+                return KEEP
+            launches.append(self._launch(task, decision))
+            return TAKE
+
+        self.ready.offer(decide)
+        return launches
 
     def _route(self, task: Task) -> RoutingDecision:
         if task.id not in self.decisions:
             tools = self.host.tools()
-
-            def availability(name: str) -> Availability:
-                if name not in self._availability:
-                    profile = self.project.profile(name)
-                    self._availability[name] = tools.get(name).available(profile)
-                return self._availability[name]
-
             self.decisions[task.id] = route(
                 task,
                 defaults=self.workstream.defaults,
                 strategy_name=task.routing or self.settings.routing,
                 tools=tools,
                 routers=self.host.routers(),
-                profile=self.project.profile,
-                availability=availability,
+                profile=self._profile,
+                availability=self._available,
             )
         return self.decisions[task.id]
 
-    def _launch(self, pool: ThreadPoolExecutor, task: Task, decision: RoutingDecision) -> Future:
-        """Record the attempt's start and hand it to a worker thread."""
+    def _available(self, tool: str) -> Availability:
+        if tool not in self._availability:
+            adapter = self.host.tools().get(tool)
+            self._availability[tool] = adapter.available(self._profile(tool))
+        return self._availability[tool]
+
+    def _profile(self, tool: str) -> ToolProfile:
+        if tool not in self._profiles:
+            self._profiles[tool] = self.project.profile(tool)
+        return self._profiles[tool]
+
+    def _state_dir(self, tool: str) -> str:
+        if tool not in self._state_dirs:
+            self._state_dirs[tool] = str(Path(self.store.path).parent / "tools" / tool)
+        return self._state_dirs[tool]
+
+    def _environment(self, tool: str, task: Task, number: int) -> tuple[dict[str, str], list[str]]:
+        """Return the attempt's environment and the values in it to redact."""
+        if tool not in self._base_env:
+            profile = self._profile(tool)
+            base = build_environment(
+                self.environ, {**profile.env, **self.workstream.defaults.env}, profile.pass_env
+            )
+            self._base_env[tool] = (base, secret_values(base, profile.secrets))
+        base, secrets = self._base_env[tool]
+        env = {**base, **task.env} if task.env else dict(base)
+        if task.env:
+            secrets = secret_values(env, self._profile(tool).secrets)
+        env["ORCHESTRA_RUN_ID"] = self.run_id
+        env["ORCHESTRA_TASK_ID"] = task.id
+        env["ORCHESTRA_ATTEMPT"] = str(number)
+        return env, secrets
+
+    def _launch(self, task: Task, decision: RoutingDecision) -> _Launch:
+        """Record the attempt's start (committed with the rest of this wake's changes)
+        and return what its worker needs."""
         tool = decision.tool
-        profile = self.project.profile(tool)
-        env = build_environment(
-            self.environ,
-            {**profile.env, **self.workstream.defaults.env, **task.env},
-            profile.pass_env,
-        )
-        secrets = secret_values(env, profile.secrets)
-        redactor = Redactor(secrets)
-        command = _describe_command(task)
-        self.retry_at.pop(task.id, None)
+        profile = self._profile(tool)
         number = self.attempts.get(task.id, 0) + 1
+        env, secrets = self._environment(tool, task, number)
+        command = _describe_command(task)
+        if command and secrets:
+            command = Redactor(secrets).redact(command)
         # one flat directory per run: a directory per task costs a mkdir per task
-        log_path = self.log_root / f"{task.id}.{number}.log"
-        with self.store.batch():  # the step's move to running and its attempt, one commit
-            self._set_step(
-                task.id,
-                StepState.RUNNING,
-                payload={"tool": tool, "attempt": number, "why": decision.reason},
-            )
-            number = self.store.start_attempt(
-                self.run_id,
-                task.id,
-                tool,
-                redactor.redact(command) if command else None,
-                str(log_path),
-            )
+        log_path = f"{self._log_prefix}{task.id}.{number}.log"
+        before = self.state[task.id]
+        number = self.store.begin_attempt(
+            self.run_id,
+            task.id,
+            before,
+            tool,
+            command=command,
+            log_path=log_path,
+            tool_version=self._available(tool).version,
+            payload={"tool": tool, "attempt": number, "why": decision.reason},
+        )
         self.attempts[task.id] = number
+        self.state[task.id] = StepState.RUNNING
+        if self.sinks:
+            payload = {"from": before.value, "to": "running", "tool": tool, "attempt": number}
+            self._emit("step.running", task.id, {**payload, "why": decision.reason})
         timeout = task.timeout if task.timeout is not None else self.settings.timeout
         idle = task.idle_timeout if task.idle_timeout is not None else self.settings.idle_timeout
         request = ExecutionRequest(
@@ -276,30 +371,47 @@ class Orchestrator:
             timeout=timeout,
             idle_timeout=idle,
         )
+        inbox = self.inbox
+
+        def emit(kind: str, payload: Mapping[str, Any]) -> None:
+            inbox.put(("event", task.id, number, f"tool.{kind}", payload))
+
         context = LocalContext(
             cwd=str(self.project.root),
             env=env,
-            log_path=str(log_path),
+            log_path=log_path,
             timeout=timeout,
             idle_timeout=idle,
             cancel=self.cancel,
             secrets=secrets,
             hurry=self.hurry,
+            emit=emit,
+            scratch_root=self._scratch_root,
+            state_dir=self._state_dir(tool),
         )
         checks = task.checks if task.checks is not None else self.workstream.defaults.checks
+        running = _Running(task, number, tool, time.time())
+        self.running[task.id] = running
+        self.in_use[tool] = self.in_use.get(tool, 0) + 1
         adapter = self.host.tools().get(tool)
-        return pool.submit(execute_attempt, adapter, request, context, checks or ())
+        return _Launch(running, adapter, request, context, checks or ())
 
-    def _finish(self, current: _Running, future: Future) -> None:
-        """Record how an attempt ended and what happens to its step (and, through it, to
-        the dependents that became ready or skipped), all in one commit."""
-        result: StepResult = future.result()
-        if self.cancel.is_set() and self._stopping is None:
-            self._stop("canceled")  # before this step's dependents are settled as skipped
-        with self.store.batch():
-            self._record_end(current, result)
+    def _work(self, launch: _Launch) -> None:
+        """Carry out one attempt (worker thread) and post its result to the inbox."""
+        launch.running.started = time.time()  # when a worker took it, not when queued
+        try:
+            result = execute_attempt(launch.adapter, launch.request, launch.context, launch.checks)
+        except BaseException as error:  # never lose a result: the loop waits for it
+            message = launch.context.redact(f"{type(error).__name__}: {error}")
+            result = StepResult("failed", error_class="crashed", message=message)
+        finally:
+            launch.context.cleanup()
+        launch.running.ended = time.time()  # not when the orchestrator gets to record it
+        self.inbox.put(("finished", launch.running, result))
 
     def _record_end(self, current: _Running, result: StepResult) -> None:
+        """Record how an attempt ended and what happens to its step (and, through it, to
+        the dependents that became ready or skipped)."""
         task = current.task
         self.store.finish_attempt(
             self.run_id,
@@ -311,6 +423,8 @@ class Orchestrator:
             message=result.message,
             retry_after=result.retry_after,
             usage=result.usage,
+            started_at=current.started,
+            ended_at=current.ended,
         )
         if result.outcome == "succeeded":
             self._set_step(task.id, StepState.SUCCEEDED, payload={"tool": current.tool})
@@ -322,7 +436,6 @@ class Orchestrator:
         retryable = result.error_class not in policy.non_retryable
         if retryable and current.attempt < policy.max_attempts:
             delay = backoff_delay(policy.backoff, current.attempt, result.retry_after)
-            self.retry_at[task.id] = time.time() + delay
             reason = f"{result.error_class or result.outcome}: {result.message or ''}".strip(": ")
             self._set_step(
                 task.id,
@@ -330,6 +443,7 @@ class Orchestrator:
                 reason=reason,
                 payload={"attempt": current.attempt, "delay": round(delay, 3)},
             )
+            self._retry_later(task.id, time.time() + delay)
             return
         reason = result.message or result.error_class or result.outcome
         self._set_step(task.id, StepState.FAILED, reason=reason)
@@ -359,6 +473,7 @@ class Orchestrator:
                 if self.state[task_id] in (StepState.PENDING, StepState.READY, StepState.RETRYING):
                     self._set_step(task_id, StepState.CANCELED, reason=self._stop_reason())
         self.retry_at.clear()
+        self.retry_heap.clear()
 
     def _stop_reason(self) -> str:
         if self._stopping == "canceled":
@@ -395,20 +510,27 @@ class Orchestrator:
         payload: Mapping[str, Any] | None = None,
     ) -> None:
         details = {**(payload or {}), **({"reason": reason} if reason else {})}
-        self.store.set_step_state(self.run_id, task_id, state, reason=reason, payload=details)
+        before = self.state[task_id]
+        self.store.set_step_state(
+            self.run_id, task_id, state, reason=reason, payload=details, current=before
+        )
         self.state[task_id] = state
-        self._emit(f"step.{state.value}", task_id, details)
-        if state in (StepState.READY, StepState.RETRYING):
-            self.startable[task_id] = None
-        else:
-            self.startable.pop(task_id, None)
+        if self.sinks:
+            self._emit(f"step.{state.value}", task_id, {"from": before.value, **details})
+        if state is StepState.READY:
+            self.ready.add(self.tasks[task_id])
+        elif before is StepState.READY:
+            self.ready.discard(task_id)
         if state in FINISHED:
             self.unfinished -= 1
             self.finished.add(task_id)
+            self.retry_at.pop(task_id, None)
             for dependent in self.dependents[task_id]:
                 self._settle(dependent)
 
     def _emit(self, kind: str, task_id: str | None, payload: Mapping[str, Any] | None) -> None:
+        if not self.sinks:
+            return
         event = {"run": self.run_id, "type": kind, "task": task_id, "at": time.time()}
         event["payload"] = dict(payload or {})
         for sink in list(self.sinks):
@@ -442,7 +564,7 @@ def execute_attempt(
         return result
     for check in checks:
         argv = ["/bin/sh", "-c", check.command] if check.shell else list(check.command)
-        finished = context.run(argv)
+        finished = context.run(argv, timeout=check.timeout)
         if finished.stopped == "canceled":
             return StepResult("canceled", message="canceled during checks")
         if finished.exit_code != 0:

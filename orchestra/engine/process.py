@@ -6,7 +6,7 @@ whole process group can be stopped: at the ``timeout``, after ``idle_timeout`` w
 output, or when the caller's cancel event is set. SIGTERM comes first, SIGKILL after a
 grace period, and no process of the group outlives the call. stdout and stderr go, merged
 and in order, to the attempt's log file, with the values of secret variables replaced by
-``***``.
+``***``; the file is made at the first output (or failure), so a silent success leaves none.
 
 One thread does all of it: it waits with ``poll`` on the output pipe and on a pidfd of the
 leader (readable once it exits; a short polling of ``waitpid`` where pidfds are missing),
@@ -24,11 +24,15 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from orchestra.models import ProcessResult
 
@@ -153,16 +157,15 @@ def run_process(
     gives a result with ``error``.
     """
     redactor = Redactor([*secrets, *secret_values(env, secret_names)])
-    return _run(
-        argv, cwd, env, log_path, timeout, idle_timeout, grace, cancel, redactor, on_line, hurry
-    )
+    log = AttemptLog(log_path)
+    return _run(argv, cwd, env, log, timeout, idle_timeout, grace, cancel, redactor, on_line, hurry)
 
 
 def _run(
     argv: Sequence[str],
     cwd: str | os.PathLike,
     env: Mapping[str, str],
-    log_path: str | os.PathLike,
+    log: AttemptLog,
     timeout: float | None,
     idle_timeout: float | None,
     grace: float,
@@ -175,7 +178,7 @@ def _run(
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError(f"run_process needs a non-empty argument list, not {argv!r}")
     argv = [os.fspath(argument) for argument in argv]
-    log_path = os.fspath(log_path)
+    log_path = log.path
     started_at, start = time.time(), time.monotonic()
 
     def result(exit_code=None, stopped=None, signum=None, error=None) -> ProcessResult:
@@ -190,10 +193,10 @@ def _run(
             ended_at=time.time(),
         )
 
-    with _open_log(log_path) as log:
+    try:
         # redacted before quoting, which could split a secret holding a quote or a space
         command = command_line([redactor.redact(argument) for argument in argv])
-        log.write(f"$ {command}\n".encode(errors="replace"))
+        log.note(f"$ {command}\n".encode(errors="replace"))
         if cancel is not None and cancel.is_set():
             log.write(b"orchestra: canceled before the start\n")
             return result(stopped="canceled")
@@ -239,10 +242,59 @@ def _run(
                 watch.close()
         if watch.output.failure is not None:
             raise watch.output.failure
-    code = process.returncode
+        code = process.returncode
+        if code and stopped is None:  # a failure always leaves a log saying what ran
+            how = f"exited with status {code}" if code > 0 else f"was killed by signal {-code}"
+            log.write(f"orchestra: the command {how}\n".encode())
+    finally:
+        log.close()
     if code < 0:
         return result(stopped=stopped, signum=-code)
     return result(exit_code=code, stopped=stopped)
+
+
+class AttemptLog:
+    """An attempt's log file, made only once there is something to put in it.
+
+    A command that prints nothing leaves no file (``orchestra logs`` says so): creating
+    a file per attempt is most of what a run of thousands of quick commands costs the
+    file system. The ``$ command`` lines (``note``) wait for the first output; once the
+    file exists they are written at once. Writes append, so several runs of an attempt
+    (the tool, then its checks) read as one story.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._file = None
+        self._created = False  # by this object: a file already there is appended to
+        self._pending: list[bytes] = []
+
+    def note(self, data: bytes) -> None:
+        """Write ``data`` if the file exists, else keep it for the first real write."""
+        if self._created:
+            self.write(data)
+        else:
+            self._pending.append(data)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (after any notes kept so far), making the file if needed."""
+        if self._file is None:
+            self._file = _open_log(self.path)
+            self._created = True
+            if self._pending:
+                self._file.write(b"".join(self._pending))
+                self._pending.clear()
+        self._file.write(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the file (a later write opens it again, to append)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _open_log(log_path: str):
@@ -260,6 +312,11 @@ class LocalContext:
     Every ``run`` appends to the attempt's one log file and gets the same timeouts, so a
     tool and then its checks read as one story. ``secrets`` are values to redact;
     ``secret_names`` name variables, of ``env`` or of a run's ``env``, whose values are.
+
+    ``emit`` receives an adapter's progress events (kind, payload), redacted.
+    ``scratch_dir`` is made on first use (under ``scratch_root`` when given, else the
+    system's temporary directory) and removed by ``cleanup``; ``state_dir`` is the tool's
+    directory kept across attempts and runs, made on first use.
     """
 
     def __init__(
@@ -276,21 +333,38 @@ class LocalContext:
         secret_names: Iterable[str] = (),
         on_line: Callable[[str], None] | None = None,
         hurry: threading.Event | None = None,
+        emit: Callable[[str, Mapping[str, Any]], None] | None = None,
+        scratch_root: str | os.PathLike | None = None,
+        state_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.cwd = cwd
+        self.cwd = os.fspath(cwd)
         self.hurry = hurry
         self.env = dict(env)
         self.log_path = os.fspath(log_path)
+        self._log = AttemptLog(self.log_path)
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.grace = grace
         self.cancel = cancel
         self.secret_names = tuple(secret_names)
         self.on_line = on_line
+        self._emit = emit
+        self._scratch_root = scratch_root
+        self._scratch: Path | None = None
+        self._state_dir = state_dir
         self._redactor = Redactor([*secrets, *secret_values(self.env, self.secret_names)])
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> ProcessResult:
-        """Run ``argv`` in the attempt's directory with ``env`` on top of the base env."""
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        timeout: float | None = None,
+    ) -> ProcessResult:
+        """Run ``argv`` in the attempt's directory with ``env`` on top of the base env;
+        ``on_line`` (else the context's) gets each line of output, redacted. ``timeout``
+        (a check's own) replaces the attempt's for this command."""
         environment = {**self.env, **(env or {})}
         known = self._redactor.secrets
         added = set(secret_values(environment, self.secret_names)).difference(known)
@@ -300,19 +374,60 @@ class LocalContext:
             argv,
             self.cwd,
             environment,
-            self.log_path,
-            self.timeout,
+            self._log,
+            self.timeout if timeout is None else timeout,
             self.idle_timeout,
             self.grace,
             self.cancel,
             self._redactor,
-            self.on_line,
+            on_line or self.on_line,
             self.hurry,
         )
 
     def redact(self, text: str) -> str:
         """Return ``text`` without the secret values of any environment this context used."""
         return self._redactor.redact(text)
+
+    def emit(self, kind: str, payload: Mapping[str, Any] | None = None) -> None:
+        """Report a tool's progress (recorded as the event ``tool.<kind>`` of the attempt);
+        every string in ``payload`` is redacted first."""
+        if self._emit is not None:
+            self._emit(kind, _redact_value(self._redactor, dict(payload or {})))
+
+    @property
+    def scratch_dir(self) -> Path:
+        """A private, empty directory for this attempt, removed after it."""
+        if self._scratch is None:
+            root = None if self._scratch_root is None else os.fspath(self._scratch_root)
+            if root is not None:
+                os.makedirs(root, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(prefix="attempt-", dir=root))
+        return self._scratch
+
+    @property
+    def state_dir(self) -> Path:
+        """The tool's own directory, kept across attempts and runs."""
+        if self._state_dir is None:
+            raise RuntimeError("this execution context has no state directory")
+        directory = Path(self._state_dir)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return directory
+
+    def cleanup(self) -> None:
+        """Remove the scratch directory, if the attempt made one."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+def _redact_value(redactor: Redactor, value: Any) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, Mapping):
+        return {key: _redact_value(redactor, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(redactor, item) for item in value]
+    return value
 
 
 def command_line(argv: Sequence[str]) -> str:

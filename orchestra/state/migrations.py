@@ -160,3 +160,35 @@ def m002_history_indexes(connection: sqlite3.Connection) -> None:
     # `orchestra runs` lists newest first; routing reads each tool's track record.
     connection.execute("CREATE INDEX runs_by_created_at ON runs (created_at)")
     connection.execute("CREATE INDEX attempts_by_tool ON attempts (tool, ended_at)")
+
+
+@migration
+def m003_leaner_writes(connection: sqlite3.Connection) -> None:
+    # The version of the tool that made each attempt (aider 0.86.2 …).
+    connection.execute("ALTER TABLE attempts ADD COLUMN tool_version TEXT")
+    # The track-record index without ended_at: finishing an attempt leaves it untouched.
+    connection.execute("DROP INDEX attempts_by_tool")
+    connection.execute("CREATE INDEX attempts_by_tool ON attempts (tool)")
+    # Events kept in their primary key's order, one b-tree instead of a table and an
+    # index: every commit of a run writes a page fewer. Nothing references events.
+    connection.execute(
+        """
+        CREATE TABLE events_by_seq (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            task_id TEXT,
+            attempt INTEGER,
+            type TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (run_id, seq),
+            FOREIGN KEY (run_id, task_id) REFERENCES steps(run_id, task_id) ON DELETE CASCADE
+        ) WITHOUT ROWID
+        """
+    )
+    connection.execute(
+        "INSERT INTO events_by_seq (run_id, seq, at, task_id, attempt, type, payload)"
+        " SELECT run_id, seq, at, task_id, attempt, type, payload FROM events"
+    )
+    connection.execute("DROP TABLE events")
+    connection.execute("ALTER TABLE events_by_seq RENAME TO events")

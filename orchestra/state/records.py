@@ -100,6 +100,8 @@ class AttemptRecord:
     log_path: str | None
     diff: str | None
     command: str | None
+    #: the tool's version as found when the attempt started, where it has one
+    tool_version: str | None = None
 
     @property
     def usage(self) -> Usage:

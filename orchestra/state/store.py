@@ -51,6 +51,11 @@ from orchestra.state.records import (
     StepRecord,
 )
 
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 #: how long a writer waits for another process's transaction before giving up, in seconds
 BUSY_TIMEOUT = 10.0
 
@@ -71,6 +76,8 @@ class Store:
         #: last event seq of the runs this store drives: only their driver appends to
         #: them, so the number need not be read back for every event
         self._last_seq: dict[str, int] = {}
+        #: rows of those runs' events, written just before the transaction commits
+        self._pending_events: list[tuple[Any, ...]] = []
         self.path = path
         #: where the per-run lock files live: ``locks/`` next to the database
         self.lock_directory = path.parent / "locks"
@@ -236,41 +243,68 @@ class Store:
         *,
         reason: str | None = None,
         payload: Mapping[str, Any] | None = None,
+        current: StepState | str | None = None,
     ) -> int:
         """Move a step to ``new``, recording ``reason`` (or clearing the old one), and
         write the event ``step.<new>``; return the event's seq. Raises IllegalTransition
-        when the step may not go there."""
+        when the step may not go there.
+
+        ``current``, when the caller knows it (the run loop does), saves reading it: the
+        update applies only if the step is still in that state, else the state is read
+        and the move checked against what is really there."""
         now = time.time()
+        entity = f"step {task_id!r} of run {run_id}"
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
-            ).fetchone()
-            if row is None:
-                raise self._unknown_step(db, run_id, task_id)
-            current = row["state"]
-            state = check_step_transition(f"step {task_id!r} of run {run_id}", current, new)
-            db.execute(
-                "UPDATE steps SET state = ?, reason = ?,"
-                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
-                " ended_at = CASE WHEN ? THEN ? ELSE ended_at END"
-                " WHERE run_id = ? AND task_id = ?",
-                (
-                    state.value,
-                    reason,
-                    state is StepState.RUNNING,
-                    now,
-                    state in TERMINAL_STEP_STATES,
-                    now,
-                    run_id,
-                    task_id,
-                ),
-            )
-            details = {"from": current, "to": state.value}
+            if current is not None:
+                before = StepState(current).value
+                state = check_step_transition(entity, before, new)
+                if not self._update_step(db, run_id, task_id, state, reason, now, before):
+                    current = None  # not what the caller thought: read it below
+            if current is None:
+                row = db.execute(
+                    "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+                ).fetchone()
+                if row is None:
+                    raise self._unknown_step(db, run_id, task_id)
+                before = row["state"]
+                state = check_step_transition(entity, before, new)
+                self._update_step(db, run_id, task_id, state, reason, now, before)
+            details = {"from": before, "to": state.value}
             if reason is not None:
                 details["reason"] = reason
             return self._append_event(
                 db, run_id, now, f"step.{state.value}", {**details, **(payload or {})}, task_id
             )
+
+    @staticmethod
+    def _update_step(
+        db: sqlite3.Connection,
+        run_id: str,
+        task_id: str,
+        state: StepState,
+        reason: str | None,
+        now: float,
+        before: str,
+    ) -> bool:
+        """Write a step's new state if it is still ``before``; return whether it was."""
+        cursor = db.execute(
+            "UPDATE steps SET state = ?, reason = ?,"
+            " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+            " ended_at = CASE WHEN ? THEN ? ELSE ended_at END"
+            " WHERE run_id = ? AND task_id = ? AND state = ?",
+            (
+                state.value,
+                reason,
+                state is StepState.RUNNING,
+                now,
+                state in TERMINAL_STEP_STATES,
+                now,
+                run_id,
+                task_id,
+                before,
+            ),
+        )
+        return cursor.rowcount == 1
 
     def steps(self, run_id: str) -> list[StepRecord]:
         """Return the steps of a run in the order of the task ids it was created with."""
@@ -346,6 +380,57 @@ class Store:
             self._append_event(db, run_id, now, "attempt.started", payload, task_id, number)
         return number
 
+    def begin_attempt(
+        self,
+        run_id: str,
+        task_id: str,
+        current: StepState | str,
+        tool: str,
+        *,
+        command: str | None = None,
+        log_path: str | os.PathLike | None = None,
+        tool_version: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Move a step from ``current`` to ``running`` and record its next attempt, in one
+        transaction with the events ``step.running`` and ``attempt.started``; return the
+        attempt's number. The run loop's way to start an attempt: it knows the step's
+        state, so nothing is read back. Raises IllegalTransition when the step is not in
+        ``current`` or may not run from there."""
+        now = time.time()
+        before = StepState(current).value
+        entity = f"step {task_id!r} of run {run_id}"
+        check_step_transition(entity, before, StepState.RUNNING)
+        log = None if log_path is None else str(log_path)
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE steps SET state = 'running', reason = NULL, attempts = attempts + 1,"
+                " started_at = COALESCE(started_at, ?)"
+                " WHERE run_id = ? AND task_id = ? AND state = ? RETURNING attempts",
+                (now, run_id, task_id, before),
+            ).fetchone()
+            if row is None:
+                found = db.execute(
+                    "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+                ).fetchone()
+                if found is None:
+                    raise self._unknown_step(db, run_id, task_id)
+                check_step_transition(entity, found["state"], StepState.RUNNING)
+                raise RuntimeError(f"{entity} is {found['state']}, not {before}")
+            number = row[0]
+            db.execute(
+                "INSERT INTO attempts (run_id, task_id, number, tool, tool_version, started_at,"
+                " command, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, task_id, number, tool, tool_version, now, command, log),
+            )
+            details = {"from": before, "to": StepState.RUNNING.value, **(payload or {})}
+            self._append_event(db, run_id, now, "step.running", details, task_id)
+            started = {"tool": tool, "log_path": log}
+            if tool_version is not None:
+                started["tool_version"] = tool_version
+            self._append_event(db, run_id, now, "attempt.started", started, task_id, number)
+        return number
+
     def finish_attempt(
         self,
         run_id: str,
@@ -359,35 +444,26 @@ class Store:
         retry_after: float | None = None,
         usage: Usage | None = None,
         diff: str | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
     ) -> int:
         """Record how attempt ``number`` ended and write ``attempt.finished``; return the
         event's seq. ``message`` and ``diff`` must already be redacted. The step's state
-        is not changed: the caller decides it from the outcome."""
+        is not changed: the caller decides it from the outcome. ``started_at``, when
+        given, replaces the start recorded by ``begin_attempt`` (the run loop records an
+        attempt a moment before a worker takes it); ``ended_at`` is when it ended, if not
+        now (the run loop records it a moment after)."""
         now = time.time()
+        ended = now if ended_at is None else ended_at
         usage = usage or Usage()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT ended_at FROM attempts WHERE run_id = ? AND task_id = ? AND number = ?",
-                (run_id, task_id, number),
-            ).fetchone()
-            if row is None:
-                step = db.execute(
-                    "SELECT 1 FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
-                ).fetchone()
-                if step is None:
-                    raise self._unknown_step(db, run_id, task_id)
-                raise RuntimeError(f"step {task_id!r} of run {run_id} has no attempt {number}")
-            if row["ended_at"] is not None:
-                raise RuntimeError(
-                    f"attempt {number} of step {task_id!r} of run {run_id} has already finished"
-                )
-            db.execute(
+            cursor = db.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ?, error_class = ?,"
                 " message = ?, retry_after = ?, input_tokens = ?, cached_input_tokens = ?,"
-                " output_tokens = ?, cost_usd = ?, diff = ?"
-                " WHERE run_id = ? AND task_id = ? AND number = ?",
+                " output_tokens = ?, cost_usd = ?, diff = ?, started_at = COALESCE(?, started_at)"
+                " WHERE run_id = ? AND task_id = ? AND number = ? AND ended_at IS NULL",
                 (
-                    now,
+                    ended,
                     outcome,
                     exit_code,
                     error_class,
@@ -398,11 +474,14 @@ class Store:
                     usage.output_tokens,
                     usage.cost_usd,
                     diff,
+                    started_at,
                     run_id,
                     task_id,
                     number,
                 ),
             )
+            if cursor.rowcount != 1:
+                raise self._attempt_not_open(db, run_id, task_id, number)
             payload = {
                 "outcome": outcome,
                 "exit_code": exit_code,
@@ -585,20 +664,23 @@ class Store:
         task_id: str | None = None,
         attempt: int | None = None,
     ) -> int:
-        """Append an event inside the caller's transaction and return its seq (last + 1)."""
-        last = self._last_seq.get(run_id) if self.holds(run_id) else None
+        """Append an event inside the caller's transaction and return its seq (last + 1).
+
+        Events of a run this store drives are numbered from memory and written together
+        just before the transaction commits; others are numbered from the table."""
+        held = self.holds(run_id)
+        last = self._last_seq.get(run_id) if held else None
         if last is None:
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
             ).fetchone()
         seq = last + 1
-        db.execute(
-            "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, seq, at, task_id, attempt, type, _json(payload)),
-        )
-        if self.holds(run_id):
+        row = (run_id, seq, at, task_id, attempt, type, _json(payload))
+        if held:
             self._last_seq[run_id] = seq
+            self._pending_events.append(row)
+        else:
+            db.execute(_INSERT_EVENT, row)
         return seq
 
     def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
@@ -620,8 +702,12 @@ class Store:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
+                if self._pending_events:
+                    self._connection.executemany(_INSERT_EVENT, self._pending_events)
+                    self._pending_events.clear()
                 self._connection.execute("COMMIT")
             except BaseException:
+                self._pending_events.clear()
                 self._last_seq.clear()  # numbers handed out in the rolled-back transaction
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
@@ -636,6 +722,25 @@ class Store:
         if row is None:
             raise UnknownRun(f"no run {run_id!r} in the database", file=str(self.path))
         return row["state"]
+
+    def _attempt_not_open(
+        self, db: sqlite3.Connection, run_id: str, task_id: str, number: int
+    ) -> Exception:
+        """Return the error for finishing an attempt that is missing or already finished."""
+        row = db.execute(
+            "SELECT ended_at FROM attempts WHERE run_id = ? AND task_id = ? AND number = ?",
+            (run_id, task_id, number),
+        ).fetchone()
+        if row is not None:
+            return RuntimeError(
+                f"attempt {number} of step {task_id!r} of run {run_id} has already finished"
+            )
+        step = db.execute(
+            "SELECT 1 FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+        ).fetchone()
+        if step is None:
+            return self._unknown_step(db, run_id, task_id)
+        return RuntimeError(f"step {task_id!r} of run {run_id} has no attempt {number}")
 
     def _unknown_step(self, db: sqlite3.Connection, run_id: str, task_id: str) -> UnknownRun:
         """Return the error for a missing step (raising UnknownRun for a missing run)."""
@@ -652,5 +757,8 @@ def _usage_items(usage: Usage) -> list[tuple[str, Any]]:
     ]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
