@@ -62,7 +62,7 @@ class AiderAdapter:
         output = outcome.AiderOutput(emit=ctx.emit)
         finished = ctx.run(invocation.argv, env=invocation.env, on_line=output.take)
         after = worktree.snapshot(ctx.cwd)
-        changed = worktree.changed_paths(ctx.cwd, before, after)
+        changed = _not_orchestras(ctx, finished, worktree.changed_paths(ctx.cwd, before, after))
         counted = worktree.task_changes(changed, request.task.files)
         usage = outcome.usage_from_analytics(invocation.analytics_log)
         usage = usage or outcome.usage_from_output(output)
@@ -84,6 +84,19 @@ class AiderAdapter:
         if key is not None and found.available:
             self._versions[key] = found
         return found
+
+
+def _not_orchestras(
+    ctx: orchestra.ExecutionContext, finished: orchestra.ProcessResult, changed: list[str]
+) -> list[str]:
+    """Return ``changed`` without orchestra's own files (its database and logs under
+    ``.orchestra/``, this attempt's log and scratch directory) when they are in the tree."""
+    own = [".orchestra"]
+    for directory in (ctx.scratch_dir, os.path.dirname(finished.log_path or "")):
+        relative = os.path.relpath(directory, ctx.cwd) if directory else ".."
+        if relative != "." and not relative.startswith(".."):
+            own.append(relative)
+    return [path for path in changed if not worktree.matches(path, own)]
 
 
 def _locate(program: str) -> str | None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+#: the key tests give aider (through OPENAI_API_KEY); it must never show in a log
+API_KEY = "sk-orchestra-aider-test-0123456789"
+
 
 @dataclass(frozen=True)
 class Reply:
