@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orchestra
@@ -60,47 +61,90 @@ class CodexAdapter:
         Success needs both: codex's turn completed, and the working tree changed during
         the attempt. Codex never commits; orchestra does, after the checks.
         """
+        try:
+            launch = self._prepare(request, ctx)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
+        reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
+        finished = ctx.run(launch.argv, env=launch.env, on_line=reader.feed)
+        reader.finish()
+        changed = _changes_since(launch, ctx)
+        return judge(finished, reader.turn, changed, launch.settings)
+
+    def _prepare(
+        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+    ) -> _Launch:
+        """Return what to run, once codex's home is written and the tree's state taken."""
         profile = request.profile
         try:
             settings = CodexSettings.from_options(profile.options, profile.name)
         except SettingsError as error:
-            return _cannot_run(str(error))
-        path = shutil.which(os.path.expanduser(settings.binary))
-        if path is None:
-            return _cannot_run(f"{settings.binary} not found")
+            raise CannotRun(str(error)) from None
+        program = shutil.which(os.path.expanduser(settings.binary))
+        if program is None:
+            raise CannotRun(f"{settings.binary} not found")
         try:
             root = worktree.toplevel(ctx.cwd)
+            home = _home(ctx)
+            excluded = _orchestra_directories(home)
+            before = worktree.fingerprint(root, excluded)
         except worktree.NotAGitTree as error:
-            return _cannot_run(f"codex runs in a git working tree; {ctx.cwd} is not one: {error}")
-        home = ctx.state_dir / "home"
+            message = f"codex runs in a git working tree; {ctx.cwd} is not one: {error}"
+            raise CannotRun(message) from None
         write_config(home, config_toml(settings))
-        self._record_version(path, home, ctx)
-        excluded = _orchestra_directories(ctx.state_dir)
-        before = worktree.fingerprint(root, excluded)
-        reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
-        finished = ctx.run(
-            command_line(path, request, settings),
+        self._record_version(program, home, ctx)
+        return _Launch(
+            argv=command_line(program, request, settings),
             env={**request.task.env, "CODEX_HOME": str(home)},
-            on_line=reader.feed,
+            settings=settings,
+            root=root,
+            excluded=excluded,
+            before=before,
         )
-        reader.finish()
-        try:
-            changed: list[str] | None = worktree.changed_paths(
-                before, worktree.fingerprint(root, excluded)
-            )
-        except worktree.NotAGitTree:
-            changed = None
-        if changed:
-            ctx.emit("changes", {"paths": changed[:MAX_PATHS], "count": len(changed)})
-        return judge(finished, reader.turn, changed, settings)
 
-    def _record_version(self, path: str, home: Path, ctx: orchestra.ExecutionContext) -> None:
-        """Emit the version of the codex at ``path`` (asked once per program file)."""
-        key = (path, os.stat(path).st_mtime_ns)
+    def _record_version(self, program: str, home: Path, ctx: orchestra.ExecutionContext) -> None:
+        """Emit the version of the codex at ``program`` (asked once per program file)."""
+        key = (program, os.stat(program).st_mtime_ns)
         if key not in self._versions:
             env = {**os.environ, "CODEX_HOME": str(home)}
-            self._versions[key] = orchestra.find_version(path, env=env).version
-        ctx.emit("version", {"program": path, "version": self._versions[key]})
+            self._versions[key] = orchestra.find_version(program, env=env).version
+        ctx.emit("version", {"program": program, "version": self._versions[key]})
+
+
+class CannotRun(Exception):
+    """Codex cannot be started for this attempt: bad options, no program, no git tree."""
+
+
+@dataclass(frozen=True)
+class _Launch:
+    argv: list[str]
+    env: dict[str, str]
+    settings: CodexSettings
+    root: Path
+    excluded: list[Path]
+    before: worktree.Fingerprint
+
+
+def _home(ctx: orchestra.ExecutionContext) -> Path:
+    """Return CODEX_HOME: ``home`` in the tool's state directory, kept across runs (the
+    user's cache directory for a context without one)."""
+    try:
+        return ctx.state_dir / "home"
+    except (AttributeError, RuntimeError):
+        return codex_home()
+
+
+def _changes_since(launch: _Launch, ctx: orchestra.ExecutionContext) -> list[str] | None:
+    """Return the paths changed since ``launch.before`` (None when git cannot say), and
+    report them as progress."""
+    try:
+        after = worktree.fingerprint(launch.root, launch.excluded)
+    except worktree.NotAGitTree:
+        return None
+    changed = worktree.changed_paths(launch.before, after)
+    if changed:
+        ctx.emit("changes", {"paths": changed[:MAX_PATHS], "count": len(changed)})
+    return changed
 
 
 #: a progress event names at most this many changed paths
@@ -121,17 +165,13 @@ def command_line(
     return argv
 
 
-def _orchestra_directories(state_dir: Path) -> list[Path]:
+def _orchestra_directories(home: Path) -> list[Path]:
     """Return the directories of orchestra's own files, which are no change of codex's:
-    the project's ``.orchestra`` directory holding ``state_dir``, else ``state_dir``."""
-    for parent in [state_dir, *state_dir.parents]:
+    the project's ``.orchestra`` directory holding codex's home, else the home itself."""
+    for parent in [home, *home.parents]:
         if parent.name == ".orchestra":
             return [parent]
-    return [state_dir]
-
-
-def _cannot_run(message: str) -> orchestra.StepResult:
-    return orchestra.StepResult("failed", error_class="tool_missing", message=message)
+    return [home]
 
 
 def codex_home() -> Path:

@@ -118,8 +118,13 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         idle_timeout: float = 30,
         files: Mapping[str, str] = HELLO,
         task_env: Mapping[str, str] | None = None,
+        git: bool = True,
     ) -> Attempt:
-        repo = make_git_repo(tmp_path / "repo", dict(files))
+        repo = tmp_path / "repo"
+        if git:
+            make_git_repo(repo, dict(files))
+        else:
+            repo.mkdir()
         base_url = server.base_url if server is not None else "http://127.0.0.1:9/v1"
         profile = orchestra.ToolProfile(
             "codex",

@@ -190,10 +190,13 @@ def test_an_unreachable_provider_fails_within_seconds(run_codex):
     assert attempt.seconds < 10
 
 
-def test_a_stalled_stream_is_cut_off_by_idle_timeout_and_leaves_no_codex(fake_responses, run_codex):
+def test_a_stalled_stream_is_cut_off_by_idle_timeout_and_leaves_no_codex(
+    fake_responses, run_codex, real_codex
+):
     server = fake_responses(Reply([message("Working on it…")], stall=True))
 
-    attempt = run_codex(server, idle_timeout=2)
+    # the npm launcher: node, then the native codex, both must go
+    attempt = run_codex(server, idle_timeout=2, options={"binary": str(real_codex)})
 
     assert attempt.result.outcome == "timed_out"
     assert attempt.result.error_class == "idle"
@@ -224,6 +227,23 @@ def test_a_bad_option_fails_without_running_codex(fake_responses, run_codex):
     assert attempt.result.error_class == "tool_missing"
     assert "sandbox must be one of read-only, workspace-write" in attempt.result.message
     assert server.requests == []
+
+
+def test_outside_a_git_tree_codex_is_not_started(fake_responses, run_codex):
+    server = fake_responses()
+
+    attempt = run_codex(server, git=False)
+
+    assert attempt.result.error_class == "tool_missing"
+    assert "codex runs in a git working tree;" in attempt.result.message
+    assert attempt.log == "" and server.requests == []
+
+
+def test_a_missing_program_is_tool_missing(fake_responses, run_codex, tmp_path):
+    attempt = run_codex(fake_responses(), options={"binary": str(tmp_path / "no-codex")})
+
+    assert attempt.result.error_class == "tool_missing"
+    assert attempt.result.message == f"{tmp_path / 'no-codex'} not found"
 
 
 def processes_with_home(home: Path) -> list[int]:
