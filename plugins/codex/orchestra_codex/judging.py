@@ -214,6 +214,10 @@ def _logged_error(turn: Turn) -> str | None:
 
 
 def _last_text(turn: Turn) -> str | None:
+    """Return codex's last line saying "error…" (a usage or config error), else its last."""
+    for line in reversed(turn.text):
+        if line.lower().startswith("error"):
+            return line
     return turn.text[-1] if turn.text else None
 
 

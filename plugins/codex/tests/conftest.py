@@ -119,6 +119,7 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         files: Mapping[str, str] = HELLO,
         task_env: Mapping[str, str] | None = None,
         git: bool = True,
+        args: tuple[str, ...] = (),
     ) -> Attempt:
         repo = tmp_path / "repo"
         if git:
@@ -129,6 +130,7 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         profile = orchestra.ToolProfile(
             "codex",
             model="gpt-5.5",
+            args=args,
             options={
                 "binary": str(native_codex),
                 "base_url": base_url,

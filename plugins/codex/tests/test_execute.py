@@ -246,6 +246,18 @@ def test_a_missing_program_is_tool_missing(fake_responses, run_codex, tmp_path):
     assert attempt.result.message == f"{tmp_path / 'no-codex'} not found"
 
 
+def test_a_codex_that_refuses_its_arguments_is_crashed_with_its_words(fake_responses, run_codex):
+    server = fake_responses()
+
+    attempt = run_codex(server, args=("--full-auto",))  # gone in codex 0.169
+
+    assert attempt.result.error_class == "crashed"
+    assert attempt.result.exit_code == 2
+    assert attempt.result.message == (
+        "codex exited 2 before finishing its turn: error: unexpected argument '--full-auto' found"
+    )
+
+
 def processes_with_home(home: Path) -> list[int]:
     """Return the pids of live processes whose environment has CODEX_HOME=home."""
     wanted = f"CODEX_HOME={home}".encode()
