@@ -29,6 +29,9 @@ class CodexAdapter:
     name = "codex"
     capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
 
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, int], str | None] = {}
+
     def available(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
         """Return whether codex runs here, with its version and path.
 
@@ -49,9 +52,6 @@ class CodexAdapter:
             return orchestra.Availability(False, reason=f"{program} not found{where}")
         env = {**os.environ, "CODEX_HOME": str(codex_home())}
         return orchestra.find_version(path, env=env)
-
-    def __init__(self) -> None:
-        self._versions: dict[tuple[str, int], str | None] = {}
 
     def execute(
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
