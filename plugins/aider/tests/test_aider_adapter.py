@@ -89,11 +89,6 @@ def test_version_check_writes_nothing_into_home(
     assert sorted(path.name for path in home.rglob("*")) == []
 
 
-def test_execute_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="later issue"):
-        AiderAdapter().execute(None, None)  # type: ignore[arg-type]
-
-
 def test_orchestra_tools_lists_aider(real_aider: Path, home: Path, tmp_path: Path) -> None:
     path = f"{real_aider.parent}{os.pathsep}{os.environ['PATH']}"
     completed = run_orchestra("tools", "--json", cwd=tmp_path, env={"PATH": path})

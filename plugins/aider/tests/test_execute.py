@@ -173,20 +173,7 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_the_failed_checks_output_is_in_the_prompt_of_the_retry(run_attempt, llm):
-    llm.script(whole_edit("hello.py", WORLD))
-    feedback = "FAILED tests/test_hello.py::test_greet - AssertionError: 'hello' != 'hello, world'"
-
-    attempt = run_attempt(feedback=feedback)
-
-    assert attempt.result.outcome == "succeeded", attempt.log
-    prompt = llm.requests[0].last_user_message
-    assert "Make greet return hello, world" in prompt
-    assert "previous attempt failed a check" in prompt
-    assert feedback in prompt
-
-
-def test_scope_read_files_are_read_only_and_forbidden_ones_stay_out(run_attempt, repo, llm):
+def test_the_prompt_carries_the_scope_and_the_failed_checks_output(run_attempt, repo, llm):
     (repo / "notes.md").write_text("greet must say hello, world\n")
     (repo / "secret.py").write_text("TOKEN = 1\n")
     llm.script(whole_edit("hello.py", WORLD))
@@ -194,9 +181,15 @@ def test_scope_read_files_are_read_only_and_forbidden_ones_stay_out(run_attempt,
         write=("*.py",), read=("notes.md",), create=("tests/test_hello.py",), forbidden=("secret*",)
     )
 
-    attempt = run_attempt(files=scope)
+    feedback = "FAILED tests/test_hello.py::test_greet - AssertionError: 'hello' != 'hello, world'"
+
+    attempt = run_attempt(files=scope, feedback=feedback)
 
     assert attempt.result.outcome == "succeeded", attempt.log
+    prompt = llm.requests[0].last_user_message
+    assert "Make greet return hello, world" in prompt
+    assert "previous attempt failed a check" in prompt and feedback in prompt
+    # write globs are in the chat, read ones read-only, forbidden ones nowhere
     started = dict(attempt.events)["started"]
     assert started == {"files": ["hello.py"], "read": ["notes.md"]}
     text = llm.requests[0].all_text
