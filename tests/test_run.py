@@ -351,3 +351,56 @@ def test_a_second_ctrl_c_kills_at_once_and_still_records_the_run(tmp_path):
     assert db_rows(tmp_path, "SELECT state FROM runs")[0][0] == "canceled"
     log = next((tmp_path / ".orchestra" / "runs").rglob("*.log")).read_text()
     assert "sent SIGKILL at once (asked to stop now)" in log
+
+
+def test_resume_stops_what_the_dead_orchestrator_left_running(tmp_path):
+    # the first attempt leaves a child in its own process group that outlives a SIGKILLed
+    # orchestrator; resume must stop it before trying the task again
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "long"\nshell = true\n'
+        'command = "test -f first || { touch first; sleep 300 & echo $! > pid; wait; }"\n',
+    )
+    process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    pid = int(
+        wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip())
+    )
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    os.kill(pid, 0)  # the orphan still runs
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == {"succeeded": 1}
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), timeout=10)
+    (event,) = db_rows(tmp_path, "SELECT * FROM events WHERE type = 'run.leftovers_stopped'")
+    assert pid in json.loads(event["payload"])["pids"]
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def test_resume_keeps_the_settings_the_run_started_with(tmp_path):
+    write(tmp_path / "ws.toml", chain_workstream(20, 0.3))
+    process = start_orchestra("run", "ws.toml", "--max-parallel", "1", "--quiet", cwd=tmp_path)
+    wait_for(lambda: lines_written(tmp_path / "out.txt") >= 2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+
+    resumed = run_orchestra("resume", run_id, "--quiet", cwd=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    spans = [
+        (row["started_at"], row["ended_at"])
+        for row in db_rows(tmp_path, "SELECT * FROM attempts WHERE outcome = 'succeeded'")
+    ]
+    most = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)
+    assert most == 1, "the resumed run ran tasks in parallel though it started with 1"

@@ -46,9 +46,9 @@ def _cancel_on_signals() -> Iterator[tuple[threading.Event, threading.Event]]:
 
 
 def _sinks(state: CliState, settings, quiet: bool) -> list:
-    if quiet:
-        return []
-    return [state.host.sinks().get(name) for name in settings.sinks]
+    """The configured sinks; --quiet and --json silence only the console."""
+    names = [name for name in settings.sinks if not (quiet and name == "console")]
+    return [state.host.sinks().get(name) for name in names]
 
 
 def _report(outcome, as_json: bool) -> None:
@@ -120,21 +120,48 @@ def run(
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
 
 
+#: settings a resumed run keeps from its start (unless given again on the command line)
+RESUMED_SETTINGS = (
+    "max_parallel",
+    "routing",
+    "scheduler",
+    "max_attempts",
+    "timeout",
+    "idle_timeout",
+)
+
+
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--force", is_flag=True, help="Resume even if the workstream file changed.")
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Tasks at once (default: as the run started).",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @pass_state
 def resume(
-    state: CliState, run_id: str, force: bool, db: str | None, quiet: bool, as_json: bool
+    state: CliState,
+    run_id: str,
+    force: bool,
+    max_parallel: int | None,
+    fail_fast: bool,
+    db: str | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Continue RUN, an interrupted run: what succeeded is not run again.
 
-    Attempts that were running when the run's process died are recorded as interrupted
-    and their tasks tried again. Refuses if the workstream file changed since the run
-    started, unless --force.
+    Processes the run's dead orchestrator left running are stopped; attempts that were
+    running are recorded as interrupted and their tasks tried again. The run keeps the
+    settings it started with (parallelism, timeouts, attempts, routing, scheduler, and
+    --fail-fast); --max-parallel and --fail-fast given here change them. Refuses if the
+    workstream file changed since the run started, unless --force.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
@@ -143,9 +170,13 @@ def resume(
     settings = resolve_settings(state.project, flags={"db": db_path(db)})
     store = open_existing_store(settings)
     record = store.run(run_id)
+    flags = {name: record.settings.get(name) for name in RESUMED_SETTINGS}
+    if max_parallel is not None:
+        flags["max_parallel"] = max_parallel
+    flags["db"] = db_path(db)
     try:
         workstream, settings = load_checked(
-            record.workstream_file, state.project, state.host, {"db": db_path(db)}
+            record.workstream_file, state.project, state.host, flags
         )
     finally:
         state.warn()
@@ -161,6 +192,7 @@ def resume(
             cancel=cancel,
             hurry=hurry,
             force=force,
+            fail_fast=fail_fast or bool(record.settings.get("fail_fast")),
         )
     _report(outcome, as_json)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))

@@ -39,6 +39,14 @@ def _took(start: float | None, end: float | None) -> str:
     return f"{(end or time.time()) - start:.1f}s"
 
 
+def _run_end(store, record) -> float | None:
+    """When the run ended; for an interrupted run, its last recorded moment (so its
+    duration does not keep growing while nothing drives it)."""
+    if record.ended_at is None and record.state.value == "interrupted":
+        return store.last_event_at(record.id)
+    return record.ended_at
+
+
 def _tail(path: str | None, lines: int = 5) -> list[str]:
     if not path or not Path(path).exists():
         return []
@@ -79,11 +87,11 @@ def runs(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    for row in rows:
+    for record, row in zip(records, rows, strict=True):
         steps = ", ".join(f"{n} {s}" for s, n in sorted(row["steps"].items()))
         click.echo(
             f"{row['id']}  {row['state']:<11}  {row['workstream']}  {_when(row['created_at'])}"
-            f"  {_took(row['started_at'], row['ended_at'])}  {steps}"
+            f"  {_took(row['started_at'], _run_end(store, record))}  {steps}"
         )
 
 
@@ -110,6 +118,7 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
                     {
                         "number": a.number,
                         "tool": a.tool,
+                        "tool_version": a.tool_version,
                         "outcome": a.outcome,
                         "error_class": a.error_class,
                         "message": a.message,
@@ -138,7 +147,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
     click.echo(f"run {record.id}  {record.state.value}  workstream {record.workstream_id}")
     click.echo(f"  file {record.workstream_file}")
     click.echo(
-        f"  started {_when(record.started_at)}, took {_took(record.started_at, record.ended_at)}"
+        f"  started {_when(record.started_at)},"
+        f" took {_took(record.started_at, _run_end(store, record))}"
     )
     for step in steps:
         reason = f"  — {step['reason']}" if step["reason"] else ""

@@ -623,6 +623,42 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def processes_of_run(run_id: str) -> dict[int, int]:
+    """Return {pid: process group} of this machine's live processes started for run
+    ``run_id``: the run loop puts ``ORCHESTRA_RUN_ID`` in every attempt's environment,
+    and children inherit it. Processes of other users are not seen."""
+    marker = f"ORCHESTRA_RUN_ID={run_id}".encode()
+    found: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if marker not in environ.read().split(b"\0"):
+                    continue
+            found[int(entry)] = os.getpgid(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def stop_process_groups(pgids: Iterable[int], grace: float = DEFAULT_GRACE) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is left after ``grace``."""
+    groups = set(pgids)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        groups = {pgid for pgid in groups if _group_alive(pgid)}
+        time.sleep(0.05)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+
+
 class _Output:
     """Copies the merged output from the pipe to the log, line by line and redacted."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestra.config import Project, Settings
 from orchestra.engine.orchestrator import Orchestrator, RunOutcome, content_hash
+from orchestra.engine.process import processes_of_run, stop_process_groups
 from orchestra.engine.states import RunState, StepState
 from orchestra.errors import OrchestraError
 from orchestra.models import Workstream
@@ -64,6 +65,7 @@ def start_run(
     """Record a new run of ``workstream`` and drive it to its end."""
     store = store or open_store(settings)
     recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
+    recorded_settings["fail_fast"] = fail_fast
     run_id = store.create_run(
         workstream.id,
         str(Path(file).resolve()),
@@ -107,6 +109,7 @@ def resume_run(
         )
     store.claim_run(run_id)
     try:
+        _stop_leftover_processes(store, run_id)
         for step in store.steps(run_id):
             if step.state is StepState.RUNNING:
                 _close_interrupted_attempt(store, run_id, step.task_id)
@@ -115,6 +118,19 @@ def resume_run(
         )
     finally:
         store.release_run(run_id)
+
+
+def _stop_leftover_processes(store: Store, run_id: str) -> None:
+    """Stop the processes the run's dead orchestrator left running (its attempts' tools
+    and their children), so the attempts tried again do not race them."""
+    left = processes_of_run(run_id)
+    if left:
+        stop_process_groups(left.values())
+        store.add_event(
+            run_id,
+            "run.leftovers_stopped",
+            {"pids": sorted(left), "groups": sorted(set(left.values()))},
+        )
 
 
 def _close_interrupted_attempt(store: Store, run_id: str, task_id: str) -> None:

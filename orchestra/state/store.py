@@ -532,6 +532,14 @@ class Store:
             parameters.append(limit)
         return [EventRecord.from_row(row) for row in self._query(sql, parameters)]
 
+    def last_event_at(self, run_id: str) -> float | None:
+        """Return when the run's last event happened (for a run that ended without
+        saying so, the last sign of life), or None if it has none."""
+        rows = self._query(
+            "SELECT at FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+        )
+        return rows[0]["at"] if rows else None
+
     # -- breakers and small values ------------------------------------------------------
 
     def breaker(self, tool: str) -> BreakerRecord | None:
