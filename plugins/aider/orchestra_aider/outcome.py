@@ -217,6 +217,8 @@ def _failed_start(code: int, output: AiderOutput) -> tuple[str, str]:
     """Return why aider exited non-zero: refused arguments, or a crash."""
     last = [line.strip() for line in output.lines if line.strip()][-3:]
     tail = " / ".join(last) or "no output"
+    if code == 127:  # the wrapper could not start aider
+        return "tool_missing", tail
     if code == 2 and any("error:" in line for line in last):
         return "exit_status", f"aider refused its arguments (exit 2): {tail}"
     return "crashed", f"aider exited {code}: {tail}"
