@@ -229,3 +229,52 @@ def fake_program(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+# -- scripted tools: a real program per tool, its behaviour per attempt from a TOML script --
+
+
+def write_tool_script(
+    path: str | os.PathLike,
+    steps: Sequence[Mapping[str, object]],
+    tasks: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+) -> Path:
+    """Write a scripted tool's script: ``steps[N-1]`` is what attempt N does (the last one
+    repeats), ``tasks`` gives a task id steps of its own. Returns the path.
+
+    A step is a dict such as ``{"action": "fail", "error_class": "auth"}``; see
+    ``orchestra.scripted_tool`` for every key. A previous calls log is removed.
+    """
+    from orchestra.scripted_tool import calls_path, dump_script
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_script(steps, tasks))
+    calls_path(path).unlink(missing_ok=True)
+    return path
+
+
+def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
+    """Return the environment that makes ``orchestra`` register scripted tools, one per
+    keyword: ``scripted_tools_env(alpha=script)`` or ``alpha=(script, {"prompt", "rust"})``
+    to set the capabilities. Pass it as ``run_orchestra(..., env=...)``."""
+    entries = []
+    for name, value in scripts.items():
+        script, capabilities = value if isinstance(value, tuple) else (value, ())
+        entry = f"{name}={Path(script).absolute()}"
+        if capabilities:
+            entry += ":" + "+".join(sorted(capabilities))
+        entries.append(entry)
+    return {"ORCHESTRA_SCRIPTED_TOOLS": ",".join(entries)}
+
+
+def tool_calls(script: str | os.PathLike) -> list[dict]:
+    """Return what a scripted tool was asked, one dict per call, oldest first: ``attempt``,
+    ``step``, ``action``, ``task``, ``run``, ``prompt``, ``feedback``, ``cwd``, ``pid``."""
+    from orchestra.scripted_tool import read_calls
+
+    return read_calls(script)
+
+
+# a real tool adapter that runs the scripted program; register it with ToolsPlugin
+from orchestra.scripted_tool import ScriptedToolAdapter as ScriptedToolAdapter  # noqa: E402
