@@ -194,7 +194,10 @@ class ScriptedToolAdapter:
             )
         if finished.error is not None:
             return StepResult("failed", error_class="tool_missing", message=finished.error)
-        reported = _result_line(lines)
+        try:
+            reported = _result_line(lines)
+        except ValueError as error:  # redacting a secret can break the JSON
+            return StepResult("failed", error_class="invalid_output", message=f"result: {error}")
         if reported is None:
             last = next((line for line in reversed(lines) if line.strip()), "")
             ending = (
