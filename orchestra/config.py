@@ -18,7 +18,7 @@ import attrs
 
 from orchestra.durations import parse_duration
 from orchestra.errors import ConfigError, ConfigInvalid, SpecError
-from orchestra.models import Defaults, ToolProfile, duration
+from orchestra.models import Budget, Defaults, ToolProfile, duration
 
 CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"
@@ -37,7 +37,17 @@ class Config:
     timeout: float | None = duration()
     idle_timeout: float | None = duration()
     disable_plugins: tuple[str, ...] = ()
+    #: the budget of every run in the project, unless [defaults] or a flag says otherwise
+    budget: Budget | None = None
     tools: Mapping[str, ToolProfile] = attrs.field(factory=dict, hash=False)
+
+    @property
+    def budget_cost(self) -> float | None:
+        return self.budget.cost if self.budget else None
+
+    @property
+    def budget_tokens(self) -> int | None:
+        return self.budget.tokens if self.budget else None
 
 
 @attrs.frozen
@@ -125,6 +135,10 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
         seconds = getattr(config, field_name)
         if seconds is not None and seconds <= 0:
             problems.append(ConfigError("must be longer than zero", file=file, field=field_name))
+    problems += [
+        ConfigError(message, file=file, field=f"budget.{name}")
+        for name, message in budget_problems(config.budget)
+    ]
     for name, profile in config.tools.items():
         if profile.max_concurrency is not None and profile.max_concurrency < 1:
             field = f"tools.{name}.max_concurrency"
@@ -149,6 +163,23 @@ def _parse_seconds(text: str) -> float:
     if seconds <= 0:
         raise ValueError("must be longer than zero")
     return seconds
+
+
+def _parse_cost(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be more than zero")
+    return value
+
+
+def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:
+    """Return (field, message) for each impossible value of a budget."""
+    problems = []
+    if budget is not None and budget.cost is not None and not budget.cost > 0:
+        problems.append(("cost", "must be more than zero"))
+    if budget is not None and budget.tokens is not None and budget.tokens < 1:
+        problems.append(("tokens", "must be at least 1"))
+    return problems
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
@@ -181,6 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
     Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
+    Setting("budget_cost", None, _parse_cost, "the most a run may cost (what tools report)", True),
+    Setting("budget_tokens", None, _parse_int, "the most tokens a run may use", True),
 )
 SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
 

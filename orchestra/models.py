@@ -62,12 +62,28 @@ class Backoff:
 
 
 @attrs.frozen
+class Budget:
+    """A cap on what a run (``[defaults]``, configuration) or one task may use."""
+
+    cost: float | None = None
+    tokens: int | None = None
+
+
+#: error classes never retried unless a task says otherwise: trying again cannot help
+NON_RETRYABLE = frozenset({"auth", "scope_violation", "tool_missing", "needs_input"})
+
+
+@attrs.frozen
 class RetryPolicy:
     """Whether and when a failed attempt is tried again (shaped like Temporal's)."""
 
     max_attempts: int = 3
     backoff: Backoff = Backoff()
-    non_retryable: frozenset[str] = frozenset({"auth", "scope_violation", "tool_missing"})
+    non_retryable: frozenset[str] = NON_RETRYABLE
+    #: route the retry again, preferring another tool than the one that failed
+    retry_with_other_tool: bool = False
+    #: the same failure this many attempts in a row quarantines the task
+    same_failure_limit: int = 2
 
 
 @attrs.frozen
@@ -90,6 +106,10 @@ class Task:
     timeout: float | None = duration()
     idle_timeout: float | None = duration()
     backoff: Backoff | None = None
+    non_retryable: tuple[str, ...] | None = None
+    retry_with_other_tool: bool | None = None
+    same_failure_limit: int | None = None
+    budget: Budget | None = None
     priority: int = 0
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
@@ -113,7 +133,20 @@ class Defaults:
     timeout: float | None = duration()
     idle_timeout: float | None = duration()
     backoff: Backoff | None = None
+    non_retryable: tuple[str, ...] | None = None
+    retry_with_other_tool: bool | None = None
+    same_failure_limit: int | None = None
+    #: the run's budget (a task's own ``budget`` caps only that task)
+    budget: Budget | None = None
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+
+    @property
+    def budget_cost(self) -> float | None:
+        return self.budget.cost if self.budget else None
+
+    @property
+    def budget_tokens(self) -> int | None:
+        return self.budget.tokens if self.budget else None
 
 
 @attrs.frozen
@@ -196,6 +229,9 @@ class StepResult:
     exit_code: int | None = None
     retry_after: float | None = None
     usage: Usage = Usage()
+    #: what the next attempt's prompt should carry to fix this one (a failed check's
+    #: command and the tail of its output), bounded; None when there is nothing to say
+    feedback: str | None = None
 
 
 #: Error classes an attempt can fail with (see docs/architecture.md).

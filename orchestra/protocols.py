@@ -91,6 +91,35 @@ class ToolStats:
     running: int = 0
 
 
+class Memory:
+    """Small JSON values a strategy keeps across runs (round_robin's position).
+
+    During a run they live in the run database; in ``orchestra plan``, only in memory.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[str], Any] | None = None,
+        save: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self._values: dict[str, Any] = {}
+        self._load = load
+        self._save = save
+
+    def recall(self, key: str, default: Any = None) -> Any:
+        """Return the value remembered under ``key``, or ``default``."""
+        if key not in self._values and self._load is not None:
+            self._values[key] = self._load(key)
+        value = self._values.get(key)
+        return default if value is None else value
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON-serialisable) under ``key``."""
+        self._values[key] = value
+        if self._save is not None:
+            self._save(key, value)
+
+
 @attrs.frozen
 class RoutingContext:
     """What a routing strategy may consult besides the task and its candidates."""
@@ -99,6 +128,8 @@ class RoutingContext:
     history: Mapping[str, ToolStats] = attrs.field(factory=dict)
     #: each candidate's [tools.NAME] profile from configuration (model, options …)
     profiles: Mapping[str, ToolProfile] = attrs.field(factory=dict)
+    #: where the strategy keeps what it must remember across tasks and runs
+    memory: Memory = attrs.field(factory=Memory)
 
     def stats(self, tool: str) -> ToolStats:
         """Return the tool's record, or an empty one for a tool never tried."""

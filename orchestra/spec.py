@@ -31,7 +31,15 @@ from orchestra import graph
 from orchestra.durations import parse_duration
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.gcpause import paused_gc
-from orchestra.models import Check, Command, Defaults, Task, ToolProfile, Workstream
+from orchestra.models import (
+    ERROR_CLASSES,
+    Check,
+    Command,
+    Defaults,
+    Task,
+    ToolProfile,
+    Workstream,
+)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -577,6 +585,19 @@ def _check_common(
             yield problem("must be at least 1", task_id, f"{prefix}backoff.factor")
         if backoff.max < backoff.initial:
             yield problem("must not be shorter than 'initial'", task_id, f"{prefix}backoff.max")
+    for name in values.non_retryable or ():
+        if name not in ERROR_CLASSES:
+            suggestion = did_you_mean(name, sorted(ERROR_CLASSES))
+            yield problem(
+                f"unknown error class {name!r}{suggestion}", task_id, f"{prefix}non_retryable"
+            )
+    if values.same_failure_limit is not None and values.same_failure_limit < 1:
+        yield problem("must be at least 1", task_id, f"{prefix}same_failure_limit")
+    if values.budget is not None:
+        from orchestra.config import budget_problems
+
+        for name, message in budget_problems(values.budget):
+            yield problem(message, task_id, f"{prefix}budget.{name}")
     for name in values.env:
         if not ENV_NAME_PATTERN.fullmatch(name):
             yield problem(f"invalid environment variable name {name!r}", task_id, f"{prefix}env")

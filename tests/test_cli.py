@@ -189,6 +189,7 @@ def test_plugins_and_tools_list_the_builtins(tmp_path):
         "capabilities",
         "available",
         "version",
+        "breaker",
         "path",
     ]
 

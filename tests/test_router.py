@@ -8,7 +8,7 @@ from orchestra.errors import PluginError
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.plugins import PluginHost
-from orchestra.protocols import RoutingChoice, SchedulingContext, ToolStats
+from orchestra.protocols import Memory, RoutingChoice, SchedulingContext, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
 
 
@@ -33,7 +33,7 @@ def tools():
     return host
 
 
-def decide(host, task, defaults=None, strategy="auto", profiles=None, history=None):
+def decide(host, task, defaults=None, strategy="auto", profiles=None, history=None, **more):
     profiles = profiles or {}
     defaults = defaults or Defaults()
     return route(
@@ -44,7 +44,8 @@ def decide(host, task, defaults=None, strategy="auto", profiles=None, history=No
         routers=host.routers(),
         profile=lambda name: profiles.get(name, ToolProfile(name=name)),
         availability=lambda name: host.tools().get(name).available(ToolProfile(name=name)),
-        history=history,
+        history=None if history is None else (lambda needed, names: history),
+        **more,
     )
 
 
@@ -111,10 +112,41 @@ def test_auto_tries_untried_tools_then_prefers_the_better_record(tools):
     assert decision.tool == "beta" and decision.reason == "auto: beta 9/10, alpha 4/7"
 
 
-def test_round_robin_gives_the_next_turn_to_the_least_used(tools):
+def test_round_robin_rotates_and_remembers_where_it_stands(tools):
     task = Task(id="t", prompt="x", tools=("alpha", "beta"))
-    history = {"alpha": ToolStats(attempts=3), "beta": ToolStats(attempts=2)}
-    assert decide(tools, task, strategy="round_robin", history=history).tool == "beta"
+    saved = {}
+    memory = lambda: Memory(load=saved.get, save=saved.__setitem__)  # noqa: E731
+
+    turns = [decide(tools, task, strategy="round_robin", memory=memory()) for _ in range(3)]
+
+    assert [decision.tool for decision in turns] == ["alpha", "beta", "alpha"]
+    assert turns[1].reason == "round_robin: beta's turn after alpha"
+    assert saved == {"round_robin:alpha,beta": "alpha"}
+
+
+def test_an_open_breaker_and_a_tool_to_avoid_leave_the_candidates(tools):
+    task = Task(id="t", prompt="x", tools=("alpha", "beta"))
+    blocked = {"alpha": "breaker open until 12:00:00 (3 × provider_error in a row)"}
+
+    decision = decide(tools, task, strategy="fixed", blocked=blocked.get)
+    assert decision.tool == "beta"
+    assert decision.rejected["alpha"].startswith("breaker open until")
+
+    decision = decide(tools, task, strategy="fixed", avoid=("alpha",))
+    assert decision.tool == "beta"
+    assert decision.rejected["alpha"] == "failed the last attempt (retry_with_other_tool)"
+    # with nothing else left, the tool to avoid is taken after all
+    alone = Task(id="t", prompt="x", tools=("alpha",))
+    assert decide(tools, alone, strategy="fixed", avoid=("alpha",)).tool == "alpha"
+
+
+def test_auto_weighs_duration_after_the_success_rate(tools):
+    task = Task(id="t", prompt="x", tools=("alpha", "beta"))
+    history = {
+        "alpha": ToolStats(attempts=10, successes=9, mean_duration=50.0),
+        "beta": ToolStats(attempts=10, successes=9, mean_duration=20.0),
+    }
+    assert decide(tools, task, history=history).tool == "beta"
 
 
 def test_schedulers_order_ready_tasks(tools):

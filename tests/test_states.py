@@ -34,6 +34,7 @@ STEP_EDGES = {
     ("pending", "canceled"),
     ("ready", "running"),
     ("ready", "failed"),
+    ("ready", "skipped"),
     ("ready", "canceled"),
     ("running", "succeeded"),
     ("running", "failed"),
@@ -42,6 +43,8 @@ STEP_EDGES = {
     ("running", "skipped"),
     ("running", "canceled"),
     ("retrying", "running"),
+    ("retrying", "failed"),
+    ("retrying", "skipped"),
     ("retrying", "canceled"),
 }
 RUN_NAMES = ["pending", "running", "succeeded", "failed", "canceled", "interrupted"]

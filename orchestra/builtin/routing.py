@@ -27,43 +27,46 @@ class Fixed:
 
 
 class RoundRobin:
-    """Rotates over the candidates: the one with the fewest recorded attempts goes next."""
+    """Rotates over the candidates, in the order the task allows them; where it stands is
+    remembered (in the run database), so the rotation continues in the next run."""
 
     name = "round_robin"
 
     def choose(
         self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
-        def attempts(adapter: ToolAdapter) -> int:
-            return context.stats(adapter.name).attempts
-
-        chosen = min(candidates, key=attempts)
-        return RoutingChoice(
-            chosen.name, f"round_robin: {chosen.name} has had the fewest turns ({attempts(chosen)})"
-        )
+        names = [adapter.name for adapter in candidates]
+        key = "round_robin:" + ",".join(sorted(names))
+        last = context.memory.recall(key)
+        chosen = names[(names.index(last) + 1) % len(names)] if last in names else names[0]
+        context.memory.remember(key, chosen)
+        after = f" after {last}" if last in names else ""
+        return RoutingChoice(chosen, f"round_robin: {chosen}'s turn{after}")
 
 
 class Auto:
-    """Scores candidates by smoothed success rate on similar tasks; untried tools get tried."""
+    """Scores candidates from their track record on tasks with the same capabilities:
+    smoothed success rate first, then recent duration, then current load. A tool with
+    no record yet is tried first."""
 
     name = "auto"
 
     def choose(
         self, task: Task, candidates: Sequence[ToolAdapter], context: RoutingContext
     ) -> RoutingChoice:
-        history = context.history
-        untried = [adapter for adapter in candidates if not history.get(adapter.name)]
+        untried = [adapter for adapter in candidates if not context.stats(adapter.name).attempts]
         if untried:
             return RoutingChoice(untried[0].name, f"auto: {untried[0].name} has no record yet")
 
-        def score(adapter: ToolAdapter) -> tuple[float, float]:
-            stats = history[adapter.name]
+        def score(adapter: ToolAdapter) -> tuple[float, float, int]:
+            stats = context.stats(adapter.name)
             rate = (stats.successes + 1) / (stats.attempts + 2)  # Laplace smoothing
-            return rate, -(stats.mean_duration or 0.0)
+            return -round(rate, 2), stats.mean_duration or 0.0, stats.running
 
-        ranked = sorted(candidates, key=score, reverse=True)
+        ranked = sorted(candidates, key=score)
         summary = ", ".join(
-            f"{a.name} {history[a.name].successes}/{history[a.name].attempts}" for a in ranked
+            f"{a.name} {context.stats(a.name).successes}/{context.stats(a.name).attempts}"
+            for a in ranked
         )
         return RoutingChoice(ranked[0].name, f"auto: {summary}")
 

@@ -15,6 +15,8 @@ class ShellTool:
 
     name = "shell"
     capabilities = frozenset({"command"})
+    #: a command's failures are its own, never the shell's: no circuit breaker
+    circuit_breaker = False
 
     def available(self, profile: ToolProfile) -> Availability:
         """Return available: commands need nothing but a POSIX system (and sh for shell = true)."""

@@ -51,22 +51,31 @@ def plugins(state: CliState, as_json: bool) -> None:
     )
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-@pass_state
-def tools(state: CliState, as_json: bool) -> None:
-    """List tool adapters: capabilities, and whether each tool is installed here.
+@click.option("--db", type=click.Path(dir_okay=False), help="The run database to read.")
+@click.pass_context
+def tools(context: click.Context, as_json: bool, db: str | None) -> None:
+    """List tool adapters: capabilities, whether each tool is installed here, and its
+    circuit breaker.
 
     Asks each tool for its version (aider --version …), so this shows what a run on
-    this machine could use. Capabilities include those set in [tools.NAME].
+    this machine could use. Capabilities include those set in [tools.NAME]. A breaker
+    is closed, open (the tool is left out of routing until the time shown) or
+    half_open (the next attempt is a trial); `orchestra tools reset NAME` closes one.
     """
+    if context.invoked_subcommand is not None:
+        return
     from orchestra.engine.router import tool_capabilities
 
+    state: CliState = context.ensure_object(CliState)
+    breakers = {record.tool: record for record in _breakers(state, db)}
     rows = []
     for registration in state.host.tools():
         profile = state.project.profile(registration.name)
         found = registration.item.available(profile)
         info = state.host.info(registration.plugin)
+        breaker = breakers.get(registration.name)
         rows.append(
             {
                 "name": registration.name,
@@ -78,6 +87,11 @@ def tools(state: CliState, as_json: bool) -> None:
                 "version": found.version,
                 "path": found.path,
                 "reason": found.reason,
+                "breaker": (
+                    _breaker_row(breaker)
+                    if getattr(registration.item, "circuit_breaker", True)
+                    else "none"
+                ),
             }
         )
     state.warn()
@@ -85,7 +99,7 @@ def tools(state: CliState, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     _print_table(
-        ["tool", "plugin", "capabilities", "available", "version", "path"],
+        ["tool", "plugin", "capabilities", "available", "version", "breaker", "path"],
         [
             [
                 row["name"],
@@ -94,11 +108,80 @@ def tools(state: CliState, as_json: bool) -> None:
                 ("yes" if row["available"] else f"no: {row['reason']}")
                 + ("" if row["enabled"] else " (disabled)"),
                 row["version"] or "-",
+                _breaker_text(row["breaker"]),
                 row["path"] or "-",
             ]
             for row in rows
         ],
     )
+
+
+@tools.command()
+@click.argument("name")
+@click.option("--db", type=click.Path(dir_okay=False), help="The run database to change.")
+@pass_state
+def reset(state: CliState, name: str, db: str | None) -> None:
+    """Close tool NAME's circuit breaker, so routing uses the tool again at once."""
+    from orchestra.errors import OrchestraError
+
+    if name not in state.host.tools():
+        known = ", ".join(registration.name for registration in state.host.tools())
+        raise OrchestraError(f"no tool named {name!r} (installed: {known})")
+    store = _open(state, db)
+    if store is None:
+        click.echo(f"{name}: no breaker recorded (no run database yet)")
+        return
+    with store:
+        record = store.breaker(name)
+        if record is None or record.state == "closed":
+            click.echo(f"{name}: breaker already closed")
+            return
+        store.set_breaker(name, "closed", failures=0)
+    click.echo(f"{name}: breaker closed (was {record.state})")
+
+
+def _open(state: CliState, db: str | None):
+    """The run database if there is one (never made just to read breakers)."""
+    from pathlib import Path
+
+    from orchestra.cli.runs import db_path
+    from orchestra.config import resolve_settings
+    from orchestra.state import Store
+
+    path = resolve_settings(state.project, flags={"db": db_path(db)}).db
+    return Store.open(path) if Path(path).exists() else None
+
+
+def _breakers(state: CliState, db: str | None) -> list:
+    store = _open(state, db)
+    if store is None:
+        return []
+    with store:
+        return store.breakers()
+
+
+def _breaker_row(record) -> dict | None:
+    if record is None:
+        return None
+    return {
+        "state": record.state,
+        "failures": record.failures,
+        "last_error_class": record.last_error_class,
+        "open_until": record.open_until,
+    }
+
+
+def _breaker_text(breaker: dict | str | None) -> str:
+    if breaker == "none":
+        return "-"
+    if breaker is None or breaker["state"] == "closed":
+        return "closed"
+    if breaker["state"] == "open" and breaker["open_until"]:
+        import time
+
+        until = time.strftime("%H:%M:%S", time.localtime(breaker["open_until"]))
+        return f"open until {until} ({breaker['failures']} × {breaker['last_error_class']})"
+    return breaker["state"]
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -60,12 +60,15 @@ def _report(outcome, as_json: bool) -> None:
                     "state": outcome.state,
                     "steps": dict(outcome.counts),
                     "failed": list(outcome.failed),
+                    "error": outcome.error,
                 }
             )
         )
         return
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.counts.items()))
     click.echo(f"run {outcome.run_id} {outcome.state}: {counts}")
+    if outcome.error:
+        click.echo(f"stopped: {outcome.error}")
     if outcome.failed:
         click.echo(f"failed: {', '.join(outcome.failed)}  (see: orchestra show {outcome.run_id})")
 
@@ -74,6 +77,18 @@ def _report(outcome, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="Tasks at once.")
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
+@click.option(
+    "--budget-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="USD",
+    help="Start nothing more once the run's reported cost reaches this.",
+)
+@click.option(
+    "--budget-tokens",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Start nothing more once the run has used this many tokens.",
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
@@ -83,6 +98,8 @@ def run(
     file: str,
     max_parallel: int | None,
     fail_fast: bool,
+    budget_cost: float | None,
+    budget_tokens: int | None,
     db: str | None,
     quiet: bool,
     as_json: bool,
@@ -98,7 +115,12 @@ def run(
     from orchestra.engine.runs import start_run
     from orchestra.planning import load_checked
 
-    flags = {"max_parallel": max_parallel, "db": db_path(db)}
+    flags = {
+        "max_parallel": max_parallel,
+        "db": db_path(db),
+        "budget_cost": budget_cost,
+        "budget_tokens": budget_tokens,
+    }
     try:
         workstream, settings = load_checked(file, state.project, state.host, flags)
     finally:

@@ -39,6 +39,32 @@ def _took(start: float | None, end: float | None) -> str:
     return f"{(end or time.time()) - start:.1f}s"
 
 
+def _usage(store, run_id: str, settings) -> dict:
+    """The run's reported usage, and its budget as recorded with its settings."""
+    used = store.usage_by_task(run_id).values()
+    budget = {
+        name: settings.get(f"budget_{name}")
+        for name in ("cost", "tokens")
+        if settings.get(f"budget_{name}") is not None
+    }
+    return {
+        "tokens": sum(tokens for tokens, _ in used),
+        "cost": round(sum(cost for _, cost in used), 6),
+        "budget": budget,
+    }
+
+
+def _usage_text(usage: dict) -> str:
+    budget = usage["budget"]
+    tokens = f"{usage['tokens']:,} tokens"
+    if "tokens" in budget:
+        tokens += f" of {budget['tokens']:,}"
+    cost = f"{usage['cost']:.2f} USD"
+    if "cost" in budget:
+        cost += f" of {budget['cost']:.2f}"
+    return f"{tokens}, {cost}"
+
+
 def _run_end(store, record) -> float | None:
     """When the run ended; for an interrupted run, its last recorded moment (so its
     duration does not keep growing while nothing drives it)."""
@@ -126,11 +152,16 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
                         "started_at": a.started_at,
                         "ended_at": a.ended_at,
                         "log": a.log_path,
+                        "routing": a.route_reason,
+                        "input_tokens": a.input_tokens,
+                        "output_tokens": a.output_tokens,
+                        "cost_usd": a.cost_usd,
                     }
                     for a in attempts_of.get(step.task_id, [])
                 ],
             }
         )
+    usage = _usage(store, run_id, record.settings)
     if as_json:
         document = {
             "id": record.id,
@@ -140,6 +171,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
             "created_at": record.created_at,
             "started_at": record.started_at,
             "ended_at": record.ended_at,
+            "error": record.error,
+            "usage": usage,
             "steps": steps,
         }
         click.echo(json.dumps(document, indent=2))
@@ -150,6 +183,10 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
         f"  started {_when(record.started_at)},"
         f" took {_took(record.started_at, _run_end(store, record))}"
     )
+    if record.error:
+        click.echo(f"  stopped: {record.error}")
+    if usage["tokens"] or usage["cost"] or usage["budget"]:
+        click.echo(f"  usage {_usage_text(usage)}")
     for step in steps:
         reason = f"  — {step['reason']}" if step["reason"] else ""
         click.echo(f"\n{step['task']}  {step['state']}{reason}")
@@ -164,6 +201,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
             click.echo(
                 f"  attempt {attempt['number']}  {attempt['tool']}  {outcome}  {took}{error}"
             )
+            if attempt["routing"]:
+                click.echo(f"    routed: {attempt['routing']}")
             if attempt["outcome"] not in (None, "succeeded"):
                 for line in _tail(attempt["log"]):
                     click.echo(f"    | {line}")

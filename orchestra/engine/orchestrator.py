@@ -18,9 +18,9 @@ import gc
 import heapq
 import os
 import queue
-import random
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,11 +32,21 @@ from orchestra import graph
 from orchestra.config import Project, Settings
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
 from orchestra.engine.ready import KEEP, STOP, TAKE, ReadyQueue
-from orchestra.engine.router import RoutingDecision, route
+from orchestra.engine.resilience import (
+    FEEDBACK_LINES,
+    Breakers,
+    BudgetMeter,
+    backoff_delay,
+    check_feedback,
+    fingerprint,
+    repeats,
+    retry_policy,
+)
+from orchestra.engine.router import RoutingDecision, capability_key, route
 from orchestra.engine.states import RunState, StepState
 from orchestra.models import (
     Availability,
-    Backoff,
+    Budget,
     ExecutionRequest,
     RetryPolicy,
     StepResult,
@@ -45,7 +55,7 @@ from orchestra.models import (
     Workstream,
 )
 from orchestra.plugins import PluginHost
-from orchestra.protocols import SchedulingContext
+from orchestra.protocols import Memory, SchedulingContext, ToolStats
 
 #: step states after which a step never changes again in this run
 FINISHED = frozenset(
@@ -57,6 +67,13 @@ FINISHED = frozenset(
         StepState.QUARANTINED,
     }
 )
+#: failures the loop breaker counts: the tool did its work and it came out wrong the same
+#: way. Transient failures (rate limits, timeouts, provider errors) repeat by nature.
+LOOP_CLASSES = frozenset(
+    {"check_failed", "invalid_output", "scope_violation", "context_overflow", "merge_conflict"}
+)
+#: pytest's exit status when it collected no test
+PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
 #: attempts recorded and handed to the pool beyond its free workers (per worker), so a
@@ -72,6 +89,8 @@ class RunOutcome:
     state: str
     counts: Mapping[str, int]
     failed: Sequence[str]
+    #: why the run stopped short (its budget ran out), if it did
+    error: str | None = None
 
 
 @attrs.define
@@ -150,7 +169,24 @@ class Orchestrator:
         self._state_dirs: dict[str, str] = {}
         self._scratch_root = str(log_root / "scratch")
         self._log_prefix = f"{log_root}{os.sep}"
-        self._stopping: str | None = None  # "canceled" or "fail_fast" once the run winds down
+        #: "canceled", "fail_fast" or "budget" once the run winds down
+        self._stopping: str | None = None
+        self._budget_reason: str | None = None
+        self.breakers = Breakers(store, self._profile, self._record_event)
+        self.meter = BudgetMeter(
+            Budget(settings.budget_cost, settings.budget_tokens), store.usage_by_task(run_id)
+        )
+        self.memory = Memory(
+            load=lambda key: store.get_value(f"routing.{key}"),
+            save=lambda key, value: store.set_value(f"routing.{key}", value),
+        )
+        #: per task: what the next attempt is told to fix, the tool of the last attempt,
+        #: and the fingerprints of its attempts' failures (None where none counts)
+        self.feedback: dict[str, str | None] = {}
+        self.last_tool: dict[str, str] = {}
+        self.failures: dict[str, list[str | None]] = {}
+        #: when a tool kept out by its breaker may be tried again (the loop wakes then)
+        self.wake_at: float | None = None
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -160,6 +196,10 @@ class Orchestrator:
         for step in self.store.steps(self.run_id):
             self.state[step.task_id] = StepState(step.state)
             self.attempts[step.task_id] = step.attempts
+        for attempt in self.store.attempts(self.run_id):  # a resumed run's history
+            self.feedback[attempt.task_id] = attempt.feedback
+            self.last_tool[attempt.task_id] = attempt.tool
+            self.failures.setdefault(attempt.task_id, []).append(attempt.fingerprint)
         self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
         with self.store.batch():
@@ -199,6 +239,8 @@ class Orchestrator:
         timeout = POLL_SECONDS
         if self.retry_heap:
             timeout = max(0.0, min(timeout, self.retry_heap[0][0] - time.time()))
+        if self.wake_at is not None:
+            timeout = max(0.0, min(timeout, self.wake_at - time.time()))
         try:
             messages = [self.inbox.get(timeout=timeout)]
         except queue.Empty:
@@ -233,7 +275,9 @@ class Orchestrator:
             for d in needs
             if self.state[d] in FINISHED and self.state[d] is not StepState.SUCCEEDED
         ]
-        if lost and self._stopping is not None:
+        if self._stopping == "budget":
+            self._set_step(task_id, StepState.SKIPPED, reason=self._stop_reason())
+        elif lost and self._stopping is not None:
             self._set_step(task_id, StepState.CANCELED, reason=self._stop_reason())
         elif lost:
             self._set_step(
@@ -262,7 +306,13 @@ class Orchestrator:
         scheduler's order, and return them for the workers."""
         if self.retry_heap:
             self._release_due_retries()
+        if self.wake_at is not None and self.wake_at <= time.time():
+            self.wake_at = None
         launches: list[_Launch] = []
+        exhausted = self.meter.run_exhausted()
+        if exhausted is not None:
+            self._stop("budget", exhausted)
+            return launches
         # the pool runs max_parallel at once; a few more wait in its queue (see above)
         capacity = self.settings.max_parallel * (1 + QUEUED_PER_WORKER)
         if not self.ready or len(self.running) >= capacity:
@@ -273,6 +323,8 @@ class Orchestrator:
                 return STOP
             decision = self._route(task)
             if decision.tool is None:
+                if any(why.startswith("breaker") for why in decision.rejected.values()):
+                    return KEEP  # a breaker keeps its tool out for now: wait for it
                 self._set_step(task.id, StepState.FAILED, reason=decision.reason)
                 self._after_failure()
                 return TAKE
@@ -286,18 +338,53 @@ class Orchestrator:
         return launches
 
     def _route(self, task: Task) -> RoutingDecision:
-        if task.id not in self.decisions:
-            tools = self.host.tools()
-            self.decisions[task.id] = route(
-                task,
-                defaults=self.workstream.defaults,
-                strategy_name=task.routing or self.settings.routing,
-                tools=tools,
-                routers=self.host.routers(),
-                profile=self._profile,
-                availability=self._available,
-            )
-        return self.decisions[task.id]
+        """Return the tool for the task's next attempt: the same as before, unless its
+        breaker keeps it out now or the task asks to retry with another tool."""
+        cached = self.decisions.get(task.id)
+        avoid: tuple[str, ...] = ()
+        if self.attempts.get(task.id) and task.id in self.last_tool:
+            if self._policy(task).retry_with_other_tool:
+                avoid = (self.last_tool[task.id],)
+        if cached is not None and cached.tool is not None and not avoid:
+            if self._blocked(cached.tool) is None:
+                return cached
+        decision = route(
+            task,
+            defaults=self.workstream.defaults,
+            strategy_name=task.routing or self.settings.routing,
+            tools=self.host.tools(),
+            routers=self.host.routers(),
+            profile=self._profile,
+            availability=self._available,
+            history=self._history,
+            blocked=self._blocked,
+            avoid=avoid,
+            memory=self.memory,
+        )
+        self.decisions[task.id] = decision
+        return decision
+
+    def _blocked(self, tool: str) -> str | None:
+        """Why the tool's breaker keeps it out now; notes when to look again."""
+        found = self.breakers.blocked(tool)
+        if found is None:
+            return None
+        reason, until = found
+        if until is not None and (self.wake_at is None or until < self.wake_at):
+            self.wake_at = until
+        return reason
+
+    def _history(self, needed: tuple[str, ...], names: tuple[str, ...]) -> dict[str, ToolStats]:
+        record = self.store.track_record(",".join(sorted(set(needed))), names)
+        history = {}
+        for name in names:
+            attempts, successes, mean = record.get(name, (0, 0, None))
+            running = self.in_use.get(name, 0)
+            history[name] = ToolStats(attempts, successes, mean, running)
+        return history
+
+    def _policy(self, task: Task) -> RetryPolicy:
+        return retry_policy(task, self.workstream.defaults, self.settings.max_attempts)
 
     def _available(self, tool: str) -> Availability:
         if tool not in self._availability:
@@ -353,8 +440,11 @@ class Orchestrator:
             command=command,
             log_path=log_path,
             tool_version=self._available(tool).version,
+            route_reason=decision.reason,
+            capabilities=capability_key(task, self.workstream.defaults),
             payload={"tool": tool, "attempt": number, "why": decision.reason},
         )
+        self.breakers.on_start(tool)
         self.attempts[task.id] = number
         self.state[task.id] = StepState.RUNNING
         if self.sinks:
@@ -370,6 +460,7 @@ class Orchestrator:
             profile=profile,
             timeout=timeout,
             idle_timeout=idle,
+            feedback=self.feedback.get(task.id),
         )
         inbox = self.inbox
 
@@ -413,6 +504,7 @@ class Orchestrator:
         """Record how an attempt ended and what happens to its step (and, through it, to
         the dependents that became ready or skipped)."""
         task = current.task
+        digest = fingerprint(result) if result.error_class in LOOP_CLASSES else None
         self.store.finish_attempt(
             self.run_id,
             task.id,
@@ -425,59 +517,91 @@ class Orchestrator:
             usage=result.usage,
             started_at=current.started,
             ended_at=current.ended,
+            feedback=result.feedback,
+            fingerprint=digest,
         )
+        adapter = self.host.tools().get(current.tool)
+        self.breakers.on_end(current.tool, result, getattr(adapter, "circuit_breaker", True))
+        self.meter.add(task.id, result)
+        self.feedback[task.id] = result.feedback
+        self.last_tool[task.id] = current.tool
+        failures = self.failures.setdefault(task.id, [])
+        failures.append(digest)
+        self._decide_after(current, result, failures)
+        exhausted = self.meter.run_exhausted()
+        if exhausted is not None and self._stopping is None:
+            self._stop("budget", exhausted)
+
+    def _decide_after(
+        self, current: _Running, result: StepResult, failures: list[str | None]
+    ) -> None:
+        """Move the step on after an attempt: succeeded, canceled, quarantined (the same
+        failure again), retrying after a backoff, or failed for good."""
+        task = current.task
         if result.outcome == "succeeded":
             self._set_step(task.id, StepState.SUCCEEDED, payload={"tool": current.tool})
             return
-        if result.outcome == "canceled" or self._stopping is not None:
+        if result.outcome == "canceled" or self._stopping in ("canceled", "fail_fast"):
             self._set_step(task.id, StepState.CANCELED, reason=result.message or "canceled")
             return
-        policy = self._retry_policy(task)
-        retryable = result.error_class not in policy.non_retryable
-        if retryable and current.attempt < policy.max_attempts:
+        reason = result.message or result.error_class or result.outcome
+        policy = self._policy(task)
+        if policy.same_failure_limit > 1 and repeats(failures, policy.same_failure_limit):
+            times = policy.same_failure_limit
+            self._set_step(
+                task.id,
+                StepState.QUARANTINED,
+                reason=f"the same failure {times} times in a row: {reason}",
+            )
+            self._after_failure()
+            return
+        over = self.meter.task_exhausted(task)
+        if (
+            result.error_class not in policy.non_retryable
+            and over is None
+            and self._stopping is None
+            and current.attempt < policy.max_attempts
+        ):
             delay = backoff_delay(policy.backoff, current.attempt, result.retry_after)
-            reason = f"{result.error_class or result.outcome}: {result.message or ''}".strip(": ")
+            why = f"{result.error_class or result.outcome}: {result.message or ''}".strip(": ")
             self._set_step(
                 task.id,
                 StepState.RETRYING,
-                reason=reason,
+                reason=why,
                 payload={"attempt": current.attempt, "delay": round(delay, 3)},
             )
             self._retry_later(task.id, time.time() + delay)
             return
-        reason = result.message or result.error_class or result.outcome
-        self._set_step(task.id, StepState.FAILED, reason=reason)
+        self._set_step(task.id, StepState.FAILED, reason=over or reason)
         self._after_failure()
-
-    def _retry_policy(self, task: Task) -> RetryPolicy:
-        defaults = self.workstream.defaults
-        attempts = (
-            task.max_attempts if task.max_attempts is not None else self.settings.max_attempts
-        )
-        backoff = task.backoff or defaults.backoff or Backoff()
-        return RetryPolicy(max_attempts=attempts, backoff=backoff)
 
     def _after_failure(self) -> None:
         if self.fail_fast and self._stopping is None:
             self._stop("fail_fast")
 
-    def _stop(self, why: str) -> None:
-        """Wind the run down: nothing new starts, waiting steps are canceled, and (on
-        cancel) the running attempts' processes are stopped through the cancel flag."""
+    def _stop(self, why: str, reason: str | None = None) -> None:
+        """Wind the run down: nothing new starts and waiting steps end (canceled, or
+        skipped when the budget ran out). On cancel and fail-fast the running attempts'
+        processes are stopped through the cancel flag; on budget they may finish."""
         self._stopping = why
+        self._budget_reason = reason if why == "budget" else None
         if why == "fail_fast":
             self.cancel.set()
+        final = StepState.SKIPPED if why == "budget" else StepState.CANCELED
         with self.store.batch():
             for task_id in list(self.state):
-                # read the state now: canceling one step settles its dependents meanwhile
+                # read the state now: ending one step settles its dependents meanwhile
                 if self.state[task_id] in (StepState.PENDING, StepState.READY, StepState.RETRYING):
-                    self._set_step(task_id, StepState.CANCELED, reason=self._stop_reason())
+                    self._set_step(task_id, final, reason=self._stop_reason())
         self.retry_at.clear()
         self.retry_heap.clear()
+        self.wake_at = None
 
     def _stop_reason(self) -> str:
         if self._stopping == "canceled":
             return "run canceled"
+        if self._stopping == "budget":
+            return self._budget_reason or "budget_exhausted"
         return "another task failed (--fail-fast)"
 
     def _end(self) -> RunOutcome:
@@ -492,14 +616,22 @@ class Orchestrator:
         else:
             final = RunState.SUCCEEDED
         summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
-        self._set_run(final, payload={"summary": summary})
-        return RunOutcome(self.run_id, final.value, counts, failed)
+        payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
+        self._set_run(final, payload=payload, error=self._budget_reason)
+        return RunOutcome(self.run_id, final.value, counts, failed, self._budget_reason)
 
     # -- recording -----------------------------------------------------------------------
 
-    def _set_run(self, state: RunState, payload: Mapping[str, Any] | None = None) -> None:
-        self.store.set_run_state(self.run_id, state, payload=dict(payload or {}))
+    def _set_run(
+        self, state: RunState, payload: Mapping[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        self.store.set_run_state(self.run_id, state, payload=dict(payload or {}), error=error)
         self._emit(f"run.{state.value}", None, payload)
+
+    def _record_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Record an event of the run that is no step's change of state (a breaker's)."""
+        self.store.add_event(self.run_id, kind, dict(payload))
+        self._emit(kind, None, payload)
 
     def _set_step(
         self,
@@ -564,34 +696,34 @@ def execute_attempt(
         return result
     for check in checks:
         argv = ["/bin/sh", "-c", check.command] if check.shell else list(check.command)
-        finished = context.run(argv, timeout=check.timeout)
+        output: deque[str] = deque(maxlen=FEEDBACK_LINES)
+        finished = context.run(argv, timeout=check.timeout, on_line=output.append)
         if finished.stopped == "canceled":
             return StepResult("canceled", message="canceled during checks")
         if finished.exit_code != 0:
-            if finished.error:
-                why = f"could not start: {finished.error}"
-            elif finished.stopped:
-                why = f"timed out ({finished.stopped})"
-            else:
-                why = f"exited {finished.exit_code}"
+            why = _check_failure(check, finished)
             return StepResult(
                 "failed",
                 error_class="check_failed",
                 message=f"check {check.label!r} {why}",
                 exit_code=finished.exit_code,
                 usage=result.usage,
+                feedback=check_feedback(check.label, why, list(output)),
             )
     return result
 
 
-def backoff_delay(backoff: Backoff, attempt: int, retry_after: float | None = None) -> float:
-    """Return the wait before attempt ``attempt + 1``: ``initial * factor**(attempt - 1)``,
-    capped at ``max``, with jitter between half and all of it; a tool's ``retry_after``
-    is respected as a minimum."""
-    delay = min(backoff.initial * backoff.factor ** (attempt - 1), backoff.max)
-    if backoff.jitter:
-        delay *= random.uniform(0.5, 1.0)
-    return max(delay, retry_after or 0.0)
+def _check_failure(check: Any, finished: Any) -> str:
+    """Say how a check failed: could not start, timed out, collected no tests, exited N."""
+    if finished.error:
+        return f"could not start: {finished.error}"
+    if finished.stopped:
+        return f"timed out ({finished.stopped})"
+    if finished.exit_code == PYTEST_NO_TESTS and "pytest" in check.label:
+        return f"collected no tests (exit {PYTEST_NO_TESTS}): a check that runs nothing fails"
+    if finished.exit_code is None:
+        return f"was killed by signal {finished.signal}"
+    return f"exited {finished.exit_code}"
 
 
 def _describe_command(task: Task) -> str | None:

@@ -14,7 +14,7 @@ import attrs
 
 from orchestra.errors import PluginError
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import RoutingContext, RoutingStrategy, ToolStats
+from orchestra.protocols import Memory, RoutingContext, RoutingStrategy, ToolStats
 from orchestra.registry import Registry
 
 
@@ -62,9 +62,19 @@ def route(
     routers: Registry,
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
-    history: Mapping[str, ToolStats] | None = None,
+    history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None = None,
+    blocked: Callable[[str], str | None] | None = None,
+    avoid: tuple[str, ...] = (),
+    memory: Memory | None = None,
 ) -> RoutingDecision:
-    """Return the routing decision for ``task``; ``availability`` should cache its answers."""
+    """Return the routing decision for ``task``; ``availability`` should cache its answers.
+
+    ``history(capabilities, names)`` gives the candidates' track record (asked only when
+    a strategy has to choose among several); ``blocked(name)`` says why a tool is out for
+    now (an open breaker); ``avoid`` names tools to pass over when another candidate is
+    left (a retry that should try another tool); ``memory`` is where a strategy keeps
+    what it must remember across runs (round_robin's position).
+    """
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
     rejected: dict[str, str] = {}
@@ -72,6 +82,8 @@ def route(
     for registration in tools:
         name = registration.name
         why_not = _filter(name, registration.item, allowed, needed, profile(name), availability)
+        if why_not is None and blocked is not None:
+            why_not = blocked(name)
         if why_not is None:
             candidates.append(registration.item)
         else:
@@ -81,6 +93,12 @@ def route(
             rejected[name] = "no installed plugin provides it"
     if allowed is not None:  # candidates in the order the task lists its tools
         candidates.sort(key=lambda adapter: allowed.index(adapter.name))
+    others = [adapter for adapter in candidates if adapter.name not in avoid]
+    if avoid and others and len(others) < len(candidates):
+        for adapter in candidates:
+            if adapter.name in avoid:
+                rejected[adapter.name] = "failed the last attempt (retry_with_other_tool)"
+        candidates = others
     if not candidates:
         reasons = (
             "; ".join(f"{name}: {why}" for name, why in rejected.items()) or "no tools installed"
@@ -93,7 +111,11 @@ def route(
     if len(candidates) == 1 and task.tool is None:
         reason = f"{names[0]} is the only tool that can run it"
         return RoutingDecision(names[0], strategy_name, reason, names, rejected)
-    context = RoutingContext(history or {}, {name: profile(name) for name in names})
+    context = RoutingContext(
+        history(needed, names) if history is not None else {},
+        {name: profile(name) for name in names},
+        memory if memory is not None else Memory(),
+    )
     choice = strategy.choose(task, candidates, context)
     if choice.tool not in names:
         raise PluginError(
@@ -101,6 +123,11 @@ def route(
             f"which is not a candidate ({', '.join(names)})"
         )
     return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
+
+
+def capability_key(task: Task, defaults: Defaults) -> str:
+    """Return the key a task's track record is kept under: its sorted capabilities."""
+    return ",".join(sorted(set(required_capabilities(task, defaults))))
 
 
 def _filter(

@@ -61,12 +61,14 @@ STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     # skipped straight from pending: a dependency failed, so the step never became ready
     _S.PENDING: frozenset({_S.READY, _S.SKIPPED, _S.CANCELED}),
     # ready -> failed: no installed, available tool can run the task, so no attempt starts
-    _S.READY: frozenset({_S.RUNNING, _S.FAILED, _S.CANCELED}),
+    # ready -> skipped: the run's budget ran out before it could start
+    _S.READY: frozenset({_S.RUNNING, _S.FAILED, _S.SKIPPED, _S.CANCELED}),
     # running -> retrying is also how a resumed run gives up an interrupted attempt
     _S.RUNNING: frozenset(
         {_S.SUCCEEDED, _S.FAILED, _S.RETRYING, _S.QUARANTINED, _S.SKIPPED, _S.CANCELED}
     ),
-    _S.RETRYING: frozenset({_S.RUNNING, _S.CANCELED}),
+    # retrying -> failed: routed again, no tool can take it; -> skipped: budget ran out
+    _S.RETRYING: frozenset({_S.RUNNING, _S.FAILED, _S.SKIPPED, _S.CANCELED}),
     _S.SUCCEEDED: frozenset(),
     _S.FAILED: frozenset(),
     _S.QUARANTINED: frozenset(),

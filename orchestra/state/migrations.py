@@ -192,3 +192,17 @@ def m003_leaner_writes(connection: sqlite3.Connection) -> None:
     )
     connection.execute("DROP TABLE events")
     connection.execute("ALTER TABLE events_by_seq RENAME TO events")
+
+
+@migration
+def m004_resilience(connection: sqlite3.Connection) -> None:
+    # What the routing and resilience of a run need to survive a resume: why the tool
+    # was chosen, the capabilities the task asked for (the track record routing reads),
+    # what the next attempt is told to fix, the failure's fingerprint (loop breaker),
+    # and until when an open breaker keeps its tool out.
+    connection.execute("ALTER TABLE attempts ADD COLUMN route_reason TEXT")
+    connection.execute("ALTER TABLE attempts ADD COLUMN capabilities TEXT")
+    connection.execute("ALTER TABLE attempts ADD COLUMN feedback TEXT")
+    connection.execute("ALTER TABLE attempts ADD COLUMN fingerprint TEXT")
+    connection.execute("ALTER TABLE breakers ADD COLUMN open_until REAL")
+    connection.execute("CREATE INDEX attempts_by_capabilities ON attempts (capabilities, tool)")

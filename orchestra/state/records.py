@@ -102,6 +102,14 @@ class AttemptRecord:
     command: str | None
     #: the tool's version as found when the attempt started, where it has one
     tool_version: str | None = None
+    #: why routing chose the tool ("auto: codex 9/10, aider 4/7")
+    route_reason: str | None = None
+    #: the capabilities the task asked for, sorted and comma-joined (the track record key)
+    capabilities: str | None = None
+    #: what the next attempt is told to fix (a failed check's output), bounded
+    feedback: str | None = None
+    #: the normalised failure, for the loop breaker
+    fingerprint: str | None = None
 
     @property
     def usage(self) -> Usage:
@@ -158,6 +166,8 @@ class BreakerRecord:
     opened_at: float | None
     last_error_class: str | None
     updated_at: float
+    #: until when an open breaker keeps its tool out of routing
+    open_until: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> BreakerRecord:

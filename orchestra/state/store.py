@@ -390,6 +390,8 @@ class Store:
         command: str | None = None,
         log_path: str | os.PathLike | None = None,
         tool_version: str | None = None,
+        route_reason: str | None = None,
+        capabilities: str | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> int:
         """Move a step from ``current`` to ``running`` and record its next attempt, in one
@@ -420,8 +422,20 @@ class Store:
             number = row[0]
             db.execute(
                 "INSERT INTO attempts (run_id, task_id, number, tool, tool_version, started_at,"
-                " command, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, task_id, number, tool, tool_version, now, command, log),
+                " command, log_path, route_reason, capabilities)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    task_id,
+                    number,
+                    tool,
+                    tool_version,
+                    now,
+                    command,
+                    log,
+                    route_reason,
+                    capabilities,
+                ),
             )
             details = {"from": before, "to": StepState.RUNNING.value, **(payload or {})}
             self._append_event(db, run_id, now, "step.running", details, task_id)
@@ -446,6 +460,8 @@ class Store:
         diff: str | None = None,
         started_at: float | None = None,
         ended_at: float | None = None,
+        feedback: str | None = None,
+        fingerprint: str | None = None,
     ) -> int:
         """Record how attempt ``number`` ended and write ``attempt.finished``; return the
         event's seq. ``message`` and ``diff`` must already be redacted. The step's state
@@ -460,7 +476,8 @@ class Store:
             cursor = db.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ?, error_class = ?,"
                 " message = ?, retry_after = ?, input_tokens = ?, cached_input_tokens = ?,"
-                " output_tokens = ?, cost_usd = ?, diff = ?, started_at = COALESCE(?, started_at)"
+                " output_tokens = ?, cost_usd = ?, diff = ?, started_at = COALESCE(?, started_at),"
+                " feedback = ?, fingerprint = ?"
                 " WHERE run_id = ? AND task_id = ? AND number = ? AND ended_at IS NULL",
                 (
                     ended,
@@ -475,6 +492,8 @@ class Store:
                     usage.cost_usd,
                     diff,
                     started_at,
+                    feedback,
+                    fingerprint,
                     run_id,
                     task_id,
                     number,
@@ -562,14 +581,51 @@ class Store:
         failures: int,
         opened_at: float | None = None,
         last_error_class: str | None = None,
+        open_until: float | None = None,
     ) -> None:
         """Save the breaker of ``tool`` (replacing what was saved)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO breakers (tool, state, failures, opened_at,"
-                " last_error_class, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (tool, state, failures, opened_at, last_error_class, time.time()),
+                " last_error_class, updated_at, open_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tool, state, failures, opened_at, last_error_class, time.time(), open_until),
             )
+
+    def track_record(self, capabilities: str, tools: Sequence[str], recent: int = 20) -> dict:
+        """Return {tool: (attempts, successes, mean duration of the last ``recent``)} of the
+        finished attempts, in any run, of tasks that asked for ``capabilities``."""
+        if not tools:
+            return {}
+        marks = ", ".join("?" for _ in tools)
+        rows = self._query(
+            "SELECT tool, COUNT(*) AS attempts, SUM(outcome = 'succeeded') AS successes"
+            f" FROM attempts WHERE capabilities = ? AND tool IN ({marks})"
+            " AND ended_at IS NOT NULL AND outcome NOT IN ('canceled', 'interrupted')"
+            " GROUP BY tool",
+            (capabilities, *tools),
+        )
+        found = {}
+        for row in rows:
+            durations = self._query(
+                "SELECT ended_at - started_at AS seconds FROM attempts"
+                " WHERE capabilities = ? AND tool = ? AND ended_at IS NOT NULL"
+                " AND outcome NOT IN ('canceled', 'interrupted') ORDER BY id DESC LIMIT ?",
+                (capabilities, row["tool"], recent),
+            )
+            mean = sum(r["seconds"] for r in durations) / len(durations) if durations else None
+            found[row["tool"]] = (row["attempts"], row["successes"] or 0, mean)
+        return found
+
+    def usage_by_task(self, run_id: str) -> dict[str, tuple[int, float]]:
+        """Return {task: (tokens, cost)} the run's attempts reported (input + output
+        tokens; cost in the tools' currency, USD)."""
+        rows = self._query(
+            "SELECT task_id, SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
+            " AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM attempts WHERE run_id = ?"
+            " GROUP BY task_id",
+            (run_id,),
+        )
+        return {row["task_id"]: (row["tokens"] or 0, row["cost"] or 0.0) for row in rows}
 
     def get_value(self, key: str, default: Any = None) -> Any:
         """Return the JSON value saved under ``key`` (the router's position …), or default."""
