@@ -58,6 +58,8 @@ def check_names(
         ("sinks", host.sinks(), "sink"),
     ):
         value = settings.values[setting].value
+        if settings.source(setting) == "workstream [defaults]":
+            continue  # reported below, with the file and the field
         for name in (value,) if isinstance(value, str) else value:
             if name not in registry:
                 source = settings.source(setting)

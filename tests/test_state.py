@@ -33,6 +33,7 @@ from orchestra.state import (
 )
 from orchestra.state import store as store_module
 from orchestra.state.migrations import MIGRATIONS, migrate
+from orchestra.testing import make_git_repo
 
 TABLES = {"_migrations", "runs", "steps", "attempts", "events", "breakers", "kv"}
 
@@ -610,3 +611,20 @@ def test_the_database_survives_a_writer_killed_mid_write(tmp_path):
         ticks = [event.payload["n"] for event in events if event.type == "tick"]
         assert ticks == list(range(len(ticks)))
         assert store.add_event(run_id, "after") == len(events) + 1  # and it is writable
+
+
+def test_the_directory_made_for_the_database_ignores_itself_in_git(tmp_path):
+    repo = make_git_repo(tmp_path / "repo")
+    Store.open(repo / ".orchestra" / "orchestra.db").close()
+    (repo / ".orchestra" / "runs").mkdir()
+    (repo / ".orchestra" / "runs" / "t.1.log").write_text("output\n")
+
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert status.stdout == ""

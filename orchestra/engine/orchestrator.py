@@ -42,7 +42,7 @@ from orchestra.engine.resilience import (
     repeats,
     retry_policy,
 )
-from orchestra.engine.router import RoutingDecision, capability_key, route
+from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
 from orchestra.engine.states import RunState, StepState
 from orchestra.models import (
     Availability,
@@ -77,7 +77,8 @@ PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
 #: attempts recorded and handed to the pool beyond its free workers (per worker), so a
-#: worker that finishes starts the next attempt without waiting for the orchestrator
+#: worker that finishes starts the next attempt without waiting for the orchestrator; only
+#: for tasks whose tools have no breaker (commands), see Orchestrator._queueable
 QUEUED_PER_WORKER = 1
 
 
@@ -166,6 +167,7 @@ class Orchestrator:
         self._availability: dict[str, Availability] = {}
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._profiles: dict[str, ToolProfile] = {}
+        self._queue_ok: dict[str, bool] = {}
         self._state_dirs: dict[str, str] = {}
         self._scratch_root = str(log_root / "scratch")
         self._log_prefix = f"{log_root}{os.sep}"
@@ -321,6 +323,8 @@ class Orchestrator:
         def decide(task: Task) -> str:
             if self._stopping is not None or len(self.running) >= capacity:
                 return STOP
+            if len(self.running) >= self.settings.max_parallel and not self._queueable(task):
+                return KEEP  # it waits for a free worker, not in the pool's queue
             decision = self._route(task)
             if decision.tool is None:
                 if any(why.startswith("breaker") for why in decision.rejected.values()):
@@ -391,6 +395,27 @@ class Orchestrator:
             adapter = self.host.tools().get(tool)
             self._availability[tool] = adapter.available(self._profile(tool))
         return self._availability[tool]
+
+    def _queueable(self, task: Task) -> bool:
+        """Whether the task may wait in the pool's queue: only when none of its candidate
+        tools has a breaker. Routing and a breaker must see an attempt when it starts,
+        not one attempt early (a queued attempt starts even if its breaker opened)."""
+        if task.id not in self._queue_ok:
+            candidates = candidate_tools(
+                task,
+                defaults=self.workstream.defaults,
+                tools=self.host.tools(),
+                profile=self._profile,
+                availability=self._available,
+            )
+            self._queue_ok[task.id] = bool(candidates) and not any(
+                getattr(adapter, "circuit_breaker", True) for adapter in candidates
+            )
+        return self._queue_ok[task.id]
+
+    def _guarded(self, tool: str) -> bool:
+        """Whether the tool has a circuit breaker (the shell tool has none)."""
+        return getattr(self.host.tools().get(tool), "circuit_breaker", True)
 
     def _profile(self, tool: str) -> ToolProfile:
         if tool not in self._profiles:
@@ -520,8 +545,7 @@ class Orchestrator:
             feedback=result.feedback,
             fingerprint=digest,
         )
-        adapter = self.host.tools().get(current.tool)
-        self.breakers.on_end(current.tool, result, getattr(adapter, "circuit_breaker", True))
+        self.breakers.on_end(current.tool, result, self._guarded(current.tool))
         self.meter.add(task.id, result)
         self.feedback[task.id] = result.feedback
         self.last_tool[task.id] = current.tool

@@ -125,6 +125,33 @@ def route(
     return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
 
 
+def candidate_tools(
+    task: Task,
+    *,
+    defaults: Defaults,
+    tools: Registry,
+    profile: Callable[[str], ToolProfile],
+    availability: Callable[[str], Availability],
+) -> list[object]:
+    """Return the adapters that pass the capability filter for ``task`` (no breakers, no
+    strategy: nothing is decided or remembered)."""
+    allowed = allowed_tools(task, defaults)
+    needed = required_capabilities(task, defaults)
+    return [
+        registration.item
+        for registration in tools
+        if _filter(
+            registration.name,
+            registration.item,
+            allowed,
+            needed,
+            profile(registration.name),
+            availability,
+        )
+        is None
+    ]
+
+
 def capability_key(task: Task, defaults: Defaults) -> str:
     """Return the key a task's track record is kept under: its sorted capabilities."""
     return ",".join(sorted(set(required_capabilities(task, defaults))))

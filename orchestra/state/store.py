@@ -89,7 +89,11 @@ class Store:
         path = Path(path)
         connection = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # a directory orchestra made is its own: git (and a tool judging its
+                # edits by git status) must not see the database, logs and scratch
+                (path.parent / ".gitignore").write_text("*\n")
             connection = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
             )

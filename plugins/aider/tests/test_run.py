@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-import pytest
 from fake_openai import API_KEY, FakeOpenAI, error_reply, whole_edit
 
 from orchestra.testing import run_orchestra
@@ -118,10 +117,6 @@ def test_a_rate_limited_attempt_is_retried_after_the_providers_delay(real_aider,
     assert (repo / "hello.py").read_text() == WORLD
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="host: ExecutionRequest.feedback is not filled with the failed check's output yet",
-)
 def test_a_failed_check_is_fed_back_to_aiders_next_attempt(real_aider, repo, llm):
     configure(repo, llm)
     llm.script(
