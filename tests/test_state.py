@@ -132,7 +132,11 @@ def test_a_database_of_an_older_version_gets_the_later_migrations(tmp_path):
 
     with Store.open(path) as store:
         assert store.run("old").state is RunState.FAILED
-    assert "attempts_by_tool" in tables(path) and "runs_by_created_at" in tables(path)
+    assert "runs_by_created_at" in tables(path)
+    connection = sqlite3.connect(path)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(attempts)")}
+    connection.close()
+    assert {"tool_version", "route_reason", "capabilities", "feedback"} <= columns
     connection = sqlite3.connect(path)
     names = [name for (name,) in connection.execute("SELECT name FROM _migrations")]
     connection.close()

@@ -72,6 +72,8 @@ FINISHED = frozenset(
 LOOP_CLASSES = frozenset(
     {"check_failed", "invalid_output", "scope_violation", "context_overflow", "merge_conflict"}
 )
+#: how many recent durations of a tool the track record averages
+RECENT_DURATIONS = 20
 #: pytest's exit status when it collected no test
 PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
@@ -168,6 +170,9 @@ class Orchestrator:
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._profiles: dict[str, ToolProfile] = {}
         self._queue_ok: dict[str, bool] = {}
+        #: track records read so far: capabilities key -> tool -> (attempts, successes,
+        #: recent durations)
+        self._records: dict[str, dict[str, tuple]] = {}
         self._state_dirs: dict[str, str] = {}
         self._scratch_root = str(log_root / "scratch")
         self._log_prefix = f"{log_root}{os.sep}"
@@ -324,7 +329,7 @@ class Orchestrator:
             if self._stopping is not None or len(self.running) >= capacity:
                 return STOP
             if len(self.running) >= self.settings.max_parallel and not self._queueable(task):
-                return KEEP  # it waits for a free worker, not in the pool's queue
+                return STOP  # it waits for a free worker (and, in order, so do the rest)
             decision = self._route(task)
             if decision.tool is None:
                 if any(why.startswith("breaker") for why in decision.rejected.values()):
@@ -379,13 +384,35 @@ class Orchestrator:
         return reason
 
     def _history(self, needed: tuple[str, ...], names: tuple[str, ...]) -> dict[str, ToolStats]:
-        record = self.store.track_record(",".join(sorted(set(needed))), names)
+        """The candidates' track record on tasks asking for the same capabilities: read
+        from the store once per run and key, then kept up to date by ``_remember``."""
+        record = self._track_record(",".join(sorted(set(needed))))
         history = {}
         for name in names:
-            attempts, successes, mean = record.get(name, (0, 0, None))
-            running = self.in_use.get(name, 0)
-            history[name] = ToolStats(attempts, successes, mean, running)
+            attempts, successes, durations = record.get(name, (0, 0, ()))
+            mean = sum(durations) / len(durations) if durations else None
+            history[name] = ToolStats(attempts, successes, mean, self.in_use.get(name, 0))
         return history
+
+    def _track_record(self, key: str) -> dict[str, tuple]:
+        if key not in self._records:
+            self._records[key] = self.store.track_record(key)
+        return self._records[key]
+
+    def _remember(self, current: _Running, result: StepResult) -> None:
+        """Add a finished attempt to the track record routing reads (when it was read)."""
+        if result.outcome == "canceled" or not self._records:
+            return
+        key = capability_key(current.task, self.workstream.defaults)
+        if key not in self._records:
+            return
+        attempts, successes, durations = self._records[key].get(current.tool, (0, 0, ()))
+        seconds = (current.ended or time.time()) - current.started
+        self._records[key][current.tool] = (
+            attempts + 1,
+            successes + (result.outcome == "succeeded"),
+            (*durations, seconds)[-RECENT_DURATIONS:],
+        )
 
     def _policy(self, task: Task) -> RetryPolicy:
         return retry_policy(task, self.workstream.defaults, self.settings.max_attempts)
@@ -547,6 +574,7 @@ class Orchestrator:
         )
         self.breakers.on_end(current.tool, result, self._guarded(current.tool))
         self.meter.add(task.id, result)
+        self._remember(current, result)
         self.feedback[task.id] = result.feedback
         self.last_tool[task.id] = current.tool
         failures = self.failures.setdefault(task.id, [])

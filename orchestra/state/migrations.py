@@ -205,4 +205,6 @@ def m004_resilience(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE attempts ADD COLUMN feedback TEXT")
     connection.execute("ALTER TABLE attempts ADD COLUMN fingerprint TEXT")
     connection.execute("ALTER TABLE breakers ADD COLUMN open_until REAL")
-    connection.execute("CREATE INDEX attempts_by_capabilities ON attempts (capabilities, tool)")
+    # Every index on attempts costs each commit of a run a page: the run loop reads the
+    # track record once per run and keeps it up to date itself.
+    connection.execute("DROP INDEX attempts_by_tool")

@@ -18,7 +18,6 @@ from driving the same run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -27,7 +26,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -595,29 +594,24 @@ class Store:
                 (tool, state, failures, opened_at, last_error_class, time.time(), open_until),
             )
 
-    def track_record(self, capabilities: str, tools: Sequence[str], recent: int = 20) -> dict:
-        """Return {tool: (attempts, successes, mean duration of the last ``recent``)} of the
-        finished attempts, in any run, of tasks that asked for ``capabilities``."""
-        if not tools:
-            return {}
-        marks = ", ".join("?" for _ in tools)
+    def track_record(self, capabilities: str, recent: int = 20) -> dict[str, tuple]:
+        """Return {tool: (attempts, successes, durations of the last ``recent``, newest
+        last)} of the finished attempts, in any run, of tasks that asked for
+        ``capabilities`` (no index serves this: it is read once per run and key)."""
         rows = self._query(
-            "SELECT tool, COUNT(*) AS attempts, SUM(outcome = 'succeeded') AS successes"
-            f" FROM attempts WHERE capabilities = ? AND tool IN ({marks})"
-            " AND ended_at IS NOT NULL AND outcome NOT IN ('canceled', 'interrupted')"
-            " GROUP BY tool",
-            (capabilities, *tools),
+            "SELECT tool, outcome, ended_at - started_at AS seconds FROM attempts"
+            " WHERE capabilities = ? AND ended_at IS NOT NULL"
+            " AND outcome NOT IN ('canceled', 'interrupted') ORDER BY id",
+            (capabilities,),
         )
-        found = {}
+        found: dict[str, tuple] = {}
         for row in rows:
-            durations = self._query(
-                "SELECT ended_at - started_at AS seconds FROM attempts"
-                " WHERE capabilities = ? AND tool = ? AND ended_at IS NOT NULL"
-                " AND outcome NOT IN ('canceled', 'interrupted') ORDER BY id DESC LIMIT ?",
-                (capabilities, row["tool"], recent),
+            attempts, successes, durations = found.get(row["tool"], (0, 0, ()))
+            found[row["tool"]] = (
+                attempts + 1,
+                successes + (row["outcome"] == "succeeded"),
+                (*durations, row["seconds"])[-recent:],
             )
-            mean = sum(r["seconds"] for r in durations) / len(durations) if durations else None
-            found[row["tool"]] = (row["attempts"], row["successes"] or 0, mean)
         return found
 
     def usage_by_task(self, run_id: str) -> dict[str, tuple[int, float]]:
@@ -751,7 +745,7 @@ class Store:
             db.execute(_INSERT_EVENT, row)
         return seq
 
-    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def batch(self) -> _Transaction:
         """Group several writes in one transaction: all of them land, or none.
 
         Each write inside still checks its own transition and writes its own event; the
@@ -759,27 +753,8 @@ class Store:
         state and the dependents that became ready together)."""
         return self._transaction()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock before the current state is read, so the
-        # check and the write see the same state even with other processes writing.
-        with self._mutex:
-            if self._connection.in_transaction:  # inside batch(): the outer one commits
-                yield self._connection
-                return
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-                if self._pending_events:
-                    self._connection.executemany(_INSERT_EVENT, self._pending_events)
-                    self._pending_events.clear()
-                self._connection.execute("COMMIT")
-            except BaseException:
-                self._pending_events.clear()
-                self._last_seq.clear()  # numbers handed out in the rolled-back transaction
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
-                raise
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
 
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._mutex:
@@ -830,3 +805,59 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def _json(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+class _Transaction:
+    """One write transaction of a store, or a part of the one already open (a batch).
+
+    ``BEGIN IMMEDIATE`` takes the write lock before the current state is read, so the
+    check and the write see the same state even with other processes writing. Events of
+    driven runs are written just before the outermost commit. A class, not a generator:
+    the run loop opens thousands of these a second.
+    """
+
+    __slots__ = ("_outer", "_store")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        store._mutex.acquire()
+        connection = store._connection
+        if not connection.in_transaction:  # else inside batch(): the outer one commits
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                store._mutex.release()
+                raise
+            self._outer = True
+        return connection
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        store = self._store
+        try:
+            if not self._outer:
+                return
+            connection = store._connection
+            if kind is None:
+                try:
+                    if store._pending_events:
+                        connection.executemany(_INSERT_EVENT, store._pending_events)
+                        store._pending_events.clear()
+                    connection.execute("COMMIT")
+                    return
+                except BaseException:
+                    _roll_back(store)
+                    raise
+            _roll_back(store)
+        finally:
+            store._mutex.release()
+
+
+def _roll_back(store: Store) -> None:
+    store._pending_events.clear()
+    store._last_seq.clear()  # numbers handed out in the rolled-back transaction
+    if store._connection.in_transaction:
+        store._connection.execute("ROLLBACK")

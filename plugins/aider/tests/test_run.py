@@ -90,7 +90,7 @@ def test_orchestra_run_has_aider_edit_the_file_and_records_usage(real_aider, rep
     ).stdout.splitlines()
     assert sorted(status) == [
         " M hello.py",
-        "?? .orchestra/",
+        "!! .orchestra/",
         "?? greet.toml",
         "?? orchestra.toml",
     ]
