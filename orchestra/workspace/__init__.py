@@ -1,0 +1,1 @@
+"""Where tasks run: the git operations behind the workspace plugins."""

@@ -1,0 +1,580 @@
+"""The git operations workspaces need, one function each, running the real ``git``.
+
+Every call runs ``git`` with an argument list (never a shell), no stdin, and a fixed set of
+``-c`` options: no user hooks, no signing prompts, no line-ending conversion and no
+automatic gc. Its environment has none of the variables that point git at another
+repository (set when orchestra runs inside a git hook), no terminal prompts and the C locale,
+so output can be parsed. A failing command raises ``GitError`` naming it.
+
+The functions may be called from several threads at once on different worktrees of one
+repository: git's own locks guard the repository, and the one ref two calls may race on
+(the branch results are merged into) is moved with compare-and-swap.
+
+Paths of files are returned relative to the repository root, POSIX style, sorted.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+import attrs
+
+from orchestra.errors import OrchestraError
+
+# Hooks of the user's repository must not run inside orchestra's worktrees, a signing
+# prompt would hang a run, and autocrlf would make a worktree differ from its commit.
+# An automatic gc could start in the background while other threads write objects and
+# outlive the run; the user's own next git command does it instead.
+_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "commit.gpgsign=false",
+    "core.autocrlf=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+)
+
+# Variables with which an enclosing git process (a hook, `git rebase --exec`) points its
+# children at its own repository; inherited, they would send every command there.
+_REPOSITORY_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR",
+)
+
+_FALLBACK_NAME = "orchestra"
+_FALLBACK_EMAIL = "orchestra@localhost"
+_ZERO_OID = "0" * 40
+
+# How often rebase_and_advance rebases again when the target branch moved under it.
+ADVANCE_TRIES = 5
+
+
+class GitError(OrchestraError):
+    """A git command that failed; the message names it and quotes git's error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: tuple[str, ...] = (),
+        returncode: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@attrs.frozen
+class Worktree:
+    """One work tree of a repository, as ``git worktree list`` describes it."""
+
+    path: Path
+    branch: str | None  # None when detached (or bare)
+    head: str | None  # None before the first commit
+    prunable: bool  # its directory is gone; `git worktree prune` forgets it
+
+
+@attrs.frozen
+class MergeResult:
+    """What became of bringing a branch onto another: the new tip, or the conflicts."""
+
+    merged: bool
+    tip: str | None
+    conflicts: tuple[str, ...] = ()
+
+
+# -- running git --
+
+
+def _environment() -> dict[str, str]:
+    environment = {
+        name: value for name, value in os.environ.items() if name not in _REPOSITORY_VARIABLES
+    }
+    environment["GIT_TERMINAL_PROMPT"] = "0"
+    environment["LC_ALL"] = "C"
+    # Reading commands (status, diff) must not take index.lock opportunistically: gc and
+    # scope checks look at worktrees in which a tool may be running git at the same time.
+    environment["GIT_OPTIONAL_LOCKS"] = "0"
+    return environment
+
+
+def _describe(arguments: tuple[str, ...]) -> str:
+    """Return the command as a person would type it, long arguments shortened."""
+    shown = [argument if len(argument) <= 60 else argument[:57] + "..." for argument in arguments]
+    return shlex.join(["git", *shown])
+
+
+def _failure(
+    cwd: Path, arguments: tuple[str, ...], returncode: int | None, stderr: str, stdout: str = ""
+) -> GitError:
+    text = stderr.strip() or stdout.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()][:3]
+    reason = " / ".join(lines) if lines else "no message"
+    return GitError(
+        f"{_describe(arguments)} failed in {cwd} (exit {returncode}): {reason}",
+        command=("git", *arguments),
+        returncode=returncode,
+        stderr=stderr,
+    )
+
+
+def _git(
+    cwd: Path,
+    *arguments: str,
+    config: tuple[str, ...] = (),
+    check: bool = True,
+    errors: str = "surrogateescape",
+) -> subprocess.CompletedProcess[str]:
+    """Run one git command in ``cwd`` and return it; raise GitError if it fails and ``check``.
+
+    ``errors="surrogateescape"`` keeps file names that are not UTF-8 round-trippable, as
+    ``os.fsdecode`` does; a diff meant to be read and stored uses ``"replace"``.
+    """
+    options = [item for setting in (*_CONFIG, *config) for item in ("-c", setting)]
+    try:
+        completed = subprocess.run(
+            ["git", *options, *arguments],
+            cwd=cwd,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors=errors,
+        )
+    except OSError as error:  # no git on PATH, or cwd is gone
+        raise GitError(f"{_describe(arguments)} could not run in {cwd}: {error}") from error
+    if check and completed.returncode != 0:
+        raise _failure(cwd, arguments, completed.returncode, completed.stderr, completed.stdout)
+    return completed
+
+
+def _branch_ref(branch: str) -> str:
+    """Return ``refs/heads/<branch>``; git checks the rest of the name where it is used."""
+    if not branch or branch.startswith("-"):
+        raise GitError(f"invalid branch name {branch!r}")
+    return f"refs/heads/{branch}"
+
+
+def _resolve(repo: Path, revision: str) -> str:
+    """Return the commit id ``revision`` names, so later commands never take it as an option."""
+    verify = ("rev-parse", "--verify", "-q", "--end-of-options", f"{revision}^{{commit}}")
+    completed = _git(repo, *verify, check=False)
+    if completed.returncode != 0:
+        raise GitError(f"git: {revision!r} names no commit in {repo}")
+    return completed.stdout.strip()
+
+
+def _paths(output: str) -> list[str]:
+    """Split NUL-terminated path output into a sorted list without duplicates."""
+    return sorted({path for path in output.split("\0") if path})
+
+
+def _identity(repo: Path) -> tuple[str, ...]:
+    """Return the ``-c`` settings that give a commit an author when the repository has none.
+
+    The configured user.name and user.email are kept; only the missing ones are filled
+    in, on the command line, so the user's configuration is never written.
+    """
+    completed = _git(repo, "config", "--get-regexp", r"^user\.(name|email)$", check=False)
+    configured = {line.split(" ", 1)[0] for line in completed.stdout.splitlines()}
+    settings = []
+    if "user.name" not in configured:
+        settings.append(f"user.name={_FALLBACK_NAME}")
+    if "user.email" not in configured:
+        settings.append(f"user.email={_FALLBACK_EMAIL}")
+    return tuple(settings)
+
+
+def _compare_and_swap(repo: Path, branch: str, new: str, old: str) -> bool:
+    """Point ``branch`` at ``new`` if it still points at ``old``; return whether it did."""
+    completed = _git(
+        repo, "update-ref", "-m", "orchestra: advance", _branch_ref(branch), new, old, check=False
+    )
+    return completed.returncode == 0
+
+
+def _unmerged_paths(worktree: Path) -> list[str]:
+    completed = _git(worktree, "diff", "--name-only", "-z", "--no-relative", "--diff-filter=U")
+    return _paths(completed.stdout)
+
+
+# -- the repository --
+
+
+def repository_root(path: Path) -> Path | None:
+    """Return the top of the work tree that contains ``path``, or None outside any git repository.
+
+    ``path`` need not exist yet: its nearest existing ancestor is asked.
+    """
+    directory = Path(path).absolute()
+    while not directory.is_dir():
+        if directory.parent == directory:
+            return None
+        directory = directory.parent
+    completed = _git(directory, "rev-parse", "--show-toplevel", check=False)
+    if completed.returncode != 0 or not completed.stdout.strip():
+        return None
+    return Path(completed.stdout.strip())
+
+
+def head_commit(repo: Path) -> str:
+    """Return the commit id HEAD points at; GitError when the repository has no commit yet."""
+    completed = _git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    if completed.returncode == 0:
+        return completed.stdout.strip()
+    _git(repo, "rev-parse", "--git-dir")  # not a repository at all: git says so
+    raise GitError(f"the git repository at {repo} has no commit yet: commit something first")
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    """Return the commit id branch ``branch`` points at, or None when there is no such branch."""
+    completed = _git(
+        repo, "rev-parse", "--verify", "-q", f"{_branch_ref(branch)}^{{commit}}", check=False
+    )
+    return completed.stdout.strip() if completed.returncode == 0 else None
+
+
+def current_branch(repo: Path) -> str | None:
+    """Return the branch checked out in the work tree at ``repo``, or None when detached."""
+    completed = _git(repo, "symbolic-ref", "-q", "HEAD", check=False)
+    reference = completed.stdout.strip()
+    if completed.returncode != 0 or not reference.startswith("refs/heads/"):
+        return None
+    return reference.removeprefix("refs/heads/")
+
+
+def create_branch(repo: Path, branch: str, start: str) -> str:
+    """Return the tip of ``branch``, first making it at ``start`` if it does not exist.
+
+    An existing branch is left where it is. Creation is a compare-and-swap against "no
+    such ref", so two threads creating the same branch both get the one that won.
+    """
+    tip = branch_tip(repo, branch)
+    if tip is not None:
+        return tip
+    commit = _resolve(repo, start)
+    # the empty old value: only if the ref does not exist yet
+    arguments = ("update-ref", "-m", f"orchestra: from {start}", _branch_ref(branch), commit, "")
+    completed = _git(repo, *arguments, check=False)
+    if completed.returncode == 0:
+        return commit
+    tip = branch_tip(repo, branch)  # another caller made it first, or the name is bad
+    if tip is None:
+        raise _failure(repo, arguments, completed.returncode, completed.stderr)
+    return tip
+
+
+def delete_branch(repo: Path, branch: str) -> None:
+    """Delete ``branch``; nothing happens when it does not exist.
+
+    git refuses to delete a branch that is checked out in a worktree, which is kept.
+    """
+    _branch_ref(branch)  # a name starting with "-" would be read as an option
+    completed = _git(repo, "branch", "-D", branch, check=False)
+    if completed.returncode != 0 and branch_tip(repo, branch) is not None:
+        raise _failure(repo, ("branch", "-D", branch), completed.returncode, completed.stderr)
+
+
+# -- worktrees --
+
+
+def add_worktree(repo: Path, path: Path, branch: str, start: str) -> None:
+    """Make a new worktree at ``path`` on ``branch``, which is made or reset to ``start``.
+
+    Missing parent directories of ``path`` are made. git refuses when ``branch`` is checked
+    out in another worktree or ``path`` is a directory that is not empty.
+    """
+    _branch_ref(branch)
+    commit = _resolve(repo, start)
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _git(repo, "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), commit)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove the worktree at ``path``, even with uncommitted changes, and prune; nothing
+    happens when it is already gone.
+
+    Its branch is kept (``delete_branch`` removes it). A directory at ``path`` that git does
+    not know as a worktree is left alone: it is not orchestra's to delete.
+    """
+    target = Path(path).absolute().resolve()
+    registered = any(
+        worktree.path.resolve() == target and not worktree.prunable
+        for worktree in list_worktrees(repo)
+    )
+    if registered:
+        # twice --force: even a locked worktree (an interrupted `git worktree add` leaves one)
+        _git(repo, "worktree", "remove", "--force", "--force", str(target))
+    prune_worktrees(repo)
+
+
+def prune_worktrees(repo: Path) -> None:
+    """Make git forget worktrees whose directories are gone."""
+    _git(repo, "worktree", "prune")
+
+
+def list_worktrees(repo: Path) -> list[Worktree]:
+    """Return every worktree of the repository, the main one first, as git lists them."""
+    completed = _git(repo, "worktree", "list", "--porcelain", "-z")
+    worktrees = []
+    fields: dict[str, str] = {}
+    for line in [*completed.stdout.split("\0"), ""]:
+        if line:
+            key, _, value = line.partition(" ")
+            fields[key] = value
+            continue
+        if "worktree" in fields:
+            head = fields.get("HEAD")
+            branch = fields.get("branch")
+            worktrees.append(
+                Worktree(
+                    path=Path(fields["worktree"]),
+                    branch=branch.removeprefix("refs/heads/") if branch else None,
+                    head=head if head and head != _ZERO_OID else None,
+                    prunable="prunable" in fields,
+                )
+            )
+        fields = {}
+    return worktrees
+
+
+# -- what changed --
+
+
+def changed_paths(worktree: Path, base: str) -> list[str]:
+    """Return every path whose content in the worktree differs from commit ``base``.
+
+    That is what was committed since ``base``, staged, changed but not staged, deleted, and
+    untracked files that are not ignored; a rename gives both names. A file changed and
+    changed back is not listed.
+    """
+    commit = _resolve(worktree, base)
+    # the working tree against the commit: committed, staged and unstaged changes together
+    tracked = _git(worktree, "diff", "--name-only", "-z", "--no-renames", "--no-relative", commit)
+    untracked = _git(
+        worktree, "ls-files", "-z", "--others", "--exclude-standard", "--full-name", "--", ":/"
+    )
+    return _paths(tracked.stdout + "\0" + untracked.stdout)
+
+
+def has_uncommitted_changes(worktree: Path) -> bool:
+    """Return whether anything is staged, changed but not staged, or untracked and not ignored."""
+    completed = _git(worktree, "status", "--porcelain", "-z", "--untracked-files=normal")
+    return bool(completed.stdout)
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Commit every change in the worktree (``git add -A``); return the commit id, or None
+    when there was nothing to commit.
+
+    The author is the repository's user.name and user.email, or "orchestra
+    <orchestra@localhost>" for whichever is not configured.
+    """
+    _git(worktree, "add", "-A", "--", ":/")
+    staged = _git(worktree, "diff", "--cached", "--quiet", check=False)
+    if staged.returncode == 0:
+        return None
+    if staged.returncode != 1:
+        raise _failure(worktree, ("diff", "--cached", "--quiet"), staged.returncode, staged.stderr)
+    _git(worktree, "commit", "--quiet", "-m", message, config=_identity(worktree))
+    return head_commit(worktree)
+
+
+# The same patch whatever the user configured: colour, external diff tools, textconv
+# filters, diff.relative and diff.noprefix all change git's output.
+_DIFF_OPTIONS = (
+    *("--no-color", "--no-ext-diff", "--no-textconv", "--no-relative", "-M"),
+    *("--src-prefix=a/", "--dst-prefix=b/"),
+)
+
+
+def diff(worktree: Path, base: str, head: str = "HEAD", *, limit: int = 1_000_000) -> str:
+    """Return the unified diff from ``base`` to ``head``, at most ``limit`` characters.
+
+    A binary file shows as git's "Binary files … differ" line. A longer diff is cut at
+    ``limit`` characters and ends with a line that says so.
+    """
+    old, new = _resolve(worktree, base), _resolve(worktree, head)
+    completed = _git(worktree, "diff", *_DIFF_OPTIONS, old, new, "--", errors="replace")
+    text = completed.stdout
+    if len(text) <= limit:
+        return text
+    kept = text[:limit]
+    if not kept.endswith("\n"):
+        kept += "\n"
+    return kept + f"[diff cut at {limit:,} of {len(text):,} characters]\n"
+
+
+def count_changed_lines(worktree: Path, base: str, head: str = "HEAD") -> int:
+    """Return the lines added plus the lines deleted from ``base`` to ``head``.
+
+    A binary file counts 0. Renames are detected, so a moved file counts only the lines
+    that changed in it.
+    """
+    old, new = _resolve(worktree, base), _resolve(worktree, head)
+    completed = _git(worktree, "diff", "--numstat", "--no-relative", "-M", old, new, "--")
+    total = 0
+    for line in completed.stdout.splitlines():
+        added, deleted, _ = line.split("\t", 2)
+        if added != "-":  # binary: "-\t-\tpath"
+            total += int(added) + int(deleted)
+    return total
+
+
+# -- bringing work together --
+
+
+def _rebase_in_progress(worktree: Path) -> bool:
+    where = ("--path-format=absolute", "--git-path", "rebase-merge", "--git-path", "rebase-apply")
+    completed = _git(worktree, "rev-parse", *where)
+    return any(Path(line).exists() for line in completed.stdout.splitlines())
+
+
+# A rebase must behave the same whatever the user configured: it must not stash, move other
+# branches (update-refs), or resolve conflicts from recorded resolutions without saying so.
+_REBASE_CONFIG = ("rebase.autoStash=false", "rebase.updateRefs=false", "rerere.enabled=false")
+
+
+def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
+    """Rebase the worktree's branch onto ``onto_commit``; return the conflicting paths, if
+    any, after putting the worktree back as it was."""
+    arguments = ("rebase", "--quiet", "--no-autostash", onto_commit)
+    completed = _git(
+        worktree, *arguments, config=(*_REBASE_CONFIG, *_identity(worktree)), check=False
+    )
+    if completed.returncode == 0:
+        return ()
+    if _rebase_in_progress(worktree):
+        conflicts = _unmerged_paths(worktree)
+        _git(worktree, "rebase", "--abort")
+        if conflicts:
+            return tuple(conflicts)
+    raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
+
+
+def _checked_out_at(repo: Path, branch: str) -> Path | None:
+    """Return the path of the worktree that has ``branch`` checked out, or None."""
+    for worktree in list_worktrees(repo):
+        if worktree.branch == branch and not worktree.prunable:
+            return worktree.path
+    return None
+
+
+def rebase_and_advance(worktree: Path, onto: str) -> MergeResult:
+    """Rebase the worktree's branch onto branch ``onto`` and move ``onto`` to the result.
+
+    On a conflict the rebase is aborted, the worktree is left as it was, and the result
+    names the conflicting paths. Otherwise ``onto`` is moved with compare-and-swap; if
+    another thread moved it in between, the branch is rebased again onto the new tip (up
+    to ``ADVANCE_TRIES`` times). ``onto`` must not be checked out anywhere: no working tree
+    but ``worktree`` is touched.
+    """
+    where = _checked_out_at(worktree, onto)
+    if where is not None:
+        raise GitError(
+            f"branch {onto!r} is checked out at {where}: orchestra only advances a branch "
+            "that no worktree has checked out"
+        )
+    for _ in range(ADVANCE_TRIES):
+        old = branch_tip(worktree, onto)
+        if old is None:
+            raise GitError(f"there is no branch {onto!r} to rebase onto in {worktree}")
+        conflicts = _rebase(worktree, old)
+        if conflicts:
+            return MergeResult(False, None, conflicts)
+        new = head_commit(worktree)
+        if _compare_and_swap(worktree, onto, new, old):
+            return MergeResult(True, new)
+    raise GitError(
+        f"branch {onto!r} kept moving: gave up advancing it from {worktree} "
+        f"after {ADVANCE_TRIES} rebases"
+    )
+
+
+def _merge(worktree: Path, source: str, commit: str, target: str, *, fast_forward: bool) -> None:
+    """Merge ``commit`` into the branch or detached HEAD of ``worktree``; on a conflict,
+    abort and raise GitError naming the files."""
+    message = f"Merge branch '{source}' into {target}"
+    strategy = "--ff" if fast_forward else "--no-ff"
+    arguments = ("merge", "--quiet", "--no-edit", strategy, "-m", message, commit)
+    completed = _git(worktree, *arguments, config=_identity(worktree), check=False)
+    if completed.returncode == 0:
+        return
+    conflicts = _unmerged_paths(worktree)
+    if conflicts:
+        _git(worktree, "merge", "--abort")
+        raise GitError(
+            f"merging branch {source!r} into {target!r} conflicts in {', '.join(conflicts)}; "
+            "nothing was changed"
+        )
+    raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
+
+
+def merge_into(repo: Path, source: str, target: str) -> str:
+    """Bring branch ``source`` into branch ``target``; return "fast-forward" or "merge".
+
+    When ``target`` is checked out in the work tree at ``repo``, the merge happens there,
+    refused if that work tree has uncommitted changes. When it is checked out nowhere, a
+    fast-forward moves the ref (compare-and-swap) and a real merge is made in a temporary
+    worktree, removed afterwards. A branch checked out in another worktree is refused. A
+    ``target`` that already contains ``source`` is left alone ("fast-forward").
+    """
+    source_commit = branch_tip(repo, source)
+    target_commit = branch_tip(repo, target)
+    for branch, commit in ((source, source_commit), (target, target_commit)):
+        if commit is None:
+            raise GitError(f"there is no branch {branch!r} in {repo}")
+    assert source_commit is not None and target_commit is not None
+    fast_forward = _is_ancestor(repo, target_commit, source_commit)
+    outcome = "fast-forward" if fast_forward else "merge"
+    if _is_ancestor(repo, source_commit, target_commit):
+        return "fast-forward"  # nothing to bring
+
+    where = _checked_out_at(repo, target)
+    root = repository_root(repo)
+    if where is not None and root is not None and where.resolve() == root.resolve():
+        if has_uncommitted_changes(root):
+            raise GitError(
+                f"branch {target!r} is checked out at {root} with uncommitted changes: "
+                f"commit or stash them, then merge {source!r} again"
+            )
+        _merge(root, source, source_commit, target, fast_forward=True)
+        return outcome
+    if where is not None:
+        raise GitError(
+            f"branch {target!r} is checked out at {where}: merge {source!r} into it there"
+        )
+    if fast_forward:
+        if not _compare_and_swap(repo, target, source_commit, target_commit):
+            raise GitError(f"branch {target!r} moved while {source!r} was merged into it")
+        return outcome
+    with tempfile.TemporaryDirectory(prefix="orchestra-merge-") as scratch:
+        merge_tree = Path(scratch) / "worktree"
+        # detached, so that the target branch is never checked out, even for a moment
+        _git(repo, "worktree", "add", "--quiet", "--detach", str(merge_tree), target_commit)
+        try:
+            _merge(merge_tree, source, source_commit, target, fast_forward=False)
+            merged = head_commit(merge_tree)
+        finally:
+            remove_worktree(repo, merge_tree)
+    if not _compare_and_swap(repo, target, merged, target_commit):
+        raise GitError(f"branch {target!r} moved while {source!r} was merged into it")
+    return outcome
+
+
+def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    arguments = ("merge-base", "--is-ancestor", ancestor, descendant)
+    completed = _git(repo, *arguments, check=False)
+    if completed.returncode not in (0, 1):
+        raise _failure(repo, arguments, completed.returncode, completed.stderr)
+    return completed.returncode == 0
