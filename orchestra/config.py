@@ -25,6 +25,15 @@ PYPROJECT = "pyproject.toml"
 
 
 @attrs.frozen
+class WorkspaceConfig:
+    """The ``[workspace]`` table: which workspace, and how to prepare each new one."""
+
+    name: str | None = None
+    copy: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Config:
     """The contents of orchestra.toml (or [tool.orchestra]); ``None`` means not set there."""
 
@@ -39,7 +48,12 @@ class Config:
     disable_plugins: tuple[str, ...] = ()
     #: the budget of every run in the project, unless [defaults] or a flag says otherwise
     budget: Budget | None = None
+    workspace: WorkspaceConfig = WorkspaceConfig()
     tools: Mapping[str, ToolProfile] = attrs.field(factory=dict, hash=False)
+
+    @property
+    def workspace_name(self) -> str | None:
+        return self.workspace.name
 
     @property
     def budget_cost(self) -> float | None:
@@ -195,6 +209,8 @@ class Setting:
     parse: Callable[[str], Any]
     description: str
     in_defaults: bool = False  # whether a workstream's [defaults] can set it
+    #: the Config attribute holding it, when not its own name
+    config_attribute: str | None = None
 
     @property
     def variable(self) -> str:
@@ -214,6 +230,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
     Setting("budget_cost", None, _parse_cost, "the most a run may cost (what tools report)", True),
     Setting("budget_tokens", None, _parse_int, "the most tokens a run may use", True),
+    Setting(
+        "workspace",
+        None,
+        str,
+        "where attempts run: worktree (in a git repository) or inplace",
+        True,
+        "workspace_name",
+    ),
 )
 SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
 
@@ -288,7 +312,7 @@ def _resolve_one(
         value = getattr(defaults, setting.name)
         if value is not None:
             return Resolved(value, "workstream [defaults]")
-    value = getattr(project.config, setting.name)
+    value = getattr(project.config, setting.config_attribute or setting.name)
     if value is not None:
         return Resolved(value, project.config_label)
     return Resolved(setting.default, "built-in default")

@@ -83,3 +83,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class WorkspaceError(OrchestraError):
+    """A workspace could not be made ready for an attempt (a failed setup command …)."""

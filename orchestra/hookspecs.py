@@ -68,7 +68,8 @@ def orchestra_register_sinks(register: Callable[[EventSink], None]) -> None:
 
 @hookspec
 def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None:
-    """Register workspaces: ``prepare(request) -> directory``, ``collect(request, directory)``.
+    """Register workspaces: ``open(run) -> RunWorkspace``, which prepares a directory per
+    attempt, reports its change and lands it.
 
     Selected by name (``workspace = "worktree"``).
     """

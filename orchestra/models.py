@@ -110,6 +110,9 @@ class Task:
     retry_with_other_tool: bool | None = None
     same_failure_limit: int | None = None
     budget: Budget | None = None
+    workspace: str | None = None
+    max_files_changed: int | None = None
+    max_lines_changed: int | None = None
     priority: int = 0
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
@@ -138,6 +141,9 @@ class Defaults:
     same_failure_limit: int | None = None
     #: the run's budget (a task's own ``budget`` caps only that task)
     budget: Budget | None = None
+    workspace: str | None = None
+    max_files_changed: int | None = None
+    max_lines_changed: int | None = None
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     @property
@@ -232,6 +238,8 @@ class StepResult:
     #: what the next attempt's prompt should carry to fix this one (a failed check's
     #: command and the tail of its output), bounded; None when there is nothing to say
     feedback: str | None = None
+    #: the attempt's change as a unified diff (filled in by the host's workspace)
+    diff: str | None = None
 
 
 #: Error classes an attempt can fail with (see docs/architecture.md).
@@ -250,6 +258,7 @@ ERROR_CLASSES = frozenset(
         "crashed",
         "provider_error",
         "merge_conflict",
+        "setup_failed",
         "turn_failed",
         "exit_status",
     }
@@ -274,3 +283,40 @@ class ProcessResult:
     #: wall-clock UNIX times of the start and the end, for the record
     started_at: float | None = None
     ended_at: float | None = None
+
+
+@attrs.frozen
+class WorkspaceRun:
+    """What a workspace knows of the run it serves (``Workspace.open``)."""
+
+    run_id: str
+    #: the project root (where orchestra.toml is; the attempt's directory mirrors it)
+    project_root: str
+    #: orchestra's own directory beside the run database (worktrees go under it)
+    state_dir: str
+    #: files and directories, relative to the project root, copied into each workspace
+    copy: tuple[str, ...] = ()
+    #: commands run in each new workspace before the tool (``uv sync``)
+    setup: tuple[str, ...] = ()
+    #: whether the run is being resumed (leftovers of its dead attempts may exist)
+    resumed: bool = False
+
+
+@attrs.frozen
+class Change:
+    """What an attempt changed, relative to where its workspace started."""
+
+    #: paths relative to the repository root, sorted; None when the workspace cannot tell
+    paths: tuple[str, ...] | None
+    diff: str | None = None
+    lines: int = 0
+
+
+@attrs.frozen
+class Landing:
+    """How an attempt's change was brought into the run's result."""
+
+    merged: bool
+    conflicts: tuple[str, ...] = ()
+    #: the commit the run's branch points at now, where there is one
+    tip: str | None = None

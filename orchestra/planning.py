@@ -56,8 +56,11 @@ def check_names(
         ("routing", routers, "routing strategy"),
         ("scheduler", host.schedulers(), "scheduling strategy"),
         ("sinks", host.sinks(), "sink"),
+        ("workspace", host.workspaces(), "workspace"),
     ):
         value = settings.values[setting].value
+        if value is None:
+            continue
         if settings.source(setting) == "workstream [defaults]":
             continue  # reported below, with the file and the field
         for name in (value,) if isinstance(value, str) else value:
@@ -90,6 +93,17 @@ def check_names(
                 file=file,
                 task=task_id,
                 field=f"{prefix}routing",
+            )
+    workspaces = host.workspaces()
+    for task_id, prefix, values in [(None, "defaults.", workstream.defaults)] + [
+        (task.id, "", task) for task in workstream.tasks if task.workspace is not None
+    ]:
+        if values.workspace is not None and values.workspace not in workspaces:
+            yield SpecError(
+                unknown("workspace", values.workspace, workspaces.names()),
+                file=file,
+                task=task_id,
+                field=f"{prefix}workspace",
             )
 
 

@@ -14,7 +14,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from orchestra.models import Availability, ExecutionRequest, StepResult, Task, ToolProfile
+from orchestra.models import (
+    Availability,
+    Change,
+    ExecutionRequest,
+    Landing,
+    StepResult,
+    Task,
+    ToolProfile,
+    WorkspaceRun,
+)
 
 
 class ExecutionContext(Protocol):
@@ -206,18 +215,43 @@ class EventSink(Protocol):
         ...
 
 
+class RunWorkspace(Protocol):
+    """A workspace serving one run: a directory per attempt, its change, its landing.
+
+    Called from the attempts' worker threads, several at once: an implementation
+    serialises what must be (landing changes one after the other).
+    """
+
+    def prepare(self, request: ExecutionRequest, ctx: ExecutionContext) -> str:
+        """Return the directory the attempt runs in, made ready (files copied, setup run
+        through ``ctx``); raise ``WorkspaceError`` when it cannot be."""
+        ...
+
+    def changes(self, request: ExecutionRequest, directory: str) -> Change:
+        """Return what the attempt changed in ``directory``."""
+        ...
+
+    def land(self, request: ExecutionRequest, directory: str) -> Landing:
+        """Bring the attempt's change into the run's result (a merge); report conflicts."""
+        ...
+
+    def discard(self, request: ExecutionRequest, directory: str) -> None:
+        """Remove what ``prepare`` made for the attempt."""
+        ...
+
+    def summary(self) -> str | None:
+        """One line for the end of the run: where its result is (a branch), or None."""
+        ...
+
+
 @runtime_checkable
 class Workspace(Protocol):
-    """Gives an attempt a directory to work in and collects what changed there."""
+    """Gives attempts directories to work in and brings their changes together."""
 
     name: str
 
-    def prepare(self, request: ExecutionRequest) -> str:
-        """Return the directory the attempt runs in, made ready for it."""
-        ...
-
-    def collect(self, request: ExecutionRequest, directory: str) -> Any:
-        """Return the attempt's change (paths and diff) and clean up the directory."""
+    def open(self, run: WorkspaceRun) -> RunWorkspace:
+        """Return the workspace of one run (called when the run starts or resumes)."""
         ...
 
 

@@ -591,6 +591,12 @@ def _check_common(
             yield problem(
                 f"unknown error class {name!r}{suggestion}", task_id, f"{prefix}non_retryable"
             )
+    if values.workspace is not None and not NAME_PATTERN.fullmatch(values.workspace):
+        yield problem(f"invalid name {values.workspace!r}", task_id, f"{prefix}workspace")
+    for field_name in ("max_files_changed", "max_lines_changed"):
+        limit = getattr(values, field_name)
+        if limit is not None and limit < 1:
+            yield problem("must be at least 1", task_id, prefix + field_name)
     if values.same_failure_limit is not None and values.same_failure_limit < 1:
         yield problem("must be at least 1", task_id, f"{prefix}same_failure_limit")
     if values.budget is not None:

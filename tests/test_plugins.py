@@ -34,7 +34,7 @@ REQUIRED = {
     "routers": ("choose",),
     "schedulers": ("order",),
     "sinks": ("emit", "close"),
-    "workspaces": ("prepare", "collect"),
+    "workspaces": ("open",),
     "executors": ("submit",),
 }
 

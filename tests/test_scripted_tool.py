@@ -5,6 +5,7 @@ real `orchestra run`."""
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -240,7 +241,16 @@ def test_a_real_run_succeeds_with_one_scripted_tool_and_does_not_retry_auth(tmp_
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
     assert summary["state"] == "failed" and summary["failed"] == ["locked"]
-    assert (project / "hello.py").read_text() == "print('hello')\n"
+    # the edit is on the run's branch; the user's working tree is untouched
+    assert not (project / "hello.py").exists()
+    landed = subprocess.run(
+        ["git", "show", f"orchestra/{summary['run']}:hello.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert landed.stdout == "print('hello')\n"
     with sqlite3.connect(project / ".orchestra" / "orchestra.db") as db:
         attempts = db.execute(
             "SELECT task_id, number, tool, outcome, error_class, message FROM attempts"

@@ -18,6 +18,8 @@ from orchestra.cli.state import CliState
 #: command name -> "module:function" of the built-in commands
 BUILTIN_COMMANDS = {
     "cancel": "orchestra.cli.run:cancel",
+    "diff": "orchestra.cli.workspace:diff",
+    "gc": "orchestra.cli.workspace:gc",
     "init": "orchestra.cli.init:init",
     "logs": "orchestra.cli.runs:logs",
     "plan": "orchestra.cli.plan:plan",

@@ -51,7 +51,7 @@ def _sinks(state: CliState, settings, quiet: bool) -> list:
     return [state.host.sinks().get(name) for name in names]
 
 
-def _report(outcome, as_json: bool) -> None:
+def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     if as_json:
         click.echo(
             json.dumps(
@@ -61,6 +61,8 @@ def _report(outcome, as_json: bool) -> None:
                     "steps": dict(outcome.counts),
                     "failed": list(outcome.failed),
                     "error": outcome.error,
+                    "notes": list(outcome.notes),
+                    "merge": merged,
                 }
             )
         )
@@ -69,6 +71,10 @@ def _report(outcome, as_json: bool) -> None:
     click.echo(f"run {outcome.run_id} {outcome.state}: {counts}")
     if outcome.error:
         click.echo(f"stopped: {outcome.error}")
+    for note in outcome.notes:
+        click.echo(note)
+    if merged:
+        click.echo(merged)
     if outcome.failed:
         click.echo(f"failed: {', '.join(outcome.failed)}  (see: orchestra show {outcome.run_id})")
 
@@ -89,6 +95,11 @@ def _report(outcome, as_json: bool) -> None:
     metavar="N",
     help="Start nothing more once the run has used this many tokens.",
 )
+@click.option(
+    "--merge-into",
+    metavar="BRANCH",
+    help="When the run succeeds, bring its branch into BRANCH (fast-forward when it can).",
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
@@ -100,6 +111,7 @@ def run(
     fail_fast: bool,
     budget_cost: float | None,
     budget_tokens: int | None,
+    merge_into: str | None,
     db: str | None,
     quiet: bool,
     as_json: bool,
@@ -138,8 +150,27 @@ def run(
             hurry=hurry,
             fail_fast=fail_fast,
         )
-    _report(outcome, as_json)
+    merged = _merge(state, outcome, merge_into) if merge_into else None
+    _report(outcome, as_json, merged)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+def _merge(state: CliState, outcome, target: str) -> str:
+    """Bring a succeeded run's branch into ``target``; say what happened."""
+    from orchestra.builtin.workspaces import run_branch
+    from orchestra.workspace import git
+
+    if outcome.state != "succeeded":
+        return f"not merged into {target}: the run {outcome.state}"
+    repo = git.repository_root(state.project.root)
+    source = run_branch(outcome.run_id)
+    if repo is None or git.branch_tip(repo, source) is None:
+        return f"not merged into {target}: the run has no branch {source}"
+    try:
+        how = git.merge_into(repo, source, target)
+    except git.GitError as error:
+        return f"not merged into {target}: {error}"
+    return f"merged {source} into {target} ({how})"
 
 
 #: settings a resumed run keeps from its start (unless given again on the command line)

@@ -30,6 +30,7 @@ import attrs
 
 from orchestra import graph
 from orchestra.config import Project, Settings
+from orchestra.engine import scope
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
 from orchestra.engine.ready import KEEP, STOP, TAKE, ReadyQueue
 from orchestra.engine.resilience import (
@@ -44,6 +45,7 @@ from orchestra.engine.resilience import (
 )
 from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
 from orchestra.engine.states import RunState, StepState
+from orchestra.errors import OrchestraError, WorkspaceError
 from orchestra.models import (
     Availability,
     Budget,
@@ -52,6 +54,7 @@ from orchestra.models import (
     StepResult,
     Task,
     ToolProfile,
+    WorkspaceRun,
     Workstream,
 )
 from orchestra.plugins import PluginHost
@@ -94,6 +97,8 @@ class RunOutcome:
     failed: Sequence[str]
     #: why the run stopped short (its budget ran out), if it did
     error: str | None = None
+    #: where the run's result is (its workspaces' summaries: the run branch …)
+    notes: Sequence[str] = ()
 
 
 @attrs.define
@@ -114,6 +119,7 @@ class _Launch:
     request: ExecutionRequest
     context: LocalContext
     checks: Sequence[Any]
+    space: Any  # the RunWorkspace the attempt runs in
 
 
 class Orchestrator:
@@ -134,6 +140,7 @@ class Orchestrator:
         fail_fast: bool = False,
         hurry: threading.Event | None = None,
         environ: Mapping[str, str] | None = None,
+        resumed: bool = False,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -194,6 +201,16 @@ class Orchestrator:
         self.failures: dict[str, list[str | None]] = {}
         #: when a tool kept out by its breaker may be tried again (the loop wakes then)
         self.wake_at: float | None = None
+        #: the run's workspaces by name, opened when a task first needs one
+        self.spaces: dict[str, Any] = {}
+        self._workspace_run = WorkspaceRun(
+            run_id=run_id,
+            project_root=str(project.root),
+            state_dir=str(Path(store.path).parent),
+            copy=tuple(project.config.workspace.copy),
+            setup=tuple(project.config.workspace.setup),
+            resumed=resumed,
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -533,17 +550,18 @@ class Orchestrator:
             state_dir=self._state_dir(tool),
         )
         checks = task.checks if task.checks is not None else self.workstream.defaults.checks
+        space = self._space(task)
         running = _Running(task, number, tool, time.time())
         self.running[task.id] = running
         self.in_use[tool] = self.in_use.get(tool, 0) + 1
         adapter = self.host.tools().get(tool)
-        return _Launch(running, adapter, request, context, checks or ())
+        return _Launch(running, adapter, request, context, checks or (), space)
 
     def _work(self, launch: _Launch) -> None:
         """Carry out one attempt (worker thread) and post its result to the inbox."""
         launch.running.started = time.time()  # when a worker took it, not when queued
         try:
-            result = execute_attempt(launch.adapter, launch.request, launch.context, launch.checks)
+            result = run_attempt(launch, self.workstream.defaults)
         except BaseException as error:  # never lose a result: the loop waits for it
             message = launch.context.redact(f"{type(error).__name__}: {error}")
             result = StepResult("failed", error_class="crashed", message=message)
@@ -551,6 +569,29 @@ class Orchestrator:
             launch.context.cleanup()
         launch.running.ended = time.time()  # not when the orchestrator gets to record it
         self.inbox.put(("finished", launch.running, result))
+
+    def _space(self, task: Task) -> Any:
+        """The run's workspace for ``task`` (its own, the setting, or worktree in a git
+        repository with a commit and inplace elsewhere), opened on first use."""
+        name = task.workspace or self.settings.workspace or self._default_workspace()
+        if name not in self.spaces:
+            workspace = self.host.workspaces().get(name)
+            self.spaces[name] = workspace.open(self._workspace_run)
+        return self.spaces[name]
+
+    def _default_workspace(self) -> str:
+        if not hasattr(self, "_default"):
+            self._default = default_workspace(self.project.root)
+        return self._default
+
+    def summaries(self) -> list[str]:
+        """What each workspace says about where the run's result is."""
+        notes = []
+        for space in self.spaces.values():
+            note = space.summary()
+            if note:
+                notes.append(note)
+        return notes
 
     def _record_end(self, current: _Running, result: StepResult) -> None:
         """Record how an attempt ended and what happens to its step (and, through it, to
@@ -567,6 +608,7 @@ class Orchestrator:
             message=result.message,
             retry_after=result.retry_after,
             usage=result.usage,
+            diff=result.diff,
             started_at=current.started,
             ended_at=current.ended,
             feedback=result.feedback,
@@ -670,7 +712,8 @@ class Orchestrator:
         summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
         payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
         self._set_run(final, payload=payload, error=self._budget_reason)
-        return RunOutcome(self.run_id, final.value, counts, failed, self._budget_reason)
+        notes = self.summaries()
+        return RunOutcome(self.run_id, final.value, counts, failed, self._budget_reason, notes)
 
     # -- recording -----------------------------------------------------------------------
 
@@ -730,6 +773,68 @@ class Orchestrator:
                         "error": f"{type(error).__name__}: {error}",
                     },
                 )
+
+
+def default_workspace(project_root: Path) -> str:
+    """``worktree`` where the project is in a git repository that has a commit, else
+    ``inplace``."""
+    from orchestra.workspace import git
+
+    repo = git.repository_root(Path(project_root))
+    if repo is None:
+        return "inplace"
+    try:
+        git.head_commit(repo)
+    except OrchestraError:
+        return "inplace"
+    return "worktree"
+
+
+def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
+    """One attempt in its workspace (worker thread): prepare the directory, run the tool and
+    the checks there, judge the change against the task's scope, land it, clean up."""
+    space, context = launch.space, launch.context
+    request = launch.request
+    try:
+        directory = space.prepare(request, context)
+    except WorkspaceError as error:
+        space.discard(request, context.cwd)
+        return StepResult("failed", error_class="setup_failed", message=str(error))
+    try:
+        context.cwd = directory
+        request = attrs.evolve(request, workdir=directory)
+        result = execute_attempt(launch.adapter, request, context, launch.checks)
+        if result.outcome == "canceled":
+            return result
+        change = space.changes(request, directory)
+        result = attrs.evolve(result, diff=change.diff)
+        if result.outcome != "succeeded":
+            return result
+        problems = scope.violations(request.task, defaults, change)
+        if problems:
+            return attrs.evolve(
+                result,
+                outcome="failed",
+                error_class="scope_violation",
+                message="; ".join(problems),
+                feedback=f"Your change was refused and not kept: {'; '.join(problems)}.",
+            )
+        landing = space.land(request, directory)
+        if not landing.merged:
+            files = ", ".join(landing.conflicts) or "unknown files"
+            return attrs.evolve(
+                result,
+                outcome="failed",
+                error_class="merge_conflict",
+                message=f"merge conflict in {files}",
+                feedback=(
+                    f"Your change conflicted, in {files}, with work merged meanwhile. "
+                    "This attempt starts from that work: make your change on top of it."
+                ),
+            )
+        return result
+    finally:
+        space.discard(request, directory)
 
 
 def execute_attempt(

@@ -361,6 +361,7 @@ class LocalContext:
         env: Mapping[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
         timeout: float | None = None,
+        cwd: str | os.PathLike | None = None,
     ) -> ProcessResult:
         """Run ``argv`` in the attempt's directory with ``env`` on top of the base env;
         ``on_line`` (else the context's) gets each line of output, redacted. ``timeout``
@@ -372,7 +373,7 @@ class LocalContext:
             self._redactor = Redactor([*known, *added])
         return _run(
             argv,
-            self.cwd,
+            self.cwd if cwd is None else cwd,
             environment,
             self._log,
             self.timeout if timeout is None else timeout,

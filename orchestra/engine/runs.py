@@ -63,6 +63,7 @@ def start_run(
     hurry: threading.Event | None = None,
 ) -> RunOutcome:
     """Record a new run of ``workstream`` and drive it to its end."""
+    check_workspaces(workstream, settings, project)
     store = store or open_store(settings)
     recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
     recorded_settings["fail_fast"] = fail_fast
@@ -80,6 +81,19 @@ def start_run(
         )
     finally:
         store.release_run(run_id)
+
+
+def check_workspaces(workstream: Workstream, settings: Settings, project: Project) -> None:
+    """Refuse, before a run is recorded, a workspace that cannot work here (worktree
+    outside a git repository, or in one without a commit)."""
+    from orchestra.engine.orchestrator import default_workspace
+
+    wanted = {task.workspace or settings.workspace for task in workstream.tasks}
+    if "worktree" in wanted and default_workspace(project.root) != "worktree":
+        raise OrchestraError(
+            f"workspace 'worktree' needs a git repository with at least one commit;"
+            f' {project.root} is not in one (use workspace = "inplace")'
+        )
 
 
 def resume_run(
@@ -114,7 +128,17 @@ def resume_run(
             if step.state is StepState.RUNNING:
                 _close_interrupted_attempt(store, run_id, step.task_id)
         return _drive(
-            store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
+            store,
+            run_id,
+            workstream,
+            settings,
+            project,
+            host,
+            sinks,
+            cancel,
+            fail_fast,
+            hurry,
+            resumed=True,
         )
     finally:
         store.release_run(run_id)
@@ -158,6 +182,7 @@ def _drive(
     cancel: threading.Event,
     fail_fast: bool,
     hurry: threading.Event | None = None,
+    resumed: bool = False,
 ) -> RunOutcome:
     orchestrator = Orchestrator(
         store=store,
@@ -171,6 +196,7 @@ def _drive(
         cancel=cancel,
         fail_fast=fail_fast,
         hurry=hurry,
+        resumed=resumed,
     )
     try:
         return orchestrator.run()

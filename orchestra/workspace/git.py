@@ -367,9 +367,11 @@ def changed_paths(worktree: Path, base: str) -> list[str]:
     return _paths(tracked.stdout + "\0" + untracked.stdout)
 
 
-def has_uncommitted_changes(worktree: Path) -> bool:
-    """Return whether anything is staged, changed but not staged, or untracked and not ignored."""
-    completed = _git(worktree, "status", "--porcelain", "-z", "--untracked-files=normal")
+def has_uncommitted_changes(worktree: Path, *, untracked: bool = True) -> bool:
+    """Return whether anything is staged, changed but not staged, or (unless ``untracked``
+    is False) untracked and not ignored."""
+    which = "--untracked-files=normal" if untracked else "--untracked-files=no"
+    completed = _git(worktree, "status", "--porcelain", "-z", which)
     return bool(completed.stdout)
 
 
@@ -543,7 +545,8 @@ def merge_into(repo: Path, source: str, target: str) -> str:
     where = _checked_out_at(repo, target)
     root = repository_root(repo)
     if where is not None and root is not None and where.resolve() == root.resolve():
-        if has_uncommitted_changes(root):
+        # untracked files do not stop a merge (git refuses one that would overwrite them)
+        if has_uncommitted_changes(root, untracked=False):
             raise GitError(
                 f"branch {target!r} is checked out at {root} with uncommitted changes: "
                 f"commit or stash them, then merge {source!r} again"

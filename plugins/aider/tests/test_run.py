@@ -53,6 +53,17 @@ def orchestra_run(repo: Path, aider: Path) -> subprocess.CompletedProcess[str]:
     return run_orchestra("run", "greet.toml", "--json", cwd=repo, env=env)
 
 
+def landed(repo: Path, run_id: str, path: str) -> str:
+    """Return ``path`` as committed on the run's branch."""
+    return subprocess.run(
+        ["git", "show", f"orchestra/{run_id}:{path}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def attempts(repo: Path) -> list[sqlite3.Row]:
     with sqlite3.connect(repo / ".orchestra" / "orchestra.db") as db:
         db.row_factory = sqlite3.Row
@@ -75,13 +86,15 @@ def test_orchestra_run_has_aider_edit_the_file_and_records_usage(real_aider, rep
     completed = orchestra_run(repo, real_aider)
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert json.loads(completed.stdout)["state"] == "succeeded"
-    assert (repo / "hello.py").read_text() == WORLD
+    summary = json.loads(completed.stdout)
+    assert summary["state"] == "succeeded"
+    # orchestra committed aider's edit on the run's branch; the user's tree is untouched
+    assert landed(repo, summary["run"], "hello.py") == WORLD
     [attempt] = attempts(repo)
     assert (attempt["tool"], attempt["outcome"]) == ("aider", "succeeded")
     assert attempt["input_tokens"] > 0 and attempt["output_tokens"] > 0
     assert attempt["cost_usd"] > 0
-    # aider left nothing in the repository but its edit (.orchestra/ is orchestra's own)
+    # aider left nothing in the repository (.orchestra/ is orchestra's own)
     status = subprocess.run(
         ["git", "status", "--porcelain", "--ignored", "--untracked-files=normal"],
         cwd=repo,
@@ -89,7 +102,6 @@ def test_orchestra_run_has_aider_edit_the_file_and_records_usage(real_aider, rep
         text=True,
     ).stdout.splitlines()
     assert sorted(status) == [
-        " M hello.py",
         "!! .orchestra/",
         "?? greet.toml",
         "?? orchestra.toml",
@@ -114,7 +126,7 @@ def test_a_rate_limited_attempt_is_retried_after_the_providers_delay(real_aider,
     assert first["retry_after"] == 1.0
     assert second["outcome"] == "succeeded"
     assert second["started_at"] - first["ended_at"] >= 1.0
-    assert (repo / "hello.py").read_text() == WORLD
+    assert landed(repo, json.loads(completed.stdout)["run"], "hello.py") == WORLD
 
 
 def test_a_failed_check_is_fed_back_to_aiders_next_attempt(real_aider, repo, llm):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from fake_responses import API_KEY, Reply, Status, apply_patch, message
@@ -78,7 +79,17 @@ def test_orchestra_run_has_codex_edit_the_tree_and_records_usage_and_progress(
     completed = run(root)
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert (root / "hello.py").read_text() == 'def greet():\n    return "hello, world"\n'
+    (run_id,) = [row["id"] for row in rows(root, "SELECT id FROM runs")]
+    # orchestra committed codex's edit on the run's branch; the user's tree is untouched
+    landed = subprocess.run(
+        ["git", "show", f"orchestra/{run_id}:hello.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert landed == 'def greet():\n    return "hello, world"\n'
+    assert (root / "hello.py").read_text() == 'def greet():\n    return "hello"\n'
     [attempt] = rows(root, "SELECT * FROM attempts")
     assert (attempt["tool"], attempt["outcome"], attempt["exit_code"]) == ("codex", "succeeded", 0)
     usage = [attempt[name] for name in ("input_tokens", "cached_input_tokens", "output_tokens")]
