@@ -248,3 +248,56 @@ def test_a_twenty_task_run_leaves_no_worktree_behind(tmp_path):
     assert not (repo / ".orchestra" / "worktrees" / run_id).exists() or not any(
         (repo / ".orchestra" / "worktrees" / run_id).iterdir()
     )
+
+
+def test_a_tool_going_back_and_forth_is_quarantined_as_oscillating(tmp_path):
+    repo = make_git_repo(tmp_path / "repo", {"value.txt": "0\n"})
+    tool = write_tool_script(
+        tmp_path / "alpha.toml",
+        [edit("value.txt", "A\n"), edit("value.txt", "B\n"), edit("value.txt", "A\n")],
+    )
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "t"\nprompt = "p"\ntool = "alpha"\nmax_attempts = 6\n'
+        'backoff = { initial = "0.01s", jitter = false }\n'
+        'checks = [{ command = "cat value.txt; false", shell = true }]\n'
+    )
+
+    result = run(repo, env=scripted_tools_env(alpha=tool))
+
+    assert result.returncode == 1
+    (step,) = rows(repo, "SELECT * FROM steps")
+    assert step["state"] == "quarantined"
+    assert step["reason"].startswith("oscillating: attempt 3 made the same change as attempt 1")
+    assert len(rows(repo, "SELECT * FROM attempts")) == 3
+
+
+def test_a_failing_setup_fails_the_attempt_and_a_too_large_change_is_refused(tmp_path):
+    repo = make_git_repo(tmp_path / "repo")
+    (repo / "orchestra.toml").write_text(
+        "[workspace]\nsetup = [\"sh -c 'echo no network; exit 3'\"]\n"
+    )
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "t"\ncommand = ["true"]\nmax_attempts = 1\n'
+    )
+
+    result = run(repo)
+
+    assert result.returncode == 1
+    (attempt,) = rows(repo, "SELECT * FROM attempts")
+    assert attempt["error_class"] == "setup_failed"
+    assert "exited 3" in attempt["message"]
+    log = Path(attempt["log_path"]).read_text()
+    assert "no network" in log  # the setup's output is in the attempt's log
+
+    (repo / "orchestra.toml").unlink()
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "big"\nshell = true\nmax_attempts = 1\n'
+        'command = "echo 1 > a; echo 2 > b; echo 3 > c"\nmax_files_changed = 2\n'
+    )
+    result = run(repo)
+    assert result.returncode == 1
+    big = rows(repo, "SELECT * FROM attempts WHERE task_id = 'big'")[0]
+    assert (big["error_class"], big["message"]) == (
+        "scope_violation",
+        "changed 3 files, more than 2",
+    )

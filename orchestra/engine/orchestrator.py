@@ -38,8 +38,10 @@ from orchestra.engine.resilience import (
     Breakers,
     BudgetMeter,
     backoff_delay,
+    change_digest,
     check_feedback,
     fingerprint,
+    oscillates,
     repeats,
     retry_policy,
 )
@@ -199,6 +201,8 @@ class Orchestrator:
         self.feedback: dict[str, str | None] = {}
         self.last_tool: dict[str, str] = {}
         self.failures: dict[str, list[str | None]] = {}
+        #: per task: a digest of each attempt's change (None when it changed nothing)
+        self.changes: dict[str, list[str | None]] = {}
         #: when a tool kept out by its breaker may be tried again (the loop wakes then)
         self.wake_at: float | None = None
         #: the run's workspaces by name, opened when a task first needs one
@@ -224,6 +228,7 @@ class Orchestrator:
             self.feedback[attempt.task_id] = attempt.feedback
             self.last_tool[attempt.task_id] = attempt.tool
             self.failures.setdefault(attempt.task_id, []).append(attempt.fingerprint)
+            self.changes.setdefault(attempt.task_id, []).append(change_digest(attempt.diff))
         self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
         with self.store.batch():
@@ -621,6 +626,7 @@ class Orchestrator:
         self.last_tool[task.id] = current.tool
         failures = self.failures.setdefault(task.id, [])
         failures.append(digest)
+        self.changes.setdefault(task.id, []).append(change_digest(result.diff))
         self._decide_after(current, result, failures)
         exhausted = self.meter.run_exhausted()
         if exhausted is not None and self._stopping is None:
@@ -646,6 +652,17 @@ class Orchestrator:
                 task.id,
                 StepState.QUARANTINED,
                 reason=f"the same failure {times} times in a row: {reason}",
+            )
+            self._after_failure()
+            return
+        if oscillates(self.changes.get(task.id, [])):
+            self._set_step(
+                task.id,
+                StepState.QUARANTINED,
+                reason=(
+                    f"oscillating: attempt {current.attempt} made the same change as attempt"
+                    f" {current.attempt - 2}: {reason}"
+                ),
             )
             self._after_failure()
             return

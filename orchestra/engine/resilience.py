@@ -104,6 +104,21 @@ def repeats(fingerprints: list[str | None], limit: int) -> bool:
     return last[0] is not None and all(value == last[0] for value in last)
 
 
+def change_digest(diff: str | None) -> str | None:
+    """Return a digest of an attempt's change (its diff without the index lines, which
+    name blobs), or None when it changed nothing."""
+    if not diff:
+        return None
+    kept = "\n".join(line for line in diff.splitlines() if not line.startswith("index "))
+    return hashlib.sha256(kept.encode()).hexdigest()[:16]
+
+
+def oscillates(changes: list[str | None]) -> bool:
+    """Return whether the last attempt's change equals the one two attempts before (the
+    tool going back and forth between two edits)."""
+    return len(changes) >= 3 and changes[-1] is not None and changes[-1] == changes[-3]
+
+
 def check_feedback(label: str, why: str, lines: list[str]) -> str:
     """Return what a failed check feeds back to the next attempt: the check, how it
     failed and the tail of its output, bounded in lines and characters."""
