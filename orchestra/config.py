@@ -49,6 +49,8 @@ class Config:
     #: the budget of every run in the project, unless [defaults] or a flag says otherwise
     budget: Budget | None = None
     workspace: WorkspaceConfig = WorkspaceConfig()
+    #: ``[sink.NAME]`` tables: each sink's options (the jsonl file, the webhook's url …)
+    sink: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, hash=False)
     tools: Mapping[str, ToolProfile] = attrs.field(factory=dict, hash=False)
 
     @property

@@ -320,3 +320,17 @@ class Landing:
     conflicts: tuple[str, ...] = ()
     #: the commit the run's branch points at now, where there is one
     tip: str | None = None
+
+
+@attrs.frozen
+class SinkContext:
+    """What a sink's optional ``open(context)`` gets when a run starts."""
+
+    run_id: str
+    #: the sink's ``[sink.NAME]`` table from configuration
+    options: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+    project_root: str = "."
+    #: orchestra's directory beside the run database (a default place for files)
+    state_dir: str = "."
+    #: record a ``sink.warning`` event of the run (safe from any thread)
+    warn: Any = attrs.field(default=None, eq=False, hash=False)

@@ -23,6 +23,7 @@ from orchestra.models import (
     Task,
     ToolProfile,
     WorkspaceRun,
+    Workstream,
 )
 
 
@@ -214,6 +215,12 @@ class EventSink(Protocol):
         """Flush and release whatever the sink holds; called once at the end of a run."""
         ...
 
+    # A sink may also define ``open(context: SinkContext)``, called once when a run starts
+    # (or resumes), before any event: its options from ``[sink.NAME]``, the run id, and
+    # ``context.warn(message)`` to record a ``sink.warning`` event (a webhook that keeps
+    # failing). A sink that raises, here or in ``emit``, is disabled for the rest of the
+    # run, and the event ``sink.disabled`` names it and its plugin.
+
 
 class RunWorkspace(Protocol):
     """A workspace serving one run: a directory per attempt, its change, its landing.
@@ -263,4 +270,39 @@ class Executor(Protocol):
 
     def submit(self, request: ExecutionRequest, adapter: ToolAdapter) -> Any:
         """Start the attempt and return a handle the run loop can wait on or cancel."""
+        ...
+
+
+class LoadContext(Protocol):
+    """What the host hands a loader with each file: options, and a place for notices."""
+
+    #: options from the command line (``include_done``, ``tag``); ignore ones you do not know
+    options: Mapping[str, Any]
+
+    def notice(self, message: str) -> None:
+        """Say something worth knowing that is not an error (fields kept as metadata)."""
+        ...
+
+
+@runtime_checkable
+class WorkstreamLoader(Protocol):
+    """A workstream file format: recognises its files and loads them into a Workstream.
+
+    The host runs the same semantic checks on what ``load`` returns as on a TOML file
+    (ids, dependencies, cycles, paths, ranges), and sets its ``source``.
+    """
+
+    name: str
+    #: file-name globs this format claims (``"*.toml"``, ``"tasks.json"``); when several
+    #: loaders accept a file's head, the one whose pattern matches its name wins
+    patterns: tuple[str, ...]
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        """Return whether the file looks like this format, judging by its name and its
+        first bytes only (``head``: up to 4 KiB, possibly cut mid-character)."""
+        ...
+
+    def load(self, path: Path, context: LoadContext) -> Workstream:
+        """Return the workstream in ``path``; raise ``SpecError`` or ``WorkstreamInvalid``
+        naming the file, the task and the field for what is wrong."""
         ...

@@ -89,12 +89,26 @@ def load_workstream(path: str | Path) -> Workstream:
 
 def workstream_from_dict(document: Mapping[str, Any], *, file: str = "<workstream>") -> Workstream:
     """Return the workstream a parsed TOML document describes, or raise WorkstreamInvalid."""
+    return checked_workstream(structure_workstream(document, file=file), file)
+
+
+def structure_workstream(document: Mapping[str, Any], *, file: str = "<workstream>") -> Workstream:
+    """Return the workstream a TOML-shaped document describes, types checked (pass 1 only).
+
+    Raises WorkstreamInvalid listing every type error and unknown key, together with the
+    id and dependency problems of the raw document. ``checked_workstream`` is pass 2.
+    """
     try:
-        workstream = converter().structure(document, Workstream)
+        return converter().structure(document, Workstream)
     except (ClassValidationError, IterableValidationError, ExpectedType) as error:
         problems = structuring_problems(error, document, file)
         problems.extend(_graph_problems_of_raw(document, file))
         raise WorkstreamInvalid(file, problems) from None
+
+
+def checked_workstream(workstream: Workstream, file: str) -> Workstream:
+    """Return ``workstream`` with ``source`` set to ``file``, once it passes the semantic
+    checks (pass 2); raise WorkstreamInvalid listing every problem otherwise."""
     workstream = attrs.evolve(workstream, source=file)
     problems = list(check_workstream(workstream, file))
     if problems:
@@ -221,6 +235,12 @@ def _structure_any_mapping(value: Any, _: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _structure_tables(value: Any, _: Any) -> dict[str, dict[str, Any]]:
+    """A table of tables (``[sink.NAME]``): each value a table of anything."""
+    _expect(value, (dict,), "a table of tables")
+    return {str(name): _structure_any_mapping(table, None) for name, table in value.items()}
+
+
 def _is_homogeneous_tuple(type_: Any) -> bool:
     args = get_args(type_)
     return get_origin(type_) is tuple and len(args) == 2 and args[1] is ...
@@ -345,6 +365,9 @@ def converter() -> cattrs.Converter:
         conv.register_structure_hook(Check, _check_hook(conv))
         conv.register_structure_hook_func(
             lambda type_: type_ == Mapping[str, ToolProfile], _tool_profiles_hook(conv)
+        )
+        conv.register_structure_hook_func(
+            lambda type_: type_ == Mapping[str, Mapping[str, Any]], _structure_tables
         )
         _converter = conv
     return _converter

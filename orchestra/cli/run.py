@@ -96,6 +96,13 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     help="Start nothing more once the run has used this many tokens.",
 )
 @click.option(
+    "--sink",
+    "sink_names",
+    multiple=True,
+    metavar="NAME",
+    help="Send the run's events to this sink (repeat for several); replaces the sinks setting.",
+)
+@click.option(
     "--merge-into",
     metavar="BRANCH",
     help="When the run succeeds, bring its branch into BRANCH (fast-forward when it can).",
@@ -111,6 +118,7 @@ def run(
     fail_fast: bool,
     budget_cost: float | None,
     budget_tokens: int | None,
+    sink_names: tuple[str, ...],
     merge_into: str | None,
     db: str | None,
     quiet: bool,
@@ -132,6 +140,7 @@ def run(
         "db": db_path(db),
         "budget_cost": budget_cost,
         "budget_tokens": budget_tokens,
+        "sinks": tuple(sink_names) or None,
     }
     try:
         workstream, settings = load_checked(file, state.project, state.host, flags)

@@ -53,6 +53,7 @@ from orchestra.models import (
     Budget,
     ExecutionRequest,
     RetryPolicy,
+    SinkContext,
     StepResult,
     Task,
     ToolProfile,
@@ -221,6 +222,7 @@ class Orchestrator:
     def run(self) -> RunOutcome:
         """Carry the run from its recorded state to the end and return how it ended."""
         gc.freeze()  # the workstream and the plugins live to the end: never scan them
+        self._open_sinks()
         for step in self.store.steps(self.run_id):
             self.state[step.task_id] = StepState(step.state)
             self.attempts[step.task_id] = step.attempts
@@ -781,15 +783,41 @@ class Orchestrator:
             try:
                 sink.emit(event)
             except Exception as error:  # a sink's bug must not stop the run
-                self.sinks.remove(sink)
-                self.store.add_event(
-                    self.run_id,
-                    "sink.disabled",
-                    {
-                        "sink": getattr(sink, "name", "?"),
-                        "error": f"{type(error).__name__}: {error}",
-                    },
-                )
+                self._disable_sink(sink, error)
+
+    def _open_sinks(self) -> None:
+        """Give each sink that wants it its options and a way to warn, before any event."""
+        for sink in list(self.sinks):
+            opener = getattr(sink, "open", None)
+            if opener is None:
+                continue
+            name = getattr(sink, "name", "?")
+            context = SinkContext(
+                run_id=self.run_id,
+                options=dict(self.project.config.sink.get(name, {})),
+                project_root=str(self.project.root),
+                state_dir=str(Path(self.store.path).parent),
+                warn=lambda message, name=name: self.inbox.put(
+                    ("event", None, None, "sink.warning", {"sink": name, "message": message})
+                ),
+            )
+            try:
+                opener(context)
+            except Exception as error:
+                self._disable_sink(sink, error)
+
+    def _disable_sink(self, sink: Any, error: BaseException) -> None:
+        """Drop a sink that raised for the rest of the run, saying which plugin it is."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        name = getattr(sink, "name", "?")
+        sinks = self.host.sinks()
+        plugin = sinks.registration(name).plugin if name in sinks else None
+        self.store.add_event(
+            self.run_id,
+            "sink.disabled",
+            {"sink": name, "plugin": plugin, "error": f"{type(error).__name__}: {error}"},
+        )
 
 
 def default_workspace(project_root: Path) -> str:
