@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         SchedulingStrategy,
         ToolAdapter,
         Workspace,
+        WorkstreamLoader,
     )
 
 hookspec = pluggy.HookspecMarker("orchestra")
@@ -80,6 +81,17 @@ def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
     """Register executors, which decide where an attempt runs: ``submit(request, adapter)``.
 
     Selected by name (``executor = "local"``).
+    """
+
+
+@hookspec
+def orchestra_register_loaders(register: Callable[[WorkstreamLoader], None]) -> None:
+    """Register workstream loaders: file formats that load into a ``Workstream``.
+
+    Each loader has a ``name``, the file ``patterns`` it claims (``"*.toml"``),
+    ``sniff(path, head) -> bool`` (does the file's first bytes look like this format?) and
+    ``load(path, context) -> Workstream``. ``--format NAME`` picks a loader by name;
+    otherwise the one loader whose sniff accepts the file is used.
     """
 
 

@@ -6,7 +6,7 @@ runs anything: a plan says what a run would do and why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -17,7 +17,6 @@ from orchestra.engine.router import RoutingDecision, route
 from orchestra.errors import ConfigError, SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
-from orchestra.spec import load_workstream
 
 
 @attrs.frozen
@@ -108,15 +107,32 @@ def check_names(
 
 
 def load_checked(
-    file: str, project: Project, host: PluginHost, flags: Mapping[str, Any] | None = None
+    file: str,
+    project: Project,
+    host: PluginHost,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    file_format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> tuple[Workstream, Settings]:
     """Return the workstream in ``file`` and its resolved settings, every name checked.
 
+    ``file_format`` names the workstream format (loader) to read it with; without it,
+    the format is recognised from the file. ``options`` go to the loader (``include_done``,
+    ``tag``) and ``on_notice`` hears its notices. The settings hold the format under
+    ``"format"``, so that a run records it and ``resume`` reads the file the same way.
     Raises WorkstreamInvalid (or another OrchestraError) listing what is wrong; this is
     all ``orchestra validate`` checks and what ``orchestra plan`` needs first.
     """
-    workstream = load_workstream(file)
+    from orchestra.config import Resolved
+    from orchestra.loaders import load
+
+    loaded = load(file, host, file_format=file_format, options=options, on_notice=on_notice)
+    workstream = loaded.workstream
     settings = resolve_settings(project, flags=flags, defaults=workstream.defaults)
+    chosen = Resolved(loaded.format, loaded.reason)
+    settings = attrs.evolve(settings, values={**settings.values, "format": chosen})
     problems = list(check_names(workstream, host, settings))
     if problems:
         raise WorkstreamInvalid(file, problems)

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "sinks": ("orchestra_register_sinks", "sink", "EventSink"),
     "workspaces": ("orchestra_register_workspaces", "workspace", "Workspace"),
     "executors": ("orchestra_register_executors", "executor", "Executor"),
+    "loaders": ("orchestra_register_loaders", "workstream format", "WorkstreamLoader"),
 }
 
 
@@ -250,6 +251,9 @@ class PluginHost:
 
     def executors(self) -> Registry:
         return self.registry("executors")
+
+    def loaders(self) -> Registry:
+        return self.registry("loaders")
 
     def collect_all(self) -> None:
         """Fill every registry, so that every plugin's registration problems are known."""

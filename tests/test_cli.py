@@ -171,7 +171,10 @@ def test_plan_dot_and_mermaid_draw_every_task_and_edge(tmp_path):
 def test_plugins_and_tools_list_the_builtins(tmp_path):
     plugins = json.loads(run_orchestra("plugins", "--json", cwd=tmp_path).stdout)
     builtins = {row["name"]: row for row in plugins if row["distribution"] == "orchestra"}
-    assert set(builtins) == {"shell", "routing", "scheduling", "sinks", "scripted", "workspaces"}
+    assert set(builtins) == {
+        *("shell", "routing", "scheduling", "sinks", "scripted", "workspaces"),
+        *("toml", "uet-bundle", "task-master"),
+    }
     assert builtins["routing"]["hooks"] == ["orchestra_register_routers"]
     assert all(
         row["status"] == "ok" and row["version"] == orchestra.__version__

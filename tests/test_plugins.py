@@ -36,6 +36,7 @@ REQUIRED = {
     "sinks": ("emit", "close"),
     "workspaces": ("open",),
     "executors": ("submit",),
+    "loaders": ("patterns", "sniff", "load"),
 }
 
 

@@ -1,0 +1,145 @@
+"""Workstream file formats as plugins: choosing the loader for a file, and loading it.
+
+A loader (``orchestra.protocols.WorkstreamLoader``) is registered through
+``orchestra_register_loaders``. ``--format NAME`` picks one by name; otherwise each
+loader sniffs the file's first 4 KiB and the one that accepts it is used (when several
+do, the one whose file patterns match the name). Whatever a loader returns goes through
+the same semantic checks as a TOML file, so every format's errors read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from orchestra.errors import OrchestraError, PluginError, SpecError, did_you_mean
+from orchestra.gcpause import paused_gc
+from orchestra.models import Workstream
+from orchestra.plugins import PluginHost
+from orchestra.registry import Registration, Registry
+from orchestra.spec import checked_workstream
+
+#: how much of a file the loaders' sniff sees
+HEAD_SIZE = 4096
+
+
+@attrs.define
+class LoadContext:
+    """What a loader gets with each file: the options, and where its notices go."""
+
+    options: Mapping[str, Any] = attrs.Factory(dict)
+    on_notice: Callable[[str], None] | None = None
+    notices: list[str] = attrs.Factory(list)
+
+    def notice(self, message: str) -> None:
+        """Keep ``message`` and pass it on to whoever asked to hear notices."""
+        self.notices.append(message)
+        if self.on_notice is not None:
+            self.on_notice(message)
+
+
+@attrs.frozen
+class Loaded:
+    """A loaded workstream, the format that loaded it, and how that format was chosen."""
+
+    workstream: Workstream
+    format: str
+    reason: str
+
+
+def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
+    """Return the first ``size`` bytes of ``path``; unreadable files raise SpecError."""
+    try:
+        with path.open("rb") as stream:
+            return stream.read(size)
+    except FileNotFoundError:
+        raise SpecError("no such file", file=str(path)) from None
+    except IsADirectoryError:
+        raise SpecError("is a directory, not a workstream file", file=str(path)) from None
+    except OSError as error:
+        raise SpecError(f"cannot read: {error.strerror}", file=str(path)) from None
+
+
+def choose_loader(
+    path: Path, loaders: Registry, file_format: str | None = None
+) -> tuple[Registration, str]:
+    """Return the loader for ``path`` and why it was chosen.
+
+    Raises SpecError naming the loaders tried when the format is unknown or ambiguous.
+    """
+    installed = loaders.names()
+    listing = ", ".join(installed) or "none installed"
+    if file_format is not None:
+        if file_format not in loaders:
+            hint = did_you_mean(file_format, installed)
+            message = f"unknown workstream format {file_format!r}{hint} (installed: {listing})"
+            raise SpecError(message, file=str(path))
+        return loaders.registration(file_format), "chosen by name"
+    head = read_head(path)
+    accepted = [entry for entry in loaders if _guarded(entry, "sniff", path, head)]
+    if len(accepted) > 1:
+        claimed = [entry for entry in accepted if _claims(entry.item, path)]
+        if len(claimed) == 1:
+            return claimed[0], "detected from its content and name"
+        names = " and ".join(repr(entry.name) for entry in accepted)
+        raise SpecError(
+            f"ambiguous format: {names} all accept this file; choose one with --format",
+            file=str(path),
+        )
+    if not accepted:
+        raise SpecError(
+            f"unknown format: no workstream format accepts this file (tried: {listing}); "
+            "name one with --format",
+            file=str(path),
+        )
+    return accepted[0], "detected from its content"
+
+
+def _claims(loader: Any, path: Path) -> bool:
+    return any(fnmatch(path.name, pattern) for pattern in loader.patterns)
+
+
+def load(
+    file: str | Path,
+    host: PluginHost,
+    *,
+    file_format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Loaded:
+    """Return the workstream in ``file``, loaded by ``file_format`` or the loader that
+    recognises it, checked like any TOML workstream.
+
+    Raises WorkstreamInvalid listing every problem, or SpecError when the file cannot be
+    read, parsed, or recognised.
+    """
+    path = Path(file)
+    entry, reason = choose_loader(path, host.loaders(), file_format)
+    context = LoadContext(options=dict(options or {}), on_notice=on_notice)
+    with paused_gc():  # a large file is built of many objects and no cycles
+        workstream = _guarded(entry, "load", path, context)
+        if not isinstance(workstream, Workstream):
+            raise PluginError(
+                f"workstream format {entry.name!r} (plugin {entry.plugin!r}) returned "
+                f"{type(workstream).__name__}, not a Workstream",
+                file=str(path),
+            )
+        return Loaded(checked_workstream(workstream, str(path)), entry.name, reason)
+
+
+def _guarded(entry: Registration, method: str, *arguments: Any) -> Any:
+    """Call a loader's method; a plugin's bug becomes one line naming the plugin."""
+    try:
+        return getattr(entry.item, method)(*arguments)
+    except OrchestraError:
+        raise
+    except Exception as error:
+        raise PluginError(
+            f"workstream format {entry.name!r} (plugin {entry.plugin!r}) failed in "
+            f"{method}(): {type(error).__name__}: {error}",
+            file=str(arguments[0]),
+        ) from error
