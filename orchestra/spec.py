@@ -496,7 +496,7 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
                 if dependency == task_id:
                     yield problem("a task cannot depend on itself", task_id, "depends_on")
                 elif dependency not in seen:
-                    hint = did_you_mean(dependency, seen)
+                    hint = did_you_mean(dependency, seen - {task_id})
                     yield problem(f"unknown task {dependency!r}{hint}", task_id, "depends_on")
             needs = tuple(d for d in needs if d in valid and d != task_id)
         if task_id not in invalid:

@@ -18,6 +18,7 @@ from orchestra.cli.state import CliState
 #: command name -> "module:function" of the built-in commands
 BUILTIN_COMMANDS = {
     "cancel": "orchestra.cli.run:cancel",
+    "convert": "orchestra.cli.convert:convert",
     "diff": "orchestra.cli.workspace:diff",
     "gc": "orchestra.cli.workspace:gc",
     "init": "orchestra.cli.init:init",

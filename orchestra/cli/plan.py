@@ -6,6 +6,7 @@ import json
 
 import click
 
+from orchestra.cli.convert import echo_notice, loader_options, options_of
 from orchestra.cli.state import CliState, pass_state
 
 FORMATS = ("text", "json", "dot", "mermaid")
@@ -33,9 +34,17 @@ FORMATS = ("text", "json", "dot", "mermaid")
     metavar="N",
     help="How many tasks may run at once (overrides ORCHESTRA_MAX_PARALLEL and the configuration).",
 )
+@loader_options(format_flag=False)
 @pass_state
 def plan(
-    state: CliState, file: str, output_format: str, routing: str | None, max_parallel: int | None
+    state: CliState,
+    file: str,
+    output_format: str,
+    routing: str | None,
+    max_parallel: int | None,
+    file_format: str | None,
+    include_done: bool,
+    tag: str | None,
 ) -> None:
     """Show the plan of workstream FILE without running it.
 
@@ -47,7 +56,15 @@ def plan(
 
     flags = {"routing": routing, "max_parallel": max_parallel}
     try:
-        workstream, settings = load_checked(file, state.project, state.host, flags)
+        workstream, settings = load_checked(
+            file,
+            state.project,
+            state.host,
+            flags,
+            file_format=file_format,
+            options=options_of(include_done, tag),
+            on_notice=echo_notice,
+        )
     finally:
         state.warn()  # a broken plugin may be why a name is unknown
     render = {

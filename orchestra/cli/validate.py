@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import click
 
+from orchestra.cli.convert import echo_notice, loader_options, options_of
 from orchestra.cli.state import CliState, pass_state
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@loader_options()
 @pass_state
-def validate(state: CliState, files: tuple[str, ...]) -> None:
+def validate(
+    state: CliState,
+    files: tuple[str, ...],
+    file_format: str | None,
+    include_done: bool,
+    tag: str | None,
+) -> None:
     """Check workstream FILES and report every problem, one line each.
 
-    Checks the TOML, every field's type and value, task ids, dependencies (unknown ones
-    and cycles), file scopes, and that every tool and routing strategy named is
-    installed. Exits 0 when all files are valid and 2 otherwise.
+    Checks the file (TOML, or another format a loader reads), every field's type and
+    value, task ids, dependencies (unknown ones and cycles), file scopes, and that every
+    tool and routing strategy named is installed. Exits 0 when all files are valid and 2
+    otherwise.
     """
     from orchestra import graph
     from orchestra.errors import OrchestraError
@@ -25,7 +34,14 @@ def validate(state: CliState, files: tuple[str, ...]) -> None:
     failed = False
     for file in files:
         try:
-            workstream, _ = load_checked(file, project, state.host)
+            workstream, _ = load_checked(
+                file,
+                project,
+                state.host,
+                file_format=file_format,
+                options=options_of(include_done, tag),
+                on_notice=echo_notice,
+            )
         except OrchestraError as error:
             failed = True
             for line in error.lines():
