@@ -110,6 +110,13 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option(
+    "--format",
+    "--from",
+    "file_format",
+    metavar="NAME",
+    help="The workstream format to read FILE as (default: recognised from the file).",
+)
 @pass_state
 def run(
     state: CliState,
@@ -123,6 +130,7 @@ def run(
     db: str | None,
     quiet: bool,
     as_json: bool,
+    file_format: str | None,
 ) -> None:
     """Run workstream FILE to its end, recording every step in the run database.
 
@@ -143,7 +151,14 @@ def run(
         "sinks": tuple(sink_names) or None,
     }
     try:
-        workstream, settings = load_checked(file, state.project, state.host, flags)
+        workstream, settings = load_checked(
+            file,
+            state.project,
+            state.host,
+            flags,
+            file_format=file_format,
+            on_notice=lambda message: click.echo(f"notice: {message}", err=True),
+        )
     finally:
         state.warn()
     sinks = _sinks(state, settings, quiet or as_json)
@@ -238,7 +253,11 @@ def resume(
     flags["db"] = db_path(db)
     try:
         workstream, settings = load_checked(
-            record.workstream_file, state.project, state.host, flags
+            record.workstream_file,
+            state.project,
+            state.host,
+            flags,
+            file_format=record.settings.get("format"),
         )
     finally:
         state.warn()
