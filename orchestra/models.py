@@ -334,3 +334,9 @@ class SinkContext:
     state_dir: str = "."
     #: record a ``sink.warning`` event of the run (safe from any thread)
     warn: Any = attrs.field(default=None, eq=False, hash=False)
+    #: each task's state when the sink is opened (a resumed run has finished some)
+    steps: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    #: how many attempts run at once
+    parallel: int = 1
+    #: ``last_line(task)``: the last line a running task printed (for live views)
+    last_line: Any = attrs.field(default=None, eq=False, hash=False)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+import attrs
+
 from orchestra.markers import hookimpl
+from orchestra.progress import DONE_STATES, RunningTask, Snapshot, render
 
 
 def describe_event(event: Mapping[str, Any]) -> str | None:
@@ -34,22 +39,125 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
 
 
 class ConsoleSink:
-    """Prints one line per run and step state change to stdout."""
+    """Shows a run on the terminal.
+
+    Attached to a terminal (and not ``plain``), a live view: an overall bar and a row per
+    running task with the last line of its output, with failures and retries printed
+    above it as they happen. Otherwise (a pipe, a file, ``--plain``, ``TERM=dumb``) one
+    plain line per state change, with no control characters. ``NO_COLOR`` is respected.
+    """
 
     name = "console"
+    #: the run loop keeps each running task's last line of output for this sink
+    wants_output = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        self.plain = False
+        self._live: Any = None
+        self._lock = threading.Lock()
+        self._context: Any = None
+        self._steps: dict[str, str] = {}
+        self._running: dict[str, RunningTask] = {}
+        self._first_start: dict[str, float] = {}
+        self._durations: list[float] = []
+        self._started: float | None = None
+
+    def open(self, context: Any) -> None:
+        """Start the live view when the output is a terminal (and reset for a new run)."""
+        self._context = context
+        self._steps = dict(context.steps)
+        self._running, self._first_start, self._durations = {}, {}, []
+        self._started = time.time()
+        self._live = None
+        stream = self._stream or sys.stdout
+        if self.plain or not _is_terminal(stream):
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=stream, highlight=False)
+        self._live = Live(
+            get_renderable=self._view,
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        line = describe_event(event)
-        if line is not None:
-            stream = self._stream or sys.stdout
-            stream.write(line.replace("\r", " ").replace("\x1b", " ") + "\n")
-            stream.flush()
+        if self._live is None:
+            line = describe_event(event)
+            if line is not None:
+                stream = self._stream or sys.stdout
+                stream.write(line.replace("\r", " ").replace("\x1b", " ") + "\n")
+                stream.flush()
+            return
+        self._follow(event)
+        kind = event.get("type", "")
+        if kind in NOTEWORTHY:  # kept in the scrollback above the live view
+            line = describe_event(event)
+            if line is not None:
+                self._live.console.print(line, markup=False, highlight=False)
 
     def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         (self._stream or sys.stdout).flush()
+
+    def _follow(self, event: Mapping[str, Any]) -> None:
+        kind, task = event.get("type", ""), event.get("task")
+        if not kind.startswith("step.") or task is None:
+            return
+        state, at, payload = kind[5:], event.get("at", time.time()), event.get("payload") or {}
+        with self._lock:
+            self._steps[task] = state
+            if state == "running":
+                self._first_start.setdefault(task, at)
+                self._running[task] = RunningTask(
+                    task, payload.get("tool"), payload.get("attempt") or 1, at
+                )
+            else:
+                self._running.pop(task, None)
+            if state in DONE_STATES and task in self._first_start:
+                self._durations.append(at - self._first_start[task])
+
+    def _view(self) -> Any:
+        last = self._context.last_line if self._context is not None else None
+        with self._lock:
+            counts: dict[str, int] = {}
+            for state in self._steps.values():
+                counts[state] = counts.get(state, 0) + 1
+            running = [
+                attrs.evolve(task, last_line=last(task.task) if last else None)
+                for task in self._running.values()
+            ]
+            durations = list(self._durations)
+        snapshot = Snapshot(
+            run_id=self._context.run_id if self._context else "",
+            state="running",
+            total=len(self._steps),
+            counts=counts,
+            running=running,
+            started=self._started,
+            mean_task_seconds=sum(durations) / len(durations) if durations else None,
+            parallel=getattr(self._context, "parallel", 1),
+        )
+        return render(snapshot)
+
+
+#: events the live view also prints as a line, so they stay in the scrollback
+NOTEWORTHY = frozenset({"step.failed", "step.retrying", "step.quarantined", "step.skipped"})
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 @hookimpl

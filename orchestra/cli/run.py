@@ -45,10 +45,27 @@ def _cancel_on_signals() -> Iterator[tuple[threading.Event, threading.Event]]:
             signal.signal(sig, handler)
 
 
-def _sinks(state: CliState, settings, quiet: bool) -> list:
-    """The configured sinks; --quiet and --json silence only the console."""
+def _sinks(state: CliState, settings, quiet: bool, plain: bool = False) -> list:
+    """The configured sinks; --quiet and --json silence only the console, --plain turns
+    its live view into lines."""
     names = [name for name in settings.sinks if not (quiet and name == "console")]
-    return [state.host.sinks().get(name) for name in names]
+    sinks = [state.host.sinks().get(name) for name in names]
+    for sink in sinks:
+        if hasattr(sink, "plain"):
+            sink.plain = plain
+    return sinks
+
+
+def _duration(seconds: float) -> str:
+    from orchestra.progress import clock
+
+    return clock(seconds) if seconds >= 1 else f"{seconds:.1f}s"
+
+
+def _tail(reason: str, width: int = 160) -> str:
+    """The end of a failure's reason, on one line."""
+    line = " ".join(reason.split())
+    return line if len(line) <= width else "…" + line[-width:]
 
 
 def _report(outcome, as_json: bool, merged: str | None = None) -> None:
@@ -61,6 +78,10 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
                     "steps": dict(outcome.counts),
                     "failed": list(outcome.failed),
                     "error": outcome.error,
+                    "seconds": round(outcome.seconds, 3),
+                    "tokens": outcome.tokens,
+                    "cost": outcome.cost,
+                    "reasons": dict(outcome.reasons),
                     "notes": list(outcome.notes),
                     "merge": merged,
                 }
@@ -69,6 +90,12 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
         return
     counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.counts.items()))
     click.echo(f"run {outcome.run_id} {outcome.state}: {counts}")
+    figures = [f"took {_duration(outcome.seconds)}"]
+    if outcome.tokens or outcome.cost:
+        figures.append(f"{outcome.tokens:,} tokens, {outcome.cost:.2f} USD")
+    click.echo("  " + ", ".join(figures))
+    for task, reason in outcome.reasons.items():
+        click.echo(f"  {task}: {_tail(reason)}")
     if outcome.error:
         click.echo(f"stopped: {outcome.error}")
     for note in outcome.notes:
@@ -109,6 +136,9 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
 )
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option(
+    "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.option(
     "--format",
@@ -129,6 +159,7 @@ def run(
     merge_into: str | None,
     db: str | None,
     quiet: bool,
+    plain: bool,
     as_json: bool,
     file_format: str | None,
 ) -> None:
@@ -161,7 +192,7 @@ def run(
         )
     finally:
         state.warn()
-    sinks = _sinks(state, settings, quiet or as_json)
+    sinks = _sinks(state, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
             file,
@@ -220,6 +251,9 @@ RESUMED_SETTINGS = (
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+@click.option(
+    "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @pass_state
 def resume(
@@ -230,6 +264,7 @@ def resume(
     fail_fast: bool,
     db: str | None,
     quiet: bool,
+    plain: bool,
     as_json: bool,
 ) -> None:
     """Continue RUN, an interrupted run: what succeeded is not run again.
@@ -269,7 +304,7 @@ def resume(
             state.project,
             state.host,
             store=store,
-            sinks=_sinks(state, settings, quiet or as_json),
+            sinks=_sinks(state, settings, quiet or as_json, plain),
             cancel=cancel,
             hurry=hurry,
             force=force,

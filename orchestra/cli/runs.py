@@ -265,10 +265,28 @@ def _ended(store, run_id: str, task_id: str, number: int) -> bool:
 
 @click.command()
 @click.argument("run_id", metavar="[RUN]", required=False)
+@click.option(
+    "--watch", "-w", is_flag=True, help="Keep showing the run, live, until it ends (Ctrl-C stops)."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often --watch reads the database.",
+)
 @db_option
 @pass_state
-def status(state: CliState, run_id: str | None, db: str | None) -> None:
-    """Show where RUN (default: the newest run) stands: steps by state, running tasks."""
+def status(
+    state: CliState, run_id: str | None, watch: bool, interval: float, db: str | None
+) -> None:
+    """Show where RUN (default: the newest run) stands: steps by state, running tasks.
+
+    With --watch, the live view `orchestra run` shows on a terminal, read from the run
+    database, so it works from another terminal (or for a run driven elsewhere that
+    shares the database) and ends when the run does.
+    """
     from orchestra.errors import OrchestraError
 
     store = _store(state, db)
@@ -277,6 +295,8 @@ def status(state: CliState, run_id: str | None, db: str | None) -> None:
         if not newest:
             raise OrchestraError("no runs recorded yet")
         run_id = newest[0].id
+    if watch:
+        _watch(store, run_id, interval)
     record = store.run(run_id)
     steps = store.steps(run_id)
     counts: dict[str, int] = {}
@@ -292,3 +312,39 @@ def status(state: CliState, run_id: str | None, db: str | None) -> None:
     for step in steps:
         if step.state.value == "running":
             click.echo(f"  running {step.task_id} (attempt {step.attempts})")
+
+
+def _watch(store, run_id: str, interval: float) -> None:
+    """Show the run live until it is no longer running (or pending)."""
+    import sys
+
+    from orchestra import progress
+
+    def snapshot():
+        store.mark_interrupted_if_orphaned(run_id)  # a driver that died ends the watch
+        return progress.from_store(store, run_id)
+
+    current = snapshot()
+    if not sys.stdout.isatty():
+        seen = None
+        while True:
+            line = f"{current.done}/{current.total} done, {current.failed} failed, " + ", ".join(
+                f"running {task.task}" for task in current.running
+            )
+            if line != seen:
+                click.echo(f"{time.strftime('%H:%M:%S')}  run {run_id}  {current.state}  {line}")
+                seen = line
+            if current.state not in ("running", "pending"):
+                return
+            time.sleep(interval)
+            current = snapshot()
+    from rich.live import Live
+
+    try:
+        with Live(progress.render(current), refresh_per_second=4, transient=True) as live:
+            while current.state in ("running", "pending"):
+                time.sleep(interval)
+                current = snapshot()
+                live.update(progress.render(current))
+    except KeyboardInterrupt:
+        return

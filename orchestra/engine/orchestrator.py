@@ -102,6 +102,12 @@ class RunOutcome:
     error: str | None = None
     #: where the run's result is (its workspaces' summaries: the run branch …)
     notes: Sequence[str] = ()
+    #: seconds this process drove the run
+    seconds: float = 0.0
+    tokens: int = 0
+    cost: float = 0.0
+    #: why each failed (or quarantined) task ended so
+    reasons: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -208,6 +214,11 @@ class Orchestrator:
         self.wake_at: float | None = None
         #: the run's workspaces by name, opened when a task first needs one
         self.spaces: dict[str, Any] = {}
+        #: the last line each running task printed, for sinks that show it (live views)
+        self.last_lines: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self._began = time.time()
+        self._track_output = any(getattr(sink, "wants_output", False) for sink in self.sinks)
         self._workspace_run = WorkspaceRun(
             run_id=run_id,
             project_root=str(project.root),
@@ -222,7 +233,7 @@ class Orchestrator:
     def run(self) -> RunOutcome:
         """Carry the run from its recorded state to the end and return how it ended."""
         gc.freeze()  # the workstream and the plugins live to the end: never scan them
-        self._open_sinks()
+        self._began = time.time()
         for step in self.store.steps(self.run_id):
             self.state[step.task_id] = StepState(step.state)
             self.attempts[step.task_id] = step.attempts
@@ -231,6 +242,7 @@ class Orchestrator:
             self.last_tool[attempt.task_id] = attempt.tool
             self.failures.setdefault(attempt.task_id, []).append(attempt.fingerprint)
             self.changes.setdefault(attempt.task_id, []).append(change_digest(attempt.diff))
+        self._open_sinks()
         self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
         with self.store.batch():
@@ -543,10 +555,19 @@ class Orchestrator:
         def emit(kind: str, payload: Mapping[str, Any]) -> None:
             inbox.put(("event", task.id, number, f"tool.{kind}", payload))
 
+        on_line = None
+        if self._track_output:
+            lines = self.last_lines
+
+            def on_line(line: str, task_id: str = task.id) -> None:
+                if line.strip():
+                    lines[task_id] = line
+
         context = LocalContext(
             cwd=str(self.project.root),
             env=env,
             log_path=log_path,
+            on_line=on_line,
             timeout=timeout,
             idle_timeout=idle,
             cancel=self.cancel,
@@ -731,8 +752,22 @@ class Orchestrator:
         summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
         payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
         self._set_run(final, payload=payload, error=self._budget_reason)
-        notes = self.summaries()
-        return RunOutcome(self.run_id, final.value, counts, failed, self._budget_reason, notes)
+        return RunOutcome(
+            self.run_id,
+            final.value,
+            counts,
+            failed,
+            self._budget_reason,
+            self.summaries(),
+            seconds=time.time() - self._began,
+            tokens=int(self.meter.tokens),
+            cost=self.meter.cost,
+            reasons={
+                task: self.reasons.get(task, "")
+                for task, state in self.state.items()
+                if state in (StepState.FAILED, StepState.QUARANTINED)
+            },
+        )
 
     # -- recording -----------------------------------------------------------------------
 
@@ -761,6 +796,8 @@ class Orchestrator:
             self.run_id, task_id, state, reason=reason, payload=details, current=before
         )
         self.state[task_id] = state
+        if reason and state in (StepState.FAILED, StepState.QUARANTINED):
+            self.reasons[task_id] = reason
         if self.sinks:
             self._emit(f"step.{state.value}", task_id, {"from": before.value, **details})
         if state is StepState.READY:
@@ -800,11 +837,26 @@ class Orchestrator:
                 warn=lambda message, name=name: self.inbox.put(
                     ("event", None, None, "sink.warning", {"sink": name, "message": message})
                 ),
+                steps={task_id: state.value for task_id, state in self.state.items()},
+                parallel=self.settings.max_parallel,
+                last_line=self.last_lines.get,
             )
             try:
                 opener(context)
             except Exception as error:
                 self._disable_sink(sink, error)
+
+    def record_late_events(self) -> None:
+        """Record the events that reached the inbox after the loop ended: the warnings of
+        sinks that were still delivering when they were closed."""
+        while True:
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if message[0] == "event":
+                _, task_id, attempt, event_type, payload = message
+                self.store.add_event(self.run_id, event_type, payload, task_id, attempt)
 
     def _disable_sink(self, sink: Any, error: BaseException) -> None:
         """Drop a sink that raised for the rest of the run, saying which plugin it is."""

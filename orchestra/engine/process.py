@@ -381,7 +381,7 @@ class LocalContext:
             self.grace,
             self.cancel,
             self._redactor,
-            on_line or self.on_line,
+            _both(on_line, self.on_line),
             self.hurry,
         )
 
@@ -419,6 +419,20 @@ class LocalContext:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+def _both(
+    first: Callable[[str], None] | None, second: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """One line callback that calls both (the adapter's and the host's), or the one there is."""
+    if first is None or second is None:
+        return first or second
+
+    def each(line: str) -> None:
+        first(line)
+        second(line)
+
+    return each
 
 
 def _redact_value(redactor: Redactor, value: Any) -> Any:

@@ -1,0 +1,163 @@
+"""Where a run stands, for people: a snapshot and its live view.
+
+The console sink builds snapshots from the run's events as they come; ``orchestra status
+--watch`` builds them from the run database, so it works from another terminal (or
+machine). Both render the same view with rich: an overall bar (done of total, failed,
+ETA from the finished tasks' durations) and a row per running task (id, tool, attempt,
+elapsed time, the last line of its output).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+#: step states that end a step
+DONE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled", "quarantined"})
+#: states that count as failed in the bar
+FAILED_STATES = frozenset({"failed", "quarantined"})
+
+
+@attrs.frozen
+class RunningTask:
+    task: str
+    tool: str | None
+    attempt: int
+    started: float
+    last_line: str | None = None
+
+
+@attrs.frozen
+class Snapshot:
+    """A run at one moment."""
+
+    run_id: str
+    state: str
+    total: int
+    counts: dict[str, int]
+    running: Sequence[RunningTask] = ()
+    started: float | None = None
+    #: mean seconds of the finished tasks, for the ETA
+    mean_task_seconds: float | None = None
+    parallel: int = 1
+
+    @property
+    def done(self) -> int:
+        return sum(n for state, n in self.counts.items() if state in DONE_STATES)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for state, n in self.counts.items() if state in FAILED_STATES)
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time if the tasks left take as long as the finished ones did."""
+        if self.mean_task_seconds is None or self.total == self.done:
+            return None
+        left = self.total - self.done
+        return left * self.mean_task_seconds / max(1, min(self.parallel, left))
+
+
+def clock(seconds: float | None) -> str:
+    """``1:02:03``, ``2:03`` or ``5s``."""
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    if minutes:
+        return f"{minutes}:{secs:02d}"
+    return f"{secs}s"
+
+
+def render(snapshot: Snapshot, now: float | None = None) -> Any:
+    """Return the rich renderable of ``snapshot``."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time() if now is None else now
+    header = Table.grid(padding=(0, 1))
+    for _ in range(6):
+        header.add_column(no_wrap=True)
+    header.add_row(
+        Text(f"run {snapshot.run_id}", style="bold"),
+        ProgressBar(total=max(snapshot.total, 1), completed=snapshot.done, width=30),
+        Text(f"{snapshot.done}/{snapshot.total} done"),
+        Text(f"{snapshot.failed} failed", style="red" if snapshot.failed else "dim"),
+        Text(f"elapsed {clock(now - snapshot.started) if snapshot.started else '-'}"),
+        Text(f"ETA {clock(snapshot.eta_seconds())}"),
+    )
+    rows = Table(box=None, pad_edge=False, show_header=bool(snapshot.running))
+    for column in ("task", "tool", "attempt", "elapsed", "last output"):
+        rows.add_column(column, style="dim" if column == "last output" else None, no_wrap=True)
+    for task in snapshot.running:
+        rows.add_row(
+            task.task,
+            task.tool or "-",
+            str(task.attempt),
+            clock(now - task.started),
+            (task.last_line or "")[:100],
+        )
+    return Group(header, rows)
+
+
+def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot:
+    """Build a snapshot from the run database (what ``status --watch`` shows)."""
+    record = store.run(run_id)
+    steps = store.steps(run_id)
+    counts: dict[str, int] = {}
+    for step in steps:
+        counts[step.state.value] = counts.get(step.state.value, 0) + 1
+    attempts = store.attempts(run_id)
+    open_attempts = {a.task_id: a for a in attempts if a.ended_at is None}
+    running = [
+        RunningTask(
+            step.task_id,
+            open_attempts[step.task_id].tool if step.task_id in open_attempts else None,
+            step.attempts,
+            open_attempts[step.task_id].started_at if step.task_id in open_attempts else 0.0,
+            last_line(open_attempts[step.task_id].log_path)
+            if step.task_id in open_attempts
+            else None,
+        )
+        for step in steps
+        if step.state.value == "running"
+    ]
+    durations = [
+        step.ended_at - step.started_at
+        for step in steps
+        if step.state.value in DONE_STATES and step.started_at and step.ended_at
+    ]
+    settings_parallel = record.settings.get("max_parallel") if record.settings else None
+    return Snapshot(
+        run_id=run_id,
+        state=record.state.value,
+        total=len(steps),
+        counts=counts,
+        running=running,
+        started=record.started_at,
+        mean_task_seconds=sum(durations) / len(durations) if durations else None,
+        parallel=parallel or settings_parallel or 1,
+    )
+
+
+def last_line(path: str | None, window: int = 4096) -> str | None:
+    """The last non-empty line of a log file, reading only its end."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            size = log.tell()
+            log.seek(max(0, size - window))
+            tail = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else None

@@ -1,0 +1,119 @@
+"""Watching a run: the live view on a terminal, plain lines elsewhere, `status --watch`
+from another process, and the final summary."""
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+from pathlib import Path
+
+from orchestra.testing import orchestra_program, run_orchestra
+
+WORKSTREAM = """
+id = "watched"
+[[tasks]]
+id = "talker"
+shell = true
+command = "for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.3; done"
+[[tasks]]
+id = "broken"
+shell = true
+command = "echo about to fail; exit 2"
+max_attempts = 1
+[[tasks]]
+id = "after"
+depends_on = ["talker"]
+command = ["true"]
+"""
+
+
+def environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
+
+
+def run_on_a_terminal(cwd: Path, *arguments: str) -> str:
+    """Run orchestra with a pseudo-terminal as its stdout; return all it wrote."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env={**environment(), "TERM": "xterm", "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=10)
+    os.close(leader)
+    return output.decode(errors="replace")
+
+
+def test_a_terminal_gets_a_live_view_with_the_running_tasks_last_line(tmp_path):
+    (tmp_path / "ws.toml").write_text(WORKSTREAM)
+
+    shown = run_on_a_terminal(tmp_path, "run", "ws.toml")
+
+    assert "\x1b[" in shown  # a live view redraws itself
+    assert "talker" in shown and "last output" in shown
+    assert "line-" in shown  # the running task's last line of output
+    assert "broken  failed" in shown  # failures stay in the scrollback
+    assert "failed: 1 failed, 2 succeeded" in shown
+
+
+def test_plain_output_has_no_control_characters_and_the_summary_says_why(tmp_path):
+    (tmp_path / "ws.toml").write_text(WORKSTREAM)
+
+    result = run_orchestra("run", "ws.toml", cwd=tmp_path, env={"TERM": "xterm"})
+
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.endswith("talker  running  with shell  (attempt 1)") for line in lines)
+    assert "  broken: command exited with status 2" in lines
+    assert any(line.startswith("  took ") for line in lines)
+    quiet = run_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    assert [line for line in quiet.stdout.splitlines() if "running" in line] == []
+    summary = json.loads(run_orchestra("run", "ws.toml", "--json", cwd=tmp_path).stdout)
+    assert summary["reasons"] == {"broken": "command exited with status 2"}
+    assert summary["seconds"] > 1
+
+
+def test_status_watch_follows_a_run_from_another_process_until_it_ends(tmp_path):
+    (tmp_path / "ws.toml").write_text(WORKSTREAM)
+    runner = subprocess.Popen(
+        [orchestra_program(), "run", "ws.toml", "--quiet"],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    database = tmp_path / ".orchestra" / "orchestra.db"
+    deadline = time.monotonic() + 30
+    while not database.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    watched = run_orchestra("status", "--watch", "--interval", "0.2", cwd=tmp_path)
+
+    assert runner.wait(timeout=30) == 1
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    assert any("running talker" in line for line in lines)
+    assert "failed  3/3 done, 1 failed" in lines[-2]  # its last view, then the summary
+    assert "\x1b" not in watched.stdout
