@@ -25,6 +25,7 @@ BUILTIN_COMMANDS = {
     "logs": "orchestra.cli.runs:logs",
     "plan": "orchestra.cli.plan:plan",
     "plugins": "orchestra.cli.inspect:plugins",
+    "report": "orchestra.cli.report:report",
     "resume": "orchestra.cli.run:resume",
     "run": "orchestra.cli.run:run",
     "runs": "orchestra.cli.runs:runs",

@@ -1,0 +1,307 @@
+"""The facts of one recorded run, gathered from the run database once, for every renderer.
+
+Everything here comes from the store, the attempts' log files and, when it still exists,
+the workstream file the run was made from (for the dependencies and the checks, which
+the database does not hold).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from pathlib import Path
+
+import attrs
+
+from orchestra.report.diffs import FileChange, summarize_diff
+
+#: how many lines of the last attempt's log the report shows
+LOG_TAIL_LINES = 20
+#: step states in the order the report counts them
+STATE_ORDER = (
+    "succeeded",
+    "failed",
+    "quarantined",
+    "skipped",
+    "canceled",
+    "running",
+    "retrying",
+    "ready",
+    "pending",
+)
+_SKIPPED_FOR = re.compile(r"^dependency (\S+) ")
+
+
+@attrs.frozen
+class AttemptFacts:
+    """One attempt as the report shows it."""
+
+    number: int
+    tool: str
+    tool_version: str | None
+    outcome: str | None
+    error_class: str | None
+    message: str | None
+    exit_code: int | None
+    started_at: float
+    ended_at: float | None
+    seconds: float | None
+    #: seconds between the end of the attempt before (or the task becoming ready) and this start
+    waited: float | None
+    route_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    log_path: str | None
+    files: tuple[FileChange, ...]
+    diff: str | None
+
+
+@attrs.frozen
+class TaskFacts:
+    """One task of the run: its state, where it sits in the graph, and its attempts."""
+
+    id: str
+    title: str | None
+    state: str
+    reason: str | None
+    wave: int
+    depends_on: tuple[str, ...]
+    checks: tuple[str, ...]
+    ready_at: float | None
+    attempts: tuple[AttemptFacts, ...]
+    tokens: int
+    cost_usd: float
+    log_tail: tuple[str, ...]
+
+    @property
+    def tool(self) -> str | None:
+        """The tool of the last attempt, or None when the task was never attempted."""
+        return self.attempts[-1].tool if self.attempts else None
+
+    @property
+    def route_reason(self) -> str | None:
+        """Why routing chose the last attempt's tool."""
+        return self.attempts[-1].route_reason if self.attempts else None
+
+    @property
+    def files(self) -> tuple[FileChange, ...]:
+        """The files the last attempt changed."""
+        return self.attempts[-1].files if self.attempts else ()
+
+
+@attrs.frozen
+class RunFacts:
+    """A whole run: its outcome and figures, its graph and its tasks in the run's order."""
+
+    id: str
+    workstream: str
+    title: str | None
+    file: str | None
+    state: str
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    wall_seconds: float | None
+    tasks_by_state: dict[str, int]
+    attempts: int
+    retries: int
+    tokens: int
+    cost_usd: float
+    budget_tokens: int | None
+    budget_cost: float | None
+    #: "workstream" when the dependencies come from the file, "database" when it is gone
+    graph_source: str
+    #: why the graph is incomplete or may differ from the run, when it may
+    graph_note: str | None
+    waves: tuple[tuple[str, ...], ...]
+    tasks: tuple[TaskFacts, ...]
+
+    @property
+    def edges(self) -> tuple[tuple[str, str], ...]:
+        """Every (dependency, task) pair of the graph."""
+        return tuple((dependency, task.id) for task in self.tasks for dependency in task.depends_on)
+
+
+def gather(store, run_id: str) -> RunFacts:
+    """Return the facts of run ``run_id``; raise UnknownRun when the store has no such run."""
+    record = store.run(run_id)
+    steps = store.steps(run_id)
+    attempts_of: dict[str, list] = {}
+    for attempt in store.attempts(run_id):
+        attempts_of.setdefault(attempt.task_id, []).append(attempt)
+    ready_at: dict[str, float] = {}
+    for event in store.events(run_id):
+        if event.type == "step.ready" and event.task_id is not None:
+            ready_at.setdefault(event.task_id, event.at)
+    usage = store.usage_by_task(run_id)
+    task_ids = [step.task_id for step in steps]
+    workstream, graph_note = _workstream_of(record, task_ids)
+    if workstream is not None:
+        graph_source = "workstream"
+        dependencies, titles, checks = _from_workstream(workstream, task_ids)
+    else:
+        graph_source = "database"
+        dependencies = _dependencies_from_reasons(steps)
+        titles, checks = {}, {}
+    waves = _waves(dependencies)
+    wave_of = {task: index for index, wave in enumerate(waves) for task in wave}
+
+    tasks = []
+    for step in steps:
+        attempts = _attempts(attempts_of.get(step.task_id, []), ready_at.get(step.task_id))
+        tokens, cost = usage.get(step.task_id, (0, 0.0))
+        tasks.append(
+            TaskFacts(
+                id=step.task_id,
+                title=titles.get(step.task_id),
+                state=step.state.value,
+                reason=step.reason,
+                wave=wave_of[step.task_id],
+                depends_on=dependencies[step.task_id],
+                checks=checks.get(step.task_id, ()),
+                ready_at=ready_at.get(step.task_id),
+                attempts=attempts,
+                tokens=tokens,
+                cost_usd=round(cost, 6),
+                log_tail=_tail(attempts[-1].log_path) if attempts else (),
+            )
+        )
+    counts = {state: 0 for state in STATE_ORDER}
+    for step in steps:
+        counts[step.state.value] = counts.get(step.state.value, 0) + 1
+    ended_at = _run_end(store, record)
+    settings = record.settings
+    return RunFacts(
+        id=record.id,
+        workstream=record.workstream_id,
+        title=workstream.title if workstream is not None else None,
+        file=record.workstream_file,
+        state=record.state.value,
+        error=record.error,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        ended_at=ended_at,
+        wall_seconds=None
+        if record.started_at is None or ended_at is None
+        else ended_at - record.started_at,
+        tasks_by_state={state: count for state, count in counts.items() if count},
+        attempts=sum(len(task.attempts) for task in tasks),
+        retries=sum(max(0, len(task.attempts) - 1) for task in tasks),
+        tokens=sum(task.tokens for task in tasks),
+        cost_usd=round(sum(task.cost_usd for task in tasks), 6),
+        budget_tokens=settings.get("budget_tokens"),
+        budget_cost=settings.get("budget_cost"),
+        graph_source=graph_source,
+        graph_note=graph_note,
+        waves=tuple(tuple(wave) for wave in waves),
+        tasks=tuple(tasks),
+    )
+
+
+def _attempts(records: list, ready_at: float | None) -> tuple[AttemptFacts, ...]:
+    attempts = []
+    previous_end = ready_at
+    for record in records:
+        attempts.append(
+            AttemptFacts(
+                number=record.number,
+                tool=record.tool,
+                tool_version=record.tool_version,
+                outcome=record.outcome,
+                error_class=record.error_class,
+                message=record.message,
+                exit_code=record.exit_code,
+                started_at=record.started_at,
+                ended_at=record.ended_at,
+                seconds=record.duration,
+                waited=None if previous_end is None else max(0.0, record.started_at - previous_end),
+                route_reason=record.route_reason,
+                input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cost_usd=record.cost_usd,
+                log_path=record.log_path,
+                files=summarize_diff(record.diff),
+                diff=record.diff,
+            )
+        )
+        previous_end = record.ended_at
+    return tuple(attempts)
+
+
+def _workstream_of(record, task_ids: list[str]):
+    """Return (the run's workstream or None, a note on how far the report can trust it)."""
+    from orchestra.engine.orchestrator import content_hash
+    from orchestra.errors import OrchestraError
+    from orchestra.spec import load_workstream
+
+    file = record.workstream_file
+    if not file or not Path(file).is_file():
+        return None, (
+            f"the workstream file {file} no longer exists: dependencies are known only"
+            " from the tasks skipped for a failed one, and checks are not known"
+            if file
+            else "the run recorded no workstream file: dependencies and checks are not known"
+        )
+    try:
+        workstream = load_workstream(file)
+    except OrchestraError as error:
+        return None, f"the workstream file {file} cannot be read any more ({error})"
+    changed = record.content_hash is not None and content_hash(file) != record.content_hash
+    known = {task.id for task in workstream.tasks}
+    if not set(task_ids) <= known:
+        return None, f"the workstream file {file} no longer has every task of the run"
+    if changed:
+        return workstream, (
+            f"the workstream file {file} has changed since the run: dependencies and checks"
+            " are as the file says now"
+        )
+    return workstream, None
+
+
+def _from_workstream(workstream, task_ids: list[str]):
+    in_run = set(task_ids)
+    dependencies, titles, checks = {}, {}, {}
+    default_checks = workstream.defaults.checks or ()
+    for task in workstream.tasks:
+        if task.id not in in_run:
+            continue
+        dependencies[task.id] = tuple(d for d in task.depends_on if d in in_run)
+        titles[task.id] = task.title
+        chosen = task.checks if task.checks is not None else default_checks
+        checks[task.id] = tuple(check.label for check in chosen)
+    return {task: dependencies[task] for task in task_ids}, titles, checks
+
+
+def _dependencies_from_reasons(steps) -> dict[str, tuple[str, ...]]:
+    """What the database alone says of the graph: a task skipped because a dependency failed."""
+    known = {step.task_id for step in steps}
+    found = {}
+    for step in steps:
+        match = _SKIPPED_FOR.match(step.reason or "") if step.state.value == "skipped" else None
+        found[step.task_id] = (match[1],) if match and match[1] in known else ()
+    return found
+
+
+def _waves(dependencies: dict[str, tuple[str, ...]]) -> list[list[str]]:
+    from orchestra.graph import waves
+
+    try:
+        return waves(dependencies)
+    except ValueError:  # a cycle: a changed file; keep the run's order in one wave
+        return [list(dependencies)]
+
+
+def _run_end(store, record) -> float | None:
+    # an interrupted run has no end: its last recorded moment stands in for it
+    if record.ended_at is None and record.state.value == "interrupted":
+        return store.last_event_at(record.id)
+    return record.ended_at
+
+
+def _tail(path: str | None, lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
+    if not path or not Path(path).is_file():
+        return ()
+    with open(path, encoding="utf-8", errors="replace") as log:
+        return tuple(line.rstrip("\n") for line in deque(log, maxlen=lines))

@@ -1,0 +1,118 @@
+"""The run report as Markdown tables, to paste into a pull request."""
+
+from __future__ import annotations
+
+import html
+
+from orchestra.report.diffs import FileChange
+from orchestra.report.facts import AttemptFacts, RunFacts, TaskFacts
+from orchestra.report.formatting import (
+    cost_used,
+    duration,
+    moment,
+    outcome_text,
+    retries_text,
+    states_text,
+    task_seconds,
+    tokens_used,
+)
+
+TASK_COLUMNS = ("task", "state", "tool", "attempts", "time", "files", "+", "-", "tokens", "cost")
+TASK_COLUMNS += ("reason",)
+ATTEMPT_COLUMNS = ("#", "tool", "outcome", "exit", "started", "took", "waited", "error")
+ATTEMPT_COLUMNS += ("files", "tokens", "cost", "routing")
+
+
+def render_markdown(run: RunFacts) -> str:
+    """Return the report of ``run``: a summary table, a task table and each task's attempts."""
+    lines = [f"## orchestra run {cell(run.id)}: {cell(run.state)}", ""]
+    lines += _table(("", ""), _summary_rows(run))
+    if run.graph_note:
+        lines += ["", f"> {cell(run.graph_note)}"]
+    title = f" — {cell(run.title)}" if run.title else ""
+    lines += ["", f"### Tasks of `{cell(run.workstream)}`{title}", ""]
+    lines += _table(TASK_COLUMNS, [_task_row(task) for task in run.tasks])
+    for task in run.tasks:
+        if not task.attempts:
+            continue
+        lines += ["", f"#### {cell(task.id)}", ""]
+        lines += _table(ATTEMPT_COLUMNS, [_attempt_row(run, a) for a in task.attempts])
+    return "\n".join(lines) + "\n"
+
+
+def cell(value: object) -> str:
+    """Return ``value`` fit for a table cell: one line, ``|`` escaped, no live HTML."""
+    text = "" if value is None else str(value)
+    text = html.escape(" ".join(text.split()), quote=False)
+    return text.replace("|", "\\|")
+
+
+def _summary_rows(run: RunFacts) -> list[tuple[str, ...]]:
+    rows = [
+        ("run", run.id),
+        ("workstream", run.workstream + (f" — {run.title}" if run.title else "")),
+        ("file", run.file or "-"),
+        ("outcome", run.state),
+    ]
+    if run.error:
+        rows.append(("stopped", run.error))
+    rows += [
+        ("started", moment(run.started_at)),
+        ("wall time", duration(run.wall_seconds)),
+        ("tasks", f"{len(run.tasks)}: {states_text(run.tasks_by_state)}"),
+        ("attempts", retries_text(run)),
+        ("tokens", tokens_used(run.tokens, run.budget_tokens)),
+        ("cost", cost_used(run.cost_usd, run.budget_cost)),
+    ]
+    return rows
+
+
+def _task_row(task: TaskFacts) -> tuple[str, ...]:
+    return (
+        task.id,
+        task.state,
+        task.tool or "-",
+        str(len(task.attempts)),
+        duration(task_seconds(task)),
+        str(len(task.files)),
+        str(sum(change.added for change in task.files)),
+        str(sum(change.deleted for change in task.files)),
+        f"{task.tokens:,}",
+        f"{task.cost_usd:.2f}",
+        task.reason or "",
+    )
+
+
+def _attempt_row(run: RunFacts, attempt: AttemptFacts) -> tuple[str, ...]:
+    since = None if run.started_at is None else attempt.started_at - run.started_at
+    tokens = (attempt.input_tokens or 0) + (attempt.output_tokens or 0)
+    error = ": ".join(part for part in (attempt.error_class, attempt.message) if part)
+    return (
+        str(attempt.number),
+        attempt.tool,
+        outcome_text(attempt.outcome),
+        "-" if attempt.exit_code is None else str(attempt.exit_code),
+        f"+{duration(since)}",
+        duration(attempt.seconds),
+        duration(attempt.waited),
+        error,
+        ", ".join(_change(change) for change in attempt.files),
+        f"{tokens:,}",
+        f"{attempt.cost_usd or 0:.2f}",
+        attempt.route_reason or "",
+    )
+
+
+def _change(change: FileChange) -> str:
+    return (
+        f"{change.path} (binary)"
+        if change.binary
+        else f"{change.path} +{change.added} -{change.deleted}"
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+    return lines
