@@ -199,13 +199,15 @@ def _drive(
         resumed=resumed,
     )
     try:
-        return orchestrator.run()
+        outcome = orchestrator.run()
     finally:
         for sink in sinks:
             try:
                 sink.close()
             except Exception:  # a sink failing to close must not hide the run's outcome
                 pass
+    orchestrator.record_late_events()  # what the sinks warned about while closing
+    return outcome
 
 
 def request_cancel(store: Store, run_id: str) -> str:
