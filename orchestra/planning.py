@@ -39,6 +39,10 @@ class Plan:
         return [task for task in self.workstream.tasks if self.decision_of[task.id].tool is None]
 
 
+#: the distribution that provides a tool people often name before installing it
+PLUGIN_FOR_TOOL = {"aider": "orchestra-aider", "codex": "orchestra-codex"}
+
+
 def check_names(
     workstream: Workstream, host: PluginHost, settings: Settings
 ) -> Iterator[SpecError]:
@@ -80,8 +84,10 @@ def check_names(
             names = (named,) if isinstance(named, str) else (named or ())
             for name in names:
                 if name not in tools:
+                    hint = PLUGIN_FOR_TOOL.get(name)
                     yield SpecError(
-                        unknown("tool", name, tools.names()),
+                        unknown("tool", name, tools.names())
+                        + (f": install the plugin {hint} to use it" if hint else ""),
                         file=file,
                         task=task_id,
                         field=prefix + field_name,
