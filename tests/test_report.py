@@ -437,3 +437,10 @@ def test_an_unknown_run_is_a_one_line_error(plain_run):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ") and "no run '20260101-000000-abcd'" in result.stderr
+
+
+def test_the_docs_show_the_current_help_and_are_linked():
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    help_text = run_orchestra("report", "--help", env={"COLUMNS": "80"}).stdout
+    assert f"## orchestra report\n\n```\n{help_text}```\n" in (docs / "cli.md").read_text()
+    assert "(report.md)" in (docs / "index.md").read_text()

@@ -8,6 +8,7 @@ the database does not hold).
 from __future__ import annotations
 
 import re
+import shlex
 from collections import deque
 from pathlib import Path
 
@@ -270,8 +271,15 @@ def _from_workstream(workstream, task_ids: list[str]):
         dependencies[task.id] = tuple(d for d in task.depends_on if d in in_run)
         titles[task.id] = task.title
         chosen = task.checks if task.checks is not None else default_checks
-        checks[task.id] = tuple(check.label for check in chosen)
+        checks[task.id] = tuple(_check_text(check) for check in chosen)
     return {task: dependencies[task] for task in task_ids}, titles, checks
+
+
+def _check_text(check) -> str:
+    """Return a check's name, or its command as it could be pasted into a shell."""
+    if check.name:
+        return check.name
+    return check.command if isinstance(check.command, str) else shlex.join(check.command)
 
 
 def _dependencies_from_reasons(steps) -> dict[str, tuple[str, ...]]:
