@@ -1,7 +1,7 @@
 """``orchestra run`` hands tasks to the real aider configured in orchestra.toml's [tools.aider].
 
-The host will commit a successful attempt's work (the worktree issue); until then the edit
-is checked in the working tree, where aider left it uncommitted.
+Each attempt runs in a git worktree; orchestra commits a successful attempt's edit (aider's
+own auto-commits are off) and merges it into the run's branch, which the tests read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from fake_openai import API_KEY, FakeOpenAI, error_reply, whole_edit
+from fake_openai import API_KEY, FakeOpenAI, diff_edit, error_reply, whole_edit
 
 from orchestra.testing import run_orchestra
 
@@ -144,3 +144,24 @@ def test_a_failed_check_is_fed_back_to_aiders_next_attempt(real_aider, repo, llm
     retry_prompt = llm.requests[1].last_user_message
     assert "previous attempt failed a check" in retry_prompt
     assert "says-world" in retry_prompt or "grep" in retry_prompt
+
+
+def test_an_edit_in_the_diff_format_is_committed_on_the_run_branch(real_aider, repo, llm):
+    configure(repo, llm)
+    config = (repo / "orchestra.toml").read_text()
+    (repo / "orchestra.toml").write_text(config.replace('"whole"', '"diff"'))
+    llm.script(diff_edit("hello.py", '    return "hello"\n', '    return "hello, world"\n'))
+
+    completed = orchestra_run(repo, real_aider)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_id = json.loads(completed.stdout)["run"]
+    assert landed(repo, run_id, "hello.py") == WORLD
+    message = subprocess.run(
+        ["git", "log", "-1", "--format=%B", f"orchestra/{run_id}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "task greet, attempt 1, tool aider" in message

@@ -1,7 +1,7 @@
 """End to end: ``orchestra run`` routes a task to the real codex, configured in orchestra.toml.
 
-orchestra does not commit an attempt's changes yet (the worktree issue), so the edit
-is looked for in the working tree.
+Each attempt runs in a git worktree; orchestra commits a successful attempt's edit
+(codex never commits) and merges it into the run's branch, which the tests read.
 """
 
 from __future__ import annotations
