@@ -558,3 +558,30 @@ def test_resume_reads_the_file_with_the_format_the_run_started_with(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == {"succeeded": 1}
+
+
+def test_show_lists_a_bundles_fields_kept_as_metadata(tmp_path):
+    script = write_tool_script(tmp_path / "alpha.toml", [{}])
+    (tmp_path / "plan.json").write_text(
+        json.dumps(
+            {
+                "id": "ws-meta",
+                "openspec_change": "OS-7",
+                "gate": 2,
+                "tasks": ["Do the thing"],
+                "tool": "alpha",
+            }
+        )
+    )
+    env = scripted_tools_env(alpha=script)
+    ran = run_orchestra("run", "plan.json", "--json", cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["run"]
+
+    shown = run_orchestra("show", run_id, cwd=tmp_path, env=env)
+    document = json.loads(run_orchestra("show", run_id, "--json", cwd=tmp_path, env=env).stdout)
+
+    assert "  format uet-bundle" in shown.stdout
+    assert "  metadata: " in shown.stdout and "openspec_change=OS-7" in shown.stdout
+    assert document["format"] == "uet-bundle"
+    assert document["steps"][0]["metadata"]["gate"] == 2

@@ -65,6 +65,37 @@ def _usage_text(usage: dict) -> str:
     return f"{tokens}, {cost}"
 
 
+def _metadata(state: CliState, record) -> dict[str, dict]:
+    """Each task's metadata, read from the run's workstream file when it is still the
+    file the run started with (the database does not keep it); empty otherwise."""
+    from pathlib import Path
+
+    file = record.workstream_file
+    if not file or not Path(file).is_file():
+        return {}
+    from orchestra.engine.orchestrator import content_hash
+
+    if content_hash(file) != record.content_hash:
+        return {}
+    from orchestra.errors import OrchestraError
+    from orchestra.loaders import load
+
+    try:
+        loaded = load(file, state.host, file_format=record.settings.get("format"))
+    except OrchestraError:
+        return {}
+    return {task.id: dict(task.metadata) for task in loaded.workstream.tasks if task.metadata}
+
+
+def _metadata_text(metadata: dict, width: int = 120) -> str:
+    parts = []
+    for key, value in metadata.items():
+        shown = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        parts.append(f"{key}={shown}")
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _run_end(store, record) -> float | None:
     """When the run ended; for an interrupted run, its last recorded moment (so its
     duration does not keep growing while nothing drives it)."""
@@ -162,6 +193,9 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
             }
         )
     usage = _usage(store, run_id, record.settings)
+    metadata = _metadata(state, record)
+    for step in steps:
+        step["metadata"] = metadata.get(step["task"], {})
     if as_json:
         document = {
             "id": record.id,
@@ -172,6 +206,7 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
             "started_at": record.started_at,
             "ended_at": record.ended_at,
             "error": record.error,
+            "format": record.settings.get("format"),
             "usage": usage,
             "steps": steps,
         }
@@ -183,6 +218,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
         f"  started {_when(record.started_at)},"
         f" took {_took(record.started_at, _run_end(store, record))}"
     )
+    if record.settings.get("format") not in (None, "toml"):
+        click.echo(f"  format {record.settings['format']}")
     if record.error:
         click.echo(f"  stopped: {record.error}")
     if usage["tokens"] or usage["cost"] or usage["budget"]:
@@ -190,6 +227,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
     for step in steps:
         reason = f"  — {step['reason']}" if step["reason"] else ""
         click.echo(f"\n{step['task']}  {step['state']}{reason}")
+        if step["metadata"]:
+            click.echo(f"  metadata: {_metadata_text(step['metadata'])}")
         for attempt in step["attempts"]:
             took = _took(attempt["started_at"], attempt["ended_at"])
             error = (
