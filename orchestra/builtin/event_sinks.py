@@ -266,6 +266,7 @@ class JsonlSink:
             last = block[-1:]
         if last != b"\n":  # a line cut short by a crash: end it, so the next one is whole
             self._write(b"\n")
+            self._seq += 1
 
     def emit(self, event: Mapping[str, Any]) -> None:
         if self._file is None:
