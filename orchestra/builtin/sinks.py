@@ -26,6 +26,9 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
     if kind.startswith("run."):
         detail = payload.get("reason") or payload.get("summary") or ""
         return f"{clock}  run {event.get('run')}  {kind[4:]}{'  ' + detail if detail else ''}"
+    if kind in ("sink.warning", "sink.disabled"):
+        problem = payload.get("message") or payload.get("error") or ""
+        return f"{clock}  sink {payload.get('sink', '?')}  {kind[5:]}  — {problem}"
     if kind.startswith("step."):
         parts = [clock, f"{event.get('task')}", kind[5:]]
         if payload.get("tool"):
@@ -150,7 +153,16 @@ class ConsoleSink:
 
 
 #: events the live view also prints as a line, so they stay in the scrollback
-NOTEWORTHY = frozenset({"step.failed", "step.retrying", "step.quarantined", "step.skipped"})
+NOTEWORTHY = frozenset(
+    {
+        "step.failed",
+        "step.retrying",
+        "step.quarantined",
+        "step.skipped",
+        "sink.warning",
+        "sink.disabled",
+    }
+)
 
 
 def _is_terminal(stream: TextIO) -> bool:
