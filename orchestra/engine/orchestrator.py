@@ -1,10 +1,11 @@
 """The run loop: ready set -> route -> execute -> checks -> record -> next.
 
 One thread, the orchestrator's, owns the store: it decides what starts, records every
-transition (state and event in one transaction) and tells the sinks. Attempts run on a
-pool of ``max_parallel`` worker threads, each driving its process through a
-``LocalContext``; a worker never touches the store: it puts its result (and the tool's
-progress events) in the orchestrator's inbox.
+transition (state and event in one transaction) and tells the sinks. Attempts run where
+the run's executor puts them: the ``local`` one runs them on a pool of ``max_parallel``
+worker threads, each driving its process through a ``LocalContext``; a worker never
+touches the store: it puts its result (and the tool's progress events) in the
+orchestrator's inbox.
 
 Each time the orchestrator wakes, it records everything that arrived, what follows from it
 (retries, dependents that became ready or were skipped) and the attempts it starts next in
@@ -22,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from orchestra.models import (
     Availability,
     Budget,
     ExecutionRequest,
+    ExecutorRun,
     RetryPolicy,
     SinkContext,
     StepResult,
@@ -255,7 +256,8 @@ class Orchestrator:
                 elif state is StepState.PENDING:
                     self._settle(task_id)
         messages: list[tuple] = []
-        with ThreadPoolExecutor(max_workers=self.settings.max_parallel) as pool:
+        executor = self._open_executor()
+        try:
             while True:
                 with self.store.batch():  # what arrived and what starts next: one commit
                     if self.cancel.is_set() and self._stopping is None:
@@ -264,11 +266,37 @@ class Orchestrator:
                         self._handle(message)
                     launches = self._start_attempts() if self._stopping is None else []
                 for launch in launches:
-                    pool.submit(self._work, launch)
+                    executor.submit(launch)
                 if not self.running and not self._waiting():
                     break
                 messages = self._receive()
+        finally:
+            executor.close()
         return self._end()
+
+    def _open_executor(self) -> Any:
+        """The run's executor (the ``executor`` setting): where its attempts run."""
+        return (
+            self.host.executors()
+            .get(self.settings.executor)
+            .open(
+                ExecutorRun(
+                    run_id=self.run_id,
+                    parallel=self.settings.max_parallel,
+                    work=self._work,
+                    event=lambda task_id, attempt, kind, payload: self.inbox.put(
+                        ("event", task_id, attempt, kind, dict(payload))
+                    ),
+                    history=lambda: self.store.events(self.run_id),
+                    options={
+                        name: self.settings.values[name].value for name in self.settings.values
+                    },
+                    project_root=self._workspace_run.project_root,
+                    state_dir=self._workspace_run.state_dir,
+                    resumed=self._workspace_run.resumed,
+                )
+            )
+        )
 
     def _waiting(self) -> bool:
         """True while some step can still start (now or after a retry delay)."""
