@@ -41,6 +41,10 @@ class Config:
     max_parallel: int | None = None
     routing: str | None = None
     scheduler: str | None = None
+    #: where attempts run: ``local`` or an executor plugin's name (``ray``)
+    executor: str | None = None
+    #: the Ray cluster the ``ray`` executor joins (``ray://host:10001``, ``host:6379``)
+    ray_address: str | None = None
     sinks: tuple[str, ...] | None = None
     max_attempts: int | None = None
     timeout: float | None = duration()
@@ -226,6 +230,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_parallel", 4, _parse_int, "how many tasks run at the same time"),
     Setting("routing", "auto", str, "the routing strategy for tasks that pin no tool", True),
     Setting("scheduler", "eager", str, "the scheduling strategy that orders ready tasks"),
+    Setting("executor", "local", str, "where attempts run: local, or ray (orchestra-ray)"),
+    Setting("ray_address", None, str, "the Ray cluster the ray executor joins"),
     Setting("sinks", ("console",), _parse_names, "where a run's events go"),
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),

@@ -78,9 +78,10 @@ def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None
 
 @hookspec
 def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
-    """Register executors, which decide where an attempt runs: ``submit(request, adapter)``.
+    """Register executors, which decide where attempts run: ``open(run) -> RunExecutor``,
+    whose ``submit(launch)`` starts an attempt and ``close()`` ends the run's use of it.
 
-    Selected by name (``executor = "local"``).
+    Selected by name (``executor = "local"``, the default; ``orchestra-ray`` adds ``ray``).
     """
 
 

@@ -6,7 +6,7 @@ them; everything after loading works with these classes, never with raw dicts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -299,6 +299,33 @@ class WorkspaceRun:
     #: commands run in each new workspace before the tool (``uv sync``)
     setup: tuple[str, ...] = ()
     #: whether the run is being resumed (leftovers of its dead attempts may exist)
+    resumed: bool = False
+
+
+@attrs.frozen
+class ExecutorRun:
+    """What an executor knows of the run it serves (``Executor.open``).
+
+    ``work(launch)`` carries out one attempt on this machine and posts its result to the
+    run loop, as the local executor does; an executor that runs attempts elsewhere hands
+    it a launch whose ``adapter`` forwards the attempt (the run loop prepares, judges and
+    lands the change around it). ``event(task_id, attempt, kind, payload)`` records an
+    event of an attempt; it may be called from any thread.
+    """
+
+    run_id: str
+    #: how many attempts run at once (``max_parallel``)
+    parallel: int
+    work: Callable[[Any], None] = attrs.field(eq=False, repr=False)
+    event: Callable[[str, int, str, Mapping[str, Any]], None] = attrs.field(eq=False, repr=False)
+    #: the events recorded so far in this run, oldest first (a resumed run's history)
+    history: Callable[[], list[Any]] = attrs.field(eq=False, repr=False, default=list)
+    #: ``executor_options``: settings the executor reads (``ray_address``)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: the project root and orchestra's state directory beside the run database
+    project_root: str = ""
+    state_dir: str = ""
+    #: whether the run is being resumed (its dead orchestrator may have left work behind)
     resumed: bool = False
 
 

@@ -60,6 +60,7 @@ def check_names(
         ("scheduler", host.schedulers(), "scheduling strategy"),
         ("sinks", host.sinks(), "sink"),
         ("workspace", host.workspaces(), "workspace"),
+        ("executor", host.executors(), "executor"),
     ):
         value = settings.values[setting].value
         if value is None:

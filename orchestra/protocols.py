@@ -18,6 +18,7 @@ from orchestra.models import (
     Availability,
     Change,
     ExecutionRequest,
+    ExecutorRun,
     Landing,
     StepResult,
     Task,
@@ -268,8 +269,27 @@ class Executor(Protocol):
 
     name: str
 
-    def submit(self, request: ExecutionRequest, adapter: ToolAdapter) -> Any:
-        """Start the attempt and return a handle the run loop can wait on or cancel."""
+    def open(self, run: ExecutorRun) -> RunExecutor:
+        """Return the executor of one run (called when the run starts or resumes)."""
+        ...
+
+
+class RunExecutor(Protocol):
+    """One run's executor: takes the attempts the run loop starts.
+
+    A launch holds ``running`` (task, attempt, tool), ``adapter``, ``request``,
+    ``context`` (the attempt's ``LocalContext``), ``checks`` and ``space`` (its
+    ``RunWorkspace``); it is an attrs class, so ``attrs.evolve`` makes a changed copy.
+    """
+
+    def submit(self, launch: Any) -> None:
+        """Start the attempt; its result must reach the run loop (``run.work`` posts it),
+        whatever happens to it, or the run waits for it for ever."""
+        ...
+
+    def close(self) -> None:
+        """Wait for the submitted attempts and release what the run used (called once,
+        when the run loop ends)."""
         ...
 
 

@@ -173,6 +173,7 @@ def test_plugins_and_tools_list_the_builtins(tmp_path):
     builtins = {row["name"]: row for row in plugins if row["distribution"] == "orchestra"}
     assert set(builtins) == {
         *("shell", "routing", "scheduling", "sinks", "event_sinks", "scripted", "workspaces"),
+        "executors",
         *("toml", "uet-bundle", "task-master"),
     }
     assert builtins["routing"]["hooks"] == ["orchestra_register_routers"]

@@ -35,7 +35,7 @@ REQUIRED = {
     "schedulers": ("order",),
     "sinks": ("emit", "close"),
     "workspaces": ("open",),
-    "executors": ("submit",),
+    "executors": ("open",),
     "loaders": ("patterns", "sniff", "load"),
 }
 

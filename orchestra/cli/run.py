@@ -135,6 +135,12 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     help="When the run succeeds, bring its branch into BRANCH (fast-forward when it can).",
 )
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
+@click.option(
+    "--executor",
+    metavar="NAME",
+    help="Where attempts run: local (the default) or ray (plugin orchestra-ray).",
+)
+@click.option("--ray-address", metavar="ADDRESS", help="The Ray cluster the ray executor joins.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option(
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
@@ -158,6 +164,8 @@ def run(
     sink_names: tuple[str, ...],
     merge_into: str | None,
     db: str | None,
+    executor: str | None,
+    ray_address: str | None,
     quiet: bool,
     plain: bool,
     as_json: bool,
@@ -180,6 +188,8 @@ def run(
         "budget_cost": budget_cost,
         "budget_tokens": budget_tokens,
         "sinks": tuple(sink_names) or None,
+        "executor": executor,
+        "ray_address": ray_address,
     }
     try:
         workstream, settings = load_checked(
@@ -236,6 +246,8 @@ RESUMED_SETTINGS = (
     "max_attempts",
     "timeout",
     "idle_timeout",
+    "executor",
+    "ray_address",
 )
 
 
