@@ -893,11 +893,9 @@ class Orchestrator:
         name = getattr(sink, "name", "?")
         sinks = self.host.sinks()
         plugin = sinks.registration(name).plugin if name in sinks else None
-        self.store.add_event(
-            self.run_id,
-            "sink.disabled",
-            {"sink": name, "plugin": plugin, "error": f"{type(error).__name__}: {error}"},
-        )
+        payload = {"sink": name, "plugin": plugin, "error": f"{type(error).__name__}: {error}"}
+        self.store.add_event(self.run_id, "sink.disabled", payload)
+        self._emit("sink.disabled", None, payload)  # the other sinks (the console) say so
 
 
 def default_workspace(project_root: Path) -> str:
