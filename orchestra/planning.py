@@ -139,7 +139,11 @@ def load_checked(
     workstream = loaded.workstream
     settings = resolve_settings(project, flags=flags, defaults=workstream.defaults)
     chosen = Resolved(loaded.format, loaded.reason)
-    settings = attrs.evolve(settings, values={**settings.values, "format": chosen})
+    values = {**settings.values, "format": chosen}
+    given = {name: value for name, value in (options or {}).items() if value}
+    if given:  # recorded with a run, so that resume loads the same tasks
+        values["loader_options"] = Resolved(given, "command line")
+    settings = attrs.evolve(settings, values=values)
     problems = list(check_names(workstream, host, settings))
     if problems:
         raise WorkstreamInvalid(file, problems)

@@ -585,3 +585,19 @@ def test_show_lists_a_bundles_fields_kept_as_metadata(tmp_path):
     assert "  metadata: " in shown.stdout and "openspec_change=OS-7" in shown.stdout
     assert document["format"] == "uet-bundle"
     assert document["steps"][0]["metadata"]["gate"] == 2
+
+
+def test_run_keeps_done_tasks_with_include_done_and_resume_remembers_it(plugin_host, tmp_path):
+    everything = load(FIXTURES / "tasks.json", plugin_host, options={"include_done": True})
+    (tmp_path / "tasks.json").write_text((FIXTURES / "tasks.json").read_text())
+    script = write_tool_script(tmp_path / "alpha.toml", [{}])
+    env = {**scripted_tools_env(alpha=script), "ORCHESTRA_DISABLE_PLUGINS": "aider,codex"}
+
+    ran = run_orchestra("run", "tasks.json", "--include-done", "--json", cwd=tmp_path, env=env)
+
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert sum(summary["steps"].values()) == len(everything.workstream.tasks)
+    with sqlite3.connect(tmp_path / ".orchestra" / "orchestra.db") as db:
+        (settings,) = db.execute("SELECT settings FROM runs").fetchone()
+    assert json.loads(settings)["loader_options"] == {"include_done": True}

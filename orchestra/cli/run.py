@@ -153,6 +153,12 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     metavar="NAME",
     help="The workstream format to read FILE as (default: recognised from the file).",
 )
+@click.option(
+    "--include-done",
+    is_flag=True,
+    help="task-master: keep the tasks already done (left out by default).",
+)
+@click.option("--tag", metavar="NAME", help="task-master: the tag whose tasks to load.")
 @pass_state
 def run(
     state: CliState,
@@ -170,6 +176,8 @@ def run(
     plain: bool,
     as_json: bool,
     file_format: str | None,
+    include_done: bool,
+    tag: str | None,
 ) -> None:
     """Run workstream FILE to its end, recording every step in the run database.
 
@@ -198,6 +206,7 @@ def run(
             state.host,
             flags,
             file_format=file_format,
+            options={"include_done": include_done, "tag": tag},
             on_notice=lambda message: click.echo(f"notice: {message}", err=True),
         )
     finally:
@@ -305,6 +314,7 @@ def resume(
             state.host,
             flags,
             file_format=record.settings.get("format"),
+            options=record.settings.get("loader_options"),
         )
     finally:
         state.warn()
