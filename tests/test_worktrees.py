@@ -241,7 +241,7 @@ def test_a_twenty_task_run_leaves_no_worktree_behind(tmp_path):
 
     result = run(repo, "--max-parallel", "4")
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     run_id = json.loads(result.stdout)["run"]
     assert len(git(repo, "ls-tree", "--name-only", f"orchestra/{run_id}").split()) == 21  # + README
     assert worktrees(repo) == [str(repo.resolve())]

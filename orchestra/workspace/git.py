@@ -15,10 +15,14 @@ Paths of files are returned relative to the repository root, POSIX style, sorted
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -157,6 +161,49 @@ def _git(
     return completed
 
 
+# git reads every worktree's metadata when it adds a worktree, lists them, deletes or
+# rebases a branch (is it checked out somewhere?), and fails when another git process is
+# half-way through adding one ("failed to read .git/worktrees/x/commondir"). So these
+# operations take one lock: a thread lock for this process, and an flock on a file in the
+# repository's common git directory for other processes.
+_STRUCTURE = threading.RLock()
+_HELD = threading.local()
+_COMMON_DIRS: dict[str, Path] = {}
+
+
+def _common_dir(path: Path) -> Path:
+    key = str(path)
+    if key not in _COMMON_DIRS:
+        found = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        _COMMON_DIRS[key] = Path(found.stdout.strip())
+    return _COMMON_DIRS[key]
+
+
+@contextlib.contextmanager
+def _worktrees_locked(path: Path) -> Iterator[None]:
+    """Hold the repository's worktree lock (reentrant within a thread)."""
+    with _STRUCTURE:
+        depth = getattr(_HELD, "depth", 0)
+        if depth:
+            _HELD.depth = depth + 1
+            try:
+                yield
+            finally:
+                _HELD.depth = depth
+            return
+        lock_file = _common_dir(path) / "orchestra-worktrees.lock"
+        descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            _HELD.depth = 1
+            try:
+                yield
+            finally:
+                _HELD.depth = 0
+        finally:
+            os.close(descriptor)  # releases the flock
+
+
 def _branch_ref(branch: str) -> str:
     """Return ``refs/heads/<branch>``; git checks the rest of the name where it is used."""
     if not branch or branch.startswith("-"):
@@ -279,7 +326,8 @@ def delete_branch(repo: Path, branch: str) -> None:
     git refuses to delete a branch that is checked out in a worktree, which is kept.
     """
     _branch_ref(branch)  # a name starting with "-" would be read as an option
-    completed = _git(repo, "branch", "-D", branch, check=False)
+    with _worktrees_locked(repo):
+        completed = _git(repo, "branch", "-D", branch, check=False)
     if completed.returncode != 0 and branch_tip(repo, branch) is not None:
         raise _failure(repo, ("branch", "-D", branch), completed.returncode, completed.stderr)
 
@@ -297,7 +345,8 @@ def add_worktree(repo: Path, path: Path, branch: str, start: str) -> None:
     commit = _resolve(repo, start)
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _git(repo, "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), commit)
+    with _worktrees_locked(repo):
+        _git(repo, "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), commit)
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
@@ -308,24 +357,27 @@ def remove_worktree(repo: Path, path: Path) -> None:
     not know as a worktree is left alone: it is not orchestra's to delete.
     """
     target = Path(path).absolute().resolve()
-    registered = any(
-        worktree.path.resolve() == target and not worktree.prunable
-        for worktree in list_worktrees(repo)
-    )
-    if registered:
-        # twice --force: even a locked worktree (an interrupted `git worktree add` leaves one)
-        _git(repo, "worktree", "remove", "--force", "--force", str(target))
-    prune_worktrees(repo)
+    with _worktrees_locked(repo):
+        registered = any(
+            worktree.path.resolve() == target and not worktree.prunable
+            for worktree in list_worktrees(repo)
+        )
+        if registered:
+            # twice --force: even a locked worktree (an interrupted `git worktree add` leaves one)
+            _git(repo, "worktree", "remove", "--force", "--force", str(target))
+        prune_worktrees(repo)
 
 
 def prune_worktrees(repo: Path) -> None:
     """Make git forget worktrees whose directories are gone."""
-    _git(repo, "worktree", "prune")
+    with _worktrees_locked(repo):
+        _git(repo, "worktree", "prune")
 
 
 def list_worktrees(repo: Path) -> list[Worktree]:
     """Return every worktree of the repository, the main one first, as git lists them."""
-    completed = _git(repo, "worktree", "list", "--porcelain", "-z")
+    with _worktrees_locked(repo):
+        completed = _git(repo, "worktree", "list", "--porcelain", "-z")
     worktrees = []
     fields: dict[str, str] = {}
     for line in [*completed.stdout.split("\0"), ""]:
@@ -451,16 +503,17 @@ def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
     """Rebase the worktree's branch onto ``onto_commit``; return the conflicting paths, if
     any, after putting the worktree back as it was."""
     arguments = ("rebase", "--quiet", "--no-autostash", onto_commit)
-    completed = _git(
-        worktree, *arguments, config=(*_REBASE_CONFIG, *_identity(worktree)), check=False
-    )
-    if completed.returncode == 0:
-        return ()
-    if _rebase_in_progress(worktree):
-        conflicts = _unmerged_paths(worktree)
-        _git(worktree, "rebase", "--abort")
-        if conflicts:
-            return tuple(conflicts)
+    with _worktrees_locked(worktree):
+        completed = _git(
+            worktree, *arguments, config=(*_REBASE_CONFIG, *_identity(worktree)), check=False
+        )
+        if completed.returncode == 0:
+            return ()
+        if _rebase_in_progress(worktree):
+            conflicts = _unmerged_paths(worktree)
+            _git(worktree, "rebase", "--abort")
+            if conflicts:
+                return tuple(conflicts)
     raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
 
 
