@@ -52,18 +52,25 @@ SHELL_OPERATORS = frozenset(
 # -- reading files -------------------------------------------------------------------
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Return the TOML document at ``path``; unreadable or malformed files raise SpecError."""
-    import tomli  # compiled tomli parses large files about twice as fast as tomllib
-
+def read_file(path: Path, size: int = -1) -> bytes:
+    """Return the bytes of a workstream file (its first ``size`` when given); a file
+    that cannot be read raises SpecError saying why, naming it."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            return stream.read(size)
     except FileNotFoundError:
         raise SpecError("no such file", file=str(path)) from None
     except IsADirectoryError:
         raise SpecError("is a directory, not a workstream file", file=str(path)) from None
     except OSError as error:
         raise SpecError(f"cannot read: {error.strerror}", file=str(path)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Return the TOML document at ``path``; unreadable or malformed files raise SpecError."""
+    import tomli  # compiled tomli parses large files about twice as fast as tomllib
+
+    raw = read_file(path)
     try:
         return tomli.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:

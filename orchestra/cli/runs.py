@@ -260,22 +260,9 @@ def logs(
     state: CliState, run_id: str, task_id: str, attempt: int | None, follow: bool, db: str | None
 ) -> None:
     """Print the log of TASK's attempt in RUN (secrets already masked)."""
-    from orchestra.errors import OrchestraError
 
     store = _store(state, db)
-    attempts = store.attempts(run_id, task_id)
-    if not attempts:
-        store.step(run_id, task_id)  # an unknown task is an error naming it
-        raise OrchestraError(f"task {task_id!r} of run {run_id} has not been attempted yet")
-    chosen = (
-        attempts[-1]
-        if attempt is None
-        else next((a for a in attempts if a.number == attempt), None)
-    )
-    if chosen is None:
-        raise OrchestraError(
-            f"task {task_id!r} of run {run_id} has no attempt {attempt} (it has {len(attempts)})"
-        )
+    chosen = chosen_attempt(store, run_id, task_id, attempt)
     path = Path(chosen.log_path or "")
     while not path.exists():  # made at the attempt's first output or failure
         if not follow or _ended(store, run_id, task_id, chosen.number):
@@ -295,6 +282,25 @@ def logs(
                 click.echo(log.read(), nl=False)
                 return
             time.sleep(0.2)
+
+
+def chosen_attempt(store, run_id: str, task_id: str, number: int | None):
+    """Return attempt ``number`` of a task (its last when None), or raise an error that
+    says what there is."""
+    from orchestra.errors import OrchestraError
+
+    attempts = store.attempts(run_id, task_id)
+    if not attempts:
+        store.step(run_id, task_id)  # an unknown task is an error naming it
+        raise OrchestraError(f"task {task_id!r} of run {run_id} has not been attempted yet")
+    if number is None:
+        return attempts[-1]
+    for record in attempts:
+        if record.number == number:
+            return record
+    raise OrchestraError(
+        f"task {task_id!r} of run {run_id} has no attempt {number} (it has {len(attempts)})"
+    )
 
 
 def _ended(store, run_id: str, task_id: str, number: int) -> bool:

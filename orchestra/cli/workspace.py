@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from orchestra.cli.runs import _store, db_option, db_path
+from orchestra.cli.runs import _store, chosen_attempt, db_option, db_path
 from orchestra.cli.state import CliState, pass_state
 
 
@@ -40,19 +40,7 @@ def diff(
             click.echo(f"# {record.task_id}, attempt {record.number} ({record.tool})")
             click.echo(record.diff, nl=not record.diff.endswith("\n"))
         return
-    attempts = store.attempts(run_id, task_id)
-    if not attempts:
-        store.step(run_id, task_id)  # an unknown task is an error naming it
-        raise OrchestraError(f"task {task_id!r} of run {run_id} has not been attempted yet")
-    chosen = (
-        attempts[-1]
-        if attempt is None
-        else next((a for a in attempts if a.number == attempt), None)
-    )
-    if chosen is None:
-        raise OrchestraError(
-            f"task {task_id!r} of run {run_id} has no attempt {attempt} (it has {len(attempts)})"
-        )
+    chosen = chosen_attempt(store, run_id, task_id, attempt)
     if not chosen.diff:
         click.echo(f"(attempt {chosen.number} of {task_id} changed nothing)", err=True)
         return

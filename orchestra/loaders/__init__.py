@@ -21,7 +21,7 @@ from orchestra.gcpause import paused_gc
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.registry import Registration, Registry
-from orchestra.spec import checked_workstream
+from orchestra.spec import checked_workstream, read_file
 
 #: how much of a file the loaders' sniff sees
 HEAD_SIZE = 4096
@@ -53,15 +53,7 @@ class Loaded:
 
 def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
     """Return the first ``size`` bytes of ``path``; unreadable files raise SpecError."""
-    try:
-        with path.open("rb") as stream:
-            return stream.read(size)
-    except FileNotFoundError:
-        raise SpecError("no such file", file=str(path)) from None
-    except IsADirectoryError:
-        raise SpecError("is a directory, not a workstream file", file=str(path)) from None
-    except OSError as error:
-        raise SpecError(f"cannot read: {error.strerror}", file=str(path)) from None
+    return read_file(path, size)
 
 
 def choose_loader(

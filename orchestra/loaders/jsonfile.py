@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.errors import SpecError
+from orchestra.spec import read_file
 
 PRIORITY_WORDS = {"low": -1, "medium": 0, "high": 1, "critical": 2}
 NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -17,14 +18,9 @@ NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 def read_json(path: Path) -> Any:
     """Return the JSON document at ``path``; unreadable or malformed files raise SpecError."""
+    raw = read_file(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise SpecError("no such file", file=str(path)) from None
-    except IsADirectoryError:
-        raise SpecError("is a directory, not a workstream file", file=str(path)) from None
-    except OSError as error:
-        raise SpecError(f"cannot read: {error.strerror}", file=str(path)) from None
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
     try:
