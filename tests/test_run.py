@@ -309,9 +309,10 @@ def test_canceling_an_interrupted_run_cancels_its_steps_too(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
-    assert run_orchestra("cancel", run_id, cwd=tmp_path).returncode == 0
+    canceled = run_orchestra("cancel", run_id, cwd=tmp_path)
+    assert canceled.returncode == 0, canceled.stdout + canceled.stderr
     states = {row["state"] for row in db_rows(tmp_path, "SELECT state FROM steps")}
-    assert states <= {"succeeded", "canceled"} and "canceled" in states
+    assert states <= {"succeeded", "canceled"} and "canceled" in states, states
     open_attempts = db_rows(tmp_path, "SELECT * FROM attempts WHERE ended_at IS NULL")
     assert open_attempts == []
     assert db_rows(tmp_path, "SELECT state FROM runs")[0][0] == "canceled"
