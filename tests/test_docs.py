@@ -64,3 +64,16 @@ def test_the_configuration_page_names_every_setting_and_variable():
         assert f"`{setting.name}`" in text and setting.variable in text, setting.name
     for variable in ("ORCHESTRA_DISABLE_PLUGINS", "ORCHESTRA_TRACE_PLUGINS"):
         assert variable in text
+
+
+def test_the_command_line_page_shows_every_commands_current_help():
+    from orchestra.cli import BUILTIN_COMMANDS
+    from orchestra.testing import run_orchestra
+
+    text = (DOCS / "cli.md").read_text()
+    environment = {"COLUMNS": "80"}
+    for words in [[], *([name] for name in sorted(BUILTIN_COMMANDS)), ["tools", "reset"]]:
+        shown = run_orchestra(*words, "--help", env=environment).stdout
+        assert shown and shown in text, (
+            f"docs/cli.md lacks the current `orchestra {' '.join(words)} --help`"
+        )
