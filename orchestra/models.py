@@ -317,10 +317,12 @@ class ExecutorRun:
     #: how many attempts run at once (``max_parallel``)
     parallel: int
     work: Callable[[Any], None] = attrs.field(eq=False, repr=False)
-    event: Callable[[str, int, str, Mapping[str, Any]], None] = attrs.field(eq=False, repr=False)
+    event: Callable[[str | None, int | None, str, Mapping[str, Any]], None] = attrs.field(
+        eq=False, repr=False
+    )
     #: the events recorded so far in this run, oldest first (a resumed run's history)
     history: Callable[[], list[Any]] = attrs.field(eq=False, repr=False, default=list)
-    #: ``executor_options``: settings the executor reads (``ray_address``)
+    #: the run's resolved settings by name (an executor reads its own: ``ray_address``)
     options: Mapping[str, Any] = attrs.field(factory=dict)
     #: the project root and orchestra's state directory beside the run database
     project_root: str = ""

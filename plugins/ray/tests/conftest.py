@@ -1,0 +1,68 @@
+"""A real Ray cluster on this machine for the tests: a head and one more node, each
+advertising its own tools, on 127.0.0.1.
+
+Ray turns a loopback address into the machine's network address unless it is told that
+clusters are local only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, what Ray does on macOS);
+the variable is set for the nodes and for every orchestra process the tests start.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+#: keeps every Ray process of the tests on 127.0.0.1 (see the module's docstring); Ray
+#: reads it when it is first imported, so it is set before that
+LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOCAL_ONLY)
+
+
+@attrs.frozen
+class LocalCluster:
+    cluster: object
+    address: str
+    head_id: str
+    #: the extra node's id, and the node object to remove it by
+    node_id: str
+    node: object
+
+    def env(self, **more: str) -> dict[str, str]:
+        """The environment of an orchestra process that joins this cluster."""
+        return {**LOCAL_ONLY, **more}
+
+
+def start_cluster(head_resources: dict, node_resources: dict) -> LocalCluster:
+    from ray.cluster_utils import Cluster
+
+    # a private temporary directory, short enough for Ray's unix socket paths
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": head_resources,
+            "include_dashboard": False,
+            "temp_dir": temp_dir,
+            # a node's death is noticed in about a second instead of tens of seconds
+            "_system_config": {
+                "health_check_initial_delay_ms": 0,
+                "health_check_period_ms": 500,
+                "health_check_failure_threshold": 2,
+            },
+        },
+    )
+    node = cluster.add_node(num_cpus=1, resources=node_resources)
+    cluster.wait_for_nodes()
+    return LocalCluster(cluster, cluster.address, cluster.head_node.node_id, node.node_id, node)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalCluster]:
+    """A head with the tool ``shell`` (2 at once) and a node with the tool ``scripted``."""
+    local = start_cluster({"tool:shell": 2}, {"tool:scripted": 1})
+    yield local
+    local.cluster.shutdown()

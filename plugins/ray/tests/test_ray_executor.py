@@ -1,0 +1,274 @@
+"""The executor ``ray`` against a real Ray cluster of two nodes on this machine: the same
+results as the local executor, attempts only on nodes with their tool, and a node that
+dies mid-attempt."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestra.engine.process import processes_of_run, stop_process_groups
+from orchestra.testing import (
+    make_git_repo,
+    orchestra_program,
+    run_orchestra,
+    scripted_tools_env,
+    tool_calls,
+    write_tool_script,
+)
+
+from .conftest import start_cluster
+
+WORKSTREAM = """\
+id = "w"
+[defaults]
+backoff = { initial = 0.1, jitter = false }
+[[tasks]]
+id = "a"
+prompt = "write a"
+tool = "scripted"
+files = { create = ["a.txt"] }
+checks = ["test -f a.txt"]
+[[tasks]]
+id = "b"
+prompt = "write b, after one failed try"
+tool = "scripted"
+files = { create = ["b.bin"] }
+[[tasks]]
+id = "both"
+command = ["sh", "-c", "cat a.txt > both.txt && wc -c < b.bin >> both.txt"]
+files = { create = ["both.txt"] }
+depends_on = ["a", "b"]
+[[tasks]]
+id = "listing"
+command = ["sh", "-c", "ls > listing.txt"]
+files = { create = ["listing.txt"] }
+depends_on = ["both"]
+"""
+
+
+def git(repo: Path, *arguments: str) -> str:
+    return subprocess.run(
+        ["git", *arguments], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def rows(project: Path, query: str, *args) -> list[sqlite3.Row]:
+    with sqlite3.connect(project / ".orchestra" / "orchestra.db") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(query, args).fetchall()
+
+
+def project(tmp_path: Path, name: str) -> tuple[Path, dict[str, str]]:
+    repo = make_git_repo(tmp_path / name, {"README.md": "# app\n"})
+    (repo / "ws.toml").write_text(WORKSTREAM)
+    script = write_tool_script(
+        tmp_path / f"{name}-scripted.toml",
+        [{}],
+        tasks={
+            "a": [{"action": "succeed", "edit": {"path": "a.txt", "content": "alpha\n"}}],
+            "b": [
+                {"action": "fail", "error_class": "exit_status", "message": "not yet"},
+                {"action": "succeed", "edit": {"path": "b.bin", "content": "b\x00\x01\n"}},
+            ],
+        },
+    )
+    return repo, scripted_tools_env(scripted=script)
+
+
+def outcome(repo: Path, run_id: str) -> dict:
+    """What a run came to, whatever ran it: states, attempts and the run branch's tree."""
+    return {
+        "steps": [
+            tuple(r) for r in rows(repo, "SELECT task_id, state FROM steps ORDER BY task_id")
+        ],
+        "attempts": [
+            tuple(r)
+            for r in rows(
+                repo,
+                "SELECT task_id, number, outcome, error_class, tool, diff FROM attempts"
+                " ORDER BY task_id, number",
+            )
+        ],
+        "tree": git(repo, "rev-parse", f"orchestra/{run_id}^{{tree}}"),
+    }
+
+
+@pytest.fixture(scope="module")
+def both_runs(ray_cluster, tmp_path_factory):
+    """The same workstream in two identical repositories, run by each executor."""
+    tmp_path = tmp_path_factory.mktemp("runs")
+    results = {}
+    for executor in ("local", "ray"):
+        repo, env = project(tmp_path, executor)
+        arguments = ["--executor", executor, "--ray-address", ray_cluster.address]
+        finished = run_orchestra(
+            "run", "ws.toml", "--json", *arguments, cwd=repo, env=ray_cluster.env(**env)
+        )
+        assert finished.returncode == 0, finished.stderr
+        results[executor] = (repo, json.loads(finished.stdout)["run"])
+    return results
+
+
+def test_a_run_on_ray_comes_to_what_the_local_executor_makes(both_runs):
+    local, ray = (outcome(*both_runs[name]) for name in ("local", "ray"))
+
+    assert ray == local
+    assert ray["steps"] == [
+        ("a", "succeeded"),
+        ("b", "succeeded"),
+        ("both", "succeeded"),
+        ("listing", "succeeded"),
+    ]
+    assert [(task, n, result) for task, n, result, *_ in ray["attempts"]] == [
+        ("a", 1, "succeeded"),
+        ("b", 1, "failed"),
+        ("b", 2, "succeeded"),
+        ("both", 1, "succeeded"),
+        ("listing", 1, "succeeded"),
+    ]
+    repo, run_id = both_runs["ray"]
+    assert git(repo, "show", f"orchestra/{run_id}:both.txt") == "alpha\n4"
+    # the log of an attempt on a node (the tool's output, then its check) is here
+    log = (repo / ".orchestra" / "runs" / run_id / "a.1.log").read_text()
+    assert "ORCHESTRA-SCRIPTED-RESULT" in log and "test -f a.txt" in log
+
+
+def test_attempts_run_only_on_nodes_that_advertise_their_tool(both_runs, ray_cluster):
+    repo, run_id = both_runs["ray"]
+    ended = rows(
+        repo,
+        "SELECT task_id, attempt, payload FROM events WHERE run_id = ? AND type = 'ray.ended'"
+        " ORDER BY task_id, attempt",
+        run_id,
+    )
+    nodes = {(r["task_id"], r["attempt"]): json.loads(r["payload"])["node"] for r in ended}
+    scripted = ray_cluster.node_id
+    assert nodes == {
+        ("a", 1): scripted,
+        ("b", 1): scripted,
+        ("b", 2): scripted,
+        ("both", 1): ray_cluster.head_id,
+        ("listing", 1): ray_cluster.head_id,
+    }
+    submitted = rows(
+        repo, "SELECT payload FROM events WHERE run_id = ? AND type = 'ray.submitted'", run_id
+    )
+    assert len(submitted) == 5
+    payload = json.loads(submitted[0]["payload"])
+    assert set(payload) == {"task", "object", "job", "resource"}
+
+
+def test_a_node_that_dies_mid_attempt_gets_the_attempt_retried_elsewhere(tmp_path):
+    local = start_cluster({"tool:shell": 1}, {"tool:scripted": 1})
+    repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[defaults]\nbackoff = { initial = 0.1, jitter = false }\n'
+        '[[tasks]]\nid = "slow"\nprompt = "p"\ntool = "scripted"\n'
+        'files = { create = ["slow.txt"] }\n'
+    )
+    script = write_tool_script(
+        tmp_path / "scripted.toml",
+        [
+            {"action": "succeed", "seconds": 20, "edit": {"path": "slow.txt", "content": "1\n"}},
+            {"action": "succeed", "edit": {"path": "slow.txt", "content": "2\n"}},
+        ],
+    )
+    env = {**local.env(**scripted_tools_env(scripted=script))}
+    argv = ["run", "ws.toml", "--json", "--executor", "ray", "--ray-address", local.address]
+    process = subprocess.Popen(
+        [orchestra_program(), *argv],
+        cwd=repo,
+        env={**_inherited(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = None
+    try:
+        _wait_for(lambda: len(tool_calls(script)) == 1, "the first attempt to start")
+        run_id = tool_calls(script)[0]["run"]
+        spare = local.cluster.add_node(num_cpus=1, resources={"tool:scripted": 1})
+        local.cluster.remove_node(local.node, allow_graceful=False)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if run_id is not None:  # the dead node's tool, orphaned
+            stop_process_groups(processes_of_run(run_id).values(), grace=0.5)
+        local.cluster.shutdown()
+
+    assert process.returncode == 0, stderr
+    attempts = rows(
+        repo, "SELECT number, outcome, error_class, message FROM attempts ORDER BY number"
+    )
+    assert [(a["number"], a["outcome"], a["error_class"]) for a in attempts] == [
+        (1, "crashed", "crashed"),
+        (2, "succeeded", None),
+    ]
+    assert "Ray node running the attempt was lost" in attempts[0]["message"]
+    ended = rows(
+        repo, "SELECT attempt, payload FROM events WHERE type = 'ray.ended' ORDER BY attempt"
+    )
+    assert json.loads(ended[1]["payload"])["node"] == spare.node_id
+    assert git(repo, "show", f"orchestra/{json.loads(stdout)['run']}:slow.txt") == "2"
+
+
+def _inherited() -> dict[str, str]:
+    import os
+
+    return {name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRA_")}
+
+
+def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_resume_cancels_what_a_dead_orchestrator_left_on_the_cluster(tmp_path, ray_cluster):
+    repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "slow"\nprompt = "p"\ntool = "scripted"\n'
+        'files = { create = ["slow.txt"] }\n'
+    )
+    script = write_tool_script(
+        tmp_path / "scripted.toml",
+        [
+            {"action": "succeed", "seconds": 30, "edit": {"path": "slow.txt", "content": "1\n"}},
+            {"action": "succeed", "edit": {"path": "slow.txt", "content": "2\n"}},
+        ],
+    )
+    env = {**_inherited(), **ray_cluster.env(**scripted_tools_env(scripted=script))}
+    argv = ["run", "ws.toml", "--json", "--executor", "ray", "--ray-address", ray_cluster.address]
+    process = subprocess.Popen(
+        [orchestra_program(), *argv],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: len(tool_calls(script)) == 1, "the first attempt to start")
+    finally:
+        process.kill()  # the orchestrator dies; its attempt's tool goes on, on the node
+        process.wait()
+    run_id = tool_calls(script)[0]["run"]
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=repo, env=ray_cluster.env(**env))
+
+    assert resumed.returncode == 0, resumed.stderr
+    attempts = rows(repo, "SELECT number, outcome FROM attempts ORDER BY number")
+    assert [tuple(a) for a in attempts] == [(1, "interrupted"), (2, "succeeded")]
+    canceled = rows(repo, "SELECT task_id, attempt FROM events WHERE type = 'ray.canceled'")
+    assert [tuple(c) for c in canceled] == [("slow", 1)]
+    assert not processes_of_run(run_id)  # nothing of the dead attempt runs on
+    assert git(repo, "show", f"orchestra/{run_id}:slow.txt") == "2"
+    assert [call["attempt"] for call in tool_calls(script)] == [1, 2]
