@@ -271,6 +271,11 @@ RESUMED_SETTINGS = (
 )
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="The Ray cluster to go on with (default: the one the run started on).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option(
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
@@ -284,6 +289,7 @@ def resume(
     max_parallel: int | None,
     fail_fast: bool,
     db: str | None,
+    ray_address: str | None,
     quiet: bool,
     plain: bool,
     as_json: bool,
@@ -292,8 +298,9 @@ def resume(
 
     Processes the run's dead orchestrator left running are stopped; attempts that were
     running are recorded as interrupted and their tasks tried again. The run keeps the
-    settings it started with (parallelism, timeouts, attempts, routing, scheduler, and
-    --fail-fast); --max-parallel and --fail-fast given here change them. Refuses if the
+    settings it started with (parallelism, timeouts, attempts, routing, scheduler,
+    executor, and --fail-fast); --max-parallel, --fail-fast and --ray-address given
+    here change them. Refuses if the
     workstream file changed since the run started, unless --force.
     """
     from orchestra.config import resolve_settings
@@ -306,6 +313,8 @@ def resume(
     flags = {name: record.settings.get(name) for name in RESUMED_SETTINGS}
     if max_parallel is not None:
         flags["max_parallel"] = max_parallel
+    if ray_address is not None:
+        flags["ray_address"] = ray_address
     flags["db"] = db_path(db)
     try:
         workstream, settings = load_checked(

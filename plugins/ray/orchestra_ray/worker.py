@@ -191,7 +191,9 @@ def sweep_node(run_id: str) -> dict[str, Any]:
 
 
 def forget_run(run_id: str) -> None:
-    """Remove this node's copy of the repository and everything else of a run that ended."""
+    """Stop what is left of a run that ended on this node (a canceled attempt's tool that
+    outlived its Ray task), and remove the node's copy of the repository and the rest."""
     import shutil
 
+    sweep_node(run_id)
     shutil.rmtree(repository.node_directory(run_id), ignore_errors=True)

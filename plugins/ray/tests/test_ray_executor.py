@@ -5,6 +5,7 @@ dies mid-attempt."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import time
@@ -262,7 +263,9 @@ def test_resume_cancels_what_a_dead_orchestrator_left_on_the_cluster(tmp_path, r
         process.wait()
     run_id = tool_calls(script)[0]["run"]
 
-    resumed = run_orchestra("resume", run_id, "--json", cwd=repo, env=ray_cluster.env(**env))
+    resumed = run_orchestra(
+        "resume", run_id, "--json", "--ray-address", ray_cluster.address, cwd=repo, env=env
+    )
 
     assert resumed.returncode == 0, resumed.stderr
     attempts = rows(repo, "SELECT number, outcome FROM attempts ORDER BY number")
@@ -272,3 +275,30 @@ def test_resume_cancels_what_a_dead_orchestrator_left_on_the_cluster(tmp_path, r
     assert not processes_of_run(run_id)  # nothing of the dead attempt runs on
     assert git(repo, "show", f"orchestra/{run_id}:slow.txt") == "2"
     assert [call["attempt"] for call in tool_calls(script)] == [1, 2]
+
+
+def test_ctrl_c_stops_the_attempt_on_its_node(tmp_path, ray_cluster):
+    repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "hang"\nprompt = "p"\ntool = "scripted"\n'
+    )
+    script = write_tool_script(tmp_path / "scripted.toml", [{"action": "hang", "seconds": 60}])
+    env = {**_inherited(), **ray_cluster.env(**scripted_tools_env(scripted=script))}
+    argv = ["run", "ws.toml", "--json", "--executor", "ray", "--ray-address", ray_cluster.address]
+    process = subprocess.Popen(
+        [orchestra_program(), *argv], cwd=repo, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(lambda: len(tool_calls(script)) == 1, "the attempt to start")
+        run_id = tool_calls(script)[0]["run"]
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130
+    assert json.loads(stdout)["state"] == "canceled"
+    (attempt,) = rows(repo, "SELECT outcome FROM attempts")
+    assert attempt["outcome"] == "canceled"
+    _wait_for(lambda: not processes_of_run(run_id), "the tool on the node to be stopped", 20)
