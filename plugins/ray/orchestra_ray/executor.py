@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,8 @@ KEPT_BUNDLES = 8
 CANCEL_WAIT = 30.0
 #: how long the run's end (or resume) waits for the nodes to clean up after it
 CLEANUP_WAIT = 60.0
+#: how long the executor waits for the cluster's address to answer before it gives up
+PROBE_SECONDS = 5.0
 
 
 def resource(tool: str) -> str:
@@ -61,6 +64,7 @@ class RayRun:
         self.address = _address(run.options.get("ray_address"))
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
+            _reachable(self.address)
             try:
                 ray.init(
                     address=self.address,
@@ -219,11 +223,11 @@ class RayAttempt:
                 ended["outcome"] = outcome.outcome
                 return outcome
             ended.update(node=outcome.node_id, host=outcome.host, seconds=round(outcome.seconds, 3))
-            ended["outcome"] = outcome.result.outcome
             _append_log(ctx.log_path, outcome.log)
             for kind, payload in outcome.events:
                 run.event(task_id, attempt, f"tool.{kind}", payload)
-            repository.apply_patch(top, outcome.patch)
+            repository.apply_patch(top, outcome.patch)  # raising, it crashes the attempt
+            ended["outcome"] = outcome.result.outcome
             return outcome.result
         finally:
             run.event(task_id, attempt, "ray.ended", ended)
@@ -297,6 +301,21 @@ def _cluster_news_to_stderr() -> None:
 
     print_on_stderr.__wrapped__ = original  # type: ignore[attr-defined]
     worker.print_to_stdstream = print_on_stderr
+
+
+def _reachable(address: str) -> None:
+    """Refuse at once a ``host:port`` that nothing answers on: ``ray.init`` would keep
+    trying for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", or a Ray client address: ray.init says what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        raise OrchestraError(
+            f"executor 'ray': no Ray cluster answers at {address} ({error.strerror or error});"
+            " start one with `ray start --head`, or set ray_address (see docs/ray.md)"
+        ) from None
 
 
 def _address(configured: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -302,3 +303,20 @@ def test_ctrl_c_stops_the_attempt_on_its_node(tmp_path, ray_cluster):
     (attempt,) = rows(repo, "SELECT outcome FROM attempts")
     assert attempt["outcome"] == "canceled"
     _wait_for(lambda: not processes_of_run(run_id), "the tool on the node to be stopped", 20)
+
+
+def test_an_address_nothing_answers_on_is_refused_at_once(tmp_path):
+    repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    (repo / "ws.toml").write_text('id = "w"\n[[tasks]]\nid = "t"\ncommand = ["true"]\n')
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+
+    started = time.monotonic()
+    finished = run_orchestra(
+        "run", "ws.toml", "--executor", "ray", "--ray-address", address, cwd=repo
+    )
+
+    assert finished.returncode == 2
+    assert f"error: executor 'ray': no Ray cluster answers at {address}" in finished.stderr
+    assert time.monotonic() - started < 30
