@@ -305,9 +305,13 @@ def test_ctrl_c_stops_the_attempt_on_its_node(tmp_path, ray_cluster):
     _wait_for(lambda: not processes_of_run(run_id), "the tool on the node to be stopped", 20)
 
 
-def test_an_address_nothing_answers_on_is_refused_at_once(tmp_path):
+def test_an_address_nothing_answers_on_is_refused_at_once_and_resume_goes_elsewhere(
+    tmp_path, ray_cluster
+):
     repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
-    (repo / "ws.toml").write_text('id = "w"\n[[tasks]]\nid = "t"\ncommand = ["true"]\n')
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "t"\ncommand = ["sh", "-c", "echo t > t.txt"]\n'
+    )
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
@@ -320,3 +324,11 @@ def test_an_address_nothing_answers_on_is_refused_at_once(tmp_path):
     assert finished.returncode == 2
     assert f"error: executor 'ray': no Ray cluster answers at {address}" in finished.stderr
     assert time.monotonic() - started < 30
+    (run,) = rows(repo, "SELECT id FROM runs")
+    resumed = run_orchestra(
+        *("resume", run["id"], "--json", "--ray-address", ray_cluster.address),
+        cwd=repo,
+        env=ray_cluster.env(),
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert git(repo, "show", f"orchestra/{run['id']}:t.txt") == "t"
