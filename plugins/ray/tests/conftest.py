@@ -60,9 +60,19 @@ def start_cluster(head_resources: dict, node_resources: dict) -> LocalCluster:
     return LocalCluster(cluster, cluster.address, cluster.head_node.node_id, node.node_id, node)
 
 
+#: a secret the nodes have in their environment (they inherit this process's)
+NODE_SECRET = ("ORCHESTRA_RAY_TEST_TOKEN", "the-nodes-own-token")
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[LocalCluster]:
-    """A head with the tool ``shell`` (2 at once) and a node with the tool ``scripted``."""
-    local = start_cluster({"tool:shell": 2}, {"tool:scripted": 1})
+    """A head with the tool ``shell`` (2 at once) and a node with the tool ``scripted``;
+    both have ``NODE_SECRET`` in their environment."""
+    name, value = NODE_SECRET
+    os.environ[name] = value
+    try:
+        local = start_cluster({"tool:shell": 2}, {"tool:scripted": 1})
+    finally:
+        del os.environ[name]
     yield local
     local.cluster.shutdown()

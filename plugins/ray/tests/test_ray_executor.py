@@ -24,7 +24,7 @@ from orchestra.testing import (
     write_tool_script,
 )
 
-from .conftest import start_cluster
+from .conftest import NODE_SECRET, start_cluster
 
 WORKSTREAM = """\
 id = "w"
@@ -332,3 +332,22 @@ def test_an_address_nothing_answers_on_is_refused_at_once_and_resume_goes_elsewh
     )
     assert resumed.returncode == 0, resumed.stderr
     assert git(repo, "show", f"orchestra/{run['id']}:t.txt") == "t"
+
+
+def test_secrets_come_from_the_nodes_environment_not_the_orchestrators(tmp_path, ray_cluster):
+    name, on_the_node = NODE_SECRET
+    repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
+    (repo / "orchestra.toml").write_text(f'[tools.shell]\npass_env = ["{name}"]\n')
+    (repo / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "secret"\n'
+        f'command = ["sh", "-c", "test \\"${name}\\" = {on_the_node} && echo seen"]\n'
+    )
+    env = ray_cluster.env(**{name: "the-orchestrators-token"})
+    argv = ["run", "ws.toml", "--json", "--executor", "ray", "--ray-address", ray_cluster.address]
+
+    finished = run_orchestra(*argv, cwd=repo, env=env)
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    run_id = json.loads(finished.stdout)["run"]
+    log = (repo / ".orchestra" / "runs" / run_id / "secret.1.log").read_text()
+    assert "seen" in log and on_the_node not in log  # and redacted on the node
