@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # Ray turns 127.0.0.1 into the machine's address unless clusters are local only; read
 # when Ray is first imported, and inherited by every process started here.
@@ -69,7 +70,7 @@ assert codes == [0] * len(tasks), codes
 """
 
 
-def start_cluster():
+def start_cluster() -> tuple[Any, str]:
     from ray.cluster_utils import Cluster
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
@@ -84,7 +85,7 @@ def start_cluster():
     )
     cluster.add_node(num_cpus=1, resources={"tool:shell": 2})
     cluster.wait_for_nodes()
-    return cluster
+    return cluster, temp_dir
 
 
 def make_repository(scratch: Path, workstream: Path) -> Path:
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="ray-overhead-"))
     workstream = scratch / "ws.toml"
     overhead.write_workstream(workstream, options.tasks)
-    cluster = start_cluster()
+    cluster, ray_temp_dir = start_cluster()
     try:
         address = cluster.address
         measured: dict[str, list[float]] = {"local": [], "ray": [], "plain Ray": []}
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {label}: {run.seconds:.2f} s ({per_task:.1f} ms per task)", flush=True)
     finally:
         cluster.shutdown()
+        shutil.rmtree(ray_temp_dir, ignore_errors=True)
         os.chdir(REPO)
         shutil.rmtree(scratch, ignore_errors=True)
     rows = [

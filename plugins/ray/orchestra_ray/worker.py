@@ -88,8 +88,9 @@ def run_on_node(job: NodeJob, bundle: list[Any]) -> NodeOutcome:
         log = log_path.read_bytes() if log_path.exists() else b""
     finally:
         context.cleanup()
-        with repository.locked(home / "repository.lock"):
-            repository.remove_worktree(copy, tree)
+        if copy.exists():  # else the run ended meanwhile and its directory is gone
+            with repository.locked(home / "repository.lock"):
+                repository.remove_worktree(copy, tree)
         log_path.unlink(missing_ok=True)
     return NodeOutcome(
         result,
