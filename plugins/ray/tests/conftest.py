@@ -9,6 +9,7 @@ the variable is set for the nodes and for every orchestra process the tests star
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -29,6 +30,12 @@ class LocalCluster:
     #: the extra node's id, and the node object to remove it by
     node_id: str
     node: object
+    temp_dir: str
+
+    def shutdown(self) -> None:
+        """Stop every node of the cluster and remove its temporary directory."""
+        self.cluster.shutdown()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def env(self, **more: str) -> dict[str, str]:
         """The environment of an orchestra process that joins this cluster."""
@@ -57,7 +64,8 @@ def start_cluster(head_resources: dict, node_resources: dict) -> LocalCluster:
     )
     node = cluster.add_node(num_cpus=1, resources=node_resources)
     cluster.wait_for_nodes()
-    return LocalCluster(cluster, cluster.address, cluster.head_node.node_id, node.node_id, node)
+    head_id = cluster.head_node.node_id
+    return LocalCluster(cluster, cluster.address, head_id, node.node_id, node, temp_dir)
 
 
 #: a secret the nodes have in their environment (they inherit this process's)
@@ -75,4 +83,4 @@ def ray_cluster() -> Iterator[LocalCluster]:
     finally:
         del os.environ[name]
     yield local
-    local.cluster.shutdown()
+    local.shutdown()

@@ -203,7 +203,7 @@ def test_a_node_that_dies_mid_attempt_gets_the_attempt_retried_elsewhere(tmp_pat
             process.kill()
         if run_id is not None:  # the dead node's tool, orphaned
             stop_process_groups(processes_of_run(run_id).values(), grace=0.5)
-        local.cluster.shutdown()
+        local.shutdown()
 
     assert process.returncode == 0, stderr
     attempts = rows(
