@@ -29,7 +29,7 @@ from orchestra_ray.worker import NodeJob, NodeOutcome, forget_run, run_on_node, 
 
 #: how often a waiting attempt looks at the run's cancel flag
 POLL_SECONDS = 0.2
-#: base commits whose bundles stay in Ray's object store (the newest ones)
+#: later base commits whose bundles stay in Ray's object store (the newest ones)
 KEPT_BUNDLES = 8
 #: how long a canceled attempt waits for its node to stop it before it is given up
 CANCEL_WAIT = 30.0
@@ -80,7 +80,9 @@ class RayRun:
             _cluster_news_to_stderr()
         self.remote = ray.remote(run_on_node)
         self.pool = ThreadPoolExecutor(max_workers=run.parallel, thread_name_prefix="ray")
-        self._bundles: OrderedDict[str, Any] = OrderedDict()
+        #: the run's first base commit and its bundle; later bases' bundles, newest last
+        self._anchor: tuple[str, Any] | None = None
+        self._bundles: OrderedDict[str, tuple[bool, Any]] = OrderedDict()
         self._bundling = threading.Lock()
         if run.resumed:
             self._cancel_leftovers()
@@ -99,6 +101,7 @@ class RayRun:
 
         self.pool.shutdown(wait=True)
         self._bundles.clear()
+        self._anchor = None
         try:
             ray.get(_on_every_node(forget_run, self.run.run_id), timeout=CLEANUP_WAIT)
         except Exception:  # a node lost meanwhile keeps its copy until its /tmp is cleared
@@ -106,19 +109,29 @@ class RayRun:
         if self._connected_here:
             ray.shutdown()
 
-    def bundle(self, directory: str, commit: str) -> Any:
-        """The object reference of the bundle of ``commit``, put in the store once."""
+    def bundles(self, directory: str, commit: str) -> tuple[str, list[Any]]:
+        """The references a node needs to have ``commit``: the run's first base commit and
+        its whole history (put in the store once per run), then, for a later base, a
+        bundle of only the commits since that first one (once per base commit). Returns
+        the first base commit and the references."""
         import ray
 
         with self._bundling:
-            if commit in self._bundles:
-                self._bundles.move_to_end(commit)
-                return self._bundles[commit]
-            reference = ray.put(repository.bundle(directory, self.run.run_id, commit))
-            self._bundles[commit] = reference
-            while len(self._bundles) > KEPT_BUNDLES:
-                self._bundles.popitem(last=False)
-            return reference
+            if self._anchor is None:
+                whole = repository.bundle(directory, self.run.run_id, commit)
+                self._anchor = (commit, ray.put(whole))
+            anchor, anchor_reference = self._anchor
+            if commit == anchor:
+                return anchor, [anchor_reference]
+            if commit not in self._bundles:
+                since = anchor if repository.is_ancestor(directory, anchor, commit) else None
+                data = repository.bundle(directory, self.run.run_id, commit, since=since)
+                self._bundles[commit] = (since is not None, ray.put(data))
+                while len(self._bundles) > KEPT_BUNDLES:
+                    self._bundles.popitem(last=False)
+            self._bundles.move_to_end(commit)
+            incremental, reference = self._bundles[commit]
+            return anchor, [anchor_reference, reference] if incremental else [reference]
 
     def _cancel_leftovers(self) -> None:
         """At resume: cancel the Ray tasks the dead orchestrator recorded as submitted and
@@ -189,6 +202,7 @@ class RayAttempt:
             )
         top = repository.top_level(directory)
         base = repository.head(directory)
+        anchor, bundles = self.ray_run.bundles(str(top), base)
         job = NodeJob(
             request=attrs.evolve(request, workdir=""),
             adapter=self.adapter,
@@ -196,14 +210,14 @@ class RayAttempt:
             environment=_shareable_environment(ctx.env, request),
             setup=tuple(getattr(getattr(self.space, "run", None), "setup", ()) or ()),
             base=base,
+            anchor=anchor,
             subdir=os.path.relpath(directory, top),
         )
-        bundle = self.ray_run.bundle(str(top), base)
         # no CPU asked: a node runs as many attempts of a tool as it has of its resource;
         # no retry by Ray: orchestra's retry policy decides
         reference = self.ray_run.remote.options(
             num_cpus=0, max_retries=0, resources={resource(self.name): 1}
-        ).remote(job, [bundle])
+        ).remote(job, bundles)
         task_id, attempt = request.task.id, request.attempt
         run.event(
             task_id,

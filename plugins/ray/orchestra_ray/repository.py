@@ -43,18 +43,31 @@ def top_level(directory: str | os.PathLike) -> Path:
     return Path(git(directory, "rev-parse", "--show-toplevel").decode().strip())
 
 
-def bundle(directory: str | os.PathLike, run_id: str, commit: str) -> bytes:
-    """Return a git bundle holding ``commit`` and its history. git bundles refs, not bare
-    commits, so a ref names it for the moment of bundling."""
+def bundle(
+    directory: str | os.PathLike, run_id: str, commit: str, since: str | None = None
+) -> bytes:
+    """Return a git bundle holding ``commit`` and its history, or only the commits after
+    ``since`` (an ancestor the receiver has). git bundles refs, not bare commits, so a ref
+    names ``commit`` for the moment of bundling."""
     ref = f"{REF_PREFIX}/{run_id}/{commit}"
     git(directory, "update-ref", ref, commit)
     try:
         with tempfile.TemporaryDirectory(prefix="orchestra-ray-") as scratch:
             path = Path(scratch) / "base.bundle"
-            git(directory, "bundle", "create", "--quiet", str(path), ref)
+            excluded = () if since is None else (f"^{since}",)
+            git(directory, "bundle", "create", "--quiet", str(path), ref, *excluded)
             return path.read_bytes()
     finally:
         git(directory, "update-ref", "-d", ref)
+
+
+def is_ancestor(directory: str | os.PathLike, ancestor: str, commit: str) -> bool:
+    found = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", ancestor, commit],
+        cwd=directory,
+        capture_output=True,
+    )
+    return found.returncode == 0
 
 
 def node_directory(run_id: str) -> Path:

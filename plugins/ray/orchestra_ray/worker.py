@@ -43,6 +43,8 @@ class NodeJob:
     #: the commit the attempt starts from, and the project's directory inside the repository
     base: str
     subdir: str
+    #: the run's first base commit, whose bundle holds the history later bundles build on
+    anchor: str
 
 
 @attrs.frozen
@@ -59,10 +61,11 @@ class NodeOutcome:
     seconds: float
 
 
-def run_on_node(job: NodeJob, bundle: list[Any]) -> NodeOutcome:
-    """Carry out one attempt on this node (the body of the Ray task). ``bundle`` holds
-    the reference to the base commit's bundle, fetched only when the node's copy lacks
-    the commit."""
+def run_on_node(job: NodeJob, bundles: list[Any]) -> NodeOutcome:
+    """Carry out one attempt on this node (the body of the Ray task). ``bundles`` holds
+    the references to the bundles that give the base commit: the run's first base with
+    its history, then (for a later base) the commits since. In a list, Ray does not fetch
+    them: the node fetches only what its copy lacks."""
     import ray
 
     began = time.monotonic()
@@ -72,7 +75,9 @@ def run_on_node(job: NodeJob, bundle: list[Any]) -> NodeOutcome:
     copy = home / "repository.git"
     with repository.locked(home / "repository.lock"):
         if not repository.has_commit(copy, job.base):
-            repository.fetch_bundle(copy, ray.get(bundle[0]))
+            if len(bundles) == 2 and not repository.has_commit(copy, job.anchor):
+                repository.fetch_bundle(copy, ray.get(bundles[0]))
+            repository.fetch_bundle(copy, ray.get(bundles[-1]))
     tree = home / "attempts" / f"{task_id}.{request.attempt}"
     log_path = home / "logs" / f"{task_id}.{request.attempt}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
