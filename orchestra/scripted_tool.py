@@ -167,6 +167,7 @@ class ScriptedToolAdapter:
 
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
         """Run the program on the task's prompt (and feedback) and return what it reported."""
+        from orchestra.builtin.shell import stopped_result
         from orchestra.models import StepResult
 
         argv = [sys.executable, "-m", "orchestra.scripted_tool", "--script", str(self.script)]
@@ -183,17 +184,9 @@ class ScriptedToolAdapter:
         finished = ctx.run(
             argv, env={"ORCHESTRA_ATTEMPT": str(request.attempt)}, on_line=lines.append
         )
-        if finished.stopped == "canceled":
-            return StepResult("canceled", exit_code=finished.exit_code)
-        if finished.stopped in ("timeout", "idle"):
-            return StepResult(
-                "timed_out",
-                error_class=finished.stopped,
-                message=_STOPPED[finished.stopped],
-                exit_code=finished.exit_code,
-            )
-        if finished.error is not None:
-            return StepResult("failed", error_class="tool_missing", message=finished.error)
+        stopped = stopped_result(finished)
+        if stopped is not None:
+            return stopped
         try:
             reported = _result_line(lines)
         except ValueError as error:  # redacting a secret can break the JSON
@@ -213,12 +206,6 @@ class ScriptedToolAdapter:
                 exit_code=finished.exit_code,
             )
         return _step_result(reported, finished.exit_code)
-
-
-_STOPPED = {
-    "timeout": "scripted tool ran longer than its timeout",
-    "idle": "scripted tool printed nothing for its idle_timeout",
-}
 
 
 def _result_line(lines: Sequence[str]) -> dict[str, Any] | None:

@@ -287,10 +287,30 @@ class JsonlSink:
             self._file = None
 
 
+class _CourierSink:
+    """What the webhook and command sinks share: the chosen kinds of events go, in
+    order, to a courier thread; closing waits a bounded time for it to finish."""
+
+    name = "?"
+    _courier: Courier | None
+    _kinds: tuple[str, ...]
+    _timeout: float
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        if self._courier is not None and matches(event.get("type", ""), self._kinds):
+            if not _about_itself(event, self.name):
+                self._courier.offer(event)
+
+    def close(self) -> None:
+        if self._courier is not None:
+            courier, self._courier = self._courier, None
+            courier.finish(_DRAIN_TIMEOUTS * self._timeout)
+
+
 # -- webhook ------------------------------------------------------------------------------
 
 
-class WebhookSink:
+class WebhookSink(_CourierSink):
     """POSTs each event (or those of the chosen ``kinds``) as JSON to a URL, from a thread
     of its own, with bounded retries."""
 
@@ -345,16 +365,6 @@ class WebhookSink:
 
         self._courier = Courier(self.name, deliver, capacity, context.warn or _ignore)
 
-    def emit(self, event: Mapping[str, Any]) -> None:
-        if self._courier is not None and matches(event.get("type", ""), self._kinds):
-            if not _about_itself(event, self.name):
-                self._courier.offer(event)
-
-    def close(self) -> None:
-        if self._courier is not None:
-            courier, self._courier = self._courier, None
-            courier.finish(_DRAIN_TIMEOUTS * self._timeout)
-
 
 def _post(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float
@@ -380,7 +390,7 @@ def _ignore(message: str) -> None:
 # -- command ------------------------------------------------------------------------------
 
 
-class CommandSink:
+class CommandSink(_CourierSink):
     """Runs a command for each event of the chosen ``kinds`` (by default, the end of the
     run), with the event as JSON on its stdin, one at a time, from a thread of its own."""
 
@@ -433,16 +443,6 @@ class CommandSink:
                 raise DeliveryFailed(f"command for {event.get('type')} {problem}: {shown}")
 
         self._courier = Courier(self.name, deliver, capacity, context.warn or _ignore)
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        if self._courier is not None and matches(event.get("type", ""), self._kinds):
-            if not _about_itself(event, self.name):
-                self._courier.offer(event)
-
-    def close(self) -> None:
-        if self._courier is not None:
-            courier, self._courier = self._courier, None
-            courier.finish(_DRAIN_TIMEOUTS * self._timeout)
 
 
 def _run_command(

@@ -6,7 +6,13 @@ import shutil
 import signal
 
 from orchestra.markers import hookimpl
-from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
+from orchestra.models import (
+    Availability,
+    ExecutionRequest,
+    ProcessResult,
+    StepResult,
+    ToolProfile,
+)
 from orchestra.protocols import ExecutionContext
 
 
@@ -27,17 +33,9 @@ class ShellTool:
         task = request.task
         argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.command)
         finished = ctx.run(argv, env=dict(task.env))
-        if finished.stopped == "canceled":
-            return StepResult("canceled", exit_code=finished.exit_code)
-        if finished.stopped in ("timeout", "idle"):
-            return StepResult(
-                "timed_out",
-                error_class=finished.stopped,
-                message=_STOPPED[finished.stopped],
-                exit_code=finished.exit_code,
-            )
-        if finished.error is not None:
-            return StepResult("failed", error_class="tool_missing", message=finished.error)
+        stopped = stopped_result(finished)
+        if stopped is not None:
+            return stopped
         if finished.exit_code == 0:
             return StepResult("succeeded", exit_code=0)
         if finished.exit_code is None:
@@ -52,6 +50,23 @@ class ShellTool:
             message=f"command exited with status {finished.exit_code}",
             exit_code=finished.exit_code,
         )
+
+
+def stopped_result(finished: ProcessResult) -> StepResult | None:
+    """The attempt's result when orchestra stopped the process (canceled, timed out) or
+    could not start it; None when it ran to its own end."""
+    if finished.stopped == "canceled":
+        return StepResult("canceled", exit_code=finished.exit_code)
+    if finished.stopped in ("timeout", "idle"):
+        return StepResult(
+            "timed_out",
+            error_class=finished.stopped,
+            message=_STOPPED[finished.stopped],
+            exit_code=finished.exit_code,
+        )
+    if finished.error is not None:
+        return StepResult("failed", error_class="tool_missing", message=finished.error)
+    return None
 
 
 _STOPPED = {
