@@ -10,6 +10,7 @@ so ``orchestra plan`` can say why.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,12 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
         ConfigError(message, file=file, field=f"budget.{name}")
         for name, message in budget_problems(config.budget)
     ]
+    for index, line in enumerate(config.workspace.setup):
+        try:
+            shlex.split(line)  # run without a shell, split as one would
+        except ValueError as error:
+            field = f"workspace.setup[{index}]"
+            problems.append(ConfigError(f"cannot split {line!r}: {error}", file=file, field=field))
     for name, profile in config.tools.items():
         if profile.max_concurrency is not None and profile.max_concurrency < 1:
             field = f"tools.{name}.max_concurrency"

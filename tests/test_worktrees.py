@@ -301,3 +301,23 @@ def test_a_failing_setup_fails_the_attempt_and_a_too_large_change_is_refused(tmp
         "scope_violation",
         "changed 3 files, more than 2",
     )
+
+
+def test_a_setup_line_that_cannot_be_split_and_a_missing_merge_target_are_refused_up_front(
+    tmp_path,
+):
+    repo = make_git_repo(tmp_path / "repo")
+    (repo / "ws.toml").write_text('id = "w"\n[[tasks]]\nid = "t"\ncommand = ["true"]\n')
+    (repo / "orchestra.toml").write_text('[workspace]\nsetup = ["echo \'unclosed"]\n')
+
+    unsplittable = run(repo)
+
+    assert unsplittable.returncode == 2
+    assert "field 'workspace.setup[0]': cannot split" in unsplittable.stderr
+    (repo / "orchestra.toml").unlink()
+
+    missing = run(repo, "--merge-into", "no-such-branch")
+
+    assert missing.returncode == 2
+    assert "--merge-into: there is no branch 'no-such-branch'" in missing.stderr
+    assert not (repo / ".orchestra" / "orchestra.db").exists()  # nothing ran

@@ -211,6 +211,8 @@ def run(
         )
     finally:
         state.warn()
+    if merge_into:
+        _check_merge_target(state, merge_into)
     sinks = _sinks(state, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
@@ -227,6 +229,18 @@ def run(
     merged = _merge(state, outcome, merge_into) if merge_into else None
     _report(outcome, as_json, merged)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+def _check_merge_target(state: CliState, target: str) -> None:
+    """Refuse --merge-into a branch that does not exist, before anything runs."""
+    from orchestra.errors import OrchestraError
+    from orchestra.workspace import git
+
+    repo = git.repository_root(state.project.root)
+    if repo is None:
+        raise OrchestraError(f"--merge-into: {state.project.root} is not in a git repository")
+    if git.branch_tip(repo, target) is None:
+        raise OrchestraError(f"--merge-into: there is no branch {target!r} in {repo}")
 
 
 def _merge(state: CliState, outcome, target: str) -> str:
