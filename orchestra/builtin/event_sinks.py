@@ -18,8 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -370,6 +368,9 @@ def _post(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float
 ) -> tuple[str | None, bool]:
     """POST ``body``; return what went wrong (None when it worked) and whether to retry."""
+    import urllib.error  # here, not at start-up: every orchestra command loads this plugin
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

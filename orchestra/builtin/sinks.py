@@ -12,7 +12,6 @@ from typing import Any, TextIO
 import attrs
 
 from orchestra.markers import hookimpl
-from orchestra.progress import DONE_STATES, RunningTask, Snapshot, render
 
 
 def describe_event(event: Mapping[str, Any]) -> str | None:
@@ -61,7 +60,7 @@ class ConsoleSink:
         self._lock = threading.Lock()
         self._context: Any = None
         self._steps: dict[str, str] = {}
-        self._running: dict[str, RunningTask] = {}
+        self._running: dict[str, Any] = {}  # task -> progress.RunningTask
         self._first_start: dict[str, float] = {}
         self._durations: list[float] = []
         self._started: float | None = None
@@ -116,6 +115,8 @@ class ConsoleSink:
         if not kind.startswith("step.") or task is None:
             return
         state, at, payload = kind[5:], event.get("at", time.time()), event.get("payload") or {}
+        from orchestra.progress import DONE_STATES, RunningTask  # only a live view needs it
+
         with self._lock:
             self._steps[task] = state
             if state == "running":
@@ -139,6 +140,8 @@ class ConsoleSink:
                 for task in self._running.values()
             ]
             durations = list(self._durations)
+        from orchestra.progress import Snapshot, render
+
         snapshot = Snapshot(
             run_id=self._context.run_id if self._context else "",
             state="running",

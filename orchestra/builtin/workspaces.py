@@ -54,18 +54,11 @@ class InplaceRun:
         self.run = run
         self._writer = threading.Lock()
         self._held: set[tuple[str, int]] = set()
-        self._repo = _repository(run.project_root)
-        self._base: dict[tuple[str, int], str | None] = {}
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
-        key = (request.task.id, request.attempt)
         if writes(request):
             self._writer.acquire()
-            self._held.add(key)
-        if self._repo is not None:
-            from orchestra.workspace import git
-
-            self._base[key] = git.head_commit(self._repo)
+            self._held.add((request.task.id, request.attempt))
         return self.run.project_root
 
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
@@ -77,7 +70,6 @@ class InplaceRun:
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
         key = (request.task.id, request.attempt)
-        self._base.pop(key, None)
         if key in self._held:
             self._held.discard(key)
             self._writer.release()

@@ -215,6 +215,7 @@ class Orchestrator:
         self.wake_at: float | None = None
         #: the run's workspaces by name, opened when a task first needs one
         self.spaces: dict[str, Any] = {}
+        self._default: str | None = None  # the default workspace, once known
         #: the last line each running task printed, for sinks that show it (live views)
         self.last_lines: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
@@ -636,7 +637,7 @@ class Orchestrator:
         return self.spaces[name]
 
     def _default_workspace(self) -> str:
-        if not hasattr(self, "_default"):
+        if self._default is None:  # asks git, so only when a task needs it
             self._default = default_workspace(self.project.root)
         return self._default
 
