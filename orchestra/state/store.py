@@ -538,7 +538,8 @@ class Store:
         """Append an event to a run and return its seq. ``payload`` must be
         JSON-serialisable and already redacted."""
         with self._transaction() as db:
-            self._run_state(db, run_id)
+            if not self.holds(run_id):  # a run this store drives exists: no need to look
+                self._run_state(db, run_id)
             return self._append_event(
                 db, run_id, time.time(), type, payload or {}, task_id, attempt
             )
