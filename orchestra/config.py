@@ -224,6 +224,8 @@ class Setting:
     in_defaults: bool = False  # whether a workstream's [defaults] can set it
     #: the Config attribute holding it, when not its own name
     config_attribute: str | None = None
+    #: the command-line flag that sets it, when not --<name>
+    flag: str | None = None
 
     @property
     def variable(self) -> str:
@@ -239,7 +241,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scheduler", "eager", str, "the scheduling strategy that orders ready tasks"),
     Setting("executor", "local", str, "where attempts run: local, or ray (orchestra-ray)"),
     Setting("ray_address", None, str, "the Ray cluster the ray executor joins"),
-    Setting("sinks", ("console",), _parse_names, "where a run's events go"),
+    Setting("sinks", ("console",), _parse_names, "where a run's events go", flag="--sink"),
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
     Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
@@ -314,7 +316,8 @@ def _resolve_one(
 ) -> Resolved:
     flag = flags.get(setting.name)
     if flag is not None:
-        return Resolved(flag, f"command line (--{setting.name.replace('_', '-')})")
+        option = setting.flag or f"--{setting.name.replace('_', '-')}"
+        return Resolved(flag, f"command line ({option})")
     text = environ.get(setting.variable)
     if text:
         try:

@@ -444,3 +444,14 @@ def test_the_docs_show_the_current_help_and_are_linked():
     help_text = run_orchestra("report", "--help", env={"COLUMNS": "80"}).stdout
     assert f"## orchestra report\n\n```\n{help_text}```\n" in (docs / "cli.md").read_text()
     assert "(report.md)" in (docs / "index.md").read_text()
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line_exit_2(tmp_path):
+    (tmp_path / "ws.toml").write_text('id = "w"\n[[tasks]]\nid = "t"\ncommand = ["true"]\n')
+    ran = run_orchestra("run", "ws.toml", "--json", cwd=tmp_path)
+    run_id = json.loads(ran.stdout)["run"]
+
+    refused = run_orchestra("report", run_id, "-o", str(tmp_path / "no" / "r.html"), cwd=tmp_path)
+
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: cannot write ") and "Traceback" not in refused.stderr

@@ -111,5 +111,7 @@ def convert(
     destination = Path(output)
     if destination.exists() and not force:
         raise click.UsageError(f"{output} exists; use --force to overwrite it")
-    destination.write_text(text, encoding="utf-8")
+    from orchestra.cli.output import write_output
+
+    write_output(destination, text)
     click.echo(f"wrote {output}: {len(loaded.workstream.tasks)} tasks", err=True)

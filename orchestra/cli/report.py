@@ -47,6 +47,8 @@ def report(
     if output is None or output == "-":
         click.echo(text, nl=False)
         return
+    from orchestra.cli.output import write_output
+
     path = Path(output)
-    path.write_text(text, encoding="utf-8")
+    write_output(path, text)
     click.echo(f"wrote {path.resolve()}")
