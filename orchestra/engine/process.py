@@ -8,10 +8,13 @@ grace period, and no process of the group outlives the call. stdout and stderr g
 and in order, to the attempt's log file, with the values of secret variables replaced by
 ``***``; the file is made at the first output (or failure), so a silent success leaves none.
 
-One thread does all of it: it waits with ``poll`` on the output pipe and on a pidfd of the
-leader (readable once it exits; a short polling of ``waitpid`` where pidfds are missing),
-for no longer than the nearest deadline, so a quick command costs little more than its
-fork and exec. An ``on_line`` callback runs in that thread and should return quickly:
+One thread does all of it: it waits with ``poll`` on the output pipe, for no longer than
+the nearest deadline, and reaps the leader when the pipe ends (every process that held it
+has exited or closed it), so a quick command costs little more than its fork and exec.
+Only a leader that outlives its output is then watched through a pidfd (readable once it
+exits; a short polling of ``waitpid`` where pidfds are missing); one whose output outlives
+it (a background child holding the pipe) is seen at the next look at the leader, every
+``_POLL`` seconds. An ``on_line`` callback runs in that thread and should return quickly:
 the deadlines are looked at between reads.
 """
 
@@ -195,8 +198,7 @@ def _run(
 
     try:
         # redacted before quoting, which could split a secret holding a quote or a space
-        command = command_line([redactor.redact(argument) for argument in argv])
-        log.note(f"$ {command}\n".encode(errors="replace"))
+        log.note(functools.partial(_command_note, argv, redactor))
         if cancel is not None and cancel.is_set():
             log.write(b"orchestra: canceled before the start\n")
             return result(stopped="canceled")
@@ -206,7 +208,7 @@ def _run(
                 argv,
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=_dev_null(),  # one descriptor for every child: an open less per command
                 stdout=write_end,
                 stderr=write_end,
                 start_new_session=True,
@@ -253,26 +255,45 @@ def _run(
     return result(exit_code=code, stopped=stopped)
 
 
+def _command_note(argv: Sequence[str], redactor: Redactor) -> bytes:
+    """The log's ``$ command`` line: redacted before quoting, which could split a secret
+    holding a quote or a space."""
+    command = command_line([redactor.redact(argument) for argument in argv])
+    return f"$ {command}\n".encode(errors="replace")
+
+
+_dev_null_fd: int | None = None
+
+
+def _dev_null() -> int:
+    """A descriptor of /dev/null, opened once, that children get as their stdin."""
+    global _dev_null_fd
+    if _dev_null_fd is None:
+        _dev_null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _dev_null_fd
+
+
 class AttemptLog:
     """An attempt's log file, made only once there is something to put in it.
 
     A command that prints nothing leaves no file (``orchestra logs`` says so): creating
     a file per attempt is most of what a run of thousands of quick commands costs the
-    file system. The ``$ command`` lines (``note``) wait for the first output; once the
-    file exists they are written at once. Writes append, so several runs of an attempt
-    (the tool, then its checks) read as one story.
+    file system. The ``$ command`` lines (``note``) wait for the first output, and are
+    only formatted then; once the file exists they are written at once. Writes append,
+    so several runs of an attempt (the tool, then its checks) read as one story.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
         self._file = None
         self._created = False  # by this object: a file already there is appended to
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | Callable[[], bytes]] = []
 
-    def note(self, data: bytes) -> None:
-        """Write ``data`` if the file exists, else keep it for the first real write."""
+    def note(self, data: bytes | Callable[[], bytes]) -> None:
+        """Write ``data`` (or what it returns, when it is a function) if the file exists,
+        else keep it for the first real write."""
         if self._created:
-            self.write(data)
+            self.write(data if isinstance(data, bytes) else data())
         else:
             self._pending.append(data)
 
@@ -282,7 +303,8 @@ class AttemptLog:
             self._file = _open_log(self.path)
             self._created = True
             if self._pending:
-                self._file.write(b"".join(self._pending))
+                notes = [note if isinstance(note, bytes) else note() for note in self._pending]
+                self._file.write(b"".join(notes))
                 self._pending.clear()
         self._file.write(data)
 
@@ -485,9 +507,12 @@ def _end_of(*limits: float | None) -> float | None:
 class _Watch:
     """Waits on one process: its output pipe and its leader's exit, in the calling thread.
 
-    A pidfd of the leader becomes readable when it exits, so one ``poll`` covers both;
-    without pidfds (Linux before 5.3, other systems) the leader is polled with growing
-    pauses.
+    The pipe ends when every process holding it has exited (or closed it): for almost
+    every command, when the leader exits, so one ``poll`` on the pipe covers both. A
+    leader that outlives its output is then watched through a pidfd of it (readable once
+    it exits), opened only for that; without pidfds (Linux before 5.3, other systems) it
+    is polled with growing pauses. A leader that exits while a background child still
+    holds the pipe is seen at the next look, every ``_POLL`` seconds.
     """
 
     def __init__(self, process: subprocess.Popen, output: _Output) -> None:
@@ -497,12 +522,8 @@ class _Watch:
         self._poller = select.poll()
         self._poller.register(output.fd, select.POLLIN)
         self._pause = _FIRST_PAUSE
-        try:
-            self._pidfd: int | None = os.pidfd_open(process.pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
-        else:
-            self._poller.register(self._pidfd, select.POLLIN)
+        self._pidfd: int | None = None
+        self._pidfd_tried = False
 
     def close(self) -> None:
         """Release the pidfd and the pipe (which an escaped process may still hold)."""
@@ -539,21 +560,35 @@ class _Watch:
     def wait(self, seconds: float | None) -> None:
         """Wait up to ``seconds`` (None: no limit) for output or the leader's exit; take
         the output that came, reap the leader if it exited."""
-        pidfd, leader_exited = self._pidfd, False
-        if pidfd is None and not self.leader_done:
+        if self.leader_done:
+            pass  # only a background child's output is left to wait for
+        elif self.output.open:
+            seconds = _end_of(seconds, _POLL)  # the leader is looked at every _POLL
+        elif self._watch_leader() is None:
             seconds = _end_of(seconds, self._pause)
             self._pause = min(self._pause * 2, _POLL)
-            leader_exited = True  # to be seen by waitpid below
         events = self._poller.poll(None if seconds is None else max(seconds, 0.0) * 1000)
         for fd, _ in events:
             if fd == self.output.fd:
                 self.output.read()
                 if not self.output.open:
                     self._poller.unregister(fd)
-            elif fd == pidfd:
-                leader_exited = True
-        if leader_exited:
+        # output that leaves the pipe open says nothing of the leader: no waitpid for it
+        if not self.leader_done and not (events and self.output.open):
             self.reap()
+
+    def _watch_leader(self) -> int | None:
+        """The pidfd of the leader, opened (and polled) from the first call on; None
+        where pidfds are missing."""
+        if not self._pidfd_tried:
+            self._pidfd_tried = True
+            try:
+                self._pidfd = os.pidfd_open(self.process.pid)
+            except (AttributeError, OSError):
+                self._pidfd = None
+            else:
+                self._poller.register(self._pidfd, select.POLLIN)
+        return self._pidfd
 
     def reap(self) -> bool:
         """Reap the leader if it exited (its zombie would keep the group in existence)."""
