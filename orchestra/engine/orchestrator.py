@@ -32,6 +32,7 @@ from orchestra import graph
 from orchestra.config import Project, Settings
 from orchestra.engine import scope
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
+from orchestra.engine.queue_ahead import LINGER_SECONDS, QueueAhead
 from orchestra.engine.ready import KEEP, STOP, TAKE, ReadyQueue
 from orchestra.engine.resilience import (
     FEEDBACK_LINES,
@@ -85,10 +86,6 @@ RECENT_DURATIONS = 20
 PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
-#: attempts recorded and handed to the pool beyond its free workers (per worker), so a
-#: worker that finishes starts the next attempt without waiting for the orchestrator; only
-#: for tasks whose tools have no breaker (commands), see Orchestrator._queueable
-QUEUED_PER_WORKER = 1
 
 
 @attrs.frozen
@@ -187,6 +184,7 @@ class Orchestrator:
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._profiles: dict[str, ToolProfile] = {}
         self._queue_ok: dict[str, bool] = {}
+        self.queue_ahead = QueueAhead(self.settings.max_parallel)
         #: track records read so far: capabilities key -> tool -> (attempts, successes,
         #: recent durations)
         self._records: dict[str, dict[str, tuple]] = {}
@@ -317,6 +315,8 @@ class Orchestrator:
             messages = [self.inbox.get(timeout=timeout)]
         except queue.Empty:
             return []
+        if self.queue_ahead.worth_lingering(len(self.running)):
+            time.sleep(LINGER_SECONDS)  # the workers have queued work: gather more news
         while True:
             try:
                 messages.append(self.inbox.get_nowait())
@@ -329,6 +329,8 @@ class Orchestrator:
             _, current, result = message
             self.running.pop(current.task.id, None)
             self.in_use[current.tool] -= 1
+            if self._queue_ok.get(current.task.id) and current.ended is not None:
+                self.queue_ahead.observe(current.ended - current.started)
             self._record_end(current, result)
         elif kind == "event":
             _, task_id, attempt, event_type, payload = message
@@ -385,8 +387,8 @@ class Orchestrator:
         if exhausted is not None:
             self._stop("budget", exhausted)
             return launches
-        # the pool runs max_parallel at once; a few more wait in its queue (see above)
-        capacity = self.settings.max_parallel * (1 + QUEUED_PER_WORKER)
+        # the pool runs max_parallel at once; quick ones wait in its queue (queue_ahead.py)
+        capacity = self.queue_ahead.capacity()
         if not self.ready or len(self.running) >= capacity:
             return launches
 

@@ -1,0 +1,65 @@
+"""Quick commands are handed to the pool ahead of its workers; slow ones are not, and no
+more than max_parallel ever run at once."""
+
+import sqlite3
+from pathlib import Path
+
+from orchestra.engine.queue_ahead import MOST_PER_WORKER, QueueAhead
+from orchestra.testing import run_orchestra
+
+
+def test_nothing_known_queues_one_per_worker():
+    ahead = QueueAhead(workers=2)
+    assert ahead.per_worker() == 1
+    assert ahead.capacity() == 4
+
+
+def test_quick_attempts_queue_deeper_and_slow_ones_do_not():
+    quick = QueueAhead(workers=2)
+    for _ in range(50):
+        quick.observe(0.001)
+    assert quick.per_worker() == MOST_PER_WORKER  # 20 ms of 1 ms attempts, capped at 16
+    slow = QueueAhead(workers=2)
+    for _ in range(50):
+        slow.observe(2.0)
+    assert slow.per_worker() == 1
+    medium = QueueAhead(workers=3)
+    for _ in range(200):
+        medium.observe(0.005)
+    assert medium.per_worker() == 4
+    assert medium.capacity() == 3 * 5
+
+
+def test_the_depth_follows_attempts_that_become_slow():
+    ahead = QueueAhead(workers=2)
+    for _ in range(50):
+        ahead.observe(0.001)
+    for _ in range(50):
+        ahead.observe(1.0)
+    assert ahead.per_worker() == 1
+
+
+def test_the_loop_lingers_only_with_two_queued_per_worker():
+    ahead = QueueAhead(workers=2)
+    assert not ahead.worth_lingering(5)
+    assert ahead.worth_lingering(6)
+
+
+def test_a_deep_queue_never_runs_more_than_max_parallel_at_once(tmp_path: Path):
+    # 300 quick commands: the queue grows deep, yet the recorded spans (the workers'
+    # start and end of each attempt) never overlap more than max_parallel at a time
+    tasks = "".join(f'[[tasks]]\nid = "q{i:03d}"\ncommand = ["true"]\n' for i in range(300))
+    (tmp_path / "ws.toml").write_text('id = "quick"\n' + tasks)
+    result = run_orchestra("run", "ws.toml", "--max-parallel", "2", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / ".orchestra" / "orchestra.db") as db:
+        spans = db.execute("SELECT started_at, ended_at FROM attempts").fetchall()
+        states = dict(db.execute("SELECT state, count(*) FROM steps GROUP BY state"))
+    assert states == {"succeeded": 300}
+    assert len(spans) == 300
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in edges:  # an end at the same instant as a start comes first
+        running += change
+        most = max(most, running)
+    assert most <= 2
