@@ -7,7 +7,9 @@ run --max-parallel 2 --quiet FILE`` in a fresh working directory (so a fresh dat
 ``.orchestra/orchestra.db``), and ``benchmarks/reference_runner.py FILE DB`` on a fresh
 database (graphlib, two threads, ``subprocess.run``, one SQLite row per task start and end).
 Reports the median wall time of each, their ratio and the peak RSS of each. One untimed
-run of each comes first, and its database is checked: every task ran and succeeded.
+run of each comes first, and its database is checked: every task ran and succeeded. Both
+run with Python's bytecode cache on, as an installed program does (see
+``plan_scale.child_environment``); the untimed runs fill it.
 
 Targets: orchestra's median at most 1.2 times the reference's; orchestra's peak RSS under
 150 MB (at 10,000 tasks, and so at fewer).
