@@ -184,6 +184,8 @@ class Orchestrator:
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._profiles: dict[str, ToolProfile] = {}
         self._queue_ok: dict[str, bool] = {}
+        #: the capability filter's answers (profiles and availability hold for the run)
+        self._filtered: dict = {}
         self.queue_ahead = QueueAhead(self.settings.max_parallel)
         #: track records read so far: capabilities key -> tool -> (attempts, successes,
         #: recent durations)
@@ -436,6 +438,7 @@ class Orchestrator:
             blocked=self._blocked,
             avoid=avoid,
             memory=self.memory,
+            filtered=self._filtered,
         )
         self.decisions[task.id] = decision
         return decision
@@ -501,6 +504,7 @@ class Orchestrator:
                 tools=self.host.tools(),
                 profile=self._profile,
                 availability=self._available,
+                filtered=self._filtered,
             )
             self._queue_ok[task.id] = bool(candidates) and not any(
                 getattr(adapter, "circuit_breaker", True) for adapter in candidates
@@ -928,12 +932,14 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
         return StepResult("failed", error_class="setup_failed", message=str(error))
     try:
         context.cwd = directory
-        request = attrs.evolve(request, workdir=directory)
+        if request.workdir != directory:
+            request = attrs.evolve(request, workdir=directory)
         result = execute_attempt(launch.adapter, request, context, launch.checks)
         if result.outcome == "canceled":
             return result
         change = space.changes(request, directory)
-        result = attrs.evolve(result, diff=change.diff)
+        if result.diff != change.diff:
+            result = attrs.evolve(result, diff=change.diff)
         if result.outcome != "succeeded":
             return result
         problems = scope.violations(request.task, defaults, change)

@@ -374,7 +374,9 @@ class LocalContext:
         self._scratch_root = scratch_root
         self._scratch: Path | None = None
         self._state_dir = state_dir
-        self._redactor = Redactor([*secrets, *secret_values(self.env, self.secret_names)])
+        self._redactor = _redactor_for(
+            frozenset([*secrets, *secret_values(self.env, self.secret_names)])
+        )
 
     def run(
         self,
@@ -388,11 +390,13 @@ class LocalContext:
         """Run ``argv`` in the attempt's directory with ``env`` on top of the base env;
         ``on_line`` (else the context's) gets each line of output, redacted. ``timeout``
         (a check's own) replaces the attempt's for this command."""
-        environment = {**self.env, **(env or {})}
-        known = self._redactor.secrets
-        added = set(secret_values(environment, self.secret_names)).difference(known)
-        if any(len(value) >= MIN_SECRET_LENGTH for value in added):  # else nothing to redo
-            self._redactor = Redactor([*known, *added])
+        environment = self.env
+        if env:  # new variables may hold secrets of their own
+            environment = {**self.env, **env}
+            known = self._redactor.secrets
+            added = set(secret_values(environment, self.secret_names)).difference(known)
+            if any(len(value) >= MIN_SECRET_LENGTH for value in added):  # else nothing to redo
+                self._redactor = Redactor([*known, *added])
         return _run(
             argv,
             self.cwd if cwd is None else cwd,
@@ -441,6 +445,12 @@ class LocalContext:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+@functools.lru_cache(maxsize=64)
+def _redactor_for(secrets: frozenset[str]) -> Redactor:
+    """One Redactor per set of secrets: the attempts of a run mostly share theirs."""
+    return Redactor(secrets)
 
 
 def _both(

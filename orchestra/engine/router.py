@@ -9,6 +9,7 @@ of them. A task with no candidate gets a reason for every tool that was filtered
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -66,6 +67,7 @@ def route(
     blocked: Callable[[str], str | None] | None = None,
     avoid: tuple[str, ...] = (),
     memory: Memory | None = None,
+    filtered: dict | None = None,
 ) -> RoutingDecision:
     """Return the routing decision for ``task``; ``availability`` should cache its answers.
 
@@ -73,21 +75,21 @@ def route(
     a strategy has to choose among several); ``blocked(name)`` says why a tool is out for
     now (an open breaker); ``avoid`` names tools to pass over when another candidate is
     left (a retry that should try another tool); ``memory`` is where a strategy keeps
-    what it must remember across runs (round_robin's position).
+    what it must remember across runs (round_robin's position). ``filtered``, a dict the
+    caller keeps while profiles and availability stay the same (a run), remembers the
+    capability filter's answer for each set of allowed tools and needed capabilities.
     """
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
     rejected: dict[str, str] = {}
     candidates = []
-    for registration in tools:
-        name = registration.name
-        why_not = _filter(name, registration.item, allowed, needed, profile(name), availability)
+    for registration, why_not in _filtered(allowed, needed, tools, profile, availability, filtered):
         if why_not is None and blocked is not None:
-            why_not = blocked(name)
+            why_not = blocked(registration.name)
         if why_not is None:
             candidates.append(registration.item)
         else:
-            rejected[name] = why_not
+            rejected[registration.name] = why_not
     for name in allowed or ():
         if name not in tools:
             rejected[name] = "no installed plugin provides it"
@@ -132,24 +134,46 @@ def candidate_tools(
     tools: Registry,
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
+    filtered: dict | None = None,
 ) -> list[object]:
     """Return the adapters that pass the capability filter for ``task`` (no breakers, no
-    strategy: nothing is decided or remembered)."""
+    strategy: nothing is decided or remembered); ``filtered`` as for ``route``."""
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
-    return [
-        registration.item
-        for registration in tools
-        if _filter(
-            registration.name,
-            registration.item,
-            allowed,
-            needed,
-            profile(registration.name),
-            availability,
+    answers = _filtered(allowed, needed, tools, profile, availability, filtered)
+    return [registration.item for registration, why_not in answers if why_not is None]
+
+
+def _filtered(
+    allowed: tuple[str, ...] | None,
+    needed: tuple[str, ...],
+    tools: Registry,
+    profile: Callable[[str], ToolProfile],
+    availability: Callable[[str], Availability],
+    cache: dict | None,
+) -> tuple[tuple[Any, str | None], ...]:
+    """Return (registration, why it cannot take the task or None) for every tool, in the
+    registry's order; from ``cache`` when it has the answer."""
+    key = (allowed, needed)
+    if cache is not None and key in cache:
+        return cache[key]
+    answer = tuple(
+        (
+            registration,
+            _filter(
+                registration.name,
+                registration.item,
+                allowed,
+                needed,
+                profile(registration.name),
+                availability,
+            ),
         )
-        is None
-    ]
+        for registration in tools
+    )
+    if cache is not None:
+        cache[key] = answer
+    return answer
 
 
 def capability_key(task: Task, defaults: Defaults) -> str:
