@@ -566,6 +566,7 @@ class Orchestrator:
             route_reason=decision.reason,
             capabilities=capability_key(task, self.workstream.defaults),
             payload={"tool": tool, "attempt": number, "why": decision.reason},
+            number=number,
         )
         self.breakers.on_start(tool)
         self.attempts[task.id] = number

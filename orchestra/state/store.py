@@ -50,6 +50,12 @@ from orchestra.state.records import (
     StepRecord,
 )
 
+_FINISH_ATTEMPT = (
+    "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ?, error_class = ?,"
+    " message = ?, retry_after = ?, input_tokens = ?, cached_input_tokens = ?,"
+    " output_tokens = ?, cost_usd = ?, diff = ?, started_at = COALESCE(?, started_at),"
+    " feedback = ?, fingerprint = ?"
+)
 _INSERT_EVENT = (
     "INSERT INTO events (run_id, seq, at, task_id, attempt, type, payload)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -77,6 +83,8 @@ class Store:
         self._last_seq: dict[str, int] = {}
         #: rows of those runs' events, written just before the transaction commits
         self._pending_events: list[tuple[Any, ...]] = []
+        #: (run, task, number) -> rowid of the attempts begun here and not yet finished
+        self._attempt_rows: dict[tuple[str, str, int], int] = {}
         self.path = path
         #: where the per-run lock files live: ``locks/`` next to the database
         self.lock_directory = path.parent / "locks"
@@ -396,24 +404,36 @@ class Store:
         route_reason: str | None = None,
         capabilities: str | None = None,
         payload: Mapping[str, Any] | None = None,
+        number: int | None = None,
     ) -> int:
         """Move a step from ``current`` to ``running`` and record its next attempt, in one
         transaction with the events ``step.running`` and ``attempt.started``; return the
         attempt's number. The run loop's way to start an attempt: it knows the step's
-        state, so nothing is read back. Raises IllegalTransition when the step is not in
-        ``current`` or may not run from there."""
+        state (and ``number``, the attempt's, when it passes it), so nothing is read back.
+        Raises IllegalTransition when the step is not in ``current`` or may not run from
+        there."""
         now = time.time()
         before = StepState(current).value
         entity = f"step {task_id!r} of run {run_id}"
         check_step_transition(entity, before, StepState.RUNNING)
         log = None if log_path is None else str(log_path)
         with self._transaction() as db:
-            row = db.execute(
-                "UPDATE steps SET state = 'running', reason = NULL, attempts = attempts + 1,"
-                " started_at = COALESCE(started_at, ?)"
-                " WHERE run_id = ? AND task_id = ? AND state = ? RETURNING attempts",
-                (now, run_id, task_id, before),
-            ).fetchone()
+            row = None
+            if number is not None:
+                cursor = db.execute(
+                    "UPDATE steps SET state = 'running', reason = NULL, attempts = ?,"
+                    " started_at = COALESCE(started_at, ?)"
+                    " WHERE run_id = ? AND task_id = ? AND state = ? AND attempts = ?",
+                    (number, now, run_id, task_id, before, number - 1),
+                )
+                row = (number,) if cursor.rowcount == 1 else None
+            if row is None:  # the number was not passed, or not the one recorded
+                row = db.execute(
+                    "UPDATE steps SET state = 'running', reason = NULL, attempts = attempts + 1,"
+                    " started_at = COALESCE(started_at, ?)"
+                    " WHERE run_id = ? AND task_id = ? AND state = ? RETURNING attempts",
+                    (now, run_id, task_id, before),
+                ).fetchone()
             if row is None:
                 found = db.execute(
                     "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
@@ -423,7 +443,7 @@ class Store:
                 check_step_transition(entity, found["state"], StepState.RUNNING)
                 raise RuntimeError(f"{entity} is {found['state']}, not {before}")
             number = row[0]
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO attempts (run_id, task_id, number, tool, tool_version, started_at,"
                 " command, log_path, route_reason, capabilities)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -440,6 +460,7 @@ class Store:
                     capabilities,
                 ),
             )
+            self._attempt_rows[(run_id, task_id, number)] = cursor.lastrowid
             details = {"from": before, "to": StepState.RUNNING.value, **(payload or {})}
             self._append_event(db, run_id, now, "step.running", details, task_id)
             started = {"tool": tool, "log_path": log}
@@ -475,13 +496,13 @@ class Store:
         now = time.time()
         ended = now if ended_at is None else ended_at
         usage = usage or Usage()
+        # the row begin_attempt inserted, when this store did: found by rowid, not index
+        row_id = self._attempt_rows.pop((run_id, task_id, number), None)
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE attempts SET ended_at = ?, outcome = ?, exit_code = ?, error_class = ?,"
-                " message = ?, retry_after = ?, input_tokens = ?, cached_input_tokens = ?,"
-                " output_tokens = ?, cost_usd = ?, diff = ?, started_at = COALESCE(?, started_at),"
-                " feedback = ?, fingerprint = ?"
-                " WHERE run_id = ? AND task_id = ? AND number = ? AND ended_at IS NULL",
+                _FINISH_ATTEMPT
+                + (" WHERE id = ? AND" if row_id is not None else " WHERE")
+                + " run_id = ? AND task_id = ? AND number = ? AND ended_at IS NULL",
                 (
                     ended,
                     outcome,
@@ -497,6 +518,7 @@ class Store:
                     started_at,
                     feedback,
                     fingerprint,
+                    *((row_id,) if row_id is not None else ()),
                     run_id,
                     task_id,
                     number,
@@ -804,8 +826,26 @@ def _usage_items(usage: Usage) -> list[tuple[str, Any]]:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
+def _not_serialisable(value: Any) -> Any:
+    return _ENCODER.default(value)  # raises TypeError, as json.dumps does
+
+
+# json's C encoder made once: JSONEncoder.encode makes one per call, a third of the cost
+# of the small payloads the run loop writes by the thousand. No check for cycles: payloads
+# are plain data the store's callers build.
+_C_ENCODE = (
+    json.encoder.c_make_encoder(
+        None, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
 def _json(value: Any) -> str:
-    return _ENCODER.encode(value)
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 class _Transaction:
@@ -859,6 +899,7 @@ class _Transaction:
 
 def _roll_back(store: Store) -> None:
     store._pending_events.clear()
+    store._attempt_rows.clear()  # rows the rollback may have taken back
     store._last_seq.clear()  # numbers handed out in the rolled-back transaction
     if store._connection.in_transaction:
         store._connection.execute("ROLLBACK")
