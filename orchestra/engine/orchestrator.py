@@ -19,6 +19,7 @@ import gc
 import heapq
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -86,6 +87,8 @@ RECENT_DURATIONS = 20
 PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
+#: the GIL's switch interval while a run goes on (see Orchestrator.run)
+SWITCH_INTERVAL = 0.0005
 
 
 @attrs.frozen
@@ -258,6 +261,10 @@ class Orchestrator:
                     self._settle(task_id)
         messages: list[tuple] = []
         executor = self._open_executor()
+        # The loop's bursts of Python would keep the workers waiting for the GIL after each
+        # system call, up to the switch interval (5 ms by default): ask for it sooner.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
             while True:
                 with self.store.batch():  # what arrived and what starts next: one commit
@@ -273,6 +280,7 @@ class Orchestrator:
                 messages = self._receive()
         finally:
             executor.close()
+            sys.setswitchinterval(interval)
         return self._end()
 
     def _open_executor(self) -> Any:
