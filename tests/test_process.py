@@ -182,6 +182,28 @@ def test_a_missing_working_directory_is_named_in_the_error(tmp_path, env, log):
     assert str(missing) in result.error
 
 
+def test_a_child_gets_sigpipe_back_so_a_pipeline_ends_quietly(tmp_path, env, log):
+    # Python ignores SIGPIPE; a child that inherited that would see `yes` write on after
+    # `head` left, and complain of a broken pipe, instead of dying of SIGPIPE quietly
+    result = run_process(
+        ["/bin/sh", "-c", "yes | head -n 1; echo done"], cwd=tmp_path, env=env, log_path=log
+    )
+    assert result.exit_code == 0
+    assert output_lines(log) == ["y", "done"]
+
+
+def test_a_program_found_on_the_childs_path_not_orchestras(tmp_path, env, log):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    program = tools / "only-here-orchestra"
+    program.write_text("#!/bin/sh\necho found on the child PATH\n")
+    program.chmod(0o755)
+    child_env = {**env, "PATH": f"{tools}:{env['PATH']}"}
+    result = run_process(["only-here-orchestra"], cwd=tmp_path, env=child_env, log_path=log)
+    assert result.exit_code == 0
+    assert output_lines(log) == ["found on the child PATH"]
+
+
 # -- stopping: the whole group, SIGTERM then SIGKILL -------------------------------------
 
 
