@@ -7,7 +7,6 @@ breaker saves its state in the store so that it holds across runs and processes.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import time
@@ -93,6 +92,8 @@ def fingerprint(result: StepResult) -> str | None:
         part or "" for part in (result.error_class, result.message, result.feedback)
     ).lower()
     normal = _VOLATILE.sub(lambda match: " " if match.group().isspace() else "#", text)
+    import hashlib  # here: importing it costs every command's start
+
     return hashlib.sha256(normal.encode()).hexdigest()[:16]
 
 
@@ -110,6 +111,8 @@ def change_digest(diff: str | None) -> str | None:
     if not diff:
         return None
     kept = "\n".join(line for line in diff.splitlines() if not line.startswith("index "))
+    import hashlib
+
     return hashlib.sha256(kept.encode()).hexdigest()[:16]
 
 

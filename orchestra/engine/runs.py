@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,7 +219,7 @@ def request_cancel(store: Store, run_id: str) -> str:
         return f"run {run_id} canceled"
     if run.state is not RunState.RUNNING:
         raise OrchestraError(f"run {run_id} is {run.state.value}: nothing to cancel")
-    if run.owner_host != socket.gethostname() or run.owner_pid is None:
+    if run.owner_host != os.uname().nodename or run.owner_pid is None:
         raise OrchestraError(
             f"run {run_id} is driven by pid {run.owner_pid} on {run.owner_host}; cancel it there"
         )

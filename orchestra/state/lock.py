@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def acquire(directory: str | os.PathLike, run_id: str) -> RunLock:
                 os.close(fd)
                 raise RunLocked(f"run {run_id} is being driven by {holder}") from None
             time.sleep(0.005)
-    holder = f"{os.getpid()} {socket.gethostname()}\n".encode()
+    holder = f"{os.getpid()} {os.uname().nodename}\n".encode()
     os.pwrite(fd, holder, 0)  # written before truncating: a reader never sees it empty
     os.ftruncate(fd, len(holder))
     return RunLock(run_id=run_id, path=path, fd=fd)

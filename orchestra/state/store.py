@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shlex
-import socket
 import sqlite3
 import threading
 import time
@@ -674,7 +673,7 @@ class Store:
                 return
             claim = lock.acquire(self.lock_directory, run_id)
             try:
-                pid, host = os.getpid(), socket.gethostname()
+                pid, host = os.getpid(), os.uname().nodename
                 with self._transaction() as db:
                     db.execute(
                         "UPDATE runs SET owner_pid = ?, owner_host = ? WHERE id = ?",
