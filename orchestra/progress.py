@@ -96,7 +96,10 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
     rows = Table(box=None, pad_edge=False, show_header=bool(snapshot.running))
     for column in ("task", "tool", "attempt", "elapsed", "last output"):
         rows.add_column(column, style="dim" if column == "last output" else None, no_wrap=True)
-    for task in snapshot.running:
+    # quick commands wait in the pool ahead of its workers, recorded as started (see
+    # engine/queue_ahead.py): a row for each that runs, the first started, and a count
+    shown = sorted(snapshot.running, key=lambda task: task.started)[: max(snapshot.parallel, 1)]
+    for task in shown:
         rows.add_row(
             task.task,
             task.tool or "-",
@@ -104,6 +107,9 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
             clock(now - task.started),
             (task.last_line or "")[:100],
         )
+    queued = len(snapshot.running) - len(shown)
+    if queued:
+        return Group(header, rows, Text(f"+ {queued} more queued for a free worker", style="dim"))
     return Group(header, rows)
 
 

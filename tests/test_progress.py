@@ -117,3 +117,30 @@ def test_status_watch_follows_a_run_from_another_process_until_it_ends(tmp_path)
     assert any("running talker" in line for line in lines)
     assert "failed  3/3 done, 1 failed" in lines[-2]  # its last view, then the summary
     assert "\x1b" not in watched.stdout
+
+
+def test_the_view_shows_a_row_per_worker_and_counts_the_attempts_queued_for_one():
+    # quick commands are recorded as started while they wait in the pool for a worker;
+    # the view shows the first started (those that run) and how many wait
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestra.progress import RunningTask, Snapshot, render
+
+    running = [RunningTask(f"q{i:02d}", "shell", 1, 100.0 + i, None) for i in range(10)]
+    snapshot = Snapshot(
+        run_id="r1",
+        state="running",
+        total=20,
+        counts={"running": 10, "pending": 10},
+        running=list(reversed(running)),
+        started=100.0,
+        parallel=2,
+    )
+    out = StringIO()
+    Console(file=out, width=120, color_system=None).print(render(snapshot, now=111.0))
+    text = out.getvalue()
+    assert "q00" in text and "q01" in text
+    assert not any(f"q{i:02d}" in text for i in range(2, 10))
+    assert "+ 8 more queued for a free worker" in text
