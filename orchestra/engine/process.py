@@ -197,8 +197,7 @@ def _run(
         )
 
     try:
-        # redacted before quoting, which could split a secret holding a quote or a space
-        log.note(functools.partial(_command_note, argv, redactor))
+        log.note(functools.partial(_command_note, argv, redactor))  # formatted if written
         if cancel is not None and cancel.is_set():
             log.write(b"orchestra: canceled before the start\n")
             return result(stopped="canceled")
