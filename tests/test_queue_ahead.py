@@ -63,3 +63,33 @@ def test_a_deep_queue_never_runs_more_than_max_parallel_at_once(tmp_path: Path):
         running += change
         most = max(most, running)
     assert most <= 2
+
+
+def test_the_local_executor_runs_every_attempt_on_at_most_parallel_threads():
+    # the pool behind the queue: every launch handed over runs before close returns, on
+    # no more threads than max_parallel, and a work function that raises (a bug) costs
+    # that launch only
+    import threading
+    import time
+
+    from orchestra.builtin.executors import Local
+    from orchestra.models import ExecutorRun
+
+    done, threads = [], set()
+    lock = threading.Lock()
+
+    def work(launch):
+        with lock:
+            threads.add(threading.current_thread().name)
+        if launch == 3:
+            raise RuntimeError("a bug in the work function")
+        time.sleep(0.001)
+        with lock:
+            done.append(launch)
+
+    pool = Local().open(ExecutorRun(run_id="r", parallel=2, work=work, event=lambda *a: None))
+    for launch in range(20):
+        pool.submit(launch)
+    pool.close()
+    assert sorted(done) == [n for n in range(20) if n != 3]
+    assert threads <= {"attempt_0", "attempt_1"}
