@@ -103,7 +103,7 @@ class PluginHost:
 
     def load_entry_points(self) -> None:
         """Load every plugin of the ``orchestra`` entry-point group, noting failures."""
-        from importlib.metadata import entry_points
+        from orchestra.entry_points import entry_points
 
         # orchestra's own plugins first, so a third-party plugin can never take a built-in's name
         found = sorted(
