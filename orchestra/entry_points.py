@@ -7,7 +7,8 @@ importlib.metadata reads for the same question: each directory on ``sys.path``, 
 ``*.dist-info`` and ``*.egg-info`` directories (in the order the directory lists them),
 their ``entry_points.txt``, and the ``Name`` and ``Version`` lines of their METADATA or
 PKG-INFO; a distribution found twice counts where it is found first. Where ``sys.path``
-holds something else (a zip file, an egg), importlib.metadata answers instead.
+holds something else (a zip file, an egg file or directory), importlib.metadata answers
+instead.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class EntryPoint:
 def entry_points(group: str, path: Sequence[str] | None = None) -> list[EntryPoint]:
     """Return the entry points of ``group`` of the distributions on ``path`` (sys.path)."""
     entries = sys.path if path is None else path
-    if any(entry and os.path.isfile(entry) for entry in entries):
+    if any(entry and (entry.endswith(".egg") or os.path.isfile(entry)) for entry in entries):
         return _from_importlib(group)  # a zip or an egg on the path: importlib reads those
     found: list[EntryPoint] = []
     seen: set[str] = set()

@@ -89,3 +89,13 @@ def test_a_malformed_value_fails_to_load_with_its_text(value, tmp_path):
     (point,) = entry_points("orchestra", [str(site)])
     with pytest.raises(ValueError, match="not an entry point"):
         point.load()
+
+
+def test_an_egg_directory_on_the_path_is_left_to_importlib_metadata(tmp_path, monkeypatch):
+    egg = tmp_path / "eggy-1.0-py3.11.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text("Name: eggy\nVersion: 1.0\n")
+    (egg / "EGG-INFO" / "entry_points.txt").write_text("[orchestra]\neggy = eggy_plugin\n")
+    monkeypatch.setattr(sys, "path", [str(egg), *sys.path])
+    found = described(entry_points("orchestra"))
+    assert found == described(installed(group="orchestra"))
