@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import click
 
+from orchestra.cli.convert import echo_notice, options_of
 from orchestra.cli.runs import db_path
 from orchestra.cli.state import CliState, pass_state
 
@@ -206,8 +207,8 @@ def run(
             state.host,
             flags,
             file_format=file_format,
-            options={"include_done": include_done, "tag": tag},
-            on_notice=lambda message: click.echo(f"notice: {message}", err=True),
+            options=options_of(include_done, tag),
+            on_notice=echo_notice,
         )
     finally:
         state.warn()
