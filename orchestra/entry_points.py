@@ -38,12 +38,11 @@ class Distribution:
 class EntryPoint:
     """One entry point: ``name = value`` in its group, and the distribution declaring it."""
 
-    __slots__ = ("dist", "group", "name", "value")
+    __slots__ = ("dist", "name", "value")
 
-    def __init__(self, name: str, value: str, group: str, dist: Distribution | None) -> None:
+    def __init__(self, name: str, value: str, dist: Distribution | None) -> None:
         self.name = name
         self.value = value
-        self.group = group
         self.dist = dist
 
     def load(self) -> Any:
@@ -76,7 +75,7 @@ def entry_points(group: str, path: Sequence[str] | None = None) -> list[EntryPoi
             declared = _group_of(info, group)
             if declared:
                 dist = _distribution(info)
-                found += [EntryPoint(name, value, group, dist) for name, value in declared]
+                found += [EntryPoint(name, value, dist) for name, value in declared]
     return found
 
 
@@ -120,7 +119,11 @@ def _group_of(info: str, group: str) -> list[tuple[str, str]]:
     """(name, value) of the entry points of ``group`` in ``info``'s entry_points.txt (an
     INI file)."""
     try:
-        with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as file:
+        # undecodable bytes read as U+FFFD: a broken file of some other package must not
+        # stop every command (a damaged orchestra entry then fails to load, by name)
+        with open(
+            os.path.join(info, "entry_points.txt"), encoding="utf-8", errors="replace"
+        ) as file:
             text = file.read()
     except OSError:
         return []
@@ -151,7 +154,6 @@ def _from_importlib(group: str) -> list[EntryPoint]:
         EntryPoint(
             point.name,
             point.value,
-            group,
             Distribution(point.dist.name, point.dist.version) if point.dist else None,
         )
         for point in installed(group=group)

@@ -99,3 +99,13 @@ def test_an_egg_directory_on_the_path_is_left_to_importlib_metadata(tmp_path, mo
     monkeypatch.setattr(sys, "path", [str(egg), *sys.path])
     found = described(entry_points("orchestra"))
     assert found == described(installed(group="orchestra"))
+
+
+def test_an_undecodable_entry_points_file_of_another_package_stops_nothing(tmp_path):
+    site = make_distribution(tmp_path / "site", "orchestra-fine", {}, {"fine": "fine_plugin"})
+    damaged = site / "damaged-1.0.dist-info"
+    damaged.mkdir()
+    (damaged / "entry_points.txt").write_bytes(b"[console_scripts]\nx = \xff\xfe:main\n")
+    assert described(entry_points("orchestra", [str(site)])) == [
+        ("fine", "fine_plugin", "orchestra-fine", "1.0")
+    ]
