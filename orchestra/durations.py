@@ -42,3 +42,17 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{whole // size}{unit}")
             whole %= size
     return "".join(parts) or "0s"
+
+
+def clock(seconds: float | None) -> str:
+    """``1:02:03``, ``2:03`` or ``5s``: as the live view and the end-of-run report show it."""
+    if seconds is None:
+        return "-"
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    if minutes:
+        return f"{minutes}:{secs:02d}"
+    return f"{secs}s"

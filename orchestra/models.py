@@ -2,9 +2,10 @@
 
 All are attrs classes, frozen where they are values. ``orchestra.spec`` turns TOML into
 them; everything after loading works with these classes, never with raw dicts.
-"""
 
-from __future__ import annotations
+The annotations are evaluated (no ``from __future__ import annotations``): cattrs reads
+them to structure a workstream, and as strings each would be compiled at every start.
+"""
 
 from collections.abc import Callable, Mapping
 from typing import Any

@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from orchestra.durations import clock
+
 #: step states that end a step
 DONE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled", "quarantined"})
 #: states that count as failed in the bar
@@ -58,20 +60,6 @@ class Snapshot:
             return None
         left = self.total - self.done
         return left * self.mean_task_seconds / max(1, min(self.parallel, left))
-
-
-def clock(seconds: float | None) -> str:
-    """``1:02:03``, ``2:03`` or ``5s``."""
-    if seconds is None:
-        return "-"
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    if minutes:
-        return f"{minutes}:{secs:02d}"
-    return f"{secs}s"
 
 
 def render(snapshot: Snapshot, now: float | None = None) -> Any:

@@ -455,8 +455,8 @@ def test_runs_are_listed_newest_first_and_filtered_by_state(store, monkeypatch):
 
 def test_run_ids_made_in_the_same_second_are_distinct(store, monkeypatch):
     monkeypatch.setattr(store_module, "time", fake_time(lambda: 1_795_663_465.5))
-    suffixes = iter(["ab12", "ab12", "ab12", "cd34"])  # the random part repeats
-    monkeypatch.setattr(store_module.secrets, "token_hex", lambda size: next(suffixes))
+    suffixes = iter([b"\xab\x12", b"\xab\x12", b"\xab\x12", b"\xcd\x34"])  # it repeats
+    monkeypatch.setattr(store_module.os, "urandom", lambda size: next(suffixes))
     first, second = new_run(store), new_run(store)
     assert (first, second) == ("20261126-032425-ab12", "20261126-032425-cd34")
     monkeypatch.undo()

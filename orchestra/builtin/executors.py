@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from typing import Any
 
 from orchestra.markers import hookimpl
 from orchestra.models import ExecutorRun
-
-logger = logging.getLogger(__name__)
 
 #: what a worker takes from the queue to know it is done
 _DONE = None
@@ -58,7 +55,11 @@ class LocalRun:
             try:
                 self.run.work(launch)
             except BaseException:  # work reports its own failures; this is a bug: go on
-                logger.exception("an attempt's work raised; the worker takes the next one")
+                import logging  # only here: importing it costs every command's start
+
+                logging.getLogger(__name__).exception(
+                    "an attempt's work raised; the worker takes the next one"
+                )
 
     def close(self) -> None:
         """Let the attempts handed over finish, then end the threads."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 
 from orchestra.markers import hookimpl
@@ -26,6 +25,8 @@ class ShellTool:
 
     def available(self, profile: ToolProfile) -> Availability:
         """Return available: commands need nothing but a POSIX system (and sh for shell = true)."""
+        import shutil  # here: its import (with zlib, bz2, lzma) costs every run's start
+
         return Availability(True, path=shutil.which("sh"))
 
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:

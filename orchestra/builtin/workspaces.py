@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import threading
 from pathlib import Path
 
@@ -117,6 +116,8 @@ class WorktreeRun:
         path = worktree_path(self.run.state_dir, self.run.run_id, task, attempt)
         if path.exists():  # a leftover of an attempt with this number: start afresh
             git.remove_worktree(self.repo, path)
+            import shutil  # here: its import (zlib, bz2, lzma) would cost every run's start
+
             shutil.rmtree(path, ignore_errors=True)  # a directory git did not know
         base = git.branch_tip(self.repo, self.branch)
         git.add_worktree(self.repo, path, attempt_branch(self.run.run_id, task, attempt), base)
@@ -191,6 +192,8 @@ class WorktreeRun:
             if not source.exists():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            import shutil
+
             if source.is_dir():
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             else:

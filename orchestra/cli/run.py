@@ -58,7 +58,7 @@ def _sinks(state: CliState, settings, quiet: bool, plain: bool = False) -> list:
 
 
 def _duration(seconds: float) -> str:
-    from orchestra.progress import clock
+    from orchestra.durations import clock
 
     return clock(seconds) if seconds >= 1 else f"{seconds:.1f}s"
 

@@ -917,6 +917,10 @@ class Orchestrator:
 def default_workspace(project_root: Path) -> str:
     """``worktree`` where the project is in a git repository that has a commit, else
     ``inplace``."""
+    from orchestra.workspace import has_git_marker
+
+    if not has_git_marker(Path(project_root).absolute()):
+        return "inplace"
     from orchestra.workspace import git
 
     repo = git.repository_root(Path(project_root))

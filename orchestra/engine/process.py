@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import logging
 import os
 import re
 import select
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.models import ProcessResult
-
-logger = logging.getLogger(__name__)
 
 #: variables of orchestra's own environment every process gets (plus LC_*)
 ALLOWED_VARIABLES = frozenset(
@@ -427,6 +422,8 @@ class LocalContext:
             root = None if self._scratch_root is None else os.fspath(self._scratch_root)
             if root is not None:
                 os.makedirs(root, exist_ok=True)
+            import tempfile  # here, not at start: most attempts (commands) need none
+
             self._scratch = Path(tempfile.mkdtemp(prefix="attempt-", dir=root))
         return self._scratch
 
@@ -442,6 +439,8 @@ class LocalContext:
     def cleanup(self) -> None:
         """Remove the scratch directory, if the attempt made one."""
         if self._scratch is not None:
+            import shutil
+
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
@@ -797,4 +796,12 @@ class _Output:
         except Exception:
             if not self._callback_failed:
                 self._callback_failed = True
-                logger.warning("on_line callback failed; its errors are ignored", exc_info=True)
+                _logger().warning("on_line callback failed; its errors are ignored", exc_info=True)
+
+
+def _logger():
+    """This module's logger; logging is imported only when something goes wrong, as
+    importing it costs every command's start a few milliseconds."""
+    import logging
+
+    return logging.getLogger(__name__)

@@ -7,7 +7,6 @@ breaker saves its state in the store so that it holds across runs and processes.
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -72,6 +71,8 @@ def backoff_delay(backoff: Backoff, attempt: int, retry_after: float | None = No
         return max(retry_after, 0.0)
     delay = min(backoff.initial * backoff.factor ** (attempt - 1), backoff.max)
     if backoff.jitter:
+        import random  # here: a run whose tasks never wait need not import it at start
+
         delay *= random.uniform(0.5, 1.0)
     return delay
 

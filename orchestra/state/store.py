@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import sqlite3
 import threading
@@ -67,7 +66,7 @@ BUSY_TIMEOUT = 10.0
 def new_run_id(now: float) -> str:
     """Return a run id like ``20261126-031522-ab12``: UTC time of creation, then 4 random
     hex digits. Ids sort by creation time to the second."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + os.urandom(2).hex()
 
 
 class Store:

@@ -28,6 +28,7 @@ from pathlib import Path
 import attrs
 
 from orchestra.errors import OrchestraError
+from orchestra.workspace import has_git_marker
 
 # Hooks of the user's repository must not run inside orchestra's worktrees, a signing
 # prompt would hang a run, and autocrlf would make a worktree differ from its commit.
@@ -267,6 +268,8 @@ def repository_root(path: Path) -> Path | None:
         if directory.parent == directory:
             return None
         directory = directory.parent
+    if not has_git_marker(directory):
+        return None
     completed = _git(directory, "rev-parse", "--show-toplevel", check=False)
     if completed.returncode != 0 or not completed.stdout.strip():
         return None

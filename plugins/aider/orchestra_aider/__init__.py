@@ -13,7 +13,6 @@ import shutil
 from collections.abc import Callable
 
 import orchestra
-from orchestra_aider import command, outcome, worktree
 
 PROGRAM = "aider"
 #: the oldest aider whose command line this adapter is known to drive (tested: 0.86.2)
@@ -48,6 +47,10 @@ class AiderAdapter:
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
     ) -> orchestra.StepResult:
         """Run aider on the task in ``ctx.cwd`` and return the attempt's result."""
+        # Imported here, not with the plugin: every orchestra command registers the
+        # adapter, and only an attempt of aider needs these.
+        from orchestra_aider import command, outcome, worktree
+
         found = self._found(request.profile)
         refusal = _refusal(request, found)
         if refusal:
@@ -91,6 +94,8 @@ def _not_orchestras(
 ) -> list[str]:
     """Return ``changed`` without orchestra's own files (its database and logs under
     ``.orchestra/``, this attempt's log and scratch directory) when they are in the tree."""
+    from orchestra_aider import worktree
+
     own = [".orchestra"]
     for directory in (ctx.scratch_dir, os.path.dirname(finished.log_path or "")):
         relative = os.path.relpath(directory, ctx.cwd) if directory else ".."

@@ -12,13 +12,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orchestra
-from orchestra_codex import worktree
-from orchestra_codex.events import EventReader, summarize_item
-from orchestra_codex.judging import judge
-from orchestra_codex.prompt import build_prompt
-from orchestra_codex.settings import CodexSettings, SettingsError, config_toml, write_config
+
+if TYPE_CHECKING:
+    from orchestra_codex import worktree
+    from orchestra_codex.settings import CodexSettings
+
+# The modules that drive codex are imported where an attempt needs them, not with the
+# plugin: every orchestra command registers the adapter, few attempts are codex's.
 
 PROGRAM = "codex"
 
@@ -65,6 +68,9 @@ class CodexAdapter:
             launch = self._prepare(request, ctx)
         except CannotRun as error:
             return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
+        from orchestra_codex.events import EventReader, summarize_item
+        from orchestra_codex.judging import judge
+
         reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
         finished = ctx.run(launch.argv, env=launch.env, on_line=reader.feed)
         reader.finish()
@@ -75,6 +81,9 @@ class CodexAdapter:
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
     ) -> _Launch:
         """Return what to run, once codex's home is written and the tree's state taken."""
+        from orchestra_codex import worktree
+        from orchestra_codex.settings import CodexSettings, SettingsError, config_toml, write_config
+
         profile = request.profile
         try:
             settings = CodexSettings.from_options(profile.options, profile.name)
@@ -137,6 +146,8 @@ def _home(ctx: orchestra.ExecutionContext) -> Path:
 def _changes_since(launch: _Launch, ctx: orchestra.ExecutionContext) -> list[str] | None:
     """Return the paths changed since ``launch.before`` (None when git cannot say), and
     report them as progress."""
+    from orchestra_codex import worktree
+
     try:
         after = worktree.fingerprint(launch.root, launch.excluded)
     except worktree.NotAGitTree:
@@ -155,6 +166,8 @@ def command_line(
     program: str, request: orchestra.ExecutionRequest, settings: CodexSettings
 ) -> list[str]:
     """Return the ``codex exec`` command for one attempt."""
+    from orchestra_codex.prompt import build_prompt
+
     argv = [program, "exec", "--json", "--color", "never", "--sandbox", settings.sandbox]
     if not settings.keep_sessions:
         argv.append("--ephemeral")

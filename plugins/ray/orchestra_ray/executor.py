@@ -44,15 +44,6 @@ def resource(tool: str) -> str:
     return f"tool:{tool}"
 
 
-class RayExecutor:
-    """Runs each attempt as a Ray task needing ``{"tool:<name>": 1}``."""
-
-    name = "ray"
-
-    def open(self, run: ExecutorRun) -> RayRun:
-        return RayRun(run)
-
-
 class RayRun:
     """One run's use of the cluster: a connection, the bundles sent, a thread per
     running attempt (it waits for the node and then lands the change here)."""
