@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from orchestra import classes
 from orchestra.durations import parse_duration
 from orchestra.errors import ConfigError, ConfigInvalid, SpecError
 from orchestra.models import Budget, Defaults, ToolProfile, duration
@@ -25,7 +26,7 @@ CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"
 
 
-@attrs.frozen
+@classes.frozen
 class WorkspaceConfig:
     """The ``[workspace]`` table: which workspace, and how to prepare each new one."""
 
@@ -34,7 +35,7 @@ class WorkspaceConfig:
     setup: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@classes.frozen
 class Config:
     """The contents of orchestra.toml (or [tool.orchestra]); ``None`` means not set there."""
 
@@ -71,7 +72,7 @@ class Config:
         return self.budget.tokens if self.budget else None
 
 
-@attrs.frozen
+@classes.frozen
 class Project:
     """Where orchestra works: the project root and its configuration, if any."""
 
@@ -213,7 +214,7 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-@attrs.frozen
+@classes.frozen
 class Setting:
     """A setting that can come from a flag, the environment, [defaults] or the config file."""
 
@@ -259,7 +260,7 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
 
 
-@attrs.frozen
+@classes.frozen
 class Resolved:
     """A setting's value and where it came from."""
 
@@ -267,7 +268,7 @@ class Resolved:
     source: str
 
 
-@attrs.frozen
+@classes.frozen
 class Settings:
     """Every setting resolved by precedence, each with its source."""
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from orchestra import classes
+
 
 def duration(default: float | None = None) -> Any:
     """An attrs field holding seconds, written in files as "90s", "10m" or "1h"."""
@@ -22,7 +24,7 @@ def duration(default: float | None = None) -> Any:
 Command = tuple[str, ...] | str
 
 
-@attrs.frozen
+@classes.frozen
 class FileScope:
     """Which paths (globs relative to the repository) a task may read, write and create."""
 
@@ -35,7 +37,7 @@ class FileScope:
         return not (self.read or self.write or self.create or self.forbidden)
 
 
-@attrs.frozen
+@classes.frozen
 class Check:
     """A command run after the tool; its failure is fed back to the tool."""
 
@@ -52,7 +54,7 @@ class Check:
         return self.command if isinstance(self.command, str) else " ".join(self.command)
 
 
-@attrs.frozen
+@classes.frozen
 class Backoff:
     """How long to wait between attempts: ``initial * factor**n``, capped at ``max``."""
 
@@ -62,7 +64,7 @@ class Backoff:
     jitter: bool = True
 
 
-@attrs.frozen
+@classes.frozen
 class Budget:
     """A cap on what a run (``[defaults]``, configuration) or one task may use."""
 
@@ -74,7 +76,7 @@ class Budget:
 NON_RETRYABLE = frozenset({"auth", "scope_violation", "tool_missing", "needs_input"})
 
 
-@attrs.frozen
+@classes.frozen
 class RetryPolicy:
     """Whether and when a failed attempt is tried again (shaped like Temporal's)."""
 
@@ -87,7 +89,7 @@ class RetryPolicy:
     same_failure_limit: int = 2
 
 
-@attrs.frozen
+@classes.frozen
 class Task:
     """One node of the workstream graph. ``None`` means: take the value from [defaults]."""
 
@@ -124,7 +126,7 @@ class Task:
         return "command" if self.command is not None else "prompt"
 
 
-@attrs.frozen
+@classes.frozen
 class Defaults:
     """Workstream-wide values that every task takes unless it sets its own."""
 
@@ -156,7 +158,7 @@ class Defaults:
         return self.budget.tokens if self.budget else None
 
 
-@attrs.frozen
+@classes.frozen
 class Workstream:
     """A whole workstream file: its identity, its defaults and its tasks in file order."""
 
@@ -176,7 +178,7 @@ class Workstream:
         raise KeyError(task_id)
 
 
-@attrs.frozen
+@classes.frozen
 class ToolProfile:
     """A tool's settings from configuration (``[tools.NAME]``)."""
 
@@ -192,7 +194,7 @@ class ToolProfile:
     options: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
-@attrs.frozen
+@classes.frozen
 class Availability:
     """Whether a tool can run on this machine, and which version was found where."""
 
@@ -202,7 +204,7 @@ class Availability:
     reason: str | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class ExecutionRequest:
     """Everything an adapter needs to carry out one attempt of one task."""
 
@@ -216,7 +218,7 @@ class ExecutionRequest:
     feedback: str | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class Usage:
     """Tokens and cost one attempt used, where the tool reported them."""
 
@@ -226,7 +228,7 @@ class Usage:
     cost_usd: float | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class StepResult:
     """What an attempt came to: its outcome, the error class when it failed, and usage."""
 
@@ -266,7 +268,7 @@ ERROR_CLASSES = frozenset(
 )
 
 
-@attrs.frozen
+@classes.frozen
 class ProcessResult:
     """How a process the host ran for an adapter ended, and where its output went."""
 
@@ -286,7 +288,7 @@ class ProcessResult:
     ended_at: float | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class WorkspaceRun:
     """What a workspace knows of the run it serves (``Workspace.open``)."""
 
@@ -303,7 +305,7 @@ class WorkspaceRun:
     resumed: bool = False
 
 
-@attrs.frozen
+@classes.frozen
 class ExecutorRun:
     """What an executor knows of the run it serves (``Executor.open``).
 
@@ -332,7 +334,7 @@ class ExecutorRun:
     resumed: bool = False
 
 
-@attrs.frozen
+@classes.frozen
 class Change:
     """What an attempt changed, relative to where its workspace started."""
 
@@ -342,7 +344,7 @@ class Change:
     lines: int = 0
 
 
-@attrs.frozen
+@classes.frozen
 class Landing:
     """How an attempt's change was brought into the run's result."""
 
@@ -352,7 +354,7 @@ class Landing:
     tip: str | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class SinkContext:
     """What a sink's optional ``open(context)`` gets when a run starts."""
 

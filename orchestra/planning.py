@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from orchestra import graph
+from orchestra import classes, graph
 from orchestra.config import Project, Settings, resolve_settings
 from orchestra.engine.router import RoutingDecision, route
 from orchestra.errors import ConfigError, SpecError, WorkstreamInvalid, did_you_mean
@@ -19,7 +19,7 @@ from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
 
 
-@attrs.frozen
+@classes.frozen
 class Plan:
     """The whole plan of a workstream: waves, critical path, and each task's routing.
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import attrs
 import pluggy
 
-from orchestra import hookspecs
+from orchestra import classes, hookspecs
 from orchestra.errors import PluginError, did_you_mean
 from orchestra.registry import Registry
 
@@ -37,7 +37,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-@attrs.define
+@classes.define
 class PluginInfo:
     """What ``orchestra plugins`` shows about one plugin."""
 

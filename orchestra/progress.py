@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-
+from orchestra import classes
 from orchestra.durations import clock
 
 #: step states that end a step
@@ -23,7 +22,7 @@ DONE_STATES = frozenset({"succeeded", "failed", "skipped", "canceled", "quaranti
 FAILED_STATES = frozenset({"failed", "quarantined"})
 
 
-@attrs.frozen
+@classes.frozen
 class RunningTask:
     task: str
     tool: str | None
@@ -32,7 +31,7 @@ class RunningTask:
     last_line: str | None = None
 
 
-@attrs.frozen
+@classes.frozen
 class Snapshot:
     """A run at one moment."""
 

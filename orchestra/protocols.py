@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from orchestra import classes
 from orchestra.models import (
     Availability,
     Change,
@@ -92,7 +93,7 @@ class ToolAdapter(Protocol):
         ...
 
 
-@attrs.frozen
+@classes.frozen
 class ToolStats:
     """A tool's recorded track record on tasks like the one being routed."""
 
@@ -131,7 +132,7 @@ class Memory:
             self._save(key, value)
 
 
-@attrs.frozen
+@classes.frozen
 class RoutingContext:
     """What a routing strategy may consult besides the task and its candidates."""
 
@@ -151,7 +152,7 @@ class RoutingContext:
         return self.profiles.get(tool) or ToolProfile(name=tool)
 
 
-@attrs.frozen
+@classes.frozen
 class RoutingChoice:
     """The tool a routing strategy chose and the reason shown to people."""
 
@@ -175,7 +176,7 @@ class RoutingStrategy(Protocol):
         ...
 
 
-@attrs.frozen
+@classes.frozen
 class SchedulingContext:
     """What a scheduling strategy may consult about the run it orders tasks for."""
 

@@ -11,15 +11,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-import attrs
-
+from orchestra import classes
 from orchestra.errors import PluginError, UnknownName, did_you_mean
 
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 
 
-@attrs.frozen
+@classes.frozen
 class Registration(Generic[T]):
     """One registered object, its name and the plugin that registered it."""
 

@@ -20,6 +20,7 @@ import attrs
 import click.testing
 import pytest
 
+from orchestra import classes
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
 from orchestra.plugins import PluginHost
@@ -112,7 +113,7 @@ def make_git_repo(directory: Path, files: Mapping[str, str] | None = None) -> Pa
     return directory
 
 
-@attrs.define
+@classes.define
 class ScriptedTool:
     """A tool adapter that returns scripted results, for tests of routing and runs.
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from orchestra import graph
+from orchestra import classes, graph
 from orchestra.config import Project, Settings
 from orchestra.engine import scope
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
@@ -91,7 +91,7 @@ POLL_SECONDS = 0.2
 SWITCH_INTERVAL = 0.0005
 
 
-@attrs.frozen
+@classes.frozen
 class RunOutcome:
     """How a run ended: its final state and the count of steps in each state."""
 
@@ -111,7 +111,7 @@ class RunOutcome:
     reasons: Mapping[str, str] = attrs.field(factory=dict)
 
 
-@attrs.define
+@classes.define
 class _Running:
     task: Task
     attempt: int
@@ -120,7 +120,7 @@ class _Running:
     ended: float | None = None
 
 
-@attrs.define
+@classes.define
 class _Launch:
     """An attempt recorded as started, waiting for the commit to reach a worker."""
 

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-
+from orchestra import classes
 from orchestra.models import (
     NON_RETRYABLE,
     Backoff,
@@ -138,7 +137,7 @@ def check_feedback(label: str, why: str, lines: list[str]) -> str:
 # -- circuit breakers ----------------------------------------------------------------------
 
 
-@attrs.define
+@classes.define
 class Breaker:
     """One tool's breaker: closed (normal), open (kept out until ``until``) or half_open
     (one trial attempt decides)."""

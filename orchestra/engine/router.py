@@ -13,13 +13,14 @@ from typing import Any
 
 import attrs
 
+from orchestra import classes
 from orchestra.errors import PluginError
 from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.protocols import Memory, RoutingContext, RoutingStrategy, ToolStats
 from orchestra.registry import Registry
 
 
-@attrs.frozen
+@classes.frozen
 class RoutingDecision:
     """The tool chosen for a task (None when none can run it), the strategy and why."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from orchestra import classes
 from orchestra.errors import OrchestraError, PluginError, SpecError, did_you_mean
 from orchestra.gcpause import paused_gc
 from orchestra.models import Workstream
@@ -27,7 +28,7 @@ from orchestra.spec import checked_workstream, read_file
 HEAD_SIZE = 4096
 
 
-@attrs.define
+@classes.define
 class LoadContext:
     """What a loader gets with each file: the options, and where its notices go."""
 
@@ -42,7 +43,7 @@ class LoadContext:
             self.on_notice(message)
 
 
-@attrs.frozen
+@classes.frozen
 class Loaded:
     """A loaded workstream, the format that loaded it, and how that format was chosen."""
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import attrs
 
+from orchestra import classes
 
-@attrs.frozen
+
+@classes.frozen
 class FileChange:
     """One file of a change: its path, and the lines added and deleted (0 for a binary file)."""
 

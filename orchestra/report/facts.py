@@ -12,8 +12,7 @@ import shlex
 from collections import deque
 from pathlib import Path
 
-import attrs
-
+from orchestra import classes
 from orchestra.report.diffs import FileChange, summarize_diff
 
 #: how many lines of the last attempt's log the report shows
@@ -33,7 +32,7 @@ STATE_ORDER = (
 _SKIPPED_FOR = re.compile(r"^dependency (\S+) ")
 
 
-@attrs.frozen
+@classes.frozen
 class AttemptFacts:
     """One attempt as the report shows it."""
 
@@ -58,7 +57,7 @@ class AttemptFacts:
     diff: str | None
 
 
-@attrs.frozen
+@classes.frozen
 class TaskFacts:
     """One task of the run: its state, where it sits in the graph, and its attempts."""
 
@@ -91,7 +90,7 @@ class TaskFacts:
         return self.attempts[-1].files if self.attempts else ()
 
 
-@attrs.frozen
+@classes.frozen
 class RunFacts:
     """A whole run: its outcome and figures, its graph and its tasks in the run's order."""
 

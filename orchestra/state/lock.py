@@ -20,8 +20,7 @@ import os
 import time
 from pathlib import Path
 
-import attrs
-
+from orchestra import classes
 from orchestra.state.errors import RunLocked
 
 #: how long a claim retries when the lock is held, in seconds: long enough to outlast
@@ -35,7 +34,7 @@ def lock_path(directory: str | os.PathLike, run_id: str) -> Path:
     return Path(directory) / f"{run_id}.lock"
 
 
-@attrs.define
+@classes.define
 class RunLock:
     """A held lock on one run; ``release()`` (or the process's death) lets it go."""
 

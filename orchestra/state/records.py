@@ -10,11 +10,12 @@ from typing import Any
 
 import attrs
 
+from orchestra import classes
 from orchestra.engine.states import RunState, StepState
 from orchestra.models import Usage
 
 
-@attrs.frozen
+@classes.frozen
 class RunRecord:
     """One run of a workstream: where it is, when, who drives it and how it was set up."""
 
@@ -49,7 +50,7 @@ class RunRecord:
         )
 
 
-@attrs.frozen
+@classes.frozen
 class StepRecord:
     """One task of a run: its state, how many attempts it has had, and why it is where it is."""
 
@@ -76,7 +77,7 @@ class StepRecord:
         )
 
 
-@attrs.frozen
+@classes.frozen
 class AttemptRecord:
     """One run of one tool on one task; ``ended_at`` is None while it runs (or if it was
     interrupted and not yet closed)."""
@@ -131,7 +132,7 @@ class AttemptRecord:
         return cls(**{field.name: row[field.name] for field in attrs.fields(cls)})
 
 
-@attrs.frozen
+@classes.frozen
 class EventRecord:
     """One thing that happened in a run, numbered ``seq`` = 1, 2, 3 … within the run."""
 
@@ -156,7 +157,7 @@ class EventRecord:
         )
 
 
-@attrs.frozen
+@classes.frozen
 class BreakerRecord:
     """A tool's circuit breaker as last saved (its state names belong to the engine)."""
 

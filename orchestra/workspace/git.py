@@ -25,8 +25,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
-
+from orchestra import classes
 from orchestra.errors import OrchestraError
 from orchestra.workspace import has_git_marker
 
@@ -77,7 +76,7 @@ class GitError(OrchestraError):
         self.stderr = stderr
 
 
-@attrs.frozen
+@classes.frozen
 class Worktree:
     """One work tree of a repository, as ``git worktree list`` describes it."""
 
@@ -87,7 +86,7 @@ class Worktree:
     prunable: bool  # its directory is gone; `git worktree prune` forgets it
 
 
-@attrs.frozen
+@classes.frozen
 class MergeResult:
     """What became of bringing a branch onto another: the new tip, or the conflicts."""
 
