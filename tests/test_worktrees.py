@@ -321,3 +321,21 @@ def test_a_setup_line_that_cannot_be_split_and_a_missing_merge_target_are_refuse
     assert missing.returncode == 2
     assert "--merge-into: there is no branch 'no-such-branch'" in missing.stderr
     assert not (repo / ".orchestra" / "orchestra.db").exists()  # nothing ran
+
+
+def test_a_project_outside_git_runs_in_place_and_needs_no_git_program(tmp_path):
+    from orchestra.workspace import has_git_marker
+
+    project = tmp_path / "project"
+    project.mkdir()
+    assert not has_git_marker(project)  # the premise: no repository above the test's directory
+    (project / "ws.toml").write_text(
+        'id = "plain"\n\n[[tasks]]\nid = "a"\n'
+        'command = ["/bin/sh", "-c", "echo done > made-here.txt"]\n'
+    )
+    no_programs = tmp_path / "empty-bin"  # PATH with no git on it
+    no_programs.mkdir()
+    completed = run(project, env={"PATH": str(no_programs)})
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["state"] == "succeeded"
+    assert (project / "made-here.txt").read_text() == "done\n"  # in the project itself
