@@ -10,18 +10,31 @@ fields declared with ``repr=False`` left out.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, TypeVar
 
 import attrs
 
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # Python 3.10: type checkers then see plain functions
+
+    def dataclass_transform(**_: Any) -> Any:
+        return lambda function: function
+
+
 C = TypeVar("C", bound=type)
 
 
+# dataclass_transform tells type checkers what attrs' own decorators tell them: the
+# class gets an __init__ from its fields (attrs.field declares one with options)
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
 def frozen(cls: C) -> C:
     """``attrs.frozen``: immutable, slotted, compared and hashed by value."""
     return _with_fields_repr(attrs.frozen(cls, repr=False))
 
 
+@dataclass_transform(field_specifiers=(attrs.field,))
 def define(cls: C) -> C:
     """``attrs.define``: mutable and slotted."""
     return _with_fields_repr(attrs.define(cls, repr=False))
