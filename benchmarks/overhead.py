@@ -14,6 +14,10 @@ run with Python's bytecode cache on, as an installed program does (see
 Targets: orchestra's median at most 1.2 times the reference's; orchestra's peak RSS under
 150 MB (at 10,000 tasks, and so at fewer).
 
+To show where a ratio comes from, a 1-task workstream is timed too (the start-up: the
+interpreter, imports, loading, the database) and each size's time is split into that
+start-up and the time per task beyond it. These figures are for reading, not targets.
+
 Run with the project's virtualenv, which has orchestra installed::
 
     .venv/bin/python benchmarks/overhead.py [--tasks 1000,10000] [--runs R] [--record]
@@ -45,6 +49,7 @@ REFERENCE = Path(__file__).resolve().parent / "reference_runner.py"
 ORCHESTRA = plan_scale.ORCHESTRA
 
 DEFAULT_TASKS = (1_000, 10_000)
+START_UP_TASKS = 1  # the workstream whose time is the start-up
 DEFAULT_RUNS = 3
 MAX_PARALLEL = reference_runner.MAX_WORKERS  # the same parallelism for both
 COMMAND = "/bin/true"
@@ -279,6 +284,29 @@ def markdown_table(comparisons: Sequence[Comparison]) -> str:
     return "\n".join([line(cells[0]), rule + "|", *map(line, cells[1:])])
 
 
+def decomposition(comparisons: Sequence[Comparison], start: Comparison) -> list[str]:
+    """Lines splitting each size's medians into the start-up and the time per task after it."""
+    lines = [
+        f"Start-up (a {start.tasks}-task workstream): orchestra {start.orchestra.median:.3f} s, "
+        f"reference {start.reference.median:.3f} s."
+    ]
+    for found in comparisons:
+        if found.tasks == start.tasks:
+            continue
+        ours, theirs = (
+            (measured.median - started.median) / (found.tasks - start.tasks) * 1000
+            for measured, started in (
+                (found.orchestra, start.orchestra),
+                (found.reference, start.reference),
+            )
+        )
+        lines.append(
+            f"Per task after it, at {found.tasks:,} tasks: orchestra {ours:.3f} ms, "
+            f"reference {theirs:.3f} ms ({ours / theirs:.2f})."
+        )
+    return lines
+
+
 def targets_line() -> str:
     return (
         f"Targets: ratio of the medians (orchestra / reference) <= {MAX_RATIO}; orchestra's "
@@ -286,7 +314,7 @@ def targets_line() -> str:
     )
 
 
-def record(comparisons: Sequence[Comparison], runs: int) -> None:
+def record(comparisons: Sequence[Comparison], start: Comparison, runs: int) -> None:
     """Append a dated section with the table to RESULTS.md."""
     facts = plan_scale.machine_description()
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %z")
@@ -306,6 +334,8 @@ def record(comparisons: Sequence[Comparison], runs: int) -> None:
         markdown_table(comparisons),
         "",
         targets_line(),
+        "",
+        *decomposition(comparisons, start),
         "",
     ]
     results = plan_scale.RESULTS
@@ -347,21 +377,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_orchestra_run()
 
     comparisons = []
+    sizes = options.tasks if START_UP_TASKS in options.tasks else (START_UP_TASKS, *options.tasks)
     with tempfile.TemporaryDirectory(prefix="orchestra-bench-") as scratch:
         scratch_dir = Path(scratch)
         os.chdir(scratch_dir)
-        for tasks in options.tasks:
+        for tasks in sizes:
             workstream = scratch_dir / f"true-{tasks}.toml"
             edges = write_workstream(workstream, tasks)
             print(f"workstream: {tasks:,} tasks of {COMMAND}, {edges:,} dependencies")
             comparisons.append(compare(workstream, tasks, options.runs, scratch_dir))
         os.chdir(plan_scale.REPO)
 
+    start = next(found for found in comparisons if found.tasks == START_UP_TASKS)
+    if START_UP_TASKS not in options.tasks:  # measured for the split only, not judged
+        comparisons.remove(start)
     print()
     print(markdown_table(comparisons))
     print(targets_line())
+    print("\n".join(decomposition(comparisons, start)))
     if options.record:
-        record(comparisons, options.runs)
+        record(comparisons, start, options.runs)
     return 1 if any(found.failures for found in comparisons) else 0
 
 
