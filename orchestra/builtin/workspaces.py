@@ -116,7 +116,7 @@ class WorktreeRun:
         path = worktree_path(self.run.state_dir, self.run.run_id, task, attempt)
         if path.exists():  # a leftover of an attempt with this number: start afresh
             git.remove_worktree(self.repo, path)
-            import shutil  # here: its import (zlib, bz2, lzma) would cost every run's start
+            import shutil
 
             shutil.rmtree(path, ignore_errors=True)  # a directory git did not know
         base = git.branch_tip(self.repo, self.branch)
@@ -185,6 +185,8 @@ class WorktreeRun:
     def _copy_into(self, directory: Path) -> None:
         """Copy the configured files (``.env`` …) from the project into a new worktree:
         what git does not track, a tool still needs."""
+        import shutil  # here: its import (zlib, bz2, lzma) would cost every run's start
+
         root = Path(self.run.project_root)
         for name in self.run.copy:
             source = root / name
@@ -192,8 +194,6 @@ class WorktreeRun:
             if not source.exists():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            import shutil
-
             if source.is_dir():
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             else:

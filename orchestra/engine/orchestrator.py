@@ -919,6 +919,8 @@ def default_workspace(project_root: Path) -> str:
     ``inplace``."""
     from orchestra.workspace import has_git_marker
 
+    # repository_root makes this check too; made here first, outside git the run needs
+    # not even import git.py
     if not has_git_marker(Path(project_root).absolute()):
         return "inplace"
     from orchestra.workspace import git
