@@ -8,6 +8,7 @@ the variable is set for the nodes and for every orchestra process the tests star
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -42,11 +43,28 @@ class LocalCluster:
         return {**LOCAL_ONLY, **more}
 
 
+#: one private directory for every Ray process of the tests (short enough for Ray's unix
+#: socket paths), removed when the tests end. Ray writes the address of a cluster it starts
+#: into its default directory ($RAY_TMPDIR/ray, else $TMPDIR/ray or /tmp/ray) and fails when
+#: that is missing, so the default points in here too: nothing outside it is needed or left.
+RAY_BASE = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+os.makedirs(os.path.join(RAY_BASE, "ray"))
+os.environ["RAY_TMPDIR"] = RAY_BASE
+atexit.register(shutil.rmtree, RAY_BASE, ignore_errors=True)
+
+
 def start_cluster(head_resources: dict, node_resources: dict) -> LocalCluster:
+    temp_dir = tempfile.mkdtemp(prefix="c-", dir=RAY_BASE)
+    try:
+        return _start_cluster(temp_dir, head_resources, node_resources)
+    except BaseException:  # a cluster that failed to start leaves nothing behind either
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+
+
+def _start_cluster(temp_dir: str, head_resources: dict, node_resources: dict) -> LocalCluster:
     from ray.cluster_utils import Cluster
 
-    # a private temporary directory, short enough for Ray's unix socket paths
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
