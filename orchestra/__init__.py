@@ -34,6 +34,9 @@ _PUBLIC = {
     "OrchestraError": "orchestra.errors",
     "load_workstream": "orchestra.spec",
     "find_version": "orchestra.toolversion",
+    "run_git": "orchestra.workspace.command",
+    "git_invocation": "orchestra.workspace.command",
+    "GitError": "orchestra.workspace.command",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
@@ -61,6 +64,9 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "OrchestraError",
     "load_workstream",
     "find_version",
+    "run_git",
+    "git_invocation",
+    "GitError",
 ]
 
 if TYPE_CHECKING:
@@ -91,6 +97,7 @@ if TYPE_CHECKING:
     )
     from orchestra.spec import load_workstream
     from orchestra.toolversion import find_version
+    from orchestra.workspace.command import GitError, git_invocation, run_git
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,6 @@ from orchestra.workspace.git import (
     head_commit,
     list_worktrees,
     merge_into,
-    prune_worktrees,
     rebase_and_advance,
     remove_worktree,
     repository_root,
@@ -202,7 +201,10 @@ def test_worktrees_are_added_listed_and_removed_even_with_changes(repo: Path) ->
     assert current_branch(path) == "task/one"
     listed = {worktree.path.resolve(): worktree for worktree in list_worktrees(repo)}
     assert listed[repo.resolve()].branch == "main"
-    assert listed[path.resolve()] == git_ops.Worktree(path.resolve(), "task/one", head, False)
+    reason = f"orchestra: {path.absolute()}"  # locked, and marked as orchestra's
+    assert listed[path.resolve()] == git_ops.Worktree(
+        path.resolve(), "task/one", head, False, reason
+    )
 
     write(path, "a.txt", "changed\n")
     write(path, "new.txt", "untracked\n")
@@ -227,15 +229,17 @@ def test_add_worktree_resets_an_existing_branch_to_start(repo: Path) -> None:
     assert head_commit(path) == first == branch_tip(repo, "task/again")
 
 
-def test_a_worktree_whose_directory_was_deleted_is_prunable_and_removable(repo: Path) -> None:
+def test_a_worktree_whose_directory_was_deleted_is_still_removable(repo: Path) -> None:
     create_branch(repo, "run", "main")
     path = task_worktree(repo, "lost")
     shutil.rmtree(path)
     [lost] = [worktree for worktree in list_worktrees(repo) if worktree.path.name == "lost"]
-    assert lost.prunable
+    assert not lost.prunable  # locked: git's prune leaves it; orchestra removes it itself
     remove_worktree(repo, path)
     assert len(list_worktrees(repo)) == 1
-    prune_worktrees(repo)
+    assert not (repo / ".git" / "worktrees").exists() or not any(
+        (repo / ".git" / "worktrees").iterdir()
+    )
 
 
 def test_a_detached_worktree_has_no_branch(repo: Path) -> None:
@@ -538,3 +542,14 @@ def test_merge_into_a_branch_checked_out_nowhere_fast_forwards_the_ref(repo: Pat
     assert branch_tip(repo, "release") == feature
     assert merge_into(repo, "feature", "release") == "fast-forward"  # nothing more to bring
     assert untouched(repo, head)
+
+
+def test_merge_into_refuses_a_source_branch_moved_since_its_owner_left_it(repo: Path) -> None:
+    head = head_commit(repo)
+    left_at = feature_branch(repo, "feature", "main", {"b.txt": "beta from feature\n"})
+    moved = feature_branch(repo, "other", "feature", {"secret.txt": "stolen\n"})
+    git(repo, "update-ref", "refs/heads/feature", moved)  # another hand moves it
+    with pytest.raises(GitError, match="not where the run left it"):
+        merge_into(repo, "feature", "main", expected=left_at)
+    assert untouched(repo, head)
+    assert merge_into(repo, "feature", "main", expected=moved) == "fast-forward"

@@ -1,10 +1,11 @@
 """The git operations workspaces need, one function each, running the real ``git``.
 
-Every call runs ``git`` with an argument list (never a shell), no stdin, and a fixed set of
-``-c`` options: no user hooks, no signing prompts, no line-ending conversion and no
-automatic gc. Its environment has none of the variables that point git at another
-repository (set when orchestra runs inside a git hook), no terminal prompts and the C locale,
-so output can be parsed. A failing command raises ``GitError`` naming it.
+Every command goes through ``orchestra.workspace.command.run_git``: an argument list, no
+stdin, an allow-listed environment without orchestra's secrets, the programs a
+repository's configuration can name neutralised, and git's lock files waited for (or
+removed, when a killed git left them). A failing command raises ``GitError`` naming it.
+A worktree orchestra made is addressed by its git directory (``Tree``), never found
+through the ``.git`` file an attempt could rewrite.
 
 The functions may be called from several threads at once on different worktrees of one
 repository: git's own locks guard the repository, and the one ref two calls may race on
@@ -18,38 +19,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shlex
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.errors import OrchestraError
 from orchestra.workspace import has_git_marker
-
-# Hooks of the user's repository must not run inside orchestra's worktrees, a signing
-# prompt would hang a run, and autocrlf would make a worktree differ from its commit.
-# An automatic gc could start in the background while other threads write objects and
-# outlive the run; the user's own next git command does it instead.
-_CONFIG = (
-    "core.hooksPath=/dev/null",
-    "commit.gpgsign=false",
-    "core.autocrlf=false",
-    "gc.auto=0",
-    "maintenance.auto=false",
+from orchestra.workspace.command import (
+    DIFF_PROGRAMS_OFF,
+    GitError,
+    Tree,
+    Where,
+    common_dir,
+    failure,
+    run_git,
 )
 
-# Variables with which an enclosing git process (a hook, `git rebase --exec`) points its
-# children at its own repository; inherited, they would send every command there.
-_REPOSITORY_VARIABLES = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_COMMON_DIR",
-)
+__all__ = ["GitError", "Tree"]  # and the functions below
 
 _FALLBACK_NAME = "orchestra"
 _FALLBACK_EMAIL = "orchestra@localhost"
@@ -58,22 +45,10 @@ _ZERO_OID = "0" * 40
 # How often rebase_and_advance rebases again when the target branch moved under it.
 ADVANCE_TRIES = 5
 
-
-class GitError(OrchestraError):
-    """A git command that failed; the message names it and quotes git's error."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        command: tuple[str, ...] = (),
-        returncode: int | None = None,
-        stderr: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.command = command
-        self.returncode = returncode
-        self.stderr = stderr
+#: how ``add_worktree`` marks a worktree as orchestra's, from the first file git writes
+#: for it (its ``locked`` file): an interrupted ``git worktree add`` leaves a directory in
+#: ``.git/worktrees`` that only this tells apart (``orchestra.workspace.repair``)
+LOCK_REASON = "orchestra: "
 
 
 @classes.frozen
@@ -84,6 +59,7 @@ class Worktree:
     branch: str | None  # None when detached (or bare)
     head: str | None  # None before the first commit
     prunable: bool  # its directory is gone; `git worktree prune` forgets it
+    locked: str | None = None  # why it is locked, when it is ("" without a reason)
 
 
 @classes.frozen
@@ -97,90 +73,29 @@ class MergeResult:
 
 # -- running git --
 
-
-def _environment() -> dict[str, str]:
-    environment = {
-        name: value for name, value in os.environ.items() if name not in _REPOSITORY_VARIABLES
-    }
-    environment["GIT_TERMINAL_PROMPT"] = "0"
-    environment["LC_ALL"] = "C"
-    # Reading commands (status, diff) must not take index.lock opportunistically: gc and
-    # scope checks look at worktrees in which a tool may be running git at the same time.
-    environment["GIT_OPTIONAL_LOCKS"] = "0"
-    return environment
-
-
-def _describe(arguments: tuple[str, ...]) -> str:
-    """Return the command as a person would type it, long arguments shortened."""
-    shown = [argument if len(argument) <= 60 else argument[:57] + "..." for argument in arguments]
-    return shlex.join(["git", *shown])
-
-
-def _failure(
-    cwd: Path, arguments: tuple[str, ...], returncode: int | None, stderr: str, stdout: str = ""
-) -> GitError:
-    text = stderr.strip() or stdout.strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()][:3]
-    reason = " / ".join(lines) if lines else "no message"
-    return GitError(
-        f"{_describe(arguments)} failed in {cwd} (exit {returncode}): {reason}",
-        command=("git", *arguments),
-        returncode=returncode,
-        stderr=stderr,
-    )
-
-
-def _git(
-    cwd: Path,
-    *arguments: str,
-    config: tuple[str, ...] = (),
-    check: bool = True,
-    errors: str = "surrogateescape",
-) -> subprocess.CompletedProcess[str]:
-    """Run one git command in ``cwd`` and return it; raise GitError if it fails and ``check``.
-
-    ``errors="surrogateescape"`` keeps file names that are not UTF-8 round-trippable, as
-    ``os.fsdecode`` does; a diff meant to be read and stored uses ``"replace"``.
-    """
-    options = [item for setting in (*_CONFIG, *config) for item in ("-c", setting)]
-    try:
-        completed = subprocess.run(
-            ["git", *options, *arguments],
-            cwd=cwd,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors=errors,
-        )
-    except OSError as error:  # no git on PATH, or cwd is gone
-        raise GitError(f"{_describe(arguments)} could not run in {cwd}: {error}") from error
-    if check and completed.returncode != 0:
-        raise _failure(cwd, arguments, completed.returncode, completed.stderr, completed.stdout)
-    return completed
+_git = run_git
+_failure = failure
 
 
 # git reads every worktree's metadata when it adds a worktree, lists them, deletes or
 # rebases a branch (is it checked out somewhere?), and fails when another git process is
 # half-way through adding one ("failed to read .git/worktrees/x/commondir"). So these
 # operations take one lock: a thread lock for this process, and an flock on a file in the
-# repository's common git directory for other processes.
+# repository's common git directory for other processes. Holding it, a process also knows
+# that no other orchestra is half-way through changing the worktrees (repair relies on it).
 _STRUCTURE = threading.RLock()
 _HELD = threading.local()
-_COMMON_DIRS: dict[str, Path] = {}
+
+#: the flock file in the common git directory (not a git lock: git never looks at it)
+STRUCTURE_LOCK = "orchestra-worktrees.lock"
 
 
-def _common_dir(path: Path) -> Path:
-    key = str(path)
-    if key not in _COMMON_DIRS:
-        found = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
-        _COMMON_DIRS[key] = Path(found.stdout.strip())
-    return _COMMON_DIRS[key]
+def _common_dir(path: Where) -> Path:
+    return common_dir(path)
 
 
 @contextlib.contextmanager
-def _worktrees_locked(path: Path) -> Iterator[None]:
+def worktrees_locked(path: Where) -> Iterator[None]:
     """Hold the repository's worktree lock (reentrant within a thread)."""
     with _STRUCTURE:
         depth = getattr(_HELD, "depth", 0)
@@ -191,8 +106,8 @@ def _worktrees_locked(path: Path) -> Iterator[None]:
             finally:
                 _HELD.depth = depth
             return
-        lock_file = _common_dir(path) / "orchestra-worktrees.lock"
-        descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR, 0o600)
+        lock_file = _common_dir(path) / STRUCTURE_LOCK
+        descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             _HELD.depth = 1
@@ -202,6 +117,9 @@ def _worktrees_locked(path: Path) -> Iterator[None]:
                 _HELD.depth = 0
         finally:
             os.close(descriptor)  # releases the flock
+
+
+_worktrees_locked = worktrees_locked
 
 
 def _branch_ref(branch: str) -> str:
@@ -250,7 +168,15 @@ def _compare_and_swap(repo: Path, branch: str, new: str, old: str) -> bool:
 
 
 def _unmerged_paths(worktree: Path) -> list[str]:
-    completed = _git(worktree, "diff", "--name-only", "-z", "--no-relative", "--diff-filter=U")
+    completed = _git(
+        worktree,
+        "diff",
+        *DIFF_PROGRAMS_OFF,
+        "--name-only",
+        "-z",
+        "--no-relative",
+        "--diff-filter=U",
+    )
     return _paths(completed.stdout)
 
 
@@ -325,49 +251,84 @@ def create_branch(repo: Path, branch: str, start: str) -> str:
 def delete_branch(repo: Path, branch: str) -> None:
     """Delete ``branch``; nothing happens when it does not exist.
 
-    git refuses to delete a branch that is checked out in a worktree, which is kept.
+    A branch checked out in a worktree is refused (GitError), and kept. The ref goes with
+    ``update-ref -d``, not ``branch -D``: that would also rewrite the repository's
+    configuration (the branch's section), and a git killed while doing so leaves
+    ``.git/config.lock``, which stops the user's own ``git config``.
     """
-    _branch_ref(branch)  # a name starting with "-" would be read as an option
+    reference = _branch_ref(branch)
     with _worktrees_locked(repo):
-        completed = _git(repo, "branch", "-D", branch, check=False)
-    if completed.returncode != 0 and branch_tip(repo, branch) is not None:
-        raise _failure(repo, ("branch", "-D", branch), completed.returncode, completed.stderr)
+        where = _checked_out_at(repo, branch)
+        if where is not None:
+            raise GitError(f"cannot delete branch {branch!r}: it is checked out at {where}")
+        _delete_ref(repo, reference)
+
+
+def _delete_ref(repo: Path, reference: str) -> None:
+    completed = _git(repo, "update-ref", "-m", "orchestra: done", "-d", reference, check=False)
+    if completed.returncode != 0 and _resolve_ref(repo, reference) is not None:
+        raise _failure(
+            repo, ("update-ref", "-d", reference), completed.returncode, completed.stderr
+        )
+
+
+def _resolve_ref(repo: Where, reference: str) -> str | None:
+    completed = _git(repo, "rev-parse", "--verify", "-q", f"{reference}^{{commit}}", check=False)
+    return completed.stdout.strip() if completed.returncode == 0 else None
+
+
+def branches(repo: Path, prefix: str) -> dict[str, str]:
+    """Return {branch: commit} of the branches whose names start with ``prefix``."""
+    completed = _git(
+        repo, "for-each-ref", "--format=%(refname)%00%(objectname)", f"refs/heads/{prefix}"
+    )
+    found = {}
+    for line in completed.stdout.splitlines():
+        reference, _, commit = line.partition("\0")
+        found[reference.removeprefix("refs/heads/")] = commit
+    return found
 
 
 # -- worktrees --
 
 
-def add_worktree(repo: Path, path: Path, branch: str, start: str) -> None:
-    """Make a new worktree at ``path`` on ``branch``, which is made or reset to ``start``.
+def add_worktree(repo: Path, path: Path, branch: str, start: str) -> Tree:
+    """Make a new worktree at ``path`` on ``branch``, which is made or reset to ``start``;
+    return it, addressed by its git directory.
 
     Missing parent directories of ``path`` are made. git refuses when ``branch`` is checked
-    out in another worktree or ``path`` is a directory that is not empty.
+    out in another worktree or ``path`` is a directory that is not empty. The worktree is
+    locked with the reason ``orchestra: <path>``, the first thing git writes for it, so that
+    what an interrupted ``git worktree add`` leaves can be told to be orchestra's.
     """
     _branch_ref(branch)
     commit = _resolve(repo, start)
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
+    arguments = ("worktree", "add", "--quiet", "--no-track", "--lock")
     with _worktrees_locked(repo):
-        _git(repo, "worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), commit)
+        _git(repo, *arguments, "--reason", f"{LOCK_REASON}{path}", "-B", branch, str(path), commit)
+        # written by git a moment ago, before any tool ran in the worktree
+        pointer = (path / ".git").read_text().strip()
+    git_dir = Path(pointer.removeprefix("gitdir:").strip())
+    if not git_dir.is_absolute():
+        git_dir = (path / git_dir).resolve()
+    return Tree(path, git_dir, common_dir(repo))
 
 
-def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove the worktree at ``path``, even with uncommitted changes, and prune; nothing
-    happens when it is already gone.
+def remove_worktree(repo: Path, path: Path | Tree) -> None:
+    """Remove the worktree at ``path``, even with uncommitted changes, locked, or with its
+    directory gone; nothing happens when git does not know it.
 
     Its branch is kept (``delete_branch`` removes it). A directory at ``path`` that git does
     not know as a worktree is left alone: it is not orchestra's to delete.
     """
-    target = Path(path).absolute().resolve()
+    target = Path(path.path if isinstance(path, Tree) else path).absolute().resolve()
     with _worktrees_locked(repo):
-        registered = any(
-            worktree.path.resolve() == target and not worktree.prunable
-            for worktree in list_worktrees(repo)
-        )
+        registered = any(worktree.path.resolve() == target for worktree in list_worktrees(repo))
         if registered:
-            # twice --force: even a locked worktree (an interrupted `git worktree add` leaves one)
+            # twice --force: even a locked worktree (orchestra locks its own)
             _git(repo, "worktree", "remove", "--force", "--force", str(target))
-        prune_worktrees(repo)
 
 
 def prune_worktrees(repo: Path) -> None:
@@ -396,6 +357,7 @@ def list_worktrees(repo: Path) -> list[Worktree]:
                     branch=branch.removeprefix("refs/heads/") if branch else None,
                     head=head if head and head != _ZERO_OID else None,
                     prunable="prunable" in fields,
+                    locked=fields.get("locked"),
                 )
             )
         fields = {}
@@ -414,7 +376,16 @@ def changed_paths(worktree: Path, base: str) -> list[str]:
     """
     commit = _resolve(worktree, base)
     # the working tree against the commit: committed, staged and unstaged changes together
-    tracked = _git(worktree, "diff", "--name-only", "-z", "--no-renames", "--no-relative", commit)
+    tracked = _git(
+        worktree,
+        "diff",
+        *DIFF_PROGRAMS_OFF,
+        "--name-only",
+        "-z",
+        "--no-renames",
+        "--no-relative",
+        commit,
+    )
     untracked = _git(
         worktree, "ls-files", "-z", "--others", "--exclude-standard", "--full-name", "--", ":/"
     )
@@ -429,15 +400,20 @@ def has_uncommitted_changes(worktree: Path, *, untracked: bool = True) -> bool:
     return bool(completed.stdout)
 
 
-def commit_all(worktree: Path, message: str) -> str | None:
+def commit_all(worktree: Where, message: str, base: str | None = None) -> str | None:
     """Commit every change in the worktree (``git add -A``); return the commit id, or None
     when there was nothing to commit.
 
-    The author is the repository's user.name and user.email, or "orchestra
-    <orchestra@localhost>" for whichever is not configured.
+    With ``base``, the result is one commit on top of ``base`` whatever was committed in
+    the worktree meanwhile (a tool's own commits are folded in), so that only orchestra's
+    message, and its trailers, reach the run's branch. The author is the repository's
+    user.name and user.email, or "orchestra <orchestra@localhost>" for whichever is not
+    configured.
     """
     _git(worktree, "add", "-A", "--", ":/")
-    staged = _git(worktree, "diff", "--cached", "--quiet", check=False)
+    if base is not None and head_commit(worktree) != base:
+        _git(worktree, "reset", "--soft", "--quiet", _resolve(worktree, base))
+    staged = _git(worktree, "diff", *DIFF_PROGRAMS_OFF, "--cached", "--quiet", check=False)
     if staged.returncode == 0:
         return None
     if staged.returncode != 1:
@@ -449,7 +425,7 @@ def commit_all(worktree: Path, message: str) -> str | None:
 # The same patch whatever the user configured: colour, external diff tools, textconv
 # filters, diff.relative and diff.noprefix all change git's output.
 _DIFF_OPTIONS = (
-    *("--no-color", "--no-ext-diff", "--no-textconv", "--no-relative", "-M"),
+    *("--no-color", *DIFF_PROGRAMS_OFF, "--no-relative", "-M"),
     *("--src-prefix=a/", "--dst-prefix=b/"),
 )
 
@@ -478,7 +454,9 @@ def count_changed_lines(worktree: Path, base: str, head: str = "HEAD") -> int:
     that changed in it.
     """
     old, new = _resolve(worktree, base), _resolve(worktree, head)
-    completed = _git(worktree, "diff", "--numstat", "--no-relative", "-M", old, new, "--")
+    completed = _git(
+        worktree, "diff", *DIFF_PROGRAMS_OFF, "--numstat", "--no-relative", "-M", old, new, "--"
+    )
     total = 0
     for line in completed.stdout.splitlines():
         added, deleted, _ = line.split("\t", 2)
@@ -507,7 +485,11 @@ def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
     arguments = ("rebase", "--quiet", "--no-autostash", onto_commit)
     with _worktrees_locked(worktree):
         completed = _git(
-            worktree, *arguments, config=(*_REBASE_CONFIG, *_identity(worktree)), check=False
+            worktree,
+            *arguments,
+            config=(*_REBASE_CONFIG, *_identity(worktree)),
+            check=False,
+            wait_for_locks=False,  # a rebase stopped half-way is aborted, not run again
         )
         if completed.returncode == 0:
             return ()
@@ -527,14 +509,16 @@ def _checked_out_at(repo: Path, branch: str) -> Path | None:
     return None
 
 
-def rebase_and_advance(worktree: Path, onto: str) -> MergeResult:
+def rebase_and_advance(worktree: Where, onto: str, expected: str | None = None) -> MergeResult:
     """Rebase the worktree's branch onto branch ``onto`` and move ``onto`` to the result.
 
     On a conflict the rebase is aborted, the worktree is left as it was, and the result
     names the conflicting paths. Otherwise ``onto`` is moved with compare-and-swap; if
     another thread moved it in between, the branch is rebased again onto the new tip (up
-    to ``ADVANCE_TRIES`` times). ``onto`` must not be checked out anywhere: no working tree
-    but ``worktree`` is touched.
+    to ``ADVANCE_TRIES`` times). With ``expected``, ``onto`` must be at that commit: the
+    rebase goes onto it, and a branch found elsewhere is an error (``BranchMoved``), not
+    a reason to try again. ``onto`` must not be checked out anywhere: no working tree but
+    ``worktree`` is touched.
     """
     where = _checked_out_at(worktree, onto)
     if where is not None:
@@ -543,7 +527,7 @@ def rebase_and_advance(worktree: Path, onto: str) -> MergeResult:
             "that no worktree has checked out"
         )
     for _ in range(ADVANCE_TRIES):
-        old = branch_tip(worktree, onto)
+        old = expected or branch_tip(worktree, onto)
         if old is None:
             raise GitError(f"there is no branch {onto!r} to rebase onto in {worktree}")
         conflicts = _rebase(worktree, old)
@@ -552,10 +536,16 @@ def rebase_and_advance(worktree: Path, onto: str) -> MergeResult:
         new = head_commit(worktree)
         if _compare_and_swap(worktree, onto, new, old):
             return MergeResult(True, new)
+        if expected is not None:
+            raise BranchMoved(f"branch {onto!r} is not at {expected[:12]} any more")
     raise GitError(
         f"branch {onto!r} kept moving: gave up advancing it from {worktree} "
         f"after {ADVANCE_TRIES} rebases"
     )
+
+
+class BranchMoved(GitError):
+    """A branch was not where the caller last left it."""
 
 
 def _merge(worktree: Path, source: str, commit: str, target: str, *, fast_forward: bool) -> None:
@@ -577,14 +567,16 @@ def _merge(worktree: Path, source: str, commit: str, target: str, *, fast_forwar
     raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
 
 
-def merge_into(repo: Path, source: str, target: str) -> str:
+def merge_into(repo: Path, source: str, target: str, *, expected: str | None = None) -> str:
     """Bring branch ``source`` into branch ``target``; return "fast-forward" or "merge".
 
     When ``target`` is checked out in the work tree at ``repo``, the merge happens there,
     refused if that work tree has uncommitted changes. When it is checked out nowhere, a
     fast-forward moves the ref (compare-and-swap) and a real merge is made in a temporary
     worktree, removed afterwards. A branch checked out in another worktree is refused. A
-    ``target`` that already contains ``source`` is left alone ("fast-forward").
+    ``target`` that already contains ``source`` is left alone ("fast-forward"). With
+    ``expected``, ``source`` must be at that commit (where its owner last left it), else
+    nothing is merged.
     """
     source_commit = branch_tip(repo, source)
     target_commit = branch_tip(repo, target)
@@ -592,6 +584,11 @@ def merge_into(repo: Path, source: str, target: str) -> str:
         if commit is None:
             raise GitError(f"there is no branch {branch!r} in {repo}")
     assert source_commit is not None and target_commit is not None
+    if expected is not None and source_commit != expected:
+        raise BranchMoved(
+            f"branch {source!r} is at {source_commit[:12]}, not where the run left it"
+            f" ({expected[:12]}): it was moved by another hand"
+        )
     fast_forward = _is_ancestor(repo, target_commit, source_commit)
     outcome = "fast-forward" if fast_forward else "merge"
     if _is_ancestor(repo, source_commit, target_commit):
@@ -619,7 +616,9 @@ def merge_into(repo: Path, source: str, target: str) -> str:
     with tempfile.TemporaryDirectory(prefix="orchestra-merge-") as scratch:
         merge_tree = Path(scratch) / "worktree"
         # detached, so that the target branch is never checked out, even for a moment
-        _git(repo, "worktree", "add", "--quiet", "--detach", str(merge_tree), target_commit)
+        reason = f"{LOCK_REASON}{merge_tree}"
+        arguments = ("worktree", "add", "--quiet", "--lock", "--reason", reason, "--detach")
+        _git(repo, *arguments, str(merge_tree), target_commit)
         try:
             _merge(merge_tree, source, source_commit, target, fast_forward=False)
             merged = head_commit(merge_tree)
@@ -636,3 +635,58 @@ def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
     if completed.returncode not in (0, 1):
         raise _failure(repo, arguments, completed.returncode, completed.stderr)
     return completed.returncode == 0
+
+
+def is_ancestor(repo: Where, ancestor: str, descendant: str) -> bool:
+    """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors."""
+    return _is_ancestor(repo, ancestor, descendant)
+
+
+def move_branch(repo: Where, branch: str, new: str, old: str, why: str) -> bool:
+    """Point ``branch`` at ``new`` if it still points at ``old`` (compare-and-swap);
+    return whether it did. ``why`` goes into the branch's reflog."""
+    completed = _git(repo, "update-ref", "-m", why, _branch_ref(branch), new, old, check=False)
+    return completed.returncode == 0
+
+
+def commits_between(
+    repo: Where,
+    old: str | None,
+    new: str,
+    *,
+    first_parent: bool = False,
+    limit: int | None = None,
+) -> list[tuple[str, str, dict[str, str]]]:
+    """Return the commits reachable from ``new`` and not from ``old`` (all of ``new``'s
+    history when ``old`` is None; at most ``limit``, the newest), oldest first: each its
+    id, its subject, and its trailers (``Key: value``, the last value of each key)."""
+    arguments = ["log", "--format=%H%x1f%s%x1f%(trailers:only,unfold)%x1e"]
+    if first_parent:
+        arguments.append("--first-parent")
+    if limit is not None:
+        arguments.append(f"--max-count={limit}")
+    arguments.append(f"{old}..{new}" if old else new)
+    completed = _git(repo, *arguments, "--")
+    found = []
+    for record in completed.stdout.split("\x1e"):
+        record = record.strip("\n")
+        if not record:
+            continue
+        commit, subject, trailers = [*record.split("\x1f"), "", ""][:3]
+        values = {}
+        for line in trailers.splitlines():
+            key, separator, value = line.partition(":")
+            if separator:
+                values[key.strip()] = value.strip()
+        found.append((commit, subject, values))
+    found.reverse()
+    return found
+
+
+def last_move(repo: Where, branch: str) -> str | None:
+    """Return what the reflog says of the last move of ``branch`` (its message), or None."""
+    reference = _branch_ref(branch)
+    completed = _git(repo, "reflog", "show", "-n", "1", "--format=%gs", reference, check=False)
+    if completed.returncode != 0:
+        return None
+    return completed.stdout.strip() or None

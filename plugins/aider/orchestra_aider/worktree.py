@@ -31,14 +31,16 @@ class Snapshot:
 
 
 def git(cwd: str, *arguments: str) -> str:
-    """Return the output of ``git ARGUMENTS`` run in ``cwd``; raise CalledProcessError."""
+    """Return the output of ``git ARGUMENTS`` run in ``cwd``; raise CalledProcessError.
+
+    git runs as orchestra runs it (``orchestra.git_invocation``): an environment without
+    the provider key, and none of the programs a repository's configuration can name (a
+    model could set ``core.fsmonitor`` in it), no opportunistic index locks."""
+    from pathlib import Path
+
+    command, env = orchestra.git_invocation(Path(cwd), *arguments)
     completed = subprocess.run(
-        ["git", *arguments],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=True,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+        command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=True, env=env
     )
     return completed.stdout.decode(errors="surrogateescape")
 

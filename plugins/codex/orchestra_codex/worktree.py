@@ -74,13 +74,20 @@ def _state(path: Path) -> str:
 
 
 def _git(directory: str | os.PathLike, *arguments: str) -> bytes:
+    """git's output; it runs as orchestra runs it (``orchestra.git_invocation``): without
+    the provider key in its environment, and with the programs a repository's
+    configuration can name (a model could set ``core.fsmonitor``) turned off."""
+    import orchestra
+
+    command, env = orchestra.git_invocation(Path(directory), *arguments)
     try:
         completed = subprocess.run(
-            ["git", *arguments],
+            command,
             cwd=directory,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,
+            env=env,
         )
     except OSError as error:
         raise NotAGitTree(f"cannot run git: {error.strerror or error}") from error

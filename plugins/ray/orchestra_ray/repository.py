@@ -19,13 +19,22 @@ NODE_ROOT = "orchestra-ray"
 
 
 def git(directory: str | os.PathLike, *arguments: str, stdin: bytes | None = None) -> bytes:
-    """Run git in ``directory`` and return its output; raise RuntimeError with git's words."""
+    """Run git in ``directory`` and return its output; raise RuntimeError with git's words.
+
+    git runs as orchestra runs it (``orchestra.git_invocation``): without this process's
+    secrets in its environment, and with the programs a repository's configuration can
+    name (hooks, ``core.fsmonitor``, filters) turned off. An attempt on a node could write
+    the configuration of the node's copy, which later attempts use."""
+    import orchestra
+
+    command, env = orchestra.git_invocation(Path(directory), *arguments)
     finished = subprocess.run(
-        ["git", *arguments],
+        command,
         cwd=directory,
         input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        env=env,
     )
     if finished.returncode != 0:
         words = finished.stderr.decode(errors="replace").strip()
@@ -62,12 +71,11 @@ def bundle(
 
 
 def is_ancestor(directory: str | os.PathLike, ancestor: str, commit: str) -> bool:
-    found = subprocess.run(
-        ["git", "merge-base", "--is-ancestor", ancestor, commit],
-        cwd=directory,
-        capture_output=True,
-    )
-    return found.returncode == 0
+    try:
+        git(directory, "merge-base", "--is-ancestor", ancestor, commit)
+    except RuntimeError:  # not an ancestor (exit 1), or not there at all
+        return False
+    return True
 
 
 def node_directory(run_id: str) -> Path:
@@ -95,10 +103,11 @@ def locked(path: Path) -> Iterator[None]:
 def has_commit(repository: Path, commit: str) -> bool:
     if not (repository / "HEAD").exists():
         return False
-    found = subprocess.run(
-        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repository, capture_output=True
-    )
-    return found.returncode == 0
+    try:
+        git(repository, "cat-file", "-e", f"{commit}^{{commit}}")
+    except RuntimeError:
+        return False
+    return True
 
 
 def fetch_bundle(repository: Path, data: bytes) -> None:
@@ -120,14 +129,18 @@ def add_worktree(repository: Path, path: Path, commit: str) -> None:
 
 
 def remove_worktree(repository: Path, path: Path) -> None:
-    subprocess.run(
-        ["git", "worktree", "remove", "--force", str(path)], cwd=repository, capture_output=True
-    )
+    try:
+        git(repository, "worktree", "remove", "--force", str(path))
+    except RuntimeError:
+        pass  # gone already, or broken: removed by hand below
     if path.exists():
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=repository, capture_output=True)
+        try:
+            git(repository, "worktree", "prune")
+        except RuntimeError:
+            pass
 
 
 def patch_since(worktree: Path, base: str) -> bytes:
