@@ -1,7 +1,8 @@
 """Errors a user can cause: each names the file, task and field it is about.
 
-The CLI prints every ``OrchestraError`` as one line on stderr and exits 2. Anything
-else that escapes is a bug and is allowed to show its traceback.
+The CLI prints every ``OrchestraError`` as one line on stderr and exits 2 (a full disk:
+75, see ``DiskFull``). Anything else that escapes is a bug and is allowed to show its
+traceback.
 """
 
 from __future__ import annotations
@@ -87,3 +88,31 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 class WorkspaceError(OrchestraError):
     """A workspace could not be made ready for an attempt (a failed setup command …)."""
+
+
+class WorkspaceViolation(OrchestraError):
+    """An attempt reached beyond its workspace: it moved the run's branch or its
+    worktree's HEAD, or changed the repository's configuration. The attempt fails with
+    ``scope_violation``; the message says what was done and what orchestra put back."""
+
+
+class DiskFull(OrchestraError):
+    """A write that failed because the disk (or the user's quota) is full.
+
+    ``run_id``, when the fault stopped a run, makes the message say how to go on once
+    there is room. The CLI exits with ``exit_status``: sysexits' EX_TEMPFAIL, "try again
+    later", so that a script can tell it from bad input (2) and a failed run (1).
+    """
+
+    exit_status = 75
+
+    def __init__(self, message: str, *, file: str | None = None, run_id: str | None = None):
+        super().__init__(message, file=file)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        if self.run_id:
+            then = f"free some space, then run: orchestra resume {self.run_id}"
+        else:
+            then = "free some space and try again"
+        return f"{super().__str__()}; {then}"

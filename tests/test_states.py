@@ -21,6 +21,7 @@ from orchestra.errors import OrchestraError
 RUN_EDGES = {
     ("pending", "running"),
     ("pending", "canceled"),
+    ("pending", "interrupted"),
     ("running", "succeeded"),
     ("running", "failed"),
     ("running", "canceled"),

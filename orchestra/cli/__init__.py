@@ -2,11 +2,14 @@
 
 Commands live in their own modules and are imported only when used, so ``orchestra
 --help`` and ``orchestra --version`` stay fast. Errors a user can cause
-(``OrchestraError``) print one line each on stderr and exit with status 2.
+(``OrchestraError``) print one line each on stderr and exit with status 2 (a full disk:
+75); so do the faults of the machine that reach here as an ``OSError`` (a full or
+read-only disk, a file that may not be written).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -61,7 +64,34 @@ class OrchestraGroup(click.Group):
         except OrchestraError as error:
             for line in error.lines():
                 click.echo(f"error: {line}", err=True)
-            ctx.exit(2)
+            ctx.exit(getattr(error, "exit_status", 2))
+        except OSError as error:
+            fault = machine_fault(error)
+            if fault is None:
+                raise
+            click.echo(f"error: {fault}", err=True)
+            ctx.exit(getattr(fault, "exit_status", 2))
+
+
+#: errno values of a machine's fault, not of orchestra's code: a full or read-only disk,
+#: a file the user may not write, a failing device
+FAULT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+
+
+def machine_fault(error: OSError) -> Exception | None:
+    """Return the one-line error for an OSError that no layer below turned into one
+    (a file the disk refused), or None for one that is a bug and keeps its traceback."""
+    if error.errno not in FAULT_ERRNOS:
+        return None
+    from orchestra.errors import DiskFull, OrchestraError
+
+    reason = error.strerror or str(error)
+    where = error.filename if isinstance(error.filename, str) else None
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(reason, file=where)
+    return OrchestraError(reason, file=where)
 
 
 @click.group(

@@ -19,7 +19,8 @@ class RunState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
-    #: the process driving the run died; found at the next start, left by resuming
+    #: the process driving the run died, or stopped on a fault (a full disk); found by
+    #: the next command when its lock is free, left by resuming or canceling
     INTERRUPTED = "interrupted"
 
     def __str__(self) -> str:
@@ -48,7 +49,8 @@ _S = StepState
 
 #: state -> the states a run may move to from it
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
-    _R.PENDING: frozenset({_R.RUNNING, _R.CANCELED}),
+    # pending -> interrupted: its process died before the first step started
+    _R.PENDING: frozenset({_R.RUNNING, _R.CANCELED, _R.INTERRUPTED}),
     _R.RUNNING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELED, _R.INTERRUPTED}),
     _R.INTERRUPTED: frozenset({_R.RUNNING, _R.CANCELED}),
     _R.SUCCEEDED: frozenset(),

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestra.engine.faults import is_disk_full_error
 from orchestra.engine.states import (
     TERMINAL_RUN_STATES,
     TERMINAL_STEP_STATES,
@@ -36,9 +37,10 @@ from orchestra.engine.states import (
     check_run_transition,
     check_step_transition,
 )
+from orchestra.errors import DiskFull, OrchestraError
 from orchestra.models import Usage
 from orchestra.state import lock
-from orchestra.state.errors import StoreError, UnknownRun
+from orchestra.state.errors import StoreError, UnknownRun, database_fault
 from orchestra.state.migrations import migrate
 from orchestra.state.records import (
     AttemptRecord,
@@ -90,34 +92,29 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike) -> Store:
         """Return the store at ``path``, creating the file and its directories if needed
-        and applying the migrations the database lacks."""
+        and applying the migrations the database lacks.
+
+        A database in a directory this process cannot write is opened read-only, so that
+        reading commands still work; a write then raises a one-line ``StoreError``."""
         path = Path(path)
-        connection = None
         try:
             if not path.parent.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # a directory orchestra made is its own: git (and a tool judging its
                 # edits by git status) must not see the database, logs and scratch
                 (path.parent / ".gitignore").write_text("*\n")
-            connection = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
-            )
-            connection.row_factory = sqlite3.Row
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a killed process loses nothing committed; only a power
-            # cut may lose the last transactions, and the file stays consistent.
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("PRAGMA foreign_keys = ON")
-            migrate(connection, file=str(path))
-        except (OSError, sqlite3.DatabaseError) as error:
-            if connection is not None:
-                connection.close()
-            raise StoreError(f"cannot open the run database: {error}", file=str(path)) from None
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            raise
+        except OSError as error:
+            raise _file_fault(error, "cannot make the directory of the run database") from None
+        try:
+            connection = _connect(path)
+        except sqlite3.Error as error:
+            if not (path.exists() and not os.access(path.parent, os.W_OK)):
+                raise _open_fault(error, path) from None
+            # SQLite cannot make the -shm file beside it: read what the file holds
+            try:
+                connection = _connect(path, read_only=True)
+            except sqlite3.Error as again:
+                raise _open_fault(again, path) from None
         return cls(connection, path)
 
     def close(self) -> None:
@@ -143,39 +140,59 @@ class Store:
         content_hash: str | None,
         task_ids: Sequence[str],
         settings: Mapping[str, Any] | None = None,
+        *,
+        claim: bool = False,
     ) -> str:
         """Return the id of a new pending run whose steps, one per task, are pending.
 
         ``settings`` (JSON-serialisable, already free of secrets) records how the run was
-        configured. Writes the event ``run.created``.
+        configured. Writes the event ``run.created``. With ``claim``, this store also
+        claims the run (as ``claim_run``) in the same transaction: no other process ever
+        sees it pending and undriven, so a pending run whose lock is free was left by a
+        dead process (``mark_interrupted_if_orphaned``).
         """
         now = time.time()
-        with self._transaction() as db:
-            run_id = new_run_id(now)
-            while db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
-                run_id = new_run_id(now)  # another run was made in the same second
-            db.execute(
-                "INSERT INTO runs (id, workstream_id, workstream_file, content_hash, state,"
-                " created_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    workstream_id,
-                    file,
-                    content_hash,
-                    RunState.PENDING.value,
-                    now,
-                    _json(settings or {}),
-                ),
-            )
-            db.executemany(
-                "INSERT INTO steps (run_id, task_id, position, state) VALUES (?, ?, ?, ?)",
-                (
-                    (run_id, task_id, position, StepState.PENDING.value)
-                    for position, task_id in enumerate(task_ids)
-                ),
-            )
-            payload = {"workstream_id": workstream_id, "file": file, "tasks": len(task_ids)}
-            self._append_event(db, run_id, now, "run.created", payload)
+        claimed: lock.RunLock | None = None
+        owner = (os.getpid(), os.uname().nodename) if claim else (None, None)
+        try:
+            with self._transaction() as db:
+                run_id = new_run_id(now)
+                while db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                    run_id = new_run_id(now)  # another run was made in the same second
+                db.execute(
+                    "INSERT INTO runs (id, workstream_id, workstream_file, content_hash, state,"
+                    " created_at, settings, owner_pid, owner_host)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        workstream_id,
+                        file,
+                        content_hash,
+                        RunState.PENDING.value,
+                        now,
+                        _json(settings or {}),
+                        *owner,
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO steps (run_id, task_id, position, state) VALUES (?, ?, ?, ?)",
+                    (
+                        (run_id, task_id, position, StepState.PENDING.value)
+                        for position, task_id in enumerate(task_ids)
+                    ),
+                )
+                if claim:  # after the first write: a read-only database says so first
+                    claimed = self._claims[run_id] = self._acquire(run_id)
+                payload = {"workstream_id": workstream_id, "file": file, "tasks": len(task_ids)}
+                self._append_event(db, run_id, now, "run.created", payload)
+                if claim:
+                    claimed_by = {"pid": owner[0], "host": owner[1]}
+                    self._append_event(db, run_id, now, "run.claimed", claimed_by)
+        except BaseException:
+            if claimed is not None:  # nothing was recorded: let the lock go
+                self._claims.pop(run_id, None)
+                claimed.release()
+            raise
         return run_id
 
     def set_run_state(
@@ -670,7 +687,7 @@ class Store:
         with self._mutex:
             if self.holds(run_id):
                 return
-            claim = lock.acquire(self.lock_directory, run_id)
+            claim = self._acquire(run_id)
             try:
                 pid, host = os.getpid(), os.uname().nodename
                 with self._transaction() as db:
@@ -685,6 +702,15 @@ class Store:
                 claim.release()
                 raise
             self._claims[run_id] = claim
+
+    def _acquire(self, run_id: str) -> lock.RunLock:
+        """Take the lock of ``run_id``; a lock file that cannot be written is a one-line
+        error (a full disk, a read-only directory), not a traceback."""
+        try:
+            return lock.acquire(self.lock_directory, run_id)
+        except OSError as error:
+            path = lock.lock_path(self.lock_directory, run_id)
+            raise _file_fault(error, f"cannot lock run {run_id}", path) from None
 
     def release_run(self, run_id: str) -> None:
         """Stop driving ``run_id`` (its owner columns keep the last driver, for the record)."""
@@ -704,8 +730,10 @@ class Store:
         return lock.is_locked(self.lock_directory, run_id)
 
     def mark_interrupted_if_orphaned(self, run_id: str) -> bool:
-        """Move a run that is ``running`` but that no process drives to ``interrupted``
-        (event ``run.interrupted``, naming the dead owner); return whether it did.
+        """Move a run that is ``running`` or ``pending`` but that no process drives to
+        ``interrupted`` (event ``run.interrupted``, naming the dead owner); return whether
+        it did. A pending one died before its first step started (SIGKILL in its first
+        milliseconds): interrupted, it resumes from the start.
 
         The lock is probed inside the transaction: a process that claims the run later
         sees it interrupted, and one that claimed it before keeps it running.
@@ -716,14 +744,14 @@ class Store:
             ).fetchone()
             if row is None:
                 raise UnknownRun(f"no run {run_id!r} in the database", file=str(self.path))
-            if row["state"] != RunState.RUNNING.value or self.is_locked(run_id):
+            if row["state"] not in _DRIVEN_STATES or self.is_locked(run_id):
                 return False
             check_run_transition(f"run {run_id}", row["state"], RunState.INTERRUPTED)
             db.execute(
                 "UPDATE runs SET state = ? WHERE id = ?", (RunState.INTERRUPTED.value, run_id)
             )
             payload = {
-                "from": RunState.RUNNING.value,
+                "from": row["state"],
                 "to": RunState.INTERRUPTED.value,
                 "owner_pid": row["owner_pid"],
                 "owner_host": row["owner_host"],
@@ -732,9 +760,10 @@ class Store:
             return True
 
     def mark_orphaned_runs(self) -> list[str]:
-        """Mark every orphaned running run interrupted; return their ids."""
-        running = [run.id for run in self.runs(state=RunState.RUNNING)]
-        return [run_id for run_id in running if self.mark_interrupted_if_orphaned(run_id)]
+        """Mark every orphaned run (running or pending, and not driven) interrupted;
+        return their ids."""
+        driven = [run.id for state in _DRIVEN_STATES for run in self.runs(state=state)]
+        return [run_id for run_id in driven if self.mark_interrupted_if_orphaned(run_id)]
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -780,7 +809,15 @@ class Store:
 
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._mutex:
-            return self._connection.execute(sql, parameters).fetchall()
+            try:
+                return self._connection.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise self._fault(error) from error
+
+    def _fault(self, error: sqlite3.Error) -> Exception:
+        """The error to raise for ``error``: one a user can act on when the database file
+        is at fault (full disk, read-only …), else ``error`` itself (a bug)."""
+        return database_fault(error, str(self.path)) or error
 
     def _run_state(self, db: sqlite3.Connection, run_id: str) -> str:
         row = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -812,6 +849,68 @@ class Store:
         self._run_state(db, run_id)
         return UnknownRun(f"run {run_id} has no task {task_id!r}", file=str(self.path))
 
+
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    """Open the database, set it up (WAL …) and bring its schema up to date.
+
+    ``read_only`` opens it with ``mode=ro``, and with ``immutable=1`` when there is no
+    write-ahead log to read (a database closed cleanly): SQLite cannot read a WAL
+    database in a directory it cannot write without its -shm file, and with no -wal
+    there is nothing but the file to read."""
+    if read_only:
+        from urllib.parse import quote
+
+        target = f"file:{quote(str(path.absolute()))}?mode=ro"
+        wal = path.with_name(path.name + "-wal")
+        if not wal.exists() or wal.stat().st_size == 0:
+            target += "&immutable=1"
+    else:
+        target = str(path)
+    connection = sqlite3.connect(
+        target,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=BUSY_TIMEOUT,
+        uri=read_only,
+    )
+    try:
+        connection.row_factory = sqlite3.Row
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        if not read_only:
+            connection.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a killed process loses nothing committed; only a power
+        # cut may lose the last transactions, and the file stays consistent.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        migrate(connection, file=str(path))
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _open_fault(error: sqlite3.Error, path: Path) -> OrchestraError:
+    """The one-line error for a database that could not be opened."""
+    doing = "cannot open the run database"
+    return database_fault(error, str(path), doing) or StoreError(
+        f"{doing}: {error}", file=str(path)
+    )
+
+
+def _file_fault(error: OSError, doing: str, path: Path | None = None) -> OrchestraError:
+    """The one-line error for a file orchestra keeps beside the database (its directory,
+    a lock file) that could not be written: a full disk, or ``doing`` and why. ``path``
+    names the file when the error does not (a failed write names none)."""
+    where = error.filename or (None if path is None else str(path))
+    reason = error.strerror or str(error)
+    if is_disk_full_error(error):
+        return DiskFull(f"{doing}: {reason}", file=where)
+    return StoreError(f"{doing}: {reason}", file=where)
+
+
+#: states of a run that a live process holds (its lock): without one, it died. A run is
+#: claimed in the transaction that creates it, so a pending run is never unclaimed.
+_DRIVEN_STATES = (RunState.RUNNING.value, RunState.PENDING.value)
 
 #: each step state's plain string, by the state or by the string itself (a state is a
 #: str equal to its value): Enum calls and ``.value`` cost the run loop ten times more
@@ -880,8 +979,10 @@ class _Transaction:
         if not connection.in_transaction:  # else inside batch(): the outer one commits
             try:
                 connection.execute("BEGIN IMMEDIATE")
-            except BaseException:
+            except BaseException as error:
                 store._mutex.release()
+                if isinstance(error, sqlite3.Error):
+                    raise store._fault(error) from error
                 raise
             self._outer = True
         return connection
@@ -899,10 +1000,16 @@ class _Transaction:
                         store._pending_events.clear()
                     connection.execute("COMMIT")
                     return
-                except BaseException:
+                except BaseException as failure:
                     _roll_back(store)
+                    if isinstance(failure, sqlite3.Error):
+                        raise store._fault(failure) from failure
                     raise
             _roll_back(store)
+            if isinstance(error, sqlite3.Error):  # a statement of the transaction failed
+                fault = store._fault(error)
+                if fault is not error:
+                    raise fault from error
         finally:
             store._mutex.release()
 
@@ -912,4 +1019,8 @@ def _roll_back(store: Store) -> None:
     store._attempt_rows.clear()  # rows the rollback may have taken back
     store._last_seq.clear()  # numbers handed out in the rolled-back transaction
     if store._connection.in_transaction:
-        store._connection.execute("ROLLBACK")
+        try:
+            store._connection.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite may have rolled back itself (a full disk …)
+            if store._connection.in_transaction:
+                raise
