@@ -730,3 +730,78 @@ def test_a_context_writes_the_silent_commands_before_the_first_output(tmp_path, 
     context.run(["true"])
 
     assert log.read_text().splitlines() == ["$ true", "$ echo checked", "checked", "$ true"]
+
+
+# -- the log's limit ----------------------------------------------------------------------
+
+
+def test_output_past_the_log_limit_keeps_the_start_and_the_redacted_end(tmp_path, log):
+    env = build_environment(os.environ, {"MY_TOKEN": SECRET}, ())
+    source = f"for n in range(2000): print(f'{{n:04d}} {SECRET}')"
+
+    result = run_process(python(source), cwd=tmp_path, env=env, log_path=log, log_limit=10_000)
+
+    assert result.exit_code == 0
+    text = log.read_text()
+    assert SECRET not in text
+    assert len(text) <= 10_000 + 300  # the "$ command" line and the note
+    lines = output_lines(log)
+    assert lines[0] == "0000 ***" and lines[-1] == "1999 ***"
+    (note,) = [line for line in text.splitlines() if "left out" in line]
+    assert note.startswith("orchestra: the log reached its limit (log_limit 10kB): ")
+
+
+def test_an_attempts_log_limit_holds_across_its_processes(tmp_path, env, log):
+    from orchestra.engine.containment import supervise_run
+
+    env = {**env, "ORCHESTRA_RUN_ID": "r-limit", "ORCHESTRA_TASK_ID": "t", "ORCHESTRA_ATTEMPT": "1"}
+    ten_kb = python("import sys; sys.stdout.write(('z' * 99 + chr(10)) * 100)")
+    with supervise_run("r-limit", log_limit=5_000):
+        context = LocalContext(cwd=tmp_path, env=env, log_path=log)
+        for _ in range(3):
+            context.run(ten_kb)
+
+    text = log.read_text()
+    assert text.count("orchestra: the log reached its limit (log_limit 5kB)") == 3
+    # the first process fills the log; each one after it keeps its end only (500 bytes)
+    output = sum(len(line) + 1 for line in output_lines(log))
+    assert output == 4_500 + 3 * 500
+
+
+# -- orphans of a run: reaped without taking an exit status from anyone --------------------
+
+
+def test_orphans_are_reaped_and_no_exit_status_is_taken(tmp_path, env, monkeypatch):
+    from orchestra.engine.containment import supervise_run
+
+    monkeypatch.setenv("ORCHESTRA_CGROUPS", "0")  # orchestra as subreaper: orphans come here
+    results = []
+
+    def attempts(number: int) -> None:
+        marked = {**env, "ORCHESTRA_RUN_ID": "r-reap", "ORCHESTRA_TASK_ID": f"t{number}"}
+        for attempt in range(10):
+            marked["ORCHESTRA_ATTEMPT"] = str(attempt)
+            # a background child outlives its shell by a moment, then dies as an orphan
+            argv = ["/bin/sh", "-c", "(sleep 0.01 &); exit 7"]
+            results.append(
+                run_process(argv, cwd=tmp_path, env=marked, log_path=tmp_path / f"{number}.log")
+            )
+
+    with supervise_run("r-reap"):
+        workers = [threading.Thread(target=attempts, args=(n,)) for n in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    assert [result.exit_code for result in results] == [7] * 20
+    assert zombie_children() == []
+
+
+def zombie_children() -> list[int]:
+    """This process's children that have exited and were not reaped."""
+    found = []
+    for thread in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{thread}/children") as listing:
+            found += [int(pid) for pid in listing.read().split() if process_state(int(pid)) == "Z"]
+    return found

@@ -5,6 +5,9 @@ Each test runs the real ``orchestra`` program in a directory that is not a git r
 """
 
 import json
+import os
+import random
+import signal
 import socket
 import sqlite3
 import sys
@@ -324,6 +327,40 @@ def test_a_command_that_hangs_is_killed_and_becomes_a_warning(tmp_path):
         "command for run.succeeded killed after 0.5s: sleep 30;"
         " further failures are counted until one works"
     ]
+
+
+def test_the_command_still_running_when_the_run_ends_is_stopped(tmp_path):
+    # a command per event, each taking its whole timeout: the queue cannot drain in the
+    # three timeouts close() waits, and the command under way then must not outlive the run
+    marker = f"300.{random.randrange(10**11, 10**12)}"
+    config = (
+        f'[sink.command]\nshell = true\ncommand = "sleep {marker}"\nkinds = ["*"]\ntimeout = 1\n'
+    )
+    directory = project(tmp_path, quick_workstream(3), config)
+    try:
+        finished = run(directory, "command")
+        assert finished.returncode == 0, finished.stderr
+        assert running_with(marker) == []
+    finally:
+        for pid in running_with(marker):
+            os.kill(pid, signal.SIGKILL)
+    assert any(
+        message.startswith("gave up after waiting 3s") for message in warnings(directory, "command")
+    )
+
+
+def running_with(marker: str) -> list[int]:
+    """The running processes (not zombies) with ``marker`` in their command line."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if marker.encode() in command and stat[stat.rindex(")") + 2] not in "ZX":
+            found.append(int(entry))
+    return found
 
 
 # -- a broken sink plugin --------------------------------------------------------------------

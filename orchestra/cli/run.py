@@ -19,31 +19,54 @@ from orchestra.cli.state import CliState, pass_state
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
 
 
+#: the signals that cancel a run: Ctrl-C, `kill` or `orchestra cancel`, a closed terminal
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def _cancel_on_signals() -> Iterator[tuple[threading.Event, threading.Event]]:
-    """Yield (cancel, hurry): the first SIGINT or SIGTERM sets cancel (running attempts
-    get SIGTERM and a grace period); a second sets hurry (SIGKILL at once)."""
+    """Yield (cancel, hurry): the first SIGINT, SIGTERM or SIGHUP sets cancel (running
+    attempts get SIGTERM and a grace period); a second sets hurry (SIGKILL at once)."""
     cancel, hurry = threading.Event(), threading.Event()
 
     def handle(signum: int, frame: object) -> None:
         if cancel.is_set():
-            click.echo("orchestra: stopping now", err=True)
+            _say("orchestra: stopping now")
             hurry.set()
             return
-        if signum == signal.SIGINT:
-            click.echo(
-                "orchestra: canceling the run (press Ctrl-C again to stop at once)", err=True
-            )
-        else:
-            click.echo("orchestra: canceling the run (asked by a signal)", err=True)
         cancel.set()
+        if signum == signal.SIGINT:
+            _say("orchestra: canceling the run (press Ctrl-C again to stop at once)")
+        elif signum == signal.SIGHUP:
+            _say("orchestra: canceling the run (its terminal went away)")
+        else:
+            _say("orchestra: canceling the run (asked by a signal)")
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handle) for sig in CANCEL_SIGNALS}
     try:
         yield cancel, hurry
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _say(message: str) -> None:
+    """Print on stderr from a signal handler: a closed terminal (SIGHUP) must not turn
+    the cancel into an exception in whatever the run loop was doing."""
+    try:
+        click.echo(message, err=True)
+    except OSError:
+        pass
+
+
+def _say_if_unconfined(settings) -> None:
+    """One line on stderr when the run's attempts will not be sandboxed, saying why; a
+    sandbox required (``sandbox = "bwrap"``) and not possible here stops the run first."""
+    from orchestra.engine import sandbox
+
+    choice = sandbox.require(settings)
+    if not choice.confined:
+        click.echo(f"orchestra: {choice.describe()}", err=True)
 
 
 def _sinks(state: CliState, settings, quiet: bool, plain: bool = False) -> list:
@@ -135,6 +158,12 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     metavar="BRANCH",
     help="When the run succeeds, bring its branch into BRANCH (fast-forward when it can).",
 )
+@click.option(
+    "--log-limit",
+    metavar="SIZE",
+    callback=lambda context, parameter, value: _size(value),
+    help="How much output each attempt's log keeps, such as 10MB (the default).",
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option(
     "--executor",
@@ -170,6 +199,7 @@ def run(
     budget_tokens: int | None,
     sink_names: tuple[str, ...],
     merge_into: str | None,
+    log_limit: int | None,
     db: str | None,
     executor: str | None,
     ray_address: str | None,
@@ -186,7 +216,7 @@ def run(
     A task that fails for good skips its dependents; other branches go on. Ctrl-C
     cancels the run (a second Ctrl-C stops at once); `orchestra resume RUN` continues
     a run whose process died. Exit status: 0 succeeded, 1 failed, 2 bad input,
-    130 canceled or interrupted.
+    75 the disk is full (free space, then resume), 130 canceled or interrupted.
     """
     from orchestra.engine.runs import start_run
     from orchestra.planning import load_checked
@@ -196,6 +226,7 @@ def run(
         "db": db_path(db),
         "budget_cost": budget_cost,
         "budget_tokens": budget_tokens,
+        "log_limit": log_limit,
         "sinks": tuple(sink_names) or None,
         "executor": executor,
         "ray_address": ray_address,
@@ -214,6 +245,7 @@ def run(
         state.warn()
     if merge_into:
         _check_merge_target(state, merge_into)
+    _say_if_unconfined(settings)
     sinks = _sinks(state, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
@@ -230,6 +262,18 @@ def run(
     merged = _merge(state, outcome, merge_into) if merge_into else None
     _report(outcome, as_json, merged)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+def _size(text: str | None) -> int | None:
+    """A --log-limit value in bytes; a size that cannot be read is a usage error."""
+    if text is None:
+        return None
+    from orchestra.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _check_merge_target(state: CliState, target: str) -> None:
@@ -255,8 +299,10 @@ def _merge(state: CliState, outcome, target: str) -> str:
     source = run_branch(outcome.run_id)
     if repo is None or git.branch_tip(repo, source) is None:
         return f"not merged into {target}: the run has no branch {source}"
+    # the tip the run left its branch at: a branch moved since by another hand is refused
+    expected = (outcome.checkpoints.get("worktree") or {}).get("tip")
     try:
-        how = git.merge_into(repo, source, target)
+        how = git.merge_into(repo, source, target, expected=expected)
     except git.GitError as error:
         return f"not merged into {target}: {error}"
     return f"merged {source} into {target} ({how})"
@@ -270,6 +316,7 @@ RESUMED_SETTINGS = (
     "max_attempts",
     "timeout",
     "idle_timeout",
+    "log_limit",
     "executor",
     "ray_address",
 )
@@ -342,6 +389,7 @@ def resume(
         )
     finally:
         state.warn()
+    _say_if_unconfined(settings)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = resume_run(
             run_id,
@@ -368,7 +416,8 @@ def cancel(state: CliState, run_id: str, db: str | None) -> None:
     """Cancel RUN from another terminal, as Ctrl-C would in its own.
 
     The process driving the run stops launching tasks, stops the running ones and
-    records them canceled. A run whose process died is marked canceled directly.
+    records them canceled. A run whose process died is canceled directly, after the
+    processes it left running are stopped.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, request_cancel

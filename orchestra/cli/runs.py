@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from pathlib import Path
 
 import click
@@ -13,6 +12,8 @@ from orchestra.cli.state import CliState, pass_state
 
 db_option = click.option("--db", type=click.Path(dir_okay=False), help="The run database to read.")
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled", "interrupted")
+#: ``show`` prints the end of a longer line of a log
+SHOWN_LINE_WIDTH = 300
 
 
 def db_path(db: str | None) -> str | None:
@@ -104,11 +105,11 @@ def _run_end(store, record) -> float | None:
     return record.ended_at
 
 
-def _tail(path: str | None, lines: int = 5) -> list[str]:
-    if not path or not Path(path).exists():
-        return []
-    with open(path, encoding="utf-8", errors="replace") as log:
-        return [line.rstrip("\n") for line in deque(log, maxlen=lines)]
+def _tail(path: str | None, lines: int = 5) -> tuple[str, ...]:
+    """The end of an attempt's log for ``show``: a few lines, read from the file's end."""
+    from orchestra.logtail import tail_lines
+
+    return tail_lines(path, lines, width=SHOWN_LINE_WIDTH)
 
 
 @click.command()
@@ -254,12 +255,29 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
 @click.option(
     "--follow", "-f", is_flag=True, help="Keep printing as the log grows, until the attempt ends."
 )
+@click.option(
+    "--tail",
+    "-n",
+    "tail",
+    type=click.IntRange(min=1),
+    metavar="LINES",
+    help="Start at the last LINES lines (read from the end of the log).",
+)
 @db_option
 @pass_state
 def logs(
-    state: CliState, run_id: str, task_id: str, attempt: int | None, follow: bool, db: str | None
+    state: CliState,
+    run_id: str,
+    task_id: str,
+    attempt: int | None,
+    follow: bool,
+    tail: int | None,
+    db: str | None,
 ) -> None:
     """Print the log of TASK's attempt in RUN (secrets already masked)."""
+    import codecs
+
+    from orchestra.logtail import BLOCK, tail_start
 
     store = _store(state, db)
     chosen = chosen_attempt(store, run_id, task_id, attempt)
@@ -271,15 +289,19 @@ def logs(
             click.echo(f"(attempt {chosen.number} printed nothing)", err=True)
             return
         time.sleep(0.2)
-    with open(path, encoding="utf-8", errors="replace") as log:
-        while True:
-            chunk = log.read()
-            if chunk:
-                click.echo(chunk, nl=False)
-            if not follow:
-                return
-            if _ended(store, run_id, task_id, chosen.number):
-                click.echo(log.read(), nl=False)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with open(path, "rb") as log:
+        if tail is not None:
+            log.seek(tail_start(path, tail))
+        while True:  # a block at a time: a huge log is never held whole
+            block = log.read(BLOCK)
+            if block:
+                click.echo(decoder.decode(block), nl=False)
+                continue
+            if not follow or _ended(store, run_id, task_id, chosen.number):
+                while block := log.read(BLOCK):  # what came before the end was recorded
+                    click.echo(decoder.decode(block), nl=False)
+                click.echo(decoder.decode(b"", final=True), nl=False)
                 return
             time.sleep(0.2)
 

@@ -4,9 +4,11 @@ The child gets an argument list (never a shell unless the caller asks for one), 
 /dev/null, an environment built from an allow-list, and a session of its own, so that its
 whole process group can be stopped: at the ``timeout``, after ``idle_timeout`` without
 output, or when the caller's cancel event is set. SIGTERM comes first, SIGKILL after a
-grace period, and no process of the group outlives the call. stdout and stderr go, merged
-and in order, to the attempt's log file, with the values of secret variables replaced by
-``***``; the file is made at the first output (or failure), so a silent success leaves none.
+grace period, and no process of the group outlives the call; nor does one that left the
+group (a daemon, a new session), which ``containment.Scope`` finds. stdout and stderr go,
+merged and in order, to the attempt's log file (at most ``log_limit`` of it: its start and
+its end), with secret values replaced by ``***`` (secrets.py); the file is made at the
+first output (or failure), so a silent success leaves none.
 
 One thread does all of it: it waits with ``poll`` on the output pipe, for no longer than
 the nearest deadline, and reaps the leader when the pipe ends (every process that held it
@@ -20,10 +22,8 @@ the deadlines are looked at between reads.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import os
-import re
 import select
 import shlex
 import signal
@@ -32,20 +32,37 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from orchestra.engine.containment import Scope, run_policy, run_processes, signal_each
+from orchestra.engine.secrets import (
+    MIN_SECRET_LENGTH,
+    Redactor,
+    literal_secrets,
+    mask_arguments,
+    secret_values,
+)
+
+# the secret names and the Redactor live in secrets.py; they are imported from here too
+from orchestra.engine.secrets import REDACTED as REDACTED
+from orchestra.engine.secrets import SECRET_NAME_PATTERNS as SECRET_NAME_PATTERNS
+from orchestra.engine.secrets import is_secret_name as is_secret_name
 from orchestra.models import ProcessResult
+from orchestra.sizes import format_size
+
+if TYPE_CHECKING:
+    from orchestra.engine.sandbox import Sandbox
 
 #: variables of orchestra's own environment every process gets (plus LC_*)
 ALLOWED_VARIABLES = frozenset(
     {"PATH", "HOME", "LANG", "TERM", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"}
 )
-#: names whose values are redacted, matched case-insensitively
-SECRET_NAME_PATTERNS = ("*_KEY", "*_TOKEN", "*_SECRET", "*PASSWORD*")
-#: shorter values are not redacted: "***" in place of every "1" would hide the whole log
-MIN_SECRET_LENGTH = 4
-REDACTED = "***"
 DEFAULT_GRACE = 5.0
+#: how much output an attempt's log keeps (the ``log_limit`` setting's default)
+DEFAULT_LOG_LIMIT = 10_000_000
+#: past the limit, each process's last bytes are kept: this share of the limit, at most 1 MB
+_TAIL_SHARE = 10
+_TAIL_MAX = 1_000_000
 
 _CHUNK = 64 * 1024
 #: a line longer than this is written in pieces rather than held until its newline
@@ -56,8 +73,6 @@ _POLL = 0.05
 _KILL_WAIT = 5.0
 #: without pidfds, the first pause between looks at the leader (doubling up to ``_POLL``)
 _FIRST_PAUSE = 0.0005
-#: the five patterns as one expression, with fnmatch's meaning
-_SECRET_NAME = re.compile("|".join(map(fnmatch.translate, SECRET_NAME_PATTERNS)))
 
 
 def build_environment(
@@ -75,60 +90,6 @@ def build_environment(
     return environment
 
 
-@functools.lru_cache(maxsize=4096)
-def is_secret_name(name: str) -> bool:
-    """Return whether a variable's name says its value is a secret (``*_TOKEN`` …)."""
-    return _SECRET_NAME.match(name.upper()) is not None
-
-
-def secret_values(env: Mapping[str, str], declared: Iterable[str] = ()) -> list[str]:
-    """Return the values of ``env``'s secret-looking variables and of those in ``declared``."""
-    declared = frozenset(declared)
-    values: list[str] = []
-    for name, value in env.items():
-        if value and (name in declared or is_secret_name(name)) and value not in values:
-            values.append(value)
-    return values
-
-
-class Redactor:
-    """Replaces secret values by ``***`` in text and in raw output, longest value first."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        kept = {secret for secret in secrets if len(secret) >= MIN_SECRET_LENGTH}
-        self.secrets = tuple(sorted(kept, key=lambda secret: (-len(secret), secret)))
-        encoded = sorted({os.fsencode(secret) for secret in self.secrets}, key=lambda b: -len(b))
-        # an alternation tries its branches in order, so longest first wins at each position
-        self._text = re.compile("|".join(map(re.escape, self.secrets))) if kept else None
-        self._bytes = re.compile(b"|".join(map(re.escape, encoded))) if kept else None
-        self._longest = len(encoded[0]) if encoded else 0
-
-    def redact(self, text: str) -> str:
-        """Return ``text`` with every secret value replaced by ``***``."""
-        return self._text.sub(REDACTED, text) if self._text else text
-
-    def redact_bytes(self, data: bytes) -> bytes:
-        """Return ``data`` with every secret value (as bytes) replaced by ``***``."""
-        return self._bytes.sub(REDACTED.encode(), data) if self._bytes else data
-
-    def safe_cut(self, data: bytes) -> int:
-        """Return how much of an unfinished line can be redacted and written now.
-
-        What stays may be the start of a secret the next read completes; the cut never
-        splits a secret found in ``data`` nor a UTF-8 character.
-        """
-        cut = max(len(data) - self._longest + 1, 0) if self._bytes else len(data)
-        while 0 < cut < len(data) and data[cut] & 0xC0 == 0x80:
-            cut -= 1
-        if self._bytes:
-            for match in self._bytes.finditer(data):
-                if match.start() >= cut:
-                    break
-                if match.end() > cut:
-                    return match.start()
-        return cut
-
-
 def run_process(
     argv: Sequence[str],
     *,
@@ -143,19 +104,23 @@ def run_process(
     secret_names: Iterable[str] = (),
     on_line: Callable[[str], None] | None = None,
     hurry: threading.Event | None = None,
+    log_limit: int | None = DEFAULT_LOG_LIMIT,
 ) -> ProcessResult:
     """Run ``argv`` to its end (or orchestra's stop) and return how it ended.
 
     ``hurry``, once set (a second Ctrl-C), cuts the grace period short: SIGKILL at once.
 
     ``env`` is the child's whole environment (see ``build_environment``). Redacted are
-    the values in ``secrets`` and those of ``env``'s variables named like ``*_KEY`` or
-    listed in ``secret_names``. The log file is appended to: a ``$ command`` line, the
-    output, and a line for anything orchestra did. A program that cannot be started
-    gives a result with ``error``.
+    the values in ``secrets``, those of ``env``'s variables named like ``*_KEY`` or
+    listed in ``secret_names``, and secrets written in ``argv`` (``--api-key VALUE``).
+    The log file is appended to: a ``$ command`` line, the output (at most
+    ``log_limit`` bytes of it, None: all), and a line for anything orchestra did. A
+    program that cannot be started gives a result with ``error``.
     """
-    redactor = Redactor([*secrets, *secret_values(env, secret_names)])
-    log = AttemptLog(log_path)
+    redactor = Redactor(
+        [*secrets, *secret_values(env, secret_names), *literal_secrets(list(map(str, argv)))]
+    )
+    log = AttemptLog(log_path, limit=log_limit)
     return _run(argv, cwd, env, log, timeout, idle_timeout, grace, cancel, redactor, on_line, hurry)
 
 
@@ -171,8 +136,10 @@ def _run(
     redactor: Redactor,
     on_line: Callable[[str], None] | None,
     hurry: threading.Event | None = None,
+    shown: Sequence[str] | None = None,
 ) -> ProcessResult:
-    """``run_process`` once the secrets are known."""
+    """``run_process`` once the secrets are known; the log's ``$ command`` line shows
+    ``shown`` when given (the command a sandbox runs, not the sandbox's own line)."""
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError(f"run_process needs a non-empty argument list, not {argv!r}")
     argv = [os.fspath(argument) for argument in argv]
@@ -192,23 +159,28 @@ def _run(
         )
 
     try:
-        log.note(functools.partial(_command_note, argv, redactor))  # formatted if written
+        shown = argv if shown is None else [os.fspath(argument) for argument in shown]
+        log.note(functools.partial(_command_note, shown, redactor))  # formatted if written
         if cancel is not None and cancel.is_set():
             log.write(b"orchestra: canceled before the start\n")
             return result(stopped="canceled")
         read_end, write_end = os.pipe()
+        scope = Scope(env)  # the processes of this call, wherever they go
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=_dev_null(),  # one descriptor for every child: an open less per command
-                stdout=write_end,
-                stderr=write_end,
-                start_new_session=True,
-            )
+            with scope.spawning():
+                process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=_dev_null(),  # one descriptor for every child: an open less each
+                    stdout=write_end,
+                    stderr=write_end,
+                    start_new_session=True,
+                )
+                scope.started(process.pid)
         except BaseException as exc:
             os.close(read_end)
+            scope.close()
             if not isinstance(exc, OSError):
                 raise
             error = redactor.redact(_start_error(argv[0], exc))
@@ -217,7 +189,7 @@ def _run(
         finally:
             os.close(write_end)  # the child's copies are the only writers left
 
-        watch = _Watch(process, _Output(read_end, log, redactor, on_line, start))
+        watch = _Watch(process, _Output(read_end, log, redactor, on_line, start), scope)
         notes: list[str] = []
         stopped = "canceled"  # what an exception in the wait (KeyboardInterrupt) amounts to
         try:
@@ -230,12 +202,19 @@ def _run(
                 elif _group_alive(process.pid):
                     notes.append("the command left processes running in its group: stopping them")
                     notes += watch.end_group(grace, hurry)
+                elif scope.strays():
+                    notes.append(
+                        "the command left processes running outside its group: stopping them"
+                    )
+                    notes += watch.end_group(grace, hurry)
                 watch.output.finish()
+                log.end_output()
                 process.wait()
                 for note in notes:
                     log.write(f"orchestra: {note}\n".encode())
             finally:
                 watch.close()
+                scope.close()
         if watch.output.failure is not None:
             raise watch.output.failure
         code = process.returncode
@@ -251,8 +230,8 @@ def _run(
 
 def _command_note(argv: Sequence[str], redactor: Redactor) -> bytes:
     """The log's ``$ command`` line: redacted before quoting, which could split a secret
-    holding a quote or a space."""
-    command = command_line([redactor.redact(argument) for argument in argv])
+    holding a quote or a space; secrets written in it (``--password …``) are masked."""
+    command = command_line(mask_arguments([redactor.redact(argument) for argument in argv]))
     return f"$ {command}\n".encode(errors="replace")
 
 
@@ -275,13 +254,26 @@ class AttemptLog:
     file system. The ``$ command`` lines (``note``) wait for the first output, and are
     only formatted then; once the file exists they are written at once. Writes append,
     so several runs of an attempt (the tool, then its checks) read as one story.
+
+    The processes' ``output`` is capped at ``limit`` bytes (None: no cap): past
+    ``limit`` less a tail, a process's output is held back, and only its last part (a
+    tenth of the limit, at most 1 MB) is written at its end (``end_output``), after a
+    line saying how much was left out. The start shows what ran, the end how it ended;
+    orchestra's own lines are always written.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, limit: int | None = None) -> None:
         self.path = os.fspath(path)
+        self.limit = limit
         self._file = None
         self._created = False  # by this object: a file already there is appended to
         self._pending: list[bytes | Callable[[], bytes]] = []
+        #: output bytes that may still be written as they come
+        self._room = None if limit is None else limit - _tail_size(limit)
+        self._tail: bytearray | None = None  # the end of the output past the room
+        self._left_out = 0
+        self._mid_line = False  # the output written last ended inside a line
+        self._tail_at_line = False
 
     def note(self, data: bytes | Callable[[], bytes]) -> None:
         """Write ``data`` (or what it returns, when it is a function) if the file exists,
@@ -302,6 +294,51 @@ class AttemptLog:
                 self._pending.clear()
         self._file.write(data)
 
+    def output(self, data: bytes) -> None:
+        """Append a process's output, or keep its end for ``end_output`` once the log is full."""
+        if self._room is None or (self._tail is None and len(data) <= self._room):
+            if self._room is not None:
+                self._room -= len(data)
+                self._mid_line = not data.endswith(b"\n")
+            self.write(data)
+            return
+        if self._tail is None:  # the first output past the room: write what fits
+            head = data[: self._room]
+            line_end = head.rfind(b"\n") + 1
+            head = head[:line_end] if line_end else head
+            if head:
+                self.write(head)
+                self._mid_line = not head.endswith(b"\n")
+            self._room -= len(head)
+            data = data[len(head) :]
+            self._tail = bytearray()
+        self._tail += data
+        extra = len(self._tail) - _tail_size(self.limit)
+        if extra > 0:
+            self._tail_at_line = self._tail[extra - 1] == 0x0A  # what is kept starts a line
+            del self._tail[:extra]
+            self._left_out += extra
+
+    def end_output(self) -> None:
+        """At a process's end: the line saying what was left out, then the output's end."""
+        if self._tail is None:
+            return
+        tail, self._tail = bytes(self._tail), None
+        if self._left_out and not self._tail_at_line:  # start at a line, unless that loses most
+            line_start = tail.find(b"\n") + 1
+            if 0 < line_start <= len(tail) // 2:
+                self._left_out += line_start
+                tail = tail[line_start:]
+        left_out, self._left_out = self._left_out, 0
+        if left_out:
+            self.write(
+                f"{chr(10) if self._mid_line else ''}orchestra: the log reached its limit"
+                f" (log_limit {format_size(self.limit)}): {left_out:,} bytes of output left out"
+                " here\n".encode()
+            )
+        if tail:
+            self.write(tail if tail.endswith(b"\n") or not left_out else tail + b"\n")
+
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
@@ -311,6 +348,11 @@ class AttemptLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _tail_size(limit: int) -> int:
+    """How much of a process's output past the limit is kept: its last bytes."""
+    return min(limit // _TAIL_SHARE, _TAIL_MAX)
 
 
 def _open_log(log_path: str):
@@ -352,12 +394,17 @@ class LocalContext:
         emit: Callable[[str, Mapping[str, Any]], None] | None = None,
         scratch_root: str | os.PathLike | None = None,
         state_dir: str | os.PathLike | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.cwd = os.fspath(cwd)
+        #: the attempt's sandbox (engine/sandbox.py), or None: processes run unconfined
+        self.sandbox = sandbox
         self.hurry = hurry
         self.env = dict(env)
         self.log_path = os.fspath(log_path)
-        self._log = AttemptLog(self.log_path)
+        policy = run_policy(self.env.get("ORCHESTRA_RUN_ID"))
+        limit = policy.log_limit if policy is not None else None
+        self._log = AttemptLog(self.log_path, limit=limit or DEFAULT_LOG_LIMIT)
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.grace = grace
@@ -380,20 +427,38 @@ class LocalContext:
         on_line: Callable[[str], None] | None = None,
         timeout: float | None = None,
         cwd: str | os.PathLike | None = None,
+        sandboxed: bool = True,
     ) -> ProcessResult:
         """Run ``argv`` in the attempt's directory with ``env`` on top of the base env;
         ``on_line`` (else the context's) gets each line of output, redacted. ``timeout``
-        (a check's own) replaces the attempt's for this command."""
+        (a check's own) replaces the attempt's for this command. ``sandboxed=False`` runs
+        it outside the attempt's sandbox: for a tool that brings a sandbox of its own,
+        which cannot start inside orchestra's (codex's)."""
         environment = self.env
+        added = literal_secrets([os.fspath(argument) for argument in argv])
         if env:  # new variables may hold secrets of their own
             environment = {**self.env, **env}
-            known = self._redactor.secrets
-            added = set(secret_values(environment, self.secret_names)).difference(known)
-            if any(len(value) >= MIN_SECRET_LENGTH for value in added):  # else nothing to redo
-                self._redactor = Redactor([*known, *added])
+            added += secret_values(environment, self.secret_names)
+        known = self._redactor.secrets
+        added = set(added).difference(known)
+        if any(len(value) >= MIN_SECRET_LENGTH for value in added):  # else nothing to redo
+            self._redactor = Redactor([*known, *added])
+        where = os.fspath(self.cwd if cwd is None else cwd)
+        shown = None
+        if self.sandbox is not None and sandboxed:
+            from orchestra.engine.sandbox import missing_program
+
+            shown = [os.fspath(argument) for argument in argv]
+            # found out here, not inside, where bwrap would only exit 1
+            refused = missing_program(shown, where, environment)
+            if refused is not None:
+                return self._not_started(shown, refused)
+            argv, environment = self.sandbox.command(
+                shown, where, environment, (self._scratch, self._state_dir)
+            )
         return _run(
             argv,
-            self.cwd if cwd is None else cwd,
+            where,
             environment,
             self._log,
             self.timeout if timeout is None else timeout,
@@ -403,6 +468,19 @@ class LocalContext:
             self._redactor,
             _both(on_line, self.on_line),
             self.hurry,
+            shown,
+        )
+
+    def _not_started(self, argv: Sequence[str], error: OSError) -> ProcessResult:
+        """The result of a program that cannot start, as ``_run`` gives it, with nothing
+        started: no moment in which it could appear and run outside the sandbox."""
+        now = time.time()
+        self._log.note(functools.partial(_command_note, argv, self._redactor))
+        message = self._redactor.redact(_start_error(argv[0], error))
+        self._log.write(f"orchestra: {message}\n".encode(errors="replace"))
+        self._log.close()
+        return ProcessResult(
+            None, 0.0, self.log_path, error=message, started_at=now, ended_at=time.time()
         )
 
     def redact(self, text: str) -> str:
@@ -437,7 +515,9 @@ class LocalContext:
         return directory
 
     def cleanup(self) -> None:
-        """Remove the scratch directory, if the attempt made one."""
+        """Remove the scratch directory, if the attempt made one, and the sandbox's."""
+        if self.sandbox is not None:
+            self.sandbox.close()
         if self._scratch is not None:
             import shutil
 
@@ -523,9 +603,10 @@ class _Watch:
     holds the pipe is seen at the next look, every ``_POLL`` seconds.
     """
 
-    def __init__(self, process: subprocess.Popen, output: _Output) -> None:
+    def __init__(self, process: subprocess.Popen, output: _Output, scope: Scope) -> None:
         self.process = process
         self.output = output
+        self.scope = scope
         self.leader_done = False
         self._poller = select.poll()
         self._poller.register(output.fd, select.POLLIN)
@@ -551,6 +632,10 @@ class _Watch:
         while not self.leader_done:
             now = time.monotonic()
             if cancel is not None and cancel.is_set():
+                return "canceled"
+            if self.output.failure is not None:
+                # the log cannot be written (a full disk): stop now, not at the timeout;
+                # the run raises the write's error once the group has ended
                 return "canceled"
             wait = _POLL if cancel is not None else None
             if timeout is not None:
@@ -607,30 +692,47 @@ class _Watch:
         return self.leader_done
 
     def end_group(self, grace: float, hurry: threading.Event | None = None) -> list[str]:
-        """Stop the group: SIGTERM, then SIGKILL after ``grace`` (or as soon as ``hurry``
-        is set); return what was done."""
+        """Stop the group and the call's processes outside it: SIGTERM, then SIGKILL after
+        ``grace`` (or as soon as ``hurry`` is set); return what was done."""
         pgid = self.process.pid
         _signal_group(pgid, signal.SIGTERM)
         notes = [f"sent SIGTERM to process group {pgid}"]
-        if self._await_group_end(grace, hurry):
+        strays: set[int] = set()
+        ended = self._await_group_end(grace, hurry, signal.SIGTERM, strays)
+        if strays:
+            listed = ", ".join(map(str, sorted(strays)))
+            notes.append(f"sent SIGTERM to {len(strays)} process(es) outside it: {listed}")
+        if ended:
             return notes
         _signal_group(pgid, signal.SIGKILL)
         if hurry is not None and hurry.is_set():
             notes.append("sent SIGKILL at once (asked to stop now)")
         else:
             notes.append(f"sent SIGKILL {grace:g} s later")
-        if not self._await_group_end(_KILL_WAIT):
+        if not self._await_group_end(_KILL_WAIT, None, signal.SIGKILL, set()):
             notes.append(f"process group {pgid} still had live processes after SIGKILL")
         return notes
 
-    def _await_group_end(self, seconds: float, hurry: threading.Event | None = None) -> bool:
-        """Return whether the group ended within ``seconds`` (False as soon as ``hurry`` is
-        set), taking its output meanwhile."""
+    def _await_group_end(
+        self,
+        seconds: float,
+        hurry: threading.Event | None,
+        signum: int,
+        signalled: set[int],
+    ) -> bool:
+        """Return whether the group and the processes outside it ended within ``seconds``
+        (False as soon as ``hurry`` is set), taking the output meanwhile. Each process
+        found outside the group gets ``signum`` (and is added to ``signalled``): they
+        appear as their parents in the group die."""
         deadline = time.monotonic() + seconds
         pause = 0.002
         while True:
             self.reap()
-            if not _group_alive(self.process.pid):
+            strays = self.scope.strays()
+            fresh = strays if signum == signal.SIGKILL else strays - signalled
+            signal_each(fresh, signum)
+            signalled |= fresh
+            if not strays and not _group_alive(self.process.pid):
                 return True
             now = time.monotonic()
             if now >= deadline or (hurry is not None and hurry.is_set()):
@@ -683,23 +785,15 @@ def _group_alive(pgid: int) -> bool:
 
 def processes_of_run(run_id: str) -> dict[int, int]:
     """Return {pid: process group} of this machine's live processes started for run
-    ``run_id``: the run loop puts ``ORCHESTRA_RUN_ID`` in every attempt's environment,
-    and children inherit it. Processes of other users are not seen."""
-    marker = f"ORCHESTRA_RUN_ID={run_id}".encode()
+    ``run_id``: those whose environment has its ``ORCHESTRA_RUN_ID`` (the run loop puts
+    it in every attempt's, and children inherit it), those in the run's cgroups (which
+    hold the ones that cleared their environment), and their descendants. Processes of
+    other users are not seen."""
     found: dict[int, int] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
+    for pid in run_processes(run_id):
         try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if marker not in environ.read().split(b"\0"):
-                    continue
-            found[int(entry)] = os.getpgid(int(entry))
-        except OSError:  # gone meanwhile, or not ours to read
+            found[pid] = os.getpgid(pid)
+        except OSError:  # gone meanwhile
             continue
     return found
 
@@ -782,7 +876,7 @@ class _Output:
         redacted = self._redactor.redact_bytes(data)
         if self.failure is None:
             try:
-                self._log.write(redacted)
+                self._log.output(redacted)
                 self._log.flush()
             except OSError as exc:  # keep draining, or a full pipe would stall the child
                 self.failure = exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections import deque
 from pathlib import Path
 
 from orchestra import classes
@@ -308,7 +307,7 @@ def _run_end(store, record) -> float | None:
 
 
 def _tail(path: str | None, lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
-    if not path or not Path(path).is_file():
-        return ()
-    with open(path, encoding="utf-8", errors="replace") as log:
-        return tuple(line.rstrip("\n") for line in deque(log, maxlen=lines))
+    """The end of a log, read from the file's end: a huge log or line costs no more."""
+    from orchestra.logtail import tail_lines
+
+    return tail_lines(path, lines)

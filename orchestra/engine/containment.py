@@ -1,0 +1,619 @@
+"""Finding every process an attempt started, wherever it went, so that none outlives it.
+
+A process group is not enough: a child can leave it (``setsid``, ``setpgrp``), and a
+daemon forks twice so that its parent is gone. Two ways to keep hold of them, chosen once
+per process (docs/architecture.md, "Running a process"):
+
+- **cgroup**: where a cgroup v1 ``pids`` hierarchy is writable (root, most CI machines),
+  each process orchestra starts is forked into a cgroup of its own,
+  ``<orchestra's cgroup>/orchestra-<run>/<task>.<attempt>.<n>``. Only the forking thread
+  enters it, for the fork (v1 places threads, and a child is born in its thread's
+  cgroup), so nothing else of orchestra lands there and no child runs a moment outside
+  it. Every descendant stays in it whatever it does to its session, group or
+  environment, and the directory outlives a killed orchestrator, so ``cancel`` and
+  ``resume`` find what is left by the run's id.
+- **subreaper** (elsewhere on Linux): while a run goes on, orchestra is the child
+  subreaper of its process (``prctl(PR_SET_CHILD_SUBREAPER)``; with cgroups too, so
+  that it reaps its orphans at once), so an orphan of an attempt becomes orchestra's
+  child instead of init's. An orphan belongs to an attempt
+  when its environment carries the attempt's ``ORCHESTRA_RUN_ID``, ``ORCHESTRA_TASK_ID``
+  and ``ORCHESTRA_ATTEMPT``, or its session or group is the attempt leader's; its
+  descendants come with it. An orphan that cleared its environment and left the
+  leader's session belongs to no attempt: the run's end stops it. Orphans that exit
+  are reaped here: only children that orchestra did not fork itself, so no
+  ``subprocess.Popen`` ever loses its child's exit status.
+
+``ORCHESTRA_CGROUPS=0`` chooses the subreaper where a cgroup would work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+#: the variables the run loop gives every attempt, which mark its processes
+MARKERS = ("ORCHESTRA_RUN_ID", "ORCHESTRA_TASK_ID", "ORCHESTRA_ATTEMPT")
+#: how long the end of a run waits for what it stops, after SIGTERM, before SIGKILL
+RUN_END_GRACE = 5.0
+_PR_SET_CHILD_SUBREAPER = 36
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_numbers = itertools.count(1)
+
+# Process-wide by nature: the subreaper flag, the cgroup a thread is in, and the children
+# being forked belong to the process, not to one run. Guarded by _lock.
+_lock = threading.Lock()
+_spawning = 0  # forks under way: a zombie child may be one whose Popen has not returned
+_leaders: set[int] = set()  # children orchestra forked itself: never reaped here
+_subreaper_runs = 0
+_runs: dict[str, RunPolicy] = {}
+_thread = threading.local()  # .placed: (policy, cgroup) of the run cgroup the thread is in
+
+
+class RunPolicy:
+    """What a run asks of its processes: the log limit, and which way they are held.
+
+    With cgroups, each thread that runs attempts' processes enters a cgroup of its own
+    for the run, ``orchestra-<run>/thread-<id>``, at its first fork and stays there (see
+    ``Scope``): moving a thread takes a lock that every fork of the process waits for, so
+    once per thread rather than twice per process. A thread runs one process at a time,
+    so its cgroup holds that process's descendants (and what is left of the git commands
+    the thread ran, which leave nothing: orchestra turns git's background work off).
+    """
+
+    def __init__(self, run_id: str, log_limit: int | None, cgroups: bool) -> None:
+        self.run_id = run_id
+        self.log_limit = log_limit
+        self.cgroups = cgroups
+        #: native ids of the threads moved into the run's cgroups, moved back at its end
+        self.threads: set[int] = set()
+
+
+def run_policy(run_id: str | None) -> RunPolicy | None:
+    """The policy of a run this process drives, None for any other."""
+    return _runs.get(run_id) if run_id else None
+
+
+# -- /proc --------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, parent, process group, session) of a process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs: a zombie runs nothing and holds no files."""
+    found = _stat(pid)
+    return found is not None and found[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (orphans come to the main thread)."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as listing:
+                found += map(int, listing.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process below them."""
+    found = set(roots)
+    todo = list(found)
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running processes of a process group (a scan of /proc, so only when it exists)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass
+    members = []
+    for entry in _proc_entries():
+        found = _stat(entry)
+        if found is not None and found[2] == pgid and found[0] not in ("Z", "X"):
+            members.append(entry)
+    return members
+
+
+def _proc_entries() -> list[int]:
+    try:
+        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return []
+
+
+def _environment_has(pid: int, wanted: Iterable[bytes]) -> bool:
+    """Whether every ``NAME=value`` of ``wanted`` is in the process's environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            variables = set(environ.read().split(b"\0"))
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
+    return all(item in variables for item in wanted)
+
+
+def marker_items(env: Mapping[str, str], names: Iterable[str] = MARKERS) -> tuple[bytes, ...]:
+    """The ``NAME=value`` entries of ``env`` that mark an attempt's processes ((): none)."""
+    items = tuple(f"{name}={env[name]}".encode() for name in names if env.get(name))
+    return items if len(items) == len(tuple(names)) else ()
+
+
+def signal_each(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+# -- cgroups --------------------------------------------------------------------------------
+
+
+class Hierarchy:
+    """The cgroup v1 ``pids`` hierarchy: where it is mounted and orchestra's place in it."""
+
+    def __init__(self, mount: str, own: str) -> None:
+        self.mount = mount
+        #: orchestra's own cgroup: its threads go back there after a fork
+        self.home = os.path.join(mount, own.lstrip("/"))
+
+    def run_directory(self, run_id: str | None) -> str:
+        name = f"orchestra-{_safe(run_id)}" if run_id else f"orchestra-pid{os.getpid()}"
+        return os.path.join(self.home, name)
+
+    def run_directories(self, run_id: str) -> list[str]:
+        """Every cgroup of a run in the hierarchy, whichever orchestra made it."""
+        wanted = f"orchestra-{_safe(run_id)}"
+        found = []
+        for directory, subdirectories, _ in os.walk(self.mount):
+            if os.path.basename(directory) == wanted:
+                found.append(directory)
+                subdirectories.clear()
+        return found
+
+
+def _pids_hierarchy_of(mountinfo: str, cgroups: str) -> Hierarchy | None:
+    """The pids hierarchy named by /proc/self/mountinfo and /proc/self/cgroup, if any."""
+    mount = root = None
+    for line in mountinfo.splitlines():
+        before, _, after = line.partition(" - ")
+        fields, described = before.split(), after.split()
+        if len(fields) >= 5 and len(described) >= 3 and described[0] == "cgroup":
+            if "pids" in described[2].split(","):
+                root, mount = fields[3], fields[4]
+                break
+    if mount is None:
+        return None
+    for line in cgroups.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            if root != "/" and (path == root or path.startswith(root + "/")):
+                path = path[len(root) :] or "/"  # a mount of part of the hierarchy
+            return Hierarchy(mount, path)
+    return None
+
+
+_hierarchy: list[Hierarchy | None] = []  # found once: [] until then
+
+
+def hierarchy(*, writable: bool = True) -> Hierarchy | None:
+    """The pids hierarchy, when orchestra may make cgroups in it (``writable``), or at
+    least read it; None where there is none or ``ORCHESTRA_CGROUPS=0``."""
+    if os.environ.get("ORCHESTRA_CGROUPS", "").strip() in ("0", "no", "off", "false"):
+        return None
+    if not _hierarchy:
+        try:
+            with open("/proc/self/mountinfo") as mounts, open("/proc/self/cgroup") as own:
+                found = _pids_hierarchy_of(mounts.read(), own.read())
+        except OSError:
+            found = None
+        usable = found is not None and _can_make_cgroups(found)
+        _hierarchy[:] = [found if usable else None, found]
+    return _hierarchy[0] if writable else _hierarchy[1]
+
+
+def _can_make_cgroups(found: Hierarchy) -> bool:
+    probe = os.path.join(found.home, f"orchestra-probe-{os.getpid()}")
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # gone already if another orchestra pruned it
+        os.rmdir(probe)
+    return True
+
+
+def _move_thread(directory: str) -> None:
+    """Put the calling thread (only it) into the cgroup ``directory``."""
+    fd = os.open(os.path.join(directory, "tasks"), os.O_WRONLY)
+    try:
+        os.write(fd, str(threading.get_native_id()).encode())
+    finally:
+        os.close(fd)
+
+
+def _enter(directory: str) -> None:
+    """Make the cgroup ``directory`` and move the calling thread into it (once more if
+    another orchestra removed the empty run directory in between)."""
+    for again in (True, False):
+        try:
+            os.makedirs(directory, exist_ok=True)
+            _move_thread(directory)
+            return
+        except FileNotFoundError:
+            if not again:
+                raise
+
+
+def prune_cgroups(tree: Hierarchy) -> None:
+    """Remove the empty cgroups of runs under orchestra's own (a run killed and never
+    resumed or canceled leaves its directory; one that holds a process stays)."""
+    try:
+        entries = [entry.path for entry in os.scandir(tree.home) if entry.is_dir()]
+    except OSError:
+        return
+    for path in entries:
+        if os.path.basename(path).startswith("orchestra-"):
+            remove_cgroup(path)
+
+
+def cgroup_processes(directory: str, own_threads: int = 0) -> set[int]:
+    """The running processes in a cgroup and the cgroups below it (zombies are not
+    listed), but orchestra's own, which has ``own_threads`` threads in there."""
+    found: set[int] = set()
+    try:
+        with open(os.path.join(directory, "pids.current"), "rb") as current:
+            if int(current.read()) <= own_threads:  # counts the cgroups below too
+                return found
+    except (OSError, ValueError):
+        pass
+    for root, _, _ in os.walk(directory):
+        try:
+            with open(os.path.join(root, "cgroup.procs"), "rb") as procs:
+                found.update(map(int, procs.read().split()))
+        except OSError:
+            continue
+    found.discard(os.getpid())  # a thread of ours in there, forking
+    return found
+
+
+def remove_cgroup(directory: str) -> bool:
+    """Remove a cgroup and the ones below it; False when one still holds a process."""
+    try:
+        os.rmdir(directory)  # almost always: an empty cgroup with none below it
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    removed = True
+    for root, _, _ in os.walk(directory, topdown=False):
+        try:
+            os.rmdir(root)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            removed = False
+    return removed
+
+
+def _safe(name: str) -> str:
+    return _UNSAFE.sub("_", name)[:100] or "_"
+
+
+# -- the processes of one call of run_process -----------------------------------------------
+
+
+class Scope:
+    """The processes of one ``run_process`` call: its leader's group, and those that left it."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.run_id = env.get("ORCHESTRA_RUN_ID")
+        self.markers = marker_items(env)
+        self.leader: int | None = None
+        self.cgroup: str | None = None
+        self._policy = run_policy(self.run_id)
+        tree = hierarchy() if self._policy is None or self._policy.cgroups else None
+        if tree is not None:
+            self._run_directory = tree.run_directory(self.run_id)
+            self._home = tree.home
+            if self._policy is not None:  # the run's thread cgroup, entered for good
+                name = f"thread-{threading.get_native_id()}"
+            else:  # a cgroup for this call alone, the thread in it only for the fork
+                task, attempt = env.get("ORCHESTRA_TASK_ID"), env.get("ORCHESTRA_ATTEMPT")
+                name = f"{_safe(task)}.{attempt}" if task and attempt else "call"
+                name = f"{name}.{next(_numbers)}"
+            self.cgroup = os.path.join(self._run_directory, name)
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Around the fork of the leader (and ``started``): the child is born in its
+        cgroup (the thread's for the run, or the call's own: the thread is in it only
+        for the fork), and a reaper leaves the process's children alone meanwhile."""
+        global _spawning
+        with _lock:
+            _spawning += 1
+        entered = False
+        try:
+            if self.cgroup is not None and not self._in_thread_cgroup():
+                try:
+                    _enter(self.cgroup)
+                    entered = True
+                except OSError:
+                    self.cgroup = None  # made impossible meanwhile: the subreaper's way
+                else:
+                    if self._policy is not None:
+                        _thread.placed = (self._policy, self.cgroup)
+                        with _lock:
+                            self._policy.threads.add(threading.get_native_id())
+            yield
+        finally:
+            if entered and self._policy is None:
+                try:
+                    _move_thread(self._home)
+                except OSError:  # the thread stays there: its later children are caught too
+                    pass
+            with _lock:
+                _spawning -= 1
+
+    def _in_thread_cgroup(self) -> bool:
+        """Whether the calling thread is in this run's cgroup for it already (a thread
+        local, not the thread's id: a new thread may have an old one's id)."""
+        return self._policy is not None and getattr(_thread, "placed", None) == (
+            self._policy,
+            self.cgroup,
+        )
+
+    def started(self, pid: int) -> None:
+        """Note the leader's pid (in ``spawning``), so that no reaper takes its status."""
+        self.leader = pid
+        with _lock:
+            _leaders.add(pid)
+
+    def strays(self) -> set[int]:
+        """The running processes of this call outside the leader's process group."""
+        pgid = self.leader
+        if pgid is None:
+            return set()
+        if self.cgroup is not None:
+            found = cgroup_processes(self.cgroup, 1 if self._in_thread_cgroup() else 0)
+        else:
+            roots = set(group_members(pgid))
+            roots.update(self._orphans_of_mine(pgid))
+            found = descendants(roots) if roots else set()
+        strays = set()
+        for pid in found:
+            stat = _stat(pid)
+            if stat is not None and stat[0] not in ("Z", "X") and stat[2] != pgid:
+                strays.add(pid)
+        return strays
+
+    def _orphans_of_mine(self, pgid: int) -> list[int]:
+        """orchestra's orphan children that came from this call (by marker, session or group)."""
+        mine = []
+        for child, found in _orphan_children():
+            if found[0] in ("Z", "X"):
+                continue
+            if pgid in (found[2], found[3]) or (
+                self.markers and _environment_has(child, self.markers)
+            ):
+                mine.append(child)
+        return mine
+
+    def close(self) -> None:
+        """After the leader was reaped: forget it, remove an empty cgroup, reap orphans."""
+        if self.leader is not None:
+            with _lock:
+                _leaders.discard(self.leader)
+        if self.cgroup is not None and self._policy is None:  # nobody removes it later
+            remove_cgroup(self.cgroup)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._run_directory)
+        if _subreaper_runs:
+            reap_orphans()
+
+
+def _orphan_children() -> list[tuple[int, tuple[str, int, int, int]]]:
+    """orchestra's children it did not fork itself (orphans it was given as subreaper):
+    children of its main thread not in its own session, which is where every child it
+    forks without a session of its own stays, and not a leader it forked."""
+    if not _subreaper_runs:
+        return []
+    own_session = os.getsid(0)
+    found = []
+    for child in _main_thread_children():
+        if child in _leaders:
+            continue
+        stat = _stat(child)
+        if stat is not None and stat[3] != own_session:
+            found.append((child, stat))
+    return found
+
+
+def _main_thread_children() -> list[int]:
+    """The children of orchestra's main thread, where the kernel puts the orphans: those
+    of other threads (the command sink's commands) are theirs to wait for."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as listing:
+            return list(map(int, listing.read().split()))
+    except OSError:
+        return []
+
+
+def reap_orphans() -> None:
+    """Collect the exit status of orchestra's orphan children that have ended."""
+    if _spawning:  # a zombie may be a leader whose Popen has not returned yet: later
+        return
+    for child, found in _orphan_children():
+        if found[0] == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, os.WNOHANG)
+
+
+# -- a run ----------------------------------------------------------------------------------
+
+
+def set_subreaper(on: bool) -> bool:
+    """Make this process the child subreaper of its descendants (or stop); False where
+    the system cannot (not Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def supervise_run(
+    run_id: str, *, log_limit: int | None = None, hurry: threading.Event | None = None
+) -> Iterator[RunPolicy]:
+    """Hold the run's processes from its start to its end, then stop whatever is left."""
+    global _subreaper_runs
+    tree = hierarchy()
+    if tree is not None:
+        prune_cgroups(tree)
+    policy = RunPolicy(run_id, log_limit, cgroups=tree is not None)
+    # with cgroups too: a process whose parent was killed (the shell under bwrap) is then
+    # orchestra's to reap at once, rather than a zombie until init gets to it
+    subreaper = set_subreaper(True)
+    with _lock:
+        _runs[run_id] = policy
+        _subreaper_runs += subreaper
+    try:
+        yield policy
+    finally:
+        try:
+            if tree is not None:
+                _send_threads_home(policy, tree)
+            stop_run_processes(run_id, hurry)
+        finally:
+            with _lock:
+                _runs.pop(run_id, None)
+                _subreaper_runs -= subreaper
+                last = subreaper and not _subreaper_runs
+            if last:
+                set_subreaper(False)
+
+
+def _send_threads_home(policy: RunPolicy, tree: Hierarchy) -> None:
+    """Move the threads still in the run's cgroups back to orchestra's own (those of the
+    local executor have ended; a caller's own thread goes on, and so do its children)."""
+    for thread_id in policy.threads:
+        if not os.path.exists(f"/proc/self/task/{thread_id}"):
+            continue  # ended (its id may be another process's thread by now)
+        fd = None
+        try:
+            fd = os.open(os.path.join(tree.home, "tasks"), os.O_WRONLY)
+            os.write(fd, str(thread_id).encode())
+        except OSError:  # ended
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def run_processes(run_id: str) -> set[int]:
+    """The running processes of this machine that belong to the attempts of ``run_id``:
+    in its cgroups, carrying its markers, orphans of this process, and their descendants."""
+    found: set[int] = set()
+    tree = hierarchy(writable=False)
+    if tree is not None:
+        for directory in tree.run_directories(run_id):
+            found |= cgroup_processes(directory)
+    wanted = (f"ORCHESTRA_RUN_ID={run_id}".encode(),)
+    for pid in _proc_entries():
+        if pid != os.getpid() and _environment_has(pid, wanted):
+            found.add(pid)
+    found.update(child for child, stat in _orphan_children() if stat[0] not in ("Z", "X"))
+    return {pid for pid in descendants(found) if pid != os.getpid() and _running(pid)}
+
+
+def stop_run_processes(run_id: str, hurry: threading.Event | None = None) -> set[int]:
+    """Stop what is left of a run's attempts (SIGTERM, SIGKILL after a grace period or
+    at once when ``hurry`` is set), remove its cgroups, reap; return the pids stopped."""
+    hurried = hurry is not None and hurry.is_set()
+    stopped = _stop_all(lambda: _attempt_processes(run_id), 0.0 if hurried else RUN_END_GRACE)
+    remove_run_cgroups(run_id)
+    if _subreaper_runs:
+        reap_orphans()
+    return stopped
+
+
+def remove_run_cgroups(run_id: str) -> None:
+    """Remove a run's cgroups, with SIGKILL for anything still in them."""
+    tree = hierarchy(writable=False)
+    if tree is None:
+        return
+    for directory in tree.run_directories(run_id):
+        _stop_all(lambda directory=directory: cgroup_processes(directory), 0.0)
+        remove_cgroup(directory)
+
+
+def _attempt_processes(run_id: str) -> set[int]:
+    """``run_processes`` without the command sink's (it has the run's id, no attempt)."""
+    attempt_marker = b"ORCHESTRA_ATTEMPT="
+    found = set()
+    for pid in run_processes(run_id):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                variables = environ.read().split(b"\0")
+        except OSError:
+            continue
+        if f"ORCHESTRA_RUN_ID={run_id}".encode() not in variables or any(
+            variable.startswith(attempt_marker) for variable in variables
+        ):
+            found.add(pid)
+    return found
+
+
+def _stop_all(find, grace: float) -> set[int]:
+    """SIGTERM what ``find()`` returns, again for what appears, SIGKILL after ``grace``."""
+    stopped: set[int] = set()
+    deadline = time.monotonic() + grace
+    signum = signal.SIGTERM if grace > 0 else signal.SIGKILL
+    kill_until = None
+    while True:
+        left = find()
+        if not left:
+            return stopped
+        # SIGTERM once each, SIGKILL as often as needed (a process may fork meanwhile)
+        signal_each(left - stopped if signum == signal.SIGTERM else left, signum)
+        stopped |= left
+        now = time.monotonic()
+        if signum == signal.SIGTERM and now >= deadline:
+            signum = signal.SIGKILL
+            continue
+        if signum == signal.SIGKILL:
+            kill_until = kill_until or now + 5.0
+            if now >= kill_until:  # uninterruptible: nothing more to do
+                return stopped
+        time.sleep(0.05)
