@@ -20,7 +20,8 @@ import attrs
 from orchestra import classes
 from orchestra.durations import parse_duration
 from orchestra.errors import ConfigError, ConfigInvalid, SpecError
-from orchestra.models import Budget, Defaults, ToolProfile, duration
+from orchestra.models import Budget, Defaults, ToolProfile, duration, size
+from orchestra.sizes import parse_size
 
 CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"
@@ -51,6 +52,12 @@ class Config:
     max_attempts: int | None = None
     timeout: float | None = duration()
     idle_timeout: float | None = duration()
+    #: how much output an attempt's log keeps
+    log_limit: int | None = size()
+    #: whether attempts run in a sandbox: auto (bubblewrap where it works), bwrap, none
+    sandbox: str | None = None
+    #: more directories that sandboxed attempts may write (caches: ~/.cache/uv)
+    sandbox_writable: tuple[str, ...] | None = None
     disable_plugins: tuple[str, ...] = ()
     #: the budget of every run in the project, unless [defaults] or a flag says otherwise
     budget: Budget | None = None
@@ -167,6 +174,9 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
         except ValueError as error:
             field = f"workspace.setup[{index}]"
             problems.append(ConfigError(f"cannot split {line!r}: {error}", file=file, field=field))
+    if config.sandbox is not None and config.sandbox not in SANDBOX_MODES:
+        message = f"must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}"
+        problems.append(ConfigError(message, file=file, field="sandbox"))
     for name, profile in config.tools.items():
         if profile.max_concurrency is not None and profile.max_concurrency < 1:
             field = f"tools.{name}.max_concurrency"
@@ -214,6 +224,16 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+#: the values of the ``sandbox`` setting (engine/sandbox.py)
+SANDBOX_MODES = ("auto", "bwrap", "none")
+
+
+def _parse_sandbox(text: str) -> str:
+    if text not in SANDBOX_MODES:
+        raise ValueError(f"must be one of {', '.join(SANDBOX_MODES)}")
+    return text
+
+
 @classes.frozen
 class Setting:
     """A setting that can come from a flag, the environment, [defaults] or the config file."""
@@ -246,6 +266,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
     Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
+    # 10 MB: engine/process.py's DEFAULT_LOG_LIMIT (not imported: config loads for every command)
+    Setting("log_limit", 10_000_000, parse_size, "how much output an attempt's log keeps", True),
+    # not in [defaults]: a workstream file, which may come from elsewhere, cannot widen it
+    Setting(
+        "sandbox", "auto", _parse_sandbox, "whether attempts run in a sandbox: auto, bwrap, none"
+    ),
+    Setting("sandbox_writable", (), _parse_names, "more directories sandboxed attempts may write"),
     Setting("budget_cost", None, _parse_cost, "the most a run may cost (what tools report)", True),
     Setting("budget_tokens", None, _parse_int, "the most tokens a run may use", True),
     Setting(

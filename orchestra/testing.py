@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import click.testing
@@ -45,6 +47,56 @@ def run_orchestra(
     entries go in front of PYTHONPATH, which is how ``make_distribution`` directories
     become installed.
     """
+    return subprocess.run(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env=_environment(env, extra_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_orchestra(
+    *arguments: str,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_path: Sequence[str | os.PathLike] = (),
+    new_session: bool = False,
+) -> subprocess.Popen[str]:
+    """Start the real ``orchestra`` program and return it running, its stdout and stderr
+    piped (text), with the environment ``run_orchestra`` gives. ``new_session`` puts it in
+    a process group of its own, which a test can then signal or kill whole (as a closed
+    terminal or the end of a CI job does)."""
+    return subprocess.Popen(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env=_environment(env, extra_path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Return ``condition()``'s first true value, asking every 50 ms; fail the test when
+    none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what or 'condition'} not reached in {timeout:g} s")
+        time.sleep(0.05)
+
+
+def _environment(
+    env: Mapping[str, str] | None, extra_path: Sequence[str | os.PathLike]
+) -> dict[str, str]:
     inherited = {
         name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRA_")
     }
@@ -53,15 +105,7 @@ def run_orchestra(
         joined = os.pathsep.join(str(path) for path in extra_path)
         previous = environment.get("PYTHONPATH")
         environment["PYTHONPATH"] = joined + (os.pathsep + previous if previous else "")
-    return subprocess.run(
-        [orchestra_program(), *arguments],
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return environment
 
 
 def make_distribution(
@@ -244,29 +288,39 @@ def write_tool_script(
     repeats), ``tasks`` gives a task id steps of its own. Returns the path.
 
     A step is a dict such as ``{"action": "fail", "error_class": "auth"}``; see
-    ``orchestra.scripted_tool`` for every key. A previous calls log is removed.
+    ``orchestra.scripted_tool`` for every key. The calls log starts empty (made here: a
+    sandboxed attempt may write that file, ``scripted_tools_env``, but not make it).
     """
     from orchestra.scripted_tool import calls_path, dump_script
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_script(steps, tasks))
-    calls_path(path).unlink(missing_ok=True)
+    calls_path(path).write_text("")
     return path
 
 
 def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
     """Return the environment that makes ``orchestra`` register scripted tools, one per
     keyword: ``scripted_tools_env(alpha=script)`` or ``alpha=(script, {"prompt", "rust"})``
-    to set the capabilities. Pass it as ``run_orchestra(..., env=...)``."""
-    entries = []
+    to set the capabilities. Pass it as ``run_orchestra(..., env=...)``.
+
+    The program records its calls beside its script, outside any worktree: that file is
+    made writable in the attempts' sandbox (``sandbox_writable``), and nothing else."""
+    from orchestra.scripted_tool import calls_path
+
+    entries, logs = [], []
     for name, value in scripts.items():
         script, capabilities = value if isinstance(value, tuple) else (value, ())
         entry = f"{name}={Path(script).absolute()}"
         if capabilities:
             entry += ":" + "+".join(sorted(capabilities))
         entries.append(entry)
-    return {"ORCHESTRA_SCRIPTED_TOOLS": ",".join(entries)}
+        logs.append(str(calls_path(Path(script).absolute())))
+    return {
+        "ORCHESTRA_SCRIPTED_TOOLS": ",".join(entries),
+        "ORCHESTRA_SANDBOX_WRITABLE": ",".join(logs),
+    }
 
 
 def tool_calls(script: str | os.PathLike) -> list[dict]:

@@ -57,7 +57,7 @@ def plugins(state: CliState, as_json: bool) -> None:
 @click.pass_context
 def tools(context: click.Context, as_json: bool, db: str | None) -> None:
     """List tool adapters: capabilities, whether each tool is installed here, and its
-    circuit breaker.
+    circuit breaker; then whether attempts run in a sandbox here, and if not, why.
 
     Asks each tool for its version (aider --version …), so this shows what a run on
     this machine could use. Capabilities include those set in [tools.NAME]. A breaker
@@ -98,6 +98,7 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    sandboxing = _sandboxing(state)
     _print_table(
         ["tool", "plugin", "capabilities", "available", "version", "breaker", "path"],
         [
@@ -114,6 +115,15 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
             for row in rows
         ],
     )
+    click.echo(f"\n{sandboxing.describe()}")
+
+
+def _sandboxing(state: CliState):
+    """Whether a run's attempts would be sandboxed here (engine/sandbox.py)."""
+    from orchestra.config import resolve_settings
+    from orchestra.engine import sandbox
+
+    return sandbox.choose(resolve_settings(state.project))
 
 
 @tools.command()

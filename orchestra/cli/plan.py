@@ -95,6 +95,7 @@ def render_text(the_plan) -> str:
         value = settings.values[name].value
         shown = format_duration(value) if name == "timeout" else value
         lines.append(f"  {name} = {shown}  ({settings.source(name)})")
+    lines.append(f"  sandbox: {_sandboxing(settings).describe()}")
     width = max(len(task.id) for task in workstream.tasks)
     tool_width = max(len(decision.tool or "-") for decision in the_plan.decision_of.values())
     tasks = {task.id: task for task in workstream.tasks}
@@ -140,6 +141,7 @@ def plan_as_dict(the_plan) -> dict:
             }
             for name, r in the_plan.settings.values.items()
         },
+        "sandbox": _sandbox_fields(_sandboxing(the_plan.settings)),
         "tasks": [
             {
                 "id": task.id,
@@ -152,6 +154,22 @@ def plan_as_dict(the_plan) -> dict:
             }
             for task in workstream.tasks
         ],
+    }
+
+
+def _sandboxing(settings):
+    """Whether the run's attempts would be sandboxed here (engine/sandbox.py)."""
+    from orchestra.engine import sandbox
+
+    return sandbox.choose(settings)
+
+
+def _sandbox_fields(choice) -> dict:
+    return {
+        "confined": choice.confined,
+        "program": choice.program,
+        "required": choice.required,
+        "says": choice.describe(),
     }
 
 

@@ -7,6 +7,7 @@ what aider 0.86.2 does without them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ import orchestra
 from orchestra_aider import supervise
 from orchestra_aider.worktree import files_matching
 
-#: always passed: non-interactive, offline, plain output, nothing written into the repository
+#: always passed: non-interactive, offline, plain output, nothing written into the repository,
+#: and no command run with aider's environment (which holds the key): aider lints with
+#: ``python -m flake8`` in the repository, where a ``flake8.py`` the model wrote would run,
+#: and a repository's .aider.conf.yml or .env can name lint, test and notification commands
 FIXED_FLAGS = (
     "--yes-always",
     "--no-check-update",
@@ -31,7 +35,12 @@ FIXED_FLAGS = (
     "--no-suggest-shell-commands",
     "--no-auto-commits",
     "--no-dirty-commits",
+    "--no-auto-lint",
+    "--no-auto-test",
+    "--no-notifications",
 )
+#: the git identity aider finds in its HOME (the repository's own, if it has one, wins)
+GIT_IDENTITY = "[user]\n\tname = orchestra\n\temail = orchestra@localhost\n"
 #: options of [tools.aider] that become the model's entry in aider's model metadata file
 METADATA_OPTIONS = {
     "context_window": "max_input_tokens",
@@ -67,6 +76,9 @@ def build(
     profile, scope = request.profile, request.task.files
     home = scratch / "home"
     home.mkdir(exist_ok=True)
+    # with no identity in the repository's config (nor in this HOME), aider writes one into
+    # the repository's .git/config, read-only in orchestra's sandbox; it never commits
+    (home / ".gitconfig").write_text(GIT_IDENTITY)
     message_file = scratch / "message.md"
     message_file.write_text(message(request, redact))
     analytics_log = scratch / "analytics.jsonl"
@@ -76,8 +88,9 @@ def build(
     ]
     argv = [sys.executable, supervise.__file__, "--", aider, "--message-file", str(message_file)]
     argv += [*FIXED_FLAGS, "--analytics-log", str(analytics_log)]
-    argv += ["--chat-history-file", str(scratch / "chat-history.md")]
-    argv += ["--input-history-file", str(scratch / "input-history")]
+    # aider copies into its chat history what it prints, a provider's error echoing the key
+    # included; the attempt's log is the redacted record, so no history is kept
+    argv += ["--chat-history-file", os.devnull, "--input-history-file", os.devnull]
     argv += _profile_flags(profile, scratch)
     for path in read_files:
         argv += ["--read", path]
