@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 # pytest runs with --import-mode=importlib, which puts no test directory on sys.path;
@@ -79,6 +80,8 @@ class Attempt:
     log: str = ""
     #: what the attempt's scratch directory held before the host removed it
     scratch_files: list[str] = field(default_factory=list)
+    #: those of its files that held the key (what a SIGKILLed orchestra would leave behind)
+    scratch_with_key: list[str] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.events]
@@ -113,9 +116,10 @@ def run_attempt(
         feedback: str | None = None,
         idle_timeout: float | None = None,
         timeout: float = 60,
+        args: tuple[str, ...] = (),
         **options: Any,
     ) -> Attempt:
-        profile = aider_profile(llm, **options)
+        profile = attrs.evolve(aider_profile(llm, **options), args=args)
         scope = files if files is not None else orchestra.FileScope(write=("hello.py",))
         task = orchestra.Task(id="greet", prompt=prompt, files=scope)
         request = orchestra.ExecutionRequest(
@@ -137,8 +141,9 @@ def run_attempt(
             result = adapter.execute(request, ctx)
             scratch = ctx.scratch_dir
             kept = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
+            with_key = [path for path in kept if API_KEY.encode() in (scratch / path).read_bytes()]
         finally:
             ctx.cleanup()
-        return Attempt(result, events, log_path.read_text(errors="replace"), kept)
+        return Attempt(result, events, log_path.read_text(errors="replace"), kept, with_key)
 
     return run

@@ -11,9 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from fake_openai import API_KEY, Reply, diff_edit, error_reply, whole_edit
 
 import orchestra
+
+pytestmark = pytest.mark.slow  # the real aider: seconds per test
 
 HELLO = 'def greet():\n    return "hello"\n'
 WORLD = 'def greet():\n    return "hello, world"\n'
@@ -46,8 +49,10 @@ def test_a_whole_file_edit_lands_in_the_working_tree_uncommitted(run_attempt, re
     # nothing else in the repository: no .gitignore, history, cache; no commit by aider
     assert git_status(repo) == " M hello.py\n"
     assert head_count(repo) == 1
-    # aider's private files went to the attempt's scratch directory, the user's HOME is untouched
-    assert {"analytics.jsonl", "chat-history.md", "message.md"} <= set(attempt.scratch_files)
+    # aider's private files went to the attempt's scratch directory (its chat history to
+    # nowhere), the user's HOME is untouched
+    assert {"analytics.jsonl", "message.md"} <= set(attempt.scratch_files)
+    assert "chat-history.md" not in attempt.scratch_files
     assert list(home.iterdir()) == []
     request = llm.requests[0]
     assert request.body["model"] == "fake-model" and request.body["stream"] is True

@@ -72,7 +72,9 @@ class CodexAdapter:
         from orchestra_codex.judging import judge
 
         reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
-        finished = ctx.run(launch.argv, env=launch.env, on_line=reader.feed)
+        finished = ctx.run(
+            launch.argv, env=launch.env, on_line=reader.feed, **_outside_if_needed(ctx, launch)
+        )
         reader.finish()
         changed = _changes_since(launch, ctx)
         return judge(finished, reader.turn, changed, launch.settings)
@@ -82,6 +84,7 @@ class CodexAdapter:
     ) -> _Launch:
         """Return what to run, once codex's home is written and the tree's state taken."""
         from orchestra_codex import worktree
+        from orchestra_codex.commands_env import remove_snapshots
         from orchestra_codex.settings import CodexSettings, SettingsError, config_toml, write_config
 
         profile = request.profile
@@ -100,7 +103,8 @@ class CodexAdapter:
         except worktree.NotAGitTree as error:
             message = f"codex runs in a git working tree; {ctx.cwd} is not one: {error}"
             raise CannotRun(message) from None
-        write_config(home, config_toml(settings))
+        write_config(home, config_toml(settings, profile.secrets))
+        remove_snapshots(home)
         self._record_version(program, home, ctx)
         return _Launch(
             argv=command_line(program, request, settings),
@@ -156,6 +160,16 @@ def _changes_since(launch: _Launch, ctx: orchestra.ExecutionContext) -> list[str
     if changed:
         ctx.emit("changes", {"paths": changed[:MAX_PATHS], "count": len(changed)})
     return changed
+
+
+def _outside_if_needed(ctx: orchestra.ExecutionContext, launch: _Launch) -> dict:
+    """``ctx.run``'s options: codex in its own sandbox runs outside orchestra's, where its
+    own cannot start (as root it cannot map root into a user namespace; as another user it
+    makes a directory in /tmp, read-only there). Codex's sandbox confines the commands it
+    runs, and hides codex's environment, its key, from them (docs/sandbox.md)."""
+    if getattr(ctx, "sandbox", None) is None or launch.settings.sandbox == "danger-full-access":
+        return {}
+    return {"sandboxed": False}
 
 
 #: a progress event names at most this many changed paths

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from orchestra_codex.commands_env import policy_lines
 
 #: codex 0.169's sandbox modes (``codex exec --sandbox``)
 SANDBOXES = ("read-only", "workspace-write", "danger-full-access")
@@ -95,18 +97,21 @@ def _checked(tool: str, name: str, value: Any, kind: Any) -> Any:
     return float(value) if "float" in str(kind) else value
 
 
-def config_toml(settings: CodexSettings) -> str:
-    """Return codex's config.toml for these settings.
+def config_toml(settings: CodexSettings, secrets: Iterable[str] = ()) -> str:
+    """Return codex's config.toml for these settings; the variables named in ``secrets``
+    (a profile's ``secrets``) are kept from the model's commands, like the key's.
 
     Why each line is there (shared/notes/real-tools.md, section 4): codex checks for
     updates, reports analytics and looks up plugins on github.com unless told not to; it
     waits forever for an unreachable provider unless ``unbounded_connection_retries`` is
     off; exec's approvals are already ``never``, said again so a later default cannot ask.
+    The shell lines keep keys from the model's commands (``commands_env``).
     """
     lines = [
         "# Written by orchestra-codex from [tools.codex] before each attempt: edits are lost.",
         'approval_policy = "never"',
         "check_for_update_on_startup = false",
+        "allow_login_shell = false",
     ]
     if settings.own_provider:
         lines.append(f"model_provider = {_string(PROVIDER_ID)}")
@@ -123,6 +128,7 @@ def config_toml(settings: CodexSettings) -> str:
         "",
         "[features]",
         "plugins = false",
+        "shell_snapshot = false",
         "unbounded_connection_retries = false",
         "",
         "[history]",
@@ -131,6 +137,7 @@ def config_toml(settings: CodexSettings) -> str:
         "[sandbox_workspace_write]",
         f"network_access = {_bool(settings.network_access)}",
     ]
+    lines += policy_lines([settings.env_key or "", *secrets])
     if settings.own_provider:
         lines += _provider_lines(settings)
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -120,6 +121,9 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         task_env: Mapping[str, str] | None = None,
         git: bool = True,
         args: tuple[str, ...] = (),
+        secrets: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
+        before: Callable[[], None] | None = None,
     ) -> Attempt:
         repo = tmp_path / "repo"
         if git:
@@ -131,6 +135,7 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
             "codex",
             model="gpt-5.5",
             args=args,
+            secrets=secrets,
             options={
                 "binary": str(native_codex),
                 "base_url": base_url,
@@ -153,6 +158,8 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         )
         events: list[tuple[str, dict[str, Any]]] = []
         state_dir = repo / ".orchestra" / "tools" / "codex"
+        if before is not None:  # e.g. leave something in codex's home, as a past attempt did
+            before()
         context = LocalContext(
             cwd=repo,
             env=build_environment(os.environ, {"FAKE_LLM_API_KEY": API_KEY}, ()),
@@ -160,6 +167,8 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
             timeout=timeout,
             idle_timeout=idle_timeout,
             grace=1.0,
+            cancel=cancel,
+            secret_names=secrets,
             emit=lambda kind, payload: events.append((kind, dict(payload))),
             state_dir=state_dir,
         )

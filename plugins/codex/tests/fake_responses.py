@@ -55,9 +55,10 @@ def apply_patch(patch: str, call_id: str = "call_patch") -> dict[str, Any]:
     }
 
 
-def shell(command: str, call_id: str = "call_shell") -> dict[str, Any]:
-    """Return a call of codex's ``exec_command`` tool running ``command`` (no login shell)."""
-    arguments = json.dumps({"cmd": command, "login": False})
+def shell(command: str, call_id: str = "call_shell", login: bool | None = False) -> dict[str, Any]:
+    """Return a call of codex's ``exec_command`` tool running ``command`` (no login shell;
+    ``login=None`` leaves the choice to codex, as models mostly do)."""
+    arguments = json.dumps({"cmd": command} if login is None else {"cmd": command, "login": login})
     return {
         "type": "function_call",
         "id": f"fc_{call_id}",
@@ -148,7 +149,7 @@ class FakeResponses:
         self.script: list[Reply | Status] = list(script)
         self.requests: list[Request] = []
         self.closing = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
@@ -178,7 +179,13 @@ class FakeResponses:
         """Log ``request`` and return the next reply of the script (None past its end)."""
         with self._lock:
             self.requests.append(request)
+            self._lock.notify_all()
             return self.script.pop(0) if self.script else None
+
+    def wait_for_requests(self, count: int, timeout: float = 30) -> bool:
+        """Wait until ``count`` requests have come (at most ``timeout`` s); return whether."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.requests) >= count, timeout)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

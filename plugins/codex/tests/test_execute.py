@@ -8,11 +8,11 @@ is asserted on the working tree.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import tomllib
+from codex_processes import processes_with_home
 from fake_responses import API_KEY as KEY
 from fake_responses import Reply, Status, apply_patch, message, shell
 
@@ -94,7 +94,11 @@ def test_codex_gets_the_prompt_the_model_and_the_key_and_keeps_no_session(
     home = attempt.codex_home
     assert not (home / "sessions").exists()  # --ephemeral
     config = tomllib.loads((home / "config.toml").read_text())
-    assert config["features"] == {"plugins": False, "unbounded_connection_retries": False}
+    assert config["features"] == {
+        "plugins": False,
+        "shell_snapshot": False,
+        "unbounded_connection_retries": False,
+    }
     assert config["model_providers"]["orchestra"]["wire_api"] == "responses"
     assert config["model_providers"]["orchestra"]["env_key"] == "FAKE_LLM_API_KEY"
     assert KEY not in (home / "config.toml").read_text()
@@ -256,20 +260,3 @@ def test_a_codex_that_refuses_its_arguments_is_crashed_with_its_words(fake_respo
     assert attempt.result.message == (
         "codex exited 2 before finishing its turn: error: unexpected argument '--full-auto' found"
     )
-
-
-def processes_with_home(home: Path) -> list[int]:
-    """Return the pids of live processes whose environment has CODEX_HOME=home."""
-    wanted = f"CODEX_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if wanted in environ and state != b"Z":
-            found.append(int(entry))
-    return found

@@ -19,12 +19,33 @@ def test_defaults_keep_codex_quiet_bounded_and_offline() -> None:
     assert config == {
         "approval_policy": "never",
         "check_for_update_on_startup": False,
+        "allow_login_shell": False,
         "analytics": {"enabled": False},
         "feedback": {"enabled": False},
-        "features": {"plugins": False, "unbounded_connection_retries": False},
+        "features": {
+            "plugins": False,
+            "shell_snapshot": False,
+            "unbounded_connection_retries": False,
+        },
         "history": {"persistence": "none"},
         "sandbox_workspace_write": {"network_access": False},
+        "shell_environment_policy": {
+            "inherit": "all",
+            "ignore_default_excludes": False,
+            "exclude": ["*PASSWORD*", "*PASSWD*"],
+            "set": {"SHLVL": "1"},
+        },
     }
+
+
+def test_the_models_commands_lose_the_keys_variable_and_the_declared_secrets() -> None:
+    settings = CodexSettings.from_options({"env_key": "LLM_CREDENTIALS"})
+
+    config = tomllib.loads(config_toml(settings, secrets=("DEPLOY_PHRASE", "LLM_CREDENTIALS")))
+
+    policy = config["shell_environment_policy"]
+    assert policy["exclude"] == ["*PASSWORD*", "*PASSWD*", "LLM_CREDENTIALS", "DEPLOY_PHRASE"]
+    assert policy["ignore_default_excludes"] is False  # codex's own *KEY*, *SECRET*, *TOKEN*
 
 
 def test_a_base_url_and_key_name_define_the_provider() -> None:
