@@ -20,6 +20,11 @@ def duration(default: float | None = None) -> Any:
     return attrs.field(default=default, metadata={"duration": True})
 
 
+def size(default: int | None = None) -> Any:
+    """An attrs field holding bytes, written in files as 10_000_000, "10MB" or "512KiB"."""
+    return attrs.field(default=default, metadata={"size": True})
+
+
 #: A command is an argument list, or one string when the task opted into a shell.
 Command = tuple[str, ...] | str
 
@@ -147,6 +152,8 @@ class Defaults:
     workspace: str | None = None
     max_files_changed: int | None = None
     max_lines_changed: int | None = None
+    #: how much output an attempt's log keeps (the ``log_limit`` setting)
+    log_limit: int | None = size()
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     @property
@@ -303,6 +310,9 @@ class WorkspaceRun:
     setup: tuple[str, ...] = ()
     #: whether the run is being resumed (leftovers of its dead attempts may exist)
     resumed: bool = False
+    #: what this workspace last asked to be kept for the run (its ``checkpoint()``),
+    #: read back from the run database when the run resumes; None on a new run
+    checkpoint: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
 
 
 @classes.frozen
@@ -342,6 +352,9 @@ class Change:
     paths: tuple[str, ...] | None
     diff: str | None = None
     lines: int = 0
+    #: symbolic links among ``paths`` that point outside the repository, each as
+    #: ``(path, target)``: a later attempt or the user would write through them
+    escapes: tuple[tuple[str, str], ...] = ()
 
 
 @classes.frozen

@@ -38,6 +38,8 @@ class ExecutionContext(Protocol):
 
     #: the attempt's working directory (the repository, or the attempt's worktree)
     cwd: str
+    # Optional, read with getattr: ``sandbox``, the attempt's sandbox when its processes
+    # run confined (orchestra's LocalContext), else None (docs/sandbox.md).
 
     def run(
         self,
@@ -229,6 +231,14 @@ class RunWorkspace(Protocol):
 
     Called from the attempts' worker threads, several at once: an implementation
     serialises what must be (landing changes one after the other).
+
+    Optional, looked up by name: ``checkpoint() -> dict`` (what the run database keeps
+    for a resume, handed back to ``open`` as ``WorkspaceRun.checkpoint``), ``close() ->
+    list[str]`` (remove what is left of the run at its end; each line is recorded),
+    ``repairs: list[str]`` (what ``open`` put right when the run resumed), and
+    ``writable_paths(request, directory) -> list[str]`` (what the attempt's sandbox lets
+    its processes write, asked at each process, setup included; without it, the
+    directory the process runs in; see docs/sandbox.md).
     """
 
     def prepare(self, request: ExecutionRequest, ctx: ExecutionContext) -> str:
@@ -237,15 +247,18 @@ class RunWorkspace(Protocol):
         ...
 
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
-        """Return what the attempt changed in ``directory``."""
+        """Return what the attempt changed in ``directory``; raise ``WorkspaceViolation``
+        when it reached beyond it (the attempt fails with ``scope_violation``)."""
         ...
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
-        """Bring the attempt's change into the run's result (a merge); report conflicts."""
+        """Bring the attempt's change into the run's result (a merge); report conflicts;
+        raise ``WorkspaceViolation`` when the result was changed by another hand."""
         ...
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
-        """Remove what ``prepare`` made for the attempt."""
+        """Remove what ``prepare`` made for the attempt (a failure here is logged and
+        changes nothing of the attempt's result)."""
         ...
 
     def summary(self) -> str | None:
@@ -260,7 +273,11 @@ class Workspace(Protocol):
     name: str
 
     def open(self, run: WorkspaceRun) -> RunWorkspace:
-        """Return the workspace of one run (called when the run starts or resumes)."""
+        """Return the workspace of one run (called when the run starts or resumes).
+
+        Optional: ``landed(run) -> dict[str, int]``, the tasks whose change already
+        reached the run's result with the attempt that brought it (resume asks, so that
+        a landing the crash left unrecorded is not made again)."""
         ...
 
 

@@ -40,6 +40,7 @@ from orchestra.models import (
     ToolProfile,
     Workstream,
 )
+from orchestra.sizes import parse_size
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -189,6 +190,16 @@ def _structure_duration(value: Any, _: Any) -> float | None:
     return float(_in_range(value))
 
 
+def _structure_size(value: Any, _: Any) -> int | None:
+    if value is None:
+        return None
+    _expect(value, (str, int), "a size such as '10MB', '512KiB' or a number of bytes")
+    try:
+        return parse_size(_in_range(value) if isinstance(value, int) else value)
+    except ValueError as error:
+        raise ExpectedType(str(error)) from None
+
+
 def _structure_command(value: Any, _: Any) -> tuple[str, ...] | str:
     if isinstance(value, str):
         return value
@@ -282,6 +293,13 @@ def _class_hook(cls: type, conv: cattrs.Converter):
         for field in attrs.fields(cls)
         if field.metadata.get("duration")
     }
+    overrides.update(
+        {
+            field.name: override(struct_hook=_structure_size)
+            for field in attrs.fields(cls)
+            if field.metadata.get("size")
+        }
+    )
     overrides.update(
         {
             field.name: override(omit=True)
@@ -491,6 +509,10 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
         if not ID_PATTERN.fullmatch(task_id):
             yield problem(_bad_id(task_id), task_id or f"#{number}", "id")
             invalid.add(task_id)
+        elif _unbranchable(task_id):
+            label = task_id if len(task_id) <= MAX_ID_LENGTH else task_id[:20] + "…"
+            yield problem(_unbranchable(task_id), label, "id")
+            invalid.add(task_id)
         elif task_id in seen:
             yield problem("duplicate task id", task_id, "id")
         seen.add(task_id)
@@ -532,6 +554,24 @@ def _graph_problems_of_raw(document: Mapping[str, Any], file: str) -> list[SpecE
         return SpecError(message, file=file, task=task, field=field)
 
     return list(check_graph(edges, problem))
+
+
+#: the longest task id: an attempt's branch (orchestra-tasks/<run>/<id>.<attempt>) and its
+#: worktree directory are named after it, and a file name has at most 255 bytes
+MAX_ID_LENGTH = 200
+
+
+def _unbranchable(task_id: str) -> str | None:
+    """Why a task id that ``ID_PATTERN`` accepts cannot name an attempt's git branch
+    (``orchestra-tasks/<run>/<id>.<attempt>``), or None."""
+    if ".." in task_id or task_id.endswith("."):
+        return (
+            f"invalid id {task_id!r}: '..' (or a '.' at the end, before the attempt's number)"
+            " cannot be in the git branch of its attempts"
+        )
+    if len(task_id) > MAX_ID_LENGTH:
+        return f"invalid id: longer than {MAX_ID_LENGTH} characters"
+    return None
 
 
 def _bad_id(value: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.testing import orchestra_program, run_orchestra
+from orchestra.testing import run_orchestra, start_orchestra, wait_for
 
 
 def write(path: Path, text: str) -> Path:
@@ -23,29 +23,6 @@ def db_rows(project: Path, query: str, *args):
     with sqlite3.connect(project / ".orchestra" / "orchestra.db") as db:
         db.row_factory = sqlite3.Row
         return db.execute(query, args).fetchall()
-
-
-def start_orchestra(*arguments: str, cwd: Path) -> subprocess.Popen:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")}
-    return subprocess.Popen(
-        [orchestra_program(), *arguments],
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def chain_workstream(count: int, seconds: float) -> str:
@@ -163,6 +140,7 @@ def lines_written(path: Path) -> int:
     return len(path.read_text().split()) if path.exists() else 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [1, 17, 38])
 def test_a_killed_run_resumes_without_redoing_what_succeeded(tmp_path, kill_at):
     write(tmp_path / "ws.toml", chain_workstream(50, 0.1))
@@ -253,7 +231,7 @@ def test_the_readme_example_runs_with_one_retry(tmp_path):
     attempts = {row["task_id"]: row["attempts"] for row in db_rows(tmp_path, "SELECT * FROM steps")}
     assert attempts["flaky-network"] == 2
     log = subprocess.run(
-        ["git", "-C", str(tmp_path / ".orchestra" / "demo"), "log", "--format=%s"],
+        ["git", "-C", str(tmp_path / "build" / "demo"), "log", "--format=%s"],
         capture_output=True,
         text=True,
         check=True,
@@ -388,6 +366,7 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] in "ZX"
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_settings_the_run_started_with(tmp_path):
     write(tmp_path / "ws.toml", chain_workstream(20, 0.3))
     process = start_orchestra("run", "ws.toml", "--max-parallel", "1", "--quiet", cwd=tmp_path)

@@ -36,6 +36,8 @@ from orchestra.errors import SpecError, WorkstreamInvalid
 from orchestra.models import Workstream
 from orchestra.spec import load_workstream
 
+pytestmark = pytest.mark.slow  # hundreds of generated documents per property
+
 # -- writing TOML ----------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -297,6 +299,8 @@ def task_problems(task: Any, where: str) -> list[str]:
     found = [f"{where}.{key}: unknown key" for key in task if key not in TASK_KEYS]
     if not (type(task.get("id")) is str and ID_SHAPE.fullmatch(task["id"])):
         found.append(f"{where}.id: missing or not an id")
+    elif ".." in task["id"] or task["id"].endswith(".") or len(task["id"]) > 200:
+        found.append(f"{where}.id: cannot name its attempts' git branch")
     found.extend(common_problems(task, where))
     if "title" in task and type(task["title"]) is not str:
         found.append(f"{where}.title: not a string")
@@ -551,7 +555,11 @@ def assert_loader_agrees(loaded: Any, document: dict[str, Any]) -> None:
 ID_FIRST = string.ascii_letters + string.digits
 ID_REST = ID_FIRST + "._-"
 
-ids = st.builds(str.__add__, st.sampled_from(ID_FIRST), st.text(ID_REST, max_size=8))
+# valid task ids also name git branches (orchestra-tasks/<run>/<id>.<n>): no "..", no "."
+# at the end
+ids = st.builds(str.__add__, st.sampled_from(ID_FIRST), st.text(ID_REST, max_size=8)).filter(
+    lambda value: ".." not in value and not value.endswith(".")
+)
 names = st.one_of(
     st.sampled_from(["aider", "codex", "shell", "claude-code", "gpt:4o", "auto", "fixed"]),
     st.builds(str.__add__, st.sampled_from(ID_FIRST), st.text(ID_REST + ":", max_size=8)),

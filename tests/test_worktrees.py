@@ -77,7 +77,8 @@ def test_parallel_tasks_land_on_the_run_branch_and_the_users_tree_is_untouched(t
         "c.txt",
     ]
     log = git(repo, "log", "--format=%s%n%b", run_branch)
-    assert "orchestra: run" in log and "task b, attempt 1, tool alpha" in log
+    assert f"Orchestra-Run: {summary['run']}\nOrchestra-Task: b\nOrchestra-Attempt: 1\n" in log
+    assert "Orchestra-Tool: alpha" in log
     # the dependent task ran on top of its dependencies' merged work
     (after,) = rows(repo, "SELECT * FROM attempts WHERE task_id = 'after'")
     assert after["outcome"] == "succeeded"
@@ -220,8 +221,8 @@ def test_gc_removes_what_a_crashed_run_left_and_keeps_a_live_runs_worktrees(tmp_
         cleaned = run_orchestra("gc", cwd=repo)
 
         assert cleaned.returncode == 0, cleaned.stderr
-        assert f"removed {dead_tree}" in cleaned.stdout
-        assert f"kept {live_tree}: run {live_run} is running" in cleaned.stdout
+        assert f"removed worktree {dead_tree}" in cleaned.stdout
+        assert f"kept worktree {live_tree}: run {live_run} is running" in cleaned.stdout
         assert worktrees(repo)[1:] == [live_tree]
         assert not git(repo, "branch", "--list", f"orchestra-tasks/{dead_run}/*")
     finally:

@@ -7,10 +7,14 @@ import os
 import shlex
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestra.errors import WorkspaceError
+from orchestra.errors import WorkspaceError, WorkspaceViolation
 from orchestra.markers import hookimpl
 from orchestra.models import Change, ExecutionRequest, Landing, WorkspaceRun
+
+if TYPE_CHECKING:
+    from orchestra.workspace.command import Tree
 
 #: where a run's worktrees live, under orchestra's directory beside the database
 WORKTREES = "worktrees"
@@ -27,8 +31,10 @@ def attempt_branch(run_id: str, task_id: str, attempt: int) -> str:
     return f"orchestra-tasks/{run_id}/{task_id}.{attempt}"
 
 
-def worktree_path(state_dir: str | os.PathLike, run_id: str, task_id: str, attempt: int) -> Path:
-    return Path(state_dir) / WORKTREES / run_id / f"{task_id}.{attempt}"
+def worktree_path(root: str | os.PathLike, run_id: str, task_id: str, attempt: int) -> Path:
+    """Where attempt ``attempt`` of ``task_id`` works: ``<root>/<run>/<task>.<attempt>``,
+    ``root`` being orchestra's worktree directory (``WORKTREES`` beside the database)."""
+    return Path(root) / run_id / f"{task_id}.{attempt}"
 
 
 def writes(request: ExecutionRequest) -> bool:
@@ -76,6 +82,11 @@ class InplaceRun:
     def summary(self) -> str | None:
         return None
 
+    def writable_paths(self, request: ExecutionRequest, directory: str) -> list[str]:
+        """What the attempt's sandbox lets it write: the project directory (orchestra's
+        directory and the repository's metadata in it stay read-only)."""
+        return [self.run.project_root]
+
 
 class Worktree:
     """A git worktree per attempt, made from the tip of the run's branch, so an attempt
@@ -87,6 +98,18 @@ class Worktree:
 
     def open(self, run: WorkspaceRun) -> WorktreeRun:
         return WorktreeRun(run)
+
+    def landed(self, run: WorkspaceRun) -> dict[str, int]:
+        """The tasks whose change already reached the run's branch, each with the attempt
+        that brought it (read from orchestra's trailers on the branch's commits); resume
+        asks, so that a change whose landing the crash left unrecorded is not made twice."""
+        from orchestra.workspace import git
+
+        repo = _repository(run.project_root)
+        branch = run_branch(run.run_id)
+        if repo is None or git.branch_tip(repo, branch) is None:
+            return {}
+        return _landings(repo, branch, run.run_id, (run.checkpoint or {}).get("start"))
 
 
 class WorktreeRun:
@@ -103,25 +126,41 @@ class WorktreeRun:
         self.repo = repo
         self.subdir = Path(run.project_root).resolve().relative_to(repo.resolve())
         self.branch = run_branch(run.run_id)
-        self.start = git.create_branch(repo, self.branch, git.head_commit(repo))
-        self._landing = threading.Lock()
-        self._base: dict[tuple[str, int], str] = {}
+        self.root = (Path(run.state_dir) / WORKTREES).absolute()
+        #: what was put right when the run resumed, for the run's events
+        self.repairs: list[str] = []
         if run.resumed:
-            self._remove_clean_leftovers()
+            self._repair()
+        recorded = dict(run.checkpoint or {})
+        self.start = recorded.get("start") or git.create_branch(
+            repo, self.branch, git.head_commit(repo)
+        )
+        if git.branch_tip(repo, self.branch) is None:  # deleted by hand: from its start again
+            git.create_branch(repo, self.branch, self.start)
+        #: the run branch's tip as orchestra last moved it; any other move is refused
+        self.tip = self._trusted_tip(recorded.get("tip"))
+        #: task -> the attempt whose change is on the run branch (at most one per task)
+        self.landed = _landings(repo, self.branch, run.run_id, self.start, self.tip)
+        self._config = _read_bytes(git.common_dir(repo) / "config")
+        self._landing = threading.Lock()
+        self._trees: dict[tuple[str, int], Tree] = {}
+        self._base: dict[tuple[str, int], str] = {}
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
         from orchestra.workspace import git
 
-        task, attempt = request.task.id, request.attempt
-        path = worktree_path(self.run.state_dir, self.run.run_id, task, attempt)
+        key = self._key(request)
+        path = worktree_path(self.root, self.run.run_id, *key)
         if path.exists():  # a leftover of an attempt with this number: start afresh
             git.remove_worktree(self.repo, path)
             import shutil
 
             shutil.rmtree(path, ignore_errors=True)  # a directory git did not know
-        base = git.branch_tip(self.repo, self.branch)
-        git.add_worktree(self.repo, path, attempt_branch(self.run.run_id, task, attempt), base)
-        self._base[(task, attempt)] = base
+        with self._landing:
+            base = self.tip
+        tree = git.add_worktree(self.repo, path, attempt_branch(self.run.run_id, *key), base)
+        self._trees[key] = tree
+        self._base[key] = base
         directory = path / self.subdir
         self._copy_into(directory)
         for line in self.run.setup:
@@ -133,29 +172,44 @@ class WorktreeRun:
         return str(directory)
 
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
+        """Commit what the attempt changed and say what that is; raise WorkspaceViolation
+        when the attempt reached beyond its worktree (moved the run branch or its own
+        HEAD, changed the repository's configuration), after putting those back."""
         from orchestra.workspace import git
 
-        worktree = self._worktree(request)
-        base = self._base[(request.task.id, request.attempt)]
-        git.commit_all(worktree, _message(request))
-        paths = tuple(git.changed_paths(worktree, base))
+        key = self._key(request)
+        tree, base = self._trees[key], self._base[key]
+        with self._landing:
+            self._check_run_branch()
+        self._check_configuration()
+        self._check_worktree(tree, attempt_branch(self.run.run_id, *key))
+        git.commit_all(tree, _message(request), base)
+        paths = tuple(git.changed_paths(tree, base))
         if not paths:
             return Change(())
         return Change(
             paths,
-            diff=git.diff(worktree, base),
-            lines=git.count_changed_lines(worktree, base),
+            diff=git.diff(tree, base),
+            lines=git.count_changed_lines(tree, base),
+            escapes=_escaping_links(tree.path, paths),
         )
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
         from orchestra.workspace import git
 
-        worktree = self._worktree(request)
-        base = self._base[(request.task.id, request.attempt)]
-        if git.branch_tip(self.repo, attempt_branch(self.run.run_id, *self._key(request))) == base:
-            return Landing(merged=True, tip=git.branch_tip(self.repo, self.branch))
+        key = self._key(request)
+        tree, base = self._trees[key], self._base[key]
         with self._landing:  # one merge at a time
-            result = git.rebase_and_advance(worktree, self.branch)
+            self._check_run_branch()
+            if request.task.id in self.landed:
+                # its change is on the branch already (a landing whose record was lost)
+                return Landing(merged=True, tip=self.tip)
+            if git.head_commit(tree) == base:  # nothing to bring
+                return Landing(merged=True, tip=self.tip)
+            result = git.rebase_and_advance(tree, self.branch, expected=self.tip)
+            if result.merged:
+                self.tip = result.tip
+                self.landed[request.task.id] = request.attempt
         return Landing(result.merged, tuple(result.conflicts), result.tip)
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
@@ -163,24 +217,131 @@ class WorktreeRun:
 
         key = self._key(request)
         self._base.pop(key, None)
-        git.remove_worktree(self.repo, self._worktree(request))
+        tree = self._trees.pop(key, None)
+        git.remove_worktree(self.repo, tree or worktree_path(self.root, self.run.run_id, *key))
         git.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
 
-    def summary(self) -> str | None:
-        from orchestra.workspace import git
+    def checkpoint(self) -> dict[str, str]:
+        """What the run database keeps for a resume: where the run branch started, and
+        its tip as orchestra last moved it."""
+        with self._landing:
+            return {"start": self.start, "tip": self.tip}
 
-        tip = git.branch_tip(self.repo, self.branch)
-        if tip == self.start:
+    def close(self) -> list[str]:
+        """Remove whatever of the run is left in the repository (worktrees, attempt
+        branches, directories an attempt's clean-up could not remove), and check the run
+        branch one last time; return what was done, one line each."""
+        from orchestra.workspace import repair
+
+        notes = []
+        with self._landing:
+            try:
+                self._check_run_branch()
+            except WorkspaceViolation as violation:
+                notes.append(str(violation))
+        run_id = self.run.run_id
+        for done in repair.repair(self.repo, self.root, dead=lambda run: run == run_id):
+            notes.append(done.line())
+        return notes
+
+    def summary(self) -> str | None:
+        if self.tip == self.start:
             return f"no changes were merged; branch {self.branch} is where the run started"
         return f"the run's changes are on branch {self.branch}: git merge {self.branch}"
+
+    def writable_paths(self, request: ExecutionRequest, directory: str) -> list[str]:
+        """What the attempt's sandbox lets it write: its whole worktree (the attempt's
+        directory may be a subdirectory of it), known before the worktree is made."""
+        return [str(worktree_path(self.root, self.run.run_id, *self._key(request)))]
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _key(self, request: ExecutionRequest) -> tuple[str, int]:
         return request.task.id, request.attempt
 
-    def _worktree(self, request: ExecutionRequest) -> Path:
-        return worktree_path(self.run.state_dir, self.run.run_id, *self._key(request))
+    def _repair(self) -> None:
+        """Put right what the run's dead orchestrator left: half-made, vanished or
+        leftover worktrees, their branches and directories, stale git locks."""
+        from orchestra.workspace import repair
+
+        run_id = self.run.run_id
+        for done in repair.repair(self.repo, self.root, dead=lambda run: run == run_id):
+            self.repairs.append(done.line())
+
+    def _trusted_tip(self, recorded: str | None) -> str:
+        """The run branch's tip to go on from: where orchestra last recorded it, plus the
+        landings of this run a crash kept from being recorded; a move by any other hand
+        is undone."""
+        from orchestra.workspace import git
+
+        current = git.branch_tip(self.repo, self.branch)
+        assert current is not None
+        if recorded is None or recorded == current:
+            return current
+        if git.is_ancestor(self.repo, recorded, current) and all(
+            trailers.get("Orchestra-Run") == self.run.run_id
+            for _, _, trailers in git.commits_between(self.repo, recorded, current)
+        ):
+            return current
+        why = "moved by another hand while the run was stopped"
+        if git.move_branch(self.repo, self.branch, recorded, current, f"orchestra: undo, {why}"):
+            self.repairs.append(f"put branch {self.branch} back at {recorded[:12]}: {why}")
+            return recorded
+        return git.branch_tip(self.repo, self.branch) or recorded
+
+    def _check_run_branch(self) -> None:
+        """Refuse a run branch that moved since orchestra last moved it: put it back and
+        raise WorkspaceViolation saying what moved it (call with ``_landing`` held)."""
+        from orchestra.workspace import git
+
+        current = git.branch_tip(self.repo, self.branch)
+        if current == self.tip:
+            return
+        how = git.last_move(self.repo, self.branch) if current else None
+        news = []
+        if current and git.is_ancestor(self.repo, self.tip, current):
+            news = [subject for _, subject, _ in git.commits_between(self.repo, self.tip, current)]
+        undo = "orchestra: undo a move by another hand"
+        if current is None:
+            git.create_branch(self.repo, self.branch, self.tip)
+        else:
+            git.move_branch(self.repo, self.branch, self.tip, current, undo)
+        what = f"to {current[:12]}" if current else "away (deleted)"
+        detail = f" ({how!r})" if how else ""
+        if news:
+            detail += f", adding {len(news)} commit(s): {news[-1]!r}"
+        raise WorkspaceViolation(
+            f"branch {self.branch} was moved {what} by something other than orchestra"
+            f"{detail}; orchestra put it back at {self.tip[:12]}"
+        )
+
+    def _check_configuration(self) -> None:
+        """Refuse a change to the repository's ``.git/config`` (where a task could name a
+        program for the user's git to run): put the file back as it was."""
+        from orchestra.workspace import git
+
+        path = git.common_dir(self.repo) / "config"
+        now = _read_bytes(path)
+        if now == self._config or self._config is None:
+            return
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix="config.", delete=False) as new:
+            new.write(self._config)
+        os.replace(new.name, path)
+        raise WorkspaceViolation(
+            f"the repository's configuration {path} was changed while the attempt ran;"
+            " orchestra put it back as it was"
+        )
+
+    def _check_worktree(self, tree: Tree, branch: str) -> None:
+        """Refuse a worktree whose git records the attempt changed: its HEAD on another
+        branch, or its git directory pointing elsewhere."""
+        from orchestra.workspace import repair
+
+        problem = repair.tampered(tree, branch)
+        if problem:
+            raise WorkspaceViolation(f"the attempt's worktree {tree.path}: {problem}")
 
     def _copy_into(self, directory: Path) -> None:
         """Copy the configured files (``.env`` …) from the project into a new worktree:
@@ -199,18 +360,49 @@ class WorktreeRun:
             else:
                 shutil.copy2(source, target)
 
-    def _remove_clean_leftovers(self) -> None:
-        """Remove the worktrees the run's dead attempts left, unless they hold uncommitted
-        work (``orchestra gc --force`` removes those)."""
-        from orchestra.workspace import git
 
-        root = (Path(self.run.state_dir) / WORKTREES / self.run.run_id).resolve()
-        for tree in git.list_worktrees(self.repo):
-            path = Path(tree.path)
-            if root in path.parents and not git.has_uncommitted_changes(path):
-                git.remove_worktree(self.repo, path)
-                if tree.branch:
-                    git.delete_branch(self.repo, tree.branch)
+def _landings(
+    repo: Path, branch: str, run_id: str, start: str | None, tip: str | None = None
+) -> dict[str, int]:
+    """Task -> attempt of the commits on ``branch`` (down from ``tip``) that this run
+    landed, found by their trailers, from ``start`` (or, without it, as far back as the
+    run's own commits go)."""
+    from orchestra.workspace import git
+
+    tip = tip or git.branch_tip(repo, branch)
+    if tip is None:
+        return {}
+    landed = {}
+    # without its start (a run recorded before orchestra kept it): the last 10,000 commits
+    commits = git.commits_between(repo, start, tip, first_parent=True, limit=10_000)
+    for _, _, trailers in commits:
+        if trailers.get("Orchestra-Run") != run_id:
+            continue
+        task, attempt = trailers.get("Orchestra-Task"), trailers.get("Orchestra-Attempt", "")
+        if task and attempt.isdigit():
+            landed[task] = int(attempt)
+    return landed
+
+
+def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The symbolic links among ``paths`` whose target lies outside ``worktree``."""
+    escapes = []
+    for path in paths:
+        link = worktree / path
+        if not link.is_symlink():
+            continue
+        target = os.readlink(link)
+        where = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        if os.path.isabs(target) or where == ".." or where.startswith("../"):
+            escapes.append((path, target))
+    return tuple(escapes)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _repository(project_root: str) -> Path | None:
@@ -220,11 +412,16 @@ def _repository(project_root: str) -> Path | None:
 
 
 def _message(request: ExecutionRequest) -> str:
+    """The commit message of an attempt's change: the task's title, then trailers that say
+    whose change it is (resume and landing read them: a task's change lands once)."""
     task = request.task
-    title = task.title or task.id
+    title = " ".join((task.title or task.id).split())
     return (
-        f"{title}\n\norchestra: run {request.run_id}, task {task.id},"
-        f" attempt {request.attempt}, tool {request.profile.name}\n"
+        f"{title}\n\n"
+        f"Orchestra-Run: {request.run_id}\n"
+        f"Orchestra-Task: {task.id}\n"
+        f"Orchestra-Attempt: {request.attempt}\n"
+        f"Orchestra-Tool: {request.profile.name}\n"
     )
 
 

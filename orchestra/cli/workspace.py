@@ -53,11 +53,15 @@ def diff(
 @db_option
 @pass_state
 def gc(state: CliState, force: bool, dry_run: bool, db: str | None) -> None:
-    """Remove the worktrees and branches that runs no process drives any more left behind.
+    """Remove what runs no process drives any more left in the repository: worktrees
+    (whole, half-made by an interrupted git, or whose directory is gone), their
+    orchestra-tasks/* branches and directories, and git lock files no live process holds.
 
-    A worktree of a live run is never touched. One with uncommitted changes (a crashed
-    attempt's half-done work) is kept and listed, unless --force. The run branches
-    (orchestra/RUN) stay: they hold the runs' results.
+    A worktree of a live run is never touched, nor a lock a live process may hold. A
+    worktree with uncommitted changes (a crashed attempt's half-done work) is kept and
+    listed, unless --force. The run branches (orchestra/RUN) stay: they hold the runs'
+    results. Each thing is reported; one that cannot be removed is reported and the rest
+    goes on (exit status 1).
     """
     from pathlib import Path
 
@@ -65,39 +69,71 @@ def gc(state: CliState, force: bool, dry_run: bool, db: str | None) -> None:
     from orchestra.config import resolve_settings
     from orchestra.errors import OrchestraError
     from orchestra.state import Store
-    from orchestra.workspace import git
+    from orchestra.workspace import git, repair
 
     repo = git.repository_root(state.project.root)
     if repo is None:
         raise OrchestraError(f"{state.project.root} is not in a git repository: nothing to do")
     database = Path(resolve_settings(state.project, flags={"db": db_path(db)}).db)
-    root = (database.parent / WORKTREES).resolve()
     store = Store.open(database) if database.exists() else None
-    removed = kept = 0
+
+    def dead(run_id: str) -> bool:
+        return store is None or not store.is_locked(run_id)
+
+    def keep(tree: git.Tree) -> str | None:
+        if git.has_uncommitted_changes(tree):
+            return "it has uncommitted changes (--force removes it)"
+        return None
+
     try:
-        for tree in git.list_worktrees(repo):
-            path = Path(tree.path)
-            if root not in path.parents:
-                continue
-            run_id = path.parent.name
-            if store is not None and store.is_locked(run_id):
-                click.echo(f"kept {path}: run {run_id} is running")
-                kept += 1
-                continue
-            if not force and path.exists() and git.has_uncommitted_changes(path):
-                click.echo(f"kept {path}: it has uncommitted changes (--force removes it)")
-                kept += 1
-                continue
-            click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
-            removed += 1
-            if not dry_run:
-                git.remove_worktree(repo, path)
-                if tree.branch:
-                    git.delete_branch(repo, tree.branch)
-        if not dry_run:
-            git.prune_worktrees(repo)
+        done = repair.repair(
+            repo,
+            database.parent / WORKTREES,
+            dead=dead,
+            keep=None if force else keep,
+            dry_run=dry_run,
+            report_live=True,
+        )
+        done += _sandbox_leftovers(dead, dry_run)
     finally:
         if store is not None:
             store.close()
-    verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {removed} worktree(s), kept {kept}")
+    counts = {"removed": 0, "would remove": 0, "kept": 0, "failed": 0}
+    for item in done:
+        click.echo(item.line())
+        counts[item.action] += 1
+    removed = counts["would remove"] if dry_run else counts["removed"]
+    line = f"{'would remove' if dry_run else 'removed'} {removed}, kept {counts['kept']}"
+    if counts["failed"]:
+        click.echo(f"{line}, could not remove {counts['failed']}")
+        raise SystemExit(1)
+    click.echo(line)
+
+
+def _sandbox_leftovers(dead, dry_run: bool) -> list:
+    """The private directories (``$TMPDIR/orchestra-<run>-*``) that killed runs'
+    sandboxes left, for runs no process drives: removed, or what would be."""
+    import glob
+    import re
+    import tempfile
+
+    from orchestra.engine.sandbox import remove_leftovers
+    from orchestra.workspace.repair import Repair
+
+    # orchestra-<run id>-<random>
+    leftover = re.compile(r"/orchestra-(\d{8}-\d{6}-[0-9a-f]{4})-[^/]+$")
+    done = []
+    found = glob.glob(f"{tempfile.gettempdir()}/orchestra-*-*")
+    runs = {match.group(1) for path in found if (match := leftover.search(path))}
+    for run_id in sorted(runs):
+        if not dead(run_id):
+            continue
+        if dry_run:
+            pattern = f"{tempfile.gettempdir()}/orchestra-{glob.escape(run_id)}-*"
+            done += [Repair("would remove", f"directory {path}") for path in glob.glob(pattern)]
+            continue
+        done += [
+            Repair("removed", f"directory {path}", "a killed run's sandbox")
+            for path in remove_leftovers(run_id)
+        ]
+    return done

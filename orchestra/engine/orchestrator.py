@@ -15,6 +15,7 @@ costs about one commit per task.
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 import os
@@ -31,7 +32,8 @@ import attrs
 
 from orchestra import classes, graph
 from orchestra.config import Project, Settings
-from orchestra.engine import scope
+from orchestra.engine import sandbox, scope
+from orchestra.engine.faults import one_line, says_disk_full
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
 from orchestra.engine.queue_ahead import LINGER_SECONDS, QueueAhead
 from orchestra.engine.ready import KEEP, STOP, TAKE, ReadyQueue
@@ -48,8 +50,9 @@ from orchestra.engine.resilience import (
     retry_policy,
 )
 from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
+from orchestra.engine.secrets import masked_command
 from orchestra.engine.states import RunState, StepState
-from orchestra.errors import OrchestraError, WorkspaceError
+from orchestra.errors import DiskFull, OrchestraError, WorkspaceError, WorkspaceViolation
 from orchestra.models import (
     Availability,
     Budget,
@@ -109,6 +112,8 @@ class RunOutcome:
     cost: float = 0.0
     #: why each failed (or quarantined) task ended so
     reasons: Mapping[str, str] = attrs.field(factory=dict)
+    #: what each workspace last asked to keep (the worktree's: the run branch's tip)
+    checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @classes.define
@@ -198,6 +203,10 @@ class Orchestrator:
         self._log_prefix = f"{log_root}{os.sep}"
         #: "canceled", "fail_fast" or "budget" once the run winds down
         self._stopping: str | None = None
+        #: a fault found in an attempt's end (a full disk) that stops the run
+        self._fault: DiskFull | None = None
+        #: whether the database says this run is running (so it may go to interrupted)
+        self._recorded_running = False
         self._budget_reason: str | None = None
         self.breakers = Breakers(store, self._profile, self._record_event)
         self.meter = BudgetMeter(
@@ -216,8 +225,10 @@ class Orchestrator:
         self.changes: dict[str, list[str | None]] = {}
         #: when a tool kept out by its breaker may be tried again (the loop wakes then)
         self.wake_at: float | None = None
-        #: the run's workspaces by name, opened when a task first needs one
+        #: the run's workspaces by name, opened when a task first needs one, and what
+        #: each last asked to keep for a resume (``checkpoint``)
         self.spaces: dict[str, Any] = {}
+        self._checkpoints: dict[str, Any] = {}
         self._default: str | None = None  # the default workspace, once known
         #: the last line each running task printed, for sinks that show it (live views)
         self.last_lines: dict[str, str] = {}
@@ -232,11 +243,29 @@ class Orchestrator:
             setup=tuple(project.config.workspace.setup),
             resumed=resumed,
         )
+        #: whether attempts run in a sandbox here (refused at once when one is required
+        #: and this machine cannot give it), and the directories the setting adds to it
+        self.sandboxing = sandbox.require(settings)
+        self._sandbox_extra = [
+            str(project.root / os.path.expanduser(path)) for path in settings.sandbox_writable
+        ]
 
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        """Carry the run from its recorded state to the end and return how it ended."""
+        """Carry the run from its recorded state to the end and return how it ended.
+
+        A fault that stops the run (a full disk, a database that cannot be written, or a
+        bug) stops the running attempts at once, records the run ``interrupted`` if the
+        database still takes it (else the next command finds it running with its lock
+        free, and marks it so), and is raised again: ``orchestra resume`` goes on."""
+        try:
+            return self._run_to_the_end()
+        except DiskFull as fault:
+            fault.run_id = fault.run_id or self.run_id  # say how to go on: resume
+            raise
+
+    def _run_to_the_end(self) -> RunOutcome:
         gc.freeze()  # the workstream and the plugins live to the end: never scan them
         self._began = time.time()
         for step in self.store.steps(self.run_id):
@@ -259,29 +288,122 @@ class Orchestrator:
                     self._retry_later(task_id, 0.0)
                 elif state is StepState.PENDING:
                     self._settle(task_id)
-        messages: list[tuple] = []
+        self._recorded_running = True
         executor = self._open_executor()
         # The loop's bursts of Python would keep the workers waiting for the GIL after each
         # system call, up to the switch interval (5 ms by default): ask for it sooner.
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
-            while True:
-                with self.store.batch():  # what arrived and what starts next: one commit
-                    if self.cancel.is_set() and self._stopping is None:
-                        self._stop("canceled")  # before finished steps' dependents settle
-                    for message in messages:
-                        self._handle(message)
-                    launches = self._start_attempts() if self._stopping is None else []
-                for launch in launches:
-                    executor.submit(launch)
-                if not self.running and not self._waiting():
-                    break
-                messages = self._receive()
-        finally:
+            self._loop(executor)
+        except BaseException as error:
+            if isinstance(error, DiskFull):
+                error.run_id = error.run_id or self.run_id
+            self._halt()
+            try:
+                executor.close()  # quick now: the attempts' processes are being killed
+            finally:
+                self._leave_interrupted(error)
+            raise
+        else:
             executor.close()
+        finally:
             sys.setswitchinterval(interval)
         return self._end()
+
+    def _loop(self, executor: Any) -> None:
+        """Wake, record, start attempts, until nothing runs and nothing can start."""
+        messages: list[tuple] = []
+        while True:
+            with self.store.batch():  # what arrived and what starts next: one commit
+                if self.cancel.is_set() and self._stopping is None:
+                    self._stop("canceled")  # before finished steps' dependents settle
+                for message in messages:
+                    self._handle(message)
+                starting = self._stopping is None and self._fault is None
+                launches = self._start_attempts() if starting else []
+            if self._fault is not None:  # recorded with the rest of this wake: now stop
+                raise self._fault
+            for launch in launches:
+                executor.submit(launch)
+            if not self.running and not self._waiting():
+                return
+            messages = self._receive()
+
+    def _halt(self) -> None:
+        """Stop every running attempt now: the cancel flag, and hurry, so that their
+        process groups get SIGKILL without a grace period (a full disk has nothing
+        worth waiting for). Nothing is recorded canceled: the run is interrupted."""
+        self.cancel.set()
+        if self.hurry is not None:
+            self.hurry.set()
+
+    def _leave_interrupted(self, error: BaseException) -> None:
+        """Record the run ``interrupted`` by ``error``, with what its stopped attempts
+        came to, if the database still takes it; resume tries them again.
+
+        Only after a fault found in an attempt (the database then holds what this loop
+        holds) are the ends that arrived meanwhile recorded: successes as such, the
+        others as interrupted. After a failed commit, memory is ahead of the database,
+        so only the run's state is written."""
+        if not self._recorded_running:
+            return  # still pending (or interrupted): the next command or resume sees it
+        why = one_line(str(error) or type(error).__name__)
+        # the run's error says it all; its attempts need only say why they stopped
+        cut_short = "the disk is full" if isinstance(error, DiskFull) else why
+        try:
+            with self.store.batch():
+                if error is self._fault:
+                    for message in self._drain_inbox():
+                        if message[0] == "finished" and message[2].outcome != "succeeded":
+                            self._let_go(message[1])
+                            self._interrupt_attempt(message[1], f"the run stopped: {cut_short}")
+                        else:
+                            self._handle(message)
+                self._set_run(RunState.INTERRUPTED, payload={"reason": why}, error=why)
+        except Exception:
+            # The run stays running in the database with its lock free once this
+            # process lets go: the next command marks it interrupted. The error being
+            # raised says what happened; this one would only hide it.
+            pass
+
+    def _drain_inbox(self) -> list[tuple]:
+        """Take every message the workers left, now that they have all finished."""
+        messages = []
+        while True:
+            try:
+                messages.append(self.inbox.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def _interrupt_attempt(self, current: _Running, why: str) -> None:
+        """Record an attempt that a fault cut short as ``interrupted``; its step stays
+        running, and ``resume`` tries it again (as after a crash)."""
+        self.store.finish_attempt(
+            self.run_id,
+            current.task.id,
+            current.attempt,
+            outcome="interrupted",
+            error_class="crashed",
+            message=why,
+            started_at=current.started,
+            ended_at=current.ended,
+        )
+
+    def _disk_fault(self, current: _Running, result: StepResult) -> DiskFull | None:
+        """Return the fault if the attempt failed because the disk is full (its log,
+        its worktree, a git command in it): the run stops rather than retrying on a
+        full disk. A task's own command failing on a full disk is the task's failure."""
+        if result.error_class not in ("crashed", "setup_failed") or not result.message:
+            return None
+        if not says_disk_full(result.message, (self.log_root, self.project.root)):
+            return None
+        log = f"{self._log_prefix}{current.task.id}.{current.attempt}.log"
+        return DiskFull(
+            f"the disk is full: task {current.task.id!r} attempt {current.attempt}"
+            f" (log {log}) could not write: {one_line(result.message)}",
+            run_id=self.run_id,
+        )
 
     def _open_executor(self) -> Any:
         """The run's executor (the ``executor`` setting): where its attempts run."""
@@ -337,15 +459,27 @@ class Orchestrator:
         kind = message[0]
         if kind == "finished":
             _, current, result = message
-            self.running.pop(current.task.id, None)
-            self.in_use[current.tool] -= 1
+            self._let_go(current)
             if self._queue_ok.get(current.task.id) and current.ended is not None:
                 self.queue_ahead.observe(current.ended - current.started)
-            self._record_end(current, result)
+            fault = self._disk_fault(current, result)
+            if fault is None:
+                self._record_end(current, result)
+                name = self._space_name(current.task)
+                if name in self.spaces:
+                    self._keep_checkpoint(name)
+            else:  # the run stops once this wake is recorded (see _loop)
+                self._fault = self._fault or fault
+                self._interrupt_attempt(current, str(fault))
         elif kind == "event":
             _, task_id, attempt, event_type, payload = message
             self.store.add_event(self.run_id, event_type, payload, task_id, attempt)
             self._emit(event_type, task_id, payload)
+
+    def _let_go(self, current: _Running) -> None:
+        """Forget a running attempt that has ended: its slot and its tool's are free."""
+        self.running.pop(current.task.id, None)
+        self.in_use[current.tool] -= 1
 
     def _settle(self, task_id: str) -> None:
         """Make a pending step ready when its dependencies succeeded, or skip it when one
@@ -557,7 +691,7 @@ class Orchestrator:
         profile = self._profile(tool)
         number = self.attempts.get(task.id, 0) + 1
         env, secrets = self._environment(tool, task, number)
-        command = _describe_command(task)
+        command = masked_command(task.command)  # a secret written in it shows as ***
         if command and secrets:
             command = Redactor(secrets).redact(command)
         # one flat directory per run: a directory per task costs a mkdir per task
@@ -607,6 +741,7 @@ class Orchestrator:
                 if line.strip():
                     lines[task_id] = line
 
+        space = self._space(task)
         context = LocalContext(
             cwd=str(self.project.root),
             env=env,
@@ -620,14 +755,35 @@ class Orchestrator:
             emit=emit,
             scratch_root=self._scratch_root,
             state_dir=self._state_dir(tool),
+            sandbox=self._sandbox(space, request),
         )
         checks = task.checks if task.checks is not None else self.workstream.defaults.checks
-        space = self._space(task)
         running = _Running(task, number, tool, time.time())
         self.running[task.id] = running
         self.in_use[tool] = self.in_use.get(tool, 0) + 1
         adapter = self.host.tools().get(tool)
         return _Launch(running, adapter, request, context, checks or (), space)
+
+    def _sandbox(self, space: Any, request: ExecutionRequest) -> sandbox.Sandbox | None:
+        """The attempt's sandbox, when the run's attempts are confined: it may write what
+        its workspace names (``writable_paths``; the directory alone for a workspace that
+        does not say), never orchestra's own directory."""
+        if not self.sandboxing.confined:
+            return None
+        named = getattr(space, "writable_paths", None)
+        if named is None:
+            writable = _directory_alone
+        else:
+            writable = functools.partial(named, request)
+        return sandbox.Sandbox(
+            self.sandboxing.program,
+            writable=writable,
+            protected=[self._workspace_run.state_dir],
+            extra=self._sandbox_extra,
+            label=self.run_id,
+            env=self.sandboxing.env,
+            visible=[self._workspace_run.project_root],
+        )
 
     def _work(self, launch: _Launch) -> None:
         """Carry out one attempt (worker thread) and post its result to the inbox."""
@@ -645,11 +801,46 @@ class Orchestrator:
     def _space(self, task: Task) -> Any:
         """The run's workspace for ``task`` (its own, the setting, or worktree in a git
         repository with a commit and inplace elsewhere), opened on first use."""
-        name = task.workspace or self.settings.workspace or self._default_workspace()
+        name = self._space_name(task)
         if name not in self.spaces:
             workspace = self.host.workspaces().get(name)
-            self.spaces[name] = workspace.open(self._workspace_run)
+            recorded = self.store.get_value(checkpoint_key(name, self.run_id))
+            run = attrs.evolve(self._workspace_run, checkpoint=recorded)
+            space = self.spaces[name] = workspace.open(run)
+            self._checkpoints[name] = recorded
+            self._keep_checkpoint(name)
+            repairs = list(getattr(space, "repairs", ()) or ())
+            if repairs:  # what a dead orchestrator left, put right on resuming
+                self._record_event("workspace.repaired", {"workspace": name, "done": repairs})
         return self.spaces[name]
+
+    def _keep_checkpoint(self, name: str) -> None:
+        """Record what the workspace wants kept for a resume (a run branch's tip), in the
+        transaction of this wake, whenever it changed."""
+        saver = getattr(self.spaces[name], "checkpoint", None)
+        if saver is None:
+            return
+        value = saver()
+        if value != self._checkpoints.get(name):
+            self.store.set_value(checkpoint_key(name, self.run_id), value)
+            self._checkpoints[name] = value
+
+    def _close_spaces(self) -> None:
+        """Let each workspace remove what is left of the run (``close``), and record what
+        it did; a workspace that fails to is recorded, and the run's outcome stands."""
+        for name, space in self.spaces.items():
+            closer = getattr(space, "close", None)
+            if closer is None:
+                continue
+            try:
+                notes = list(closer() or ())
+            except Exception as error:
+                notes = [f"could not clean up: {type(error).__name__}: {error}"]
+            if notes:
+                self._record_event("workspace.cleaned", {"workspace": name, "done": notes})
+
+    def _space_name(self, task: Task) -> str:
+        return task.workspace or self.settings.workspace or self._default_workspace()
 
     def _default_workspace(self) -> str:
         if self._default is None:  # asks git, so only when a task needs it
@@ -795,6 +986,7 @@ class Orchestrator:
             final = RunState.SUCCEEDED
         summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
         payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
+        self._close_spaces()
         self._set_run(final, payload=payload, error=self._budget_reason)
         return RunOutcome(
             self.run_id,
@@ -811,6 +1003,7 @@ class Orchestrator:
                 for task, state in self.state.items()
                 if state in (StepState.FAILED, StepState.QUARANTINED)
             },
+            checkpoints=dict(self._checkpoints),
         )
 
     # -- recording -----------------------------------------------------------------------
@@ -914,6 +1107,12 @@ class Orchestrator:
         self._emit("sink.disabled", None, payload)  # the other sinks (the console) say so
 
 
+def checkpoint_key(workspace: str, run_id: str) -> str:
+    """Where the run database keeps what workspace ``workspace`` of run ``run_id`` asked
+    to be kept (``RunWorkspace.checkpoint``)."""
+    return f"workspace.{workspace}.{run_id}"
+
+
 def default_workspace(project_root: Path) -> str:
     """``worktree`` where the project is in a git repository that has a commit, else
     ``inplace``."""
@@ -935,6 +1134,10 @@ def default_workspace(project_root: Path) -> str:
     return "worktree"
 
 
+def _directory_alone(directory: str) -> list[str]:
+    return [directory]
+
+
 def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
     """One attempt in its workspace (worker thread): prepare the directory, run the tool and
     the checks there, judge the change against the task's scope, land it, clean up."""
@@ -943,7 +1146,7 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
     try:
         directory = space.prepare(request, context)
     except WorkspaceError as error:
-        space.discard(request, context.cwd)
+        _discard(space, request, context.cwd, context)
         return StepResult("failed", error_class="setup_failed", message=str(error))
     try:
         context.cwd = directory
@@ -952,7 +1155,10 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
         result = execute_attempt(launch.adapter, request, context, launch.checks)
         if result.outcome == "canceled":
             return result
-        change = space.changes(request, directory)
+        try:
+            change = space.changes(request, directory)
+        except WorkspaceViolation as violation:
+            return _violated(result, str(violation))
         if result.diff != change.diff:
             result = attrs.evolve(result, diff=change.diff)
         if result.outcome != "succeeded":
@@ -966,7 +1172,10 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
                 message="; ".join(problems),
                 feedback=f"Your change was refused and not kept: {'; '.join(problems)}.",
             )
-        landing = space.land(request, directory)
+        try:
+            landing = space.land(request, directory)
+        except WorkspaceViolation as violation:
+            return _violated(result, str(violation))
         if not landing.merged:
             files = ", ".join(landing.conflicts) or "unknown files"
             return attrs.evolve(
@@ -981,7 +1190,34 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
             )
         return result
     finally:
+        _discard(space, request, directory, context)
+
+
+def _violated(result: StepResult, message: str) -> StepResult:
+    """The attempt's result once it turned out to have reached beyond its workspace."""
+    return attrs.evolve(
+        result,
+        outcome="failed",
+        error_class="scope_violation",
+        message=message,
+        feedback=f"Your change was refused and not kept: {message}.",
+    )
+
+
+def _discard(space: Any, request: ExecutionRequest, directory: str, context: Any) -> None:
+    """Let the workspace remove the attempt's directory. A clean-up that fails (a git lock
+    held too long) changes nothing of the attempt's result, whose change may have landed
+    already: it is said in the attempt's log, and the workspace's ``close`` at the run's
+    end removes what is left."""
+    try:
         space.discard(request, directory)
+    except Exception as error:
+        note = f"orchestra: could not clean up the attempt's workspace: {error}\n"
+        try:
+            with open(context.log_path, "ab") as log:
+                log.write(context.redact(note).encode(errors="replace"))
+        except OSError:
+            pass
 
 
 def execute_attempt(
@@ -1028,12 +1264,6 @@ def _check_failure(check: Any, finished: Any) -> str:
     if finished.exit_code is None:
         return f"was killed by signal {finished.signal}"
     return f"exited {finished.exit_code}"
-
-
-def _describe_command(task: Task) -> str | None:
-    if task.command is None:
-        return None
-    return task.command if isinstance(task.command, str) else " ".join(task.command)
 
 
 def content_hash(path: str | os.PathLike) -> str:

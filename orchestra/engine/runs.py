@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.config import Project, Settings
+from orchestra.engine.containment import remove_run_cgroups, supervise_run
+from orchestra.engine.faults import is_disk_full_error
 from orchestra.engine.orchestrator import Orchestrator, RunOutcome, content_hash
 from orchestra.engine.process import processes_of_run, stop_process_groups
 from orchestra.engine.states import RunState, StepState
-from orchestra.errors import OrchestraError
+from orchestra.errors import DiskFull, OrchestraError
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
-from orchestra.state import Store
+from orchestra.state import Store, StoreError
 
 
 class ResumeRefused(OrchestraError):
@@ -36,7 +38,12 @@ def open_existing_store(settings: Settings) -> Store:
     if not Path(settings.db).exists():
         raise OrchestraError(f"no run database at {settings.db}: no run has been recorded here yet")
     store = Store.open(settings.db)
-    store.mark_orphaned_runs()
+    try:
+        store.mark_orphaned_runs()
+    except (StoreError, DiskFull):
+        # a read-only or full database: reading commands still read it, and a command
+        # that writes fails on its own write, with the same one-line error
+        pass
     return store
 
 
@@ -44,7 +51,18 @@ def log_root(store: Store, run_id: str) -> Path:
     """Return the directory of a run's attempt logs, ``runs/<run>/`` beside the database
     (made here, once: ``<task>.<attempt>.log`` files go straight into it)."""
     directory = Path(store.path).parent / "runs" / run_id
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if is_disk_full_error(error):
+            raise DiskFull(
+                f"cannot make the run's log directory: {error.strerror}",
+                file=str(directory),
+                run_id=run_id,
+            ) from None
+        raise OrchestraError(
+            f"cannot make the run's log directory: {error.strerror}", file=str(directory)
+        ) from None
     return directory
 
 
@@ -62,7 +80,10 @@ def start_run(
     hurry: threading.Event | None = None,
 ) -> RunOutcome:
     """Record a new run of ``workstream`` and drive it to its end."""
+    from orchestra.engine import sandbox
+
     check_workspaces(workstream, settings, project)
+    sandbox.require(settings)  # sandbox = "bwrap" where it cannot run: before any record
     store = store or open_store(settings)
     recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
     recorded_settings["fail_fast"] = fail_fast
@@ -72,8 +93,8 @@ def start_run(
         content_hash(file),
         [task.id for task in workstream.tasks],
         recorded_settings,
+        claim=True,  # never pending and undriven: a pending run with a free lock is dead
     )
-    store.claim_run(run_id)
     try:
         return _drive(
             store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
@@ -123,9 +144,10 @@ def resume_run(
     store.claim_run(run_id)
     try:
         _stop_leftover_processes(store, run_id)
-        for step in store.steps(run_id):
-            if step.state is StepState.RUNNING:
-                _close_interrupted_attempt(store, run_id, step.task_id)
+        running = [step.task_id for step in store.steps(run_id) if step.state is StepState.RUNNING]
+        landed = _landed(run_id, workstream, settings, project, host, store) if running else {}
+        for task_id in running:
+            _close_interrupted_attempt(store, run_id, task_id, landed.get(task_id))
         return _drive(
             store,
             run_id,
@@ -145,29 +167,88 @@ def resume_run(
 
 def _stop_leftover_processes(store: Store, run_id: str) -> None:
     """Stop the processes the run's dead orchestrator left running (its attempts' tools
-    and their children), so the attempts tried again do not race them."""
+    and their children), so the attempts tried again do not race them, and remove the
+    private directories its sandboxes left."""
+    from orchestra.engine.sandbox import remove_leftovers
+
     left = processes_of_run(run_id)
     if left:
         stop_process_groups(left.values())
-        store.add_event(
-            run_id,
-            "run.leftovers_stopped",
-            {"pids": sorted(left), "groups": sorted(set(left.values()))},
+    removed = remove_leftovers(run_id)  # the sandboxes' private directories
+    if left or removed:
+        payload: dict[str, Any] = {"pids": sorted(left), "groups": sorted(set(left.values()))}
+        if removed:
+            payload["directories"] = removed
+        store.add_event(run_id, "run.leftovers_stopped", payload)
+
+
+def _landed(
+    run_id: str,
+    workstream: Workstream,
+    settings: Settings,
+    project: Project,
+    host: PluginHost,
+    store: Store,
+) -> dict[str, int]:
+    """The tasks whose change reached the run's result before its orchestrator died,
+    with the attempt that brought it, as the run's workspaces tell (``landed``)."""
+    from orchestra.engine.orchestrator import checkpoint_key, default_workspace
+    from orchestra.models import WorkspaceRun
+
+    names = {task.workspace or settings.workspace for task in workstream.tasks}
+    if None in names:
+        names.discard(None)
+        names.add(default_workspace(project.root))
+    landed: dict[str, int] = {}
+    for name in sorted(names):
+        ask = getattr(host.workspaces().get(name), "landed", None)
+        if ask is None:
+            continue
+        run = WorkspaceRun(
+            run_id=run_id,
+            project_root=str(project.root),
+            state_dir=str(Path(store.path).parent),
+            resumed=True,
+            checkpoint=store.get_value(checkpoint_key(name, run_id)),
         )
+        landed.update(ask(run))
+    return landed
 
 
-def _close_interrupted_attempt(store: Store, run_id: str, task_id: str) -> None:
+def _close_interrupted_attempt(
+    store: Store, run_id: str, task_id: str, landed: int | None = None
+) -> None:
+    """Record how the attempts a dead orchestrator left open ended: the one whose change
+    had landed (``landed``, its number) succeeded, and so did its step; the others were
+    interrupted, and the step is tried again."""
     open_attempts = [a for a in store.attempts(run_id, task_id) if a.ended_at is None]
-    for attempt in open_attempts:
-        store.finish_attempt(
-            run_id,
-            task_id,
-            attempt.number,
-            outcome="interrupted",
-            error_class="crashed",
-            message="the orchestrator stopped while this attempt ran",
-        )
-    store.set_step_state(run_id, task_id, StepState.RETRYING, reason="interrupted; tried again")
+    succeeded = False
+    with store.batch():
+        for attempt in open_attempts:
+            if attempt.number == landed:
+                succeeded = True
+                store.finish_attempt(
+                    run_id,
+                    task_id,
+                    attempt.number,
+                    outcome="succeeded",
+                    message="its change had landed before the orchestrator stopped",
+                )
+                continue
+            store.finish_attempt(
+                run_id,
+                task_id,
+                attempt.number,
+                outcome="interrupted",
+                error_class="crashed",
+                message="the orchestrator stopped while this attempt ran",
+            )
+        if succeeded:
+            reason = "its change had landed before the orchestrator stopped"
+            store.set_step_state(run_id, task_id, StepState.SUCCEEDED, reason=reason)
+        else:
+            reason = "interrupted; tried again"
+            store.set_step_state(run_id, task_id, StepState.RETRYING, reason=reason)
 
 
 def _drive(
@@ -198,14 +279,18 @@ def _drive(
         resumed=resumed,
     )
     try:
-        outcome = orchestrator.run()
+        with supervise_run(run_id, log_limit=settings.log_limit, hurry=hurry):  # no leftovers
+            outcome = orchestrator.run()
     finally:
         for sink in sinks:
             try:
                 sink.close()
             except Exception:  # a sink failing to close must not hide the run's outcome
                 pass
-    orchestrator.record_late_events()  # what the sinks warned about while closing
+    try:
+        orchestrator.record_late_events()  # what the sinks warned about while closing
+    except (StoreError, DiskFull):
+        pass  # the run has ended and is recorded: only late sink warnings are lost
     return outcome
 
 
@@ -231,9 +316,12 @@ def request_cancel(store: Store, run_id: str) -> str:
 
 
 def _cancel_undriven(store: Store, run_id: str) -> None:
-    """Cancel a run no process drives: its open attempts, unfinished steps, then the run."""
+    """Cancel a run no process drives: what its dead orchestrator left running, its open
+    attempts, unfinished steps, then the run."""
     store.claim_run(run_id)
     try:
+        _stop_leftover_processes(store, run_id)
+        remove_run_cgroups(run_id)
         with store.batch():
             for step in store.steps(run_id):
                 if step.state is StepState.RUNNING:

@@ -3,7 +3,9 @@
 A task's ``files`` are paths and globs relative to the repository. With ``write`` or
 ``create`` given, every changed path must match one of them; a path matching
 ``forbidden`` is refused whatever else says. ``max_files_changed`` and
-``max_lines_changed`` bound the size of the change.
+``max_lines_changed`` bound the size of the change. A symbolic link that points outside
+the repository is refused whatever the scope: whoever writes through it later (the next
+attempt, the user) writes outside.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ def violations(task: Task, defaults: Defaults, change: Change) -> list[str]:
     """Return what is wrong with the change, one short phrase each; empty when it fits."""
     if change.paths is None:
         return []
-    problems = []
+    problems = [
+        f"made {path} a symbolic link to {target}, outside the repository"
+        for path, target in change.escapes
+    ]
     scope = task.files
     allowed = (*scope.write, *scope.create)
     forbidden = [p for p in change.paths if any(matches(p, f) for f in scope.forbidden)]

@@ -12,9 +12,12 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from fake_openai import API_KEY, FakeOpenAI, diff_edit, error_reply, whole_edit
 
 from orchestra.testing import run_orchestra
+
+pytestmark = pytest.mark.slow  # the real aider through orchestra run: seconds per test
 
 WORLD = 'def greet():\n    return "hello, world"\n'
 WORKSTREAM = """
@@ -164,4 +167,4 @@ def test_an_edit_in_the_diff_format_is_committed_on_the_run_branch(real_aider, r
         text=True,
         check=True,
     ).stdout
-    assert "task greet, attempt 1, tool aider" in message
+    assert "Orchestra-Task: greet\nOrchestra-Attempt: 1\nOrchestra-Tool: aider" in message
