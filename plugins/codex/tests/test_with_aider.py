@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fake_responses import API_KEY as CODEX_KEY
 from fake_responses import Reply, apply_patch, message
 
@@ -22,6 +23,8 @@ sys.path.insert(0, str(REPO / "plugins" / "aider" / "tests"))
 
 from fake_openai import API_KEY as AIDER_KEY  # noqa: E402
 from fake_openai import FakeOpenAI, whole_edit  # noqa: E402
+
+pytestmark = pytest.mark.slow  # the real aider and codex in one run
 
 HELLO_PY = 'def greet():\n    return "hello"\n'
 WORLD_PY = 'def greet():\n    return "hello, world"\n'

@@ -26,6 +26,8 @@ from orchestra.testing import (
 
 from .conftest import NODE_SECRET, start_cluster
 
+pytestmark = pytest.mark.slow  # a real two-node Ray cluster
+
 WORKSTREAM = """\
 id = "w"
 [defaults]
