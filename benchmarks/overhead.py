@@ -183,6 +183,10 @@ def check_reference_database(database: Path, tasks: int) -> None:
 # -- measuring --------------------------------------------------------------------------
 
 
+#: the ``sandbox`` setting of the measured runs (--sandbox), None for the default
+SANDBOX: str | None = None
+
+
 def orchestra_once(workstream: Path, scratch: Path, stdout: str = os.devnull) -> tuple[Run, Path]:
     """Run ``orchestra run`` in a fresh working directory; return the run and the directory.
 
@@ -190,6 +194,8 @@ def orchestra_once(workstream: Path, scratch: Path, stdout: str = os.devnull) ->
     ``<directory>/.orchestra/orchestra.db``.
     """
     workdir = Path(tempfile.mkdtemp(prefix="orchestra-", dir=scratch))
+    if SANDBOX is not None:  # --sandbox: an orchestra.toml that says it
+        (workdir / "orchestra.toml").write_text(f'sandbox = "{SANDBOX}"\n')
     argv = [str(ORCHESTRA), "run", "--max-parallel", str(MAX_PARALLEL), "--quiet", str(workstream)]
     os.chdir(workdir)
     try:
@@ -330,6 +336,7 @@ def record(comparisons: Sequence[Comparison], start: Comparison, runs: int) -> N
         "threads, a SQLite row per task start and end, WAL, synchronous=NORMAL)",
         f"- runs: {runs} of each, interleaved, each on a fresh database, after one untimed "
         "run of each whose database was checked",
+        f"- orchestra's sandbox: {SANDBOX or 'the default (auto: bubblewrap where it works)'}",
         "",
         markdown_table(comparisons),
         "",
@@ -369,7 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs of each")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "bwrap", "none"),
+        help="the runs' sandbox setting, through an orchestra.toml (default: none written)",
+    )
     options = parser.parse_args(argv)
+    global SANDBOX
+    SANDBOX = options.sandbox
     if options.runs < 1:
         parser.error("--runs must be at least 1")
     if not os.access(COMMAND, os.X_OK):

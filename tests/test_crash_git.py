@@ -299,3 +299,19 @@ def test_runs_killed_at_random_moments_finish_with_resume_alone(tmp_path):
         if problems:
             failures[number] = problems
     assert failures == {}
+
+
+def test_gc_removes_the_private_directories_a_killed_runs_sandboxes_left(tmp_path):
+    import tempfile
+
+    repo, run_id, _ = hanging_run(tmp_path)
+    left = list(Path(tempfile.gettempdir()).glob(f"orchestra-{run_id}-*"))
+    if not left:
+        pytest.skip("attempts are not sandboxed here: no private directory to leave")
+
+    cleaned = run_orchestra("gc", cwd=repo)
+
+    assert cleaned.returncode == 0, cleaned.stderr
+    for path in left:
+        assert f"removed directory {path}: a killed run's sandbox" in cleaned.stdout
+        assert not path.exists()

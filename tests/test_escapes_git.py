@@ -158,6 +158,10 @@ def test_a_task_that_rewrites_its_worktrees_git_file_does_not_reach_the_users_re
     assert git(repo, "rev-parse", "main") == main_before
     assert git(repo, "status", "--porcelain") == ""
     assert "out.txt" not in git(repo, "ls-tree", "--name-only", "main")
+    assert not list((repo / ".git" / "worktrees").glob("*"))
+    assert not git(repo, "branch", "--list", "orchestra-tasks/*")
+    logs = list((repo / ".orchestra" / "runs" / summary["run"]).glob("*.log"))
+    assert not any("could not clean up" in log.read_text() for log in logs)
     if summary["state"] == "succeeded":
         branch = f"orchestra/{summary['run']}"
         assert git(repo, "show", f"{branch}:out.txt") == "hi\n"

@@ -218,7 +218,14 @@ class WorktreeRun:
         key = self._key(request)
         self._base.pop(key, None)
         tree = self._trees.pop(key, None)
-        git.remove_worktree(self.repo, tree or worktree_path(self.root, self.run.run_id, *key))
+        try:
+            git.remove_worktree(self.repo, tree or worktree_path(self.root, self.run.run_id, *key))
+        except git.GitError:
+            if tree is None:
+                raise
+            from orchestra.workspace import repair
+
+            repair.remove_tree(self.repo, tree, self.root)  # its .git file was rewritten
         git.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
 
     def checkpoint(self) -> dict[str, str]:

@@ -5,13 +5,14 @@ daemon forks twice so that its parent is gone. Two ways to keep hold of them, ch
 per process (docs/architecture.md, "Running a process"):
 
 - **cgroup**: where a cgroup v1 ``pids`` hierarchy is writable (root, most CI machines),
-  each process orchestra starts is forked into a cgroup of its own,
-  ``<orchestra's cgroup>/orchestra-<run>/<task>.<attempt>.<n>``. Only the forking thread
-  enters it, for the fork (v1 places threads, and a child is born in its thread's
-  cgroup), so nothing else of orchestra lands there and no child runs a moment outside
-  it. Every descendant stays in it whatever it does to its session, group or
-  environment, and the directory outlives a killed orchestrator, so ``cancel`` and
-  ``resume`` find what is left by the run's id.
+  processes are forked inside a cgroup (v1 places threads, and a child is born in its
+  thread's cgroup, so no child runs a moment outside it). During a run, each thread that
+  starts attempts' processes enters ``<orchestra's cgroup>/orchestra-<run>/thread-<id>``
+  at its first fork and stays there until the run ends (``RunPolicy``); outside a run,
+  the forking thread enters a cgroup of the call's own for the fork only. Every
+  descendant stays in it whatever it does to its session, group or environment, and the
+  directory outlives a killed orchestrator, so ``cancel`` and ``resume`` find what is
+  left by the run's id.
 - **subreaper** (elsewhere on Linux): while a run goes on, orchestra is the child
   subreaper of its process (``prctl(PR_SET_CHILD_SUBREAPER)``; with cgroups too, so
   that it reaps its orphans at once), so an orphan of an attempt becomes orchestra's

@@ -278,6 +278,18 @@ def _locks_under(directory: Path) -> list[Path]:
         return []
 
 
+def remove_tree(repo: Path, tree: Tree, worktrees_root: Path) -> None:
+    """Remove orchestra's worktree ``tree`` without asking git, whose ``git worktree
+    remove`` refuses one whose ``.git`` file an attempt rewrote: its directory (under
+    ``worktrees_root`` only) and git's record of it."""
+    root = worktrees_root.absolute().resolve()
+    with git.worktrees_locked(repo):
+        if _under(tree.path, root):
+            shutil.rmtree(tree.path, ignore_errors=True)
+        if tree.git_dir.parent == git.common_dir(repo) / "worktrees":
+            shutil.rmtree(tree.git_dir, ignore_errors=True)
+
+
 def tampered(tree: Tree, branch: str) -> str | None:
     """Why the git records of orchestra's worktree ``tree`` can no longer be trusted to
     commit on ``branch`` (an attempt changed them), or None when they are as made."""
