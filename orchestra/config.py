@@ -27,13 +27,40 @@ CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"
 
 
+#: build output and caches never part of an attempt's change (gitignore patterns), unless
+#: ``[workspace] ignore`` gives another list: what tests, type checkers, linters and
+#: package builds leave behind, and nobody means to commit
+DEFAULT_IGNORE = (
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+    ".tox/",
+    ".nox/",
+    ".coverage",
+    ".coverage.*",
+    "htmlcov/",
+    "*.egg-info/",
+    ".ipynb_checkpoints/",
+    "**/node_modules/.cache/",
+    ".eslintcache",
+)
+
+
 @classes.frozen
 class WorkspaceConfig:
-    """The ``[workspace]`` table: which workspace, and how to prepare each new one."""
+    """The ``[workspace]`` table: which workspace, how to prepare each new one, and what
+    is never part of an attempt's change."""
 
     name: str | None = None
     copy: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
+    #: gitignore patterns left out of every attempt's change, besides .gitignore's
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    #: whether runs start from the uncommitted changes too (``--include-uncommitted``)
+    include_uncommitted: bool | None = None
 
 
 @classes.frozen
@@ -69,6 +96,10 @@ class Config:
     @property
     def workspace_name(self) -> str | None:
         return self.workspace.name
+
+    @property
+    def include_uncommitted(self) -> bool | None:
+        return self.workspace.include_uncommitted
 
     @property
     def budget_cost(self) -> float | None:
@@ -177,6 +208,11 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
     if config.sandbox is not None and config.sandbox not in SANDBOX_MODES:
         message = f"must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}"
         problems.append(ConfigError(message, file=file, field="sandbox"))
+    for index, pattern in enumerate(config.workspace.ignore):
+        if not pattern.strip() or "\n" in pattern:
+            field = f"workspace.ignore[{index}]"
+            message = f"{pattern!r} is not a pattern: write one like '__pycache__/' or '*.log'"
+            problems.append(ConfigError(message, file=file, field=field))
     for name, profile in config.tools.items():
         if profile.max_concurrency is not None and profile.max_concurrency < 1:
             field = f"tools.{name}.max_concurrency"
@@ -218,6 +254,15 @@ def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:
     if budget is not None and budget.tokens is not None and budget.tokens < 1:
         problems.append(("tokens", "must be at least 1"))
     return problems
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (1, yes, on / 0, no, off)")
 
 
 def _parse_names(text: str) -> tuple[str, ...]:
@@ -282,6 +327,12 @@ SETTINGS: tuple[Setting, ...] = (
         "where attempts run: worktree (in a git repository) or inplace",
         True,
         "workspace_name",
+    ),
+    Setting(
+        "include_uncommitted",
+        False,
+        _parse_bool,
+        "whether a run in a worktree starts from your uncommitted changes too",
     ),
 )
 SETTING_NAMES = {setting.name: setting for setting in SETTINGS}

@@ -223,6 +223,22 @@ class ExecutionRequest:
     timeout: float | None = duration()
     idle_timeout: float | None = duration()
     feedback: str | None = None
+    #: whether this attempt goes on from the previous attempt's change (a retry after a
+    #: failed check) rather than starting over from the run's current work; the
+    #: workspace applies that change when it can
+    continues: bool = False
+    #: what the attempt's directory holds when the tool starts (one of ``STARTS``), as
+    #: its workspace made it; None when the workspace does not say. The host sets it
+    #: once the directory is ready; tools say it in a retry's prompt (``start_note``)
+    start: str | None = None
+
+
+#: What an attempt's directory can hold when its tool starts (``ExecutionRequest.start``):
+#: the run's current work ("clean": a first attempt, or a retry that starts over); that
+#: plus the previous attempt's change, uncommitted ("continued"); the run's current work
+#: because the previous change no longer applies to it ("unapplied"); the directory as
+#: the previous attempt left it, nothing undone ("as_left": the inplace workspace).
+STARTS = ("clean", "continued", "unapplied", "as_left")
 
 
 @classes.frozen
@@ -310,6 +326,12 @@ class WorkspaceRun:
     setup: tuple[str, ...] = ()
     #: whether the run is being resumed (leftovers of its dead attempts may exist)
     resumed: bool = False
+    #: whether the run's work starts from the user's uncommitted changes to tracked
+    #: files too (``--include-uncommitted``), not from HEAD alone
+    include_uncommitted: bool = False
+    #: gitignore-style patterns of files never part of an attempt's change (build
+    #: output and caches: ``__pycache__/``), on top of the repository's own ignores
+    ignore: tuple[str, ...] = ()
     #: what this workspace last asked to be kept for the run (its ``checkpoint()``),
     #: read back from the run database when the run resumes; None on a new run
     checkpoint: Mapping[str, Any] | None = attrs.field(default=None, hash=False)

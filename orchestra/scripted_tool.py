@@ -166,17 +166,23 @@ class ScriptedToolAdapter:
         return Availability(True, version="1.0", path=sys.executable)
 
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
-        """Run the program on the task's prompt (and feedback) and return what it reported."""
+        """Run the program on the task's prompt (on a retry: what went wrong, and what the
+        working tree holds) and return what it reported."""
         from orchestra.builtin.shell import stopped_result
         from orchestra.models import StepResult
 
         argv = [sys.executable, "-m", "orchestra.scripted_tool", "--script", str(self.script)]
+        from orchestra.engine.resilience import start_note
+
         prompt = request.task.prompt or ""
         if request.feedback:
             prompt += "\n\n" + request.feedback
             feedback_file = ctx.scratch_dir / "feedback.txt"
             feedback_file.write_text(request.feedback)
             argv += ["--feedback-file", str(feedback_file)]
+        start = start_note(request)
+        if start:  # what the working tree holds, as every tool says it
+            prompt += "\n\n" + start
         prompt_file = ctx.scratch_dir / "prompt.txt"
         prompt_file.write_text(prompt)
         argv += ["--prompt-file", str(prompt_file)]

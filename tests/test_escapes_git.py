@@ -77,8 +77,9 @@ def test_a_task_that_moves_the_run_branch_gets_nothing_merged(tmp_path):
     assert (outcome, error_class) == ("failed", "scope_violation")
     assert f"branch orchestra/{summary['run']} was moved" in message
     assert "'innocent'" in message and "put it back" in message
-    branch = f"orchestra/{summary['run']}"
-    assert "secret.txt" not in git(repo, "ls-tree", "-r", "--name-only", branch)
+    # put back at its start, the branch held nothing of the run's: it is gone
+    assert not git(repo, "branch", "--list", f"orchestra/{summary['run']}")
+    assert "secret.txt" not in git(repo, "log", "--all", "--name-only", "--format=")
     assert git(repo, "rev-parse", "main") == main_before
     assert "secret.txt" not in git(repo, "ls-tree", "-r", "--name-only", "main")
 
@@ -178,11 +179,8 @@ def test_a_symbolic_link_out_of_the_repository_is_a_scope_violation(tmp_path):
     assert (outcome, error_class) == ("failed", "scope_violation")
     assert f"made escape a symbolic link to {tmp_path / 'outside'}" in message
     assert "made up a symbolic link to ../../.." in message
-    assert git(repo, "ls-tree", "--name-only", f"orchestra/{summary['run']}").split() == [
-        ".gitignore",
-        "README.md",
-        "ws.toml",
-    ]
+    assert not git(repo, "branch", "--list", f"orchestra/{summary['run']}")  # nothing landed
+    assert "escape" not in git(repo, "log", "--all", "--name-only", "--format=")
 
 
 def test_a_symbolic_link_inside_the_repository_is_fine(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -553,3 +554,23 @@ def test_merge_into_refuses_a_source_branch_moved_since_its_owner_left_it(repo: 
         merge_into(repo, "feature", "main", expected=left_at)
     assert untouched(repo, head)
     assert merge_into(repo, "feature", "main", expected=moved) == "fast-forward"
+
+
+def test_a_worktrees_state_holds_a_same_size_edit_made_as_soon_as_it_was_made(
+    repo: Path,
+) -> None:
+    # written in the second git wrote the file: only git's racy-file check, which reads
+    # the index file's own time, sees the change; a copy of the index must keep that time
+    tree = add_worktree(repo, repo.parent / "edit", "task/edit", "main")
+    (tree.path / "a.txt").write_text("ALPHA\n")  # as long as "alpha\n"
+    (tree.path / "new.txt").write_text("new\n")
+    (tree.path / "b.txt").unlink()
+    time.sleep(1.1)  # the state is taken in a later second, as after a tool's work
+
+    state = git_ops.state_tree(tree, ignore=["new.txt"])
+
+    listing = git(repo, "ls-tree", "--name-only", state).split()
+    assert listing == ["README.md", "a.txt", "shared.txt"]
+    assert git(repo, "show", f"{state}:a.txt") == "ALPHA"
+    # the worktree's own index was only read
+    assert git(tree.path, "diff", "--cached", "--name-only") == ""

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from orchestra.scripted_tool import read_calls
 from orchestra.testing import (
     make_git_repo,
     orchestra_program,
@@ -122,6 +123,10 @@ def test_two_tasks_editing_the_same_line_conflict_and_the_retry_resolves(tmp_pat
     )
     assert "conflicted, in app.py" in first["feedback"]
     assert second["outcome"] == "succeeded"
+    # the retry is told why, and that it starts clean from the merged work
+    retry = [call for call in read_calls(tool) if call["task"] == "second"][1]["prompt"]
+    assert "conflicted, in app.py, with work merged meanwhile, and was not kept" in retry
+    assert "This attempt starts clean from the work merged so far" in retry
     run_id = json.loads(result.stdout)["run"]
     assert git(repo, "show", f"orchestra/{run_id}:app.py") == "VALUE = 12\n"
     assert (repo / "app.py").read_text() == "VALUE = 0\n"
@@ -153,9 +158,11 @@ def test_a_change_outside_the_scope_is_refused_and_not_merged(tmp_path):
     assert attempt["error_class"] == "scope_violation"
     assert attempt["message"] == "changed secret.txt outside files.write/create"
     assert "leaked" in attempt["diff"]  # kept for the record, not merged
-    run_id = json.loads(result.stdout)["run"]
-    assert git(repo, "show", f"orchestra/{run_id}:secret.txt") == "s\n"
-    assert git(repo, "rev-parse", f"orchestra/{run_id}") == git(repo, "rev-parse", "HEAD")
+    # nothing was merged: the run leaves no branch, and says so
+    summary = json.loads(result.stdout)
+    assert not git(repo, "branch", "--list", f"orchestra/{summary['run']}")
+    assert "left no branch" in summary["notes"][0]
+    assert (repo / "secret.txt").read_text() == "s\n"
 
 
 def test_env_is_copied_and_setup_runs_in_each_worktree_and_merge_into_fast_forwards(tmp_path):

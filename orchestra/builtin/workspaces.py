@@ -7,7 +7,7 @@ import os
 import shlex
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestra.errors import WorkspaceError, WorkspaceViolation
 from orchestra.markers import hookimpl
@@ -82,6 +82,11 @@ class InplaceRun:
     def summary(self) -> str | None:
         return None
 
+    def started(self, request: ExecutionRequest) -> str:
+        """What the attempt's directory holds: in place, nothing an attempt did is undone,
+        so a retry finds the directory as the previous attempt left it."""
+        return "as_left" if request.attempt > 1 else "clean"
+
     def writable_paths(self, request: ExecutionRequest, directory: str) -> list[str]:
         """What the attempt's sandbox lets it write: the project directory (orchestra's
         directory and the repository's metadata in it stay read-only)."""
@@ -90,9 +95,11 @@ class InplaceRun:
 
 class Worktree:
     """A git worktree per attempt, made from the tip of the run's branch, so an attempt
-    sees its dependencies' merged work. A successful attempt's change is committed on its
-    own branch, rebased onto the run branch and fast-forwarded into it, one at a time.
-    The user's branch and working tree are never touched."""
+    sees its dependencies' merged work. A successful attempt's change (what its tool left,
+    less build output) is committed on its own branch, rebased onto the run branch and
+    fast-forwarded into it, one at a time. A retry after a failed check starts with the
+    previous attempt's change applied. The user's branch and working tree are never
+    touched."""
 
     name = "worktree"
 
@@ -132,10 +139,8 @@ class WorktreeRun:
         if run.resumed:
             self._repair()
         recorded = dict(run.checkpoint or {})
-        self.start = recorded.get("start") or git.create_branch(
-            repo, self.branch, git.head_commit(repo)
-        )
-        if git.branch_tip(repo, self.branch) is None:  # deleted by hand: from its start again
+        self.start = recorded.get("start") or self._make_branch()
+        if git.branch_tip(repo, self.branch) is None:  # removed (it held nothing) or by hand
             git.create_branch(repo, self.branch, self.start)
         #: the run branch's tip as orchestra last moved it; any other move is refused
         self.tip = self._trusted_tip(recorded.get("tip"))
@@ -145,6 +150,18 @@ class WorktreeRun:
         self._landing = threading.Lock()
         self._trees: dict[tuple[str, int], Tree] = {}
         self._base: dict[tuple[str, int], str] = {}
+        #: task -> (base, commit) of its last attempt's change not merged: what a retry
+        #: after a failed check goes on from (kept in the checkpoint for a resume)
+        self.unmerged: dict[str, tuple[str, str]] = {
+            task: (pair[0], pair[1]) for task, pair in recorded.get("changes", {}).items()
+        }
+        #: per attempt: what its directory started as (``ExecutionRequest.start``) and
+        #: the tree its tool left, before the checks ran
+        self._starts: dict[tuple[str, int], str] = {}
+        self._tool_states: dict[tuple[str, int], str] = {}
+        self._ignore = (*run.ignore, *_anchored(self.subdir, run.copy))
+        #: whether the run branch was removed at the end (the run merged nothing)
+        self.removed = False
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
         from orchestra.workspace import git
@@ -161,6 +178,7 @@ class WorktreeRun:
         tree = git.add_worktree(self.repo, path, attempt_branch(self.run.run_id, *key), base)
         self._trees[key] = tree
         self._base[key] = base
+        self._starts[key] = self._continue(tree, request) if request.continues else "clean"
         directory = path / self.subdir
         self._copy_into(directory)
         for line in self.run.setup:
@@ -171,26 +189,47 @@ class WorktreeRun:
                 raise WorkspaceError(f"workspace setup {line!r} failed ({how}): see the log")
         return str(directory)
 
+    def started(self, request: ExecutionRequest) -> str | None:
+        """What the attempt's directory held when it was made ready: ``clean``,
+        ``continued`` or ``unapplied`` (see ``ExecutionRequest.start``)."""
+        return self._starts.get(self._key(request))
+
+    def tool_done(self, request: ExecutionRequest, directory: str) -> None:
+        """Note what the attempt's tool left in the worktree, before the checks run: that
+        is the attempt's change; what the checks write afterwards is not."""
+        from orchestra.workspace import git
+
+        key = self._key(request)
+        self._tool_states[key] = git.state_tree(self._trees[key], self._ignore)
+
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
-        """Commit what the attempt changed and say what that is; raise WorkspaceViolation
+        """Commit what the attempt changed (what its tool left, less the ignored build
+        output; not what its checks wrote) and say what that is; raise WorkspaceViolation
         when the attempt reached beyond its worktree (moved the run branch or its own
         HEAD, changed the repository's configuration), after putting those back."""
         from orchestra.workspace import git
 
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
+        branch = attempt_branch(self.run.run_id, *key)
         with self._landing:
             self._check_run_branch()
         self._check_configuration()
-        self._check_worktree(tree, attempt_branch(self.run.run_id, *key))
-        git.commit_all(tree, _message(request), base)
-        paths = tuple(git.changed_paths(tree, base))
-        if not paths:
+        self._check_worktree(tree, branch)
+        state = self._tool_states.pop(key, None) or git.state_tree(tree, self._ignore)
+        commit = git.commit_state(tree, branch, state, base, _message(request))
+        with self._landing:
+            if commit is None:
+                self.unmerged.pop(request.task.id, None)
+            else:
+                self.unmerged[request.task.id] = (base, commit)
+        if commit is None:
             return Change(())
+        paths = tuple(git.paths_between(tree, base, commit))
         return Change(
             paths,
-            diff=git.diff(tree, base),
-            lines=git.count_changed_lines(tree, base),
+            diff=git.diff(tree, base, commit),
+            lines=git.count_changed_lines(tree, base, commit),
             escapes=_escaping_links(tree.path, paths),
         )
 
@@ -210,6 +249,7 @@ class WorktreeRun:
             if result.merged:
                 self.tip = result.tip
                 self.landed[request.task.id] = request.attempt
+                self.unmerged.pop(request.task.id, None)
         return Landing(result.merged, tuple(result.conflicts), result.tip)
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
@@ -217,6 +257,8 @@ class WorktreeRun:
 
         key = self._key(request)
         self._base.pop(key, None)
+        self._starts.pop(key, None)
+        self._tool_states.pop(key, None)
         tree = self._trees.pop(key, None)
         try:
             git.remove_worktree(self.repo, tree or worktree_path(self.root, self.run.run_id, *key))
@@ -228,11 +270,14 @@ class WorktreeRun:
             repair.remove_tree(self.repo, tree, self.root)  # its .git file was rewritten
         git.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
 
-    def checkpoint(self) -> dict[str, str]:
-        """What the run database keeps for a resume: where the run branch started, and
-        its tip as orchestra last moved it."""
+    def checkpoint(self) -> dict[str, Any]:
+        """What the run database keeps for a resume: where the run branch started, its
+        tip as orchestra last moved it, and the unmerged changes a retry goes on from."""
         with self._landing:
-            return {"start": self.start, "tip": self.tip}
+            kept: dict[str, Any] = {"start": self.start, "tip": self.tip}
+            if self.unmerged:
+                kept["changes"] = {task: list(pair) for task, pair in sorted(self.unmerged.items())}
+            return kept
 
     def close(self) -> list[str]:
         """Remove whatever of the run is left in the repository (worktrees, attempt
@@ -249,9 +294,14 @@ class WorktreeRun:
         run_id = self.run.run_id
         for done in repair.repair(self.repo, self.root, dead=lambda run: run == run_id):
             notes.append(done.line())
+        with self._landing:
+            if self.tip == self.start:
+                notes.append(self._remove_branch())
         return notes
 
     def summary(self) -> str | None:
+        if self.removed:
+            return f"no changes were merged, so the run left no branch ({self.branch} removed)"
         if self.tip == self.start:
             return f"no changes were merged; branch {self.branch} is where the run started"
         return f"the run's changes are on branch {self.branch}: git merge {self.branch}"
@@ -265,6 +315,47 @@ class WorktreeRun:
 
     def _key(self, request: ExecutionRequest) -> tuple[str, int]:
         return request.task.id, request.attempt
+
+    def _make_branch(self) -> str:
+        """Make the run branch, at HEAD, or at a snapshot of the uncommitted changes on
+        top of it (``include_uncommitted``); return where it starts. A branch a crash
+        left before its start was recorded is kept as it is."""
+        from orchestra.workspace import git
+
+        made = git.branch_tip(self.repo, self.branch)
+        if made is not None:
+            return made
+        start = git.head_commit(self.repo)
+        if self.run.include_uncommitted:
+            start = git.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
+        return git.create_branch(self.repo, self.branch, start)
+
+    def _continue(self, tree: Tree, request: ExecutionRequest) -> str:
+        """Apply the task's last unmerged change in its new worktree, uncommitted; return
+        ``continued``, ``unapplied`` (it does not apply to the run's work now: the
+        worktree is left clean) or ``clean`` (there is none: it changed nothing)."""
+        from orchestra.workspace import git
+
+        with self._landing:
+            previous = self.unmerged.get(request.task.id)
+        if previous is None:
+            return "clean"
+        try:
+            return "continued" if git.apply_change(tree, *previous) else "unapplied"
+        except git.GitError:  # its commit is gone (a gc of the user's): start over
+            return "unapplied"
+
+    def _remove_branch(self) -> str:
+        """Remove the run branch of a run that merged nothing (call with ``_landing``
+        held); return what was done. A resume makes it again from its recorded start."""
+        from orchestra.workspace import git
+
+        try:
+            git.delete_branch(self.repo, self.branch, expected=self.start)
+        except git.GitError as error:  # checked out by the user, or moved meanwhile
+            return f"kept branch {self.branch}: {error}"
+        self.removed = True
+        return f"removed branch {self.branch}: the run merged no change"
 
     def _repair(self) -> None:
         """Put right what the run's dead orchestrator left: half-made, vanished or
@@ -416,6 +507,27 @@ def _repository(project_root: str) -> Path | None:
     from orchestra.workspace import git
 
     return git.repository_root(Path(project_root))
+
+
+def _anchored(subdir: Path, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Gitignore patterns that match exactly the files ``names`` (relative to the project
+    directory ``subdir`` of the repository): the ``copy`` files are not the task's."""
+    patterns = []
+    for name in names:
+        path = (subdir / name).as_posix()
+        escaped = "".join("\\" + char if char in "\\*?[!# " else char for char in path)
+        patterns.append("/" + escaped)
+    return tuple(patterns)
+
+
+def _snapshot_message(run_id: str) -> str:
+    """The message of the commit that holds the user's uncommitted changes at the start
+    of run ``run_id``: the run branch's first commit (``--include-uncommitted``)."""
+    return (
+        "Uncommitted changes at the start of the run\n\n"
+        f"Orchestra-Run: {run_id}\n"
+        "Orchestra-Snapshot: uncommitted\n"
+    )
 
 
 def _message(request: ExecutionRequest) -> str:

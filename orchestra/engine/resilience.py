@@ -134,6 +134,67 @@ def check_feedback(label: str, why: str, lines: list[str]) -> str:
     return f"{head} The end of its output:\n{tail}"
 
 
+def refusal_feedback(why: str) -> str:
+    """Return what an attempt whose change was refused (out of scope, or reaching beyond
+    its workspace) feeds back to the next one."""
+    return f"Your last attempt's change was refused, and not kept: {why}."
+
+
+def conflict_feedback(files: str) -> str:
+    """Return what an attempt whose change conflicted with work merged meanwhile feeds
+    back to the next one."""
+    return (
+        f"Your last attempt's change conflicted, in {files}, with work merged meanwhile,"
+        " and was not kept."
+    )
+
+
+#: the failures after which a retry goes on from the attempt's change rather than
+#: starting over: the change was made and only a check found it wanting. After a refused
+#: change, a conflict or anything else, the retry starts clean.
+CONTINUED_AFTER = frozenset({"check_failed"})
+
+
+def continues_after(error_class: str | None) -> bool:
+    """Whether a retry after a failure of ``error_class`` goes on from its change."""
+    return error_class in CONTINUED_AFTER
+
+
+#: what a retry's prompt says of the directory its tool starts in, by
+#: ``ExecutionRequest.start``
+START_NOTES = {
+    "continued": (
+        "Your last attempt's change is already in the working tree, uncommitted (`git diff`"
+        " shows it), on top of the work merged so far: go on from it and fix what failed;"
+        " do not make it again."
+    ),
+    "unapplied": (
+        "Your last attempt's change no longer applies to the work merged since, so this"
+        " attempt starts clean from that work: the working tree does not have your last"
+        " change. Make the change again, and fix what failed."
+    ),
+    "clean": (
+        "This attempt starts clean from the work merged so far: the working tree does not"
+        " have your last attempt's change. Make the change again, avoiding what went wrong."
+    ),
+    "as_left": (
+        "The working directory is as your last attempt left it: nothing is undone between"
+        " attempts here."
+    ),
+}
+
+
+def start_note(request: Any) -> str | None:
+    """Return what a retry's prompt says about the working tree the tool starts in (from
+    ``request.start``); None on a first attempt, or when the workspace did not say.
+
+    Every tool says this same sentence, so that none tells a model its earlier edits are
+    there when they are not."""
+    if request.attempt < 2 or request.start is None:
+        return None
+    return START_NOTES.get(request.start)
+
+
 # -- circuit breakers ----------------------------------------------------------------------
 
 

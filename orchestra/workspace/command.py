@@ -190,6 +190,7 @@ def run_git(
     check: bool = True,
     errors: str = "surrogateescape",
     wait_for_locks: bool = True,
+    index: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one git command in ``where`` and return it; raise GitError if it fails and
     ``check``.
@@ -197,10 +198,14 @@ def run_git(
     ``errors="surrogateescape"`` keeps file names that are not UTF-8 round-trippable, as
     ``os.fsdecode`` does; a diff meant to be read and stored uses ``"replace"``.
     ``wait_for_locks=False`` is for commands that must not simply be run again after
-    failing on a lock half-way (a rebase): their caller decides.
+    failing on a lock half-way (a rebase): their caller decides. ``index`` is an index
+    file of the caller's to use instead of the work tree's (``GIT_INDEX_FILE``), so that
+    a snapshot of the work tree leaves its own index alone.
     """
     settings = [item for setting in config for item in ("-c", setting)]
     command, env = git_invocation(where, *settings, *arguments)
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
     waited_until: float | None = None
     for _ in range(1000):  # a bound, never reached: each turn removes a lock or waits
         completed = _run(command, where, env, errors)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from orchestra import classes
@@ -248,9 +249,10 @@ def create_branch(repo: Path, branch: str, start: str) -> str:
     return tip
 
 
-def delete_branch(repo: Path, branch: str) -> None:
+def delete_branch(repo: Path, branch: str, expected: str | None = None) -> None:
     """Delete ``branch``; nothing happens when it does not exist.
 
+    With ``expected``, only if the branch is at that commit (``BranchMoved`` otherwise).
     A branch checked out in a worktree is refused (GitError), and kept. The ref goes with
     ``update-ref -d``, not ``branch -D``: that would also rewrite the repository's
     configuration (the branch's section), and a git killed while doing so leaves
@@ -261,12 +263,20 @@ def delete_branch(repo: Path, branch: str) -> None:
         where = _checked_out_at(repo, branch)
         if where is not None:
             raise GitError(f"cannot delete branch {branch!r}: it is checked out at {where}")
-        _delete_ref(repo, reference)
+        _delete_ref(repo, reference, expected)
 
 
-def _delete_ref(repo: Path, reference: str) -> None:
-    completed = _git(repo, "update-ref", "-m", "orchestra: done", "-d", reference, check=False)
-    if completed.returncode != 0 and _resolve_ref(repo, reference) is not None:
+def _delete_ref(repo: Path, reference: str, expected: str | None = None) -> None:
+    old = (expected,) if expected else ()
+    completed = _git(
+        repo, "update-ref", "-m", "orchestra: done", "-d", reference, *old, check=False
+    )
+    if completed.returncode == 0:
+        return
+    now = _resolve_ref(repo, reference)
+    if expected and now is not None and now != expected:
+        raise BranchMoved(f"branch {reference.removeprefix('refs/heads/')!r} moved to {now[:12]}")
+    if now is not None:
         raise _failure(
             repo, ("update-ref", "-d", reference), completed.returncode, completed.stderr
         )
@@ -422,6 +432,133 @@ def commit_all(worktree: Where, message: str, base: str | None = None) -> str | 
     return head_commit(worktree)
 
 
+# -- snapshots: what a work tree holds, as a tree object, its own index left alone --
+
+
+def uncommitted_paths(repo: Path) -> list[str]:
+    """Return the tracked files whose content in the work tree at ``repo`` (or in its
+    index) differs from HEAD: changed, staged, deleted, or added with ``git add``.
+    Untracked files are not listed."""
+    completed = _git(
+        repo,
+        "diff",
+        *DIFF_PROGRAMS_OFF,
+        "--name-only",
+        "-z",
+        "--no-renames",
+        "--no-relative",
+        "HEAD",
+        "--",
+    )
+    return _paths(completed.stdout)
+
+
+def snapshot_uncommitted(repo: Path, message: str) -> str:
+    """Return a commit on top of HEAD that holds the tracked files as they are in the work
+    tree at ``repo`` (what ``uncommitted_paths`` lists), or HEAD itself when nothing
+    differs. Nothing of the user's moves: no branch, not the index (a copy is used),
+    not a file of the work tree; only objects are added to the repository."""
+    head = head_commit(repo)
+    with tempfile.TemporaryDirectory(prefix="orchestra-snapshot-") as scratch:
+        index = Path(scratch) / "index"
+        own = _index_file(repo)
+        if own is not None and own.is_file():
+            shutil.copy2(own, index)  # what the user staged; its time keeps racy-git checks
+        else:
+            _git(repo, "read-tree", head, index=index)
+        _git(repo, "add", "--update", "--", ":/", index=index)
+        state = _git(repo, "write-tree", index=index).stdout.strip()
+    if state == _resolve_tree(repo, head):
+        return head
+    return commit_tree(repo, state, head, message)
+
+
+def state_tree(worktree: Where, ignore: Sequence[str] = (), since: str = "HEAD") -> str:
+    """Return the tree object of everything the work tree holds now: its tracked files
+    as they are (deleted ones gone) and its untracked files, but those git ignores and
+    those matching ``ignore`` (gitignore patterns). The work tree's own index is only
+    read (a copy is used); ``since`` fills the copy when there is no index."""
+    with _scratch(worktree, "orchestra-state-") as scratch:
+        index = Path(scratch) / "index"
+        own = _index_file(worktree)
+        if own is not None and own.is_file():
+            shutil.copy2(own, index)  # with its time: git then re-reads racily clean files
+        else:
+            _git(worktree, "read-tree", _resolve(worktree, since), index=index)
+        _git(worktree, "add", "--update", "--", ":/", index=index)
+        excluded = [item for pattern in ignore for item in ("--exclude", pattern)]
+        others = _git(
+            worktree,
+            *("ls-files", "-z", "--others", "--exclude-standard", *excluded),
+            *("--full-name", "--", ":/"),
+            index=index,
+        ).stdout
+        if others.strip("\0"):
+            listing = Path(scratch) / "untracked"
+            listing.write_text(others, errors="surrogateescape")
+            _git(  # --force: ls-files has decided what is ignored; add must not differ
+                worktree,
+                *("--literal-pathspecs", "add", "--force"),
+                *(f"--pathspec-from-file={listing}", "--pathspec-file-nul"),
+                index=index,
+            )
+        return _git(worktree, "write-tree", index=index).stdout.strip()
+
+
+def _scratch(where: Where, prefix: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory for a command's own files (an index copy): inside the
+    worktree's git directory when there is one, so that what a killed orchestra leaves
+    goes with the worktree (``repair``), else in the system's temporary directory."""
+    place = where.git_dir if isinstance(where, Tree) else None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=place)
+
+
+def _index_file(worktree: Where) -> Path | None:
+    if isinstance(worktree, Tree):
+        return worktree.git_dir / "index"
+    completed = _git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index")
+    return Path(completed.stdout.strip())
+
+
+def _resolve_tree(repo: Where, commit: str) -> str:
+    return _git(repo, "rev-parse", "--verify", "-q", f"{commit}^{{tree}}").stdout.strip()
+
+
+def commit_tree(repo: Where, tree: str, parent: str, message: str) -> str:
+    """Return a new commit of ``tree`` on ``parent`` with ``message``, made by the
+    repository's user (or orchestra's fallback identity); no branch moves."""
+    arguments = ("commit-tree", tree, "-p", _resolve(repo, parent), "-m", message)
+    return _git(repo, *arguments, config=_identity(repo)).stdout.strip()
+
+
+def commit_state(worktree: Tree, branch: str, state: str, base: str, message: str) -> str | None:
+    """Make ``branch``, checked out in the work tree, one commit of tree ``state`` on
+    ``base``, and the work tree that commit: whatever else it held (a check's output)
+    goes. Return the commit; None, and the branch at ``base``, when ``state`` is
+    ``base``'s tree."""
+    base_commit = _resolve(worktree, base)
+    commit = None
+    if state != _resolve_tree(worktree, base_commit):
+        commit = commit_tree(worktree, state, base_commit, message)
+    why = "orchestra: the attempt's change"
+    _git(worktree, "update-ref", "-m", why, _branch_ref(branch), commit or base_commit)
+    _git(worktree, "reset", "--hard", "--quiet")
+    # untracked files left (a check's output) could stop the rebase that lands the change
+    _git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
+    return commit
+
+
+def paths_between(where: Where, old: str, new: str) -> list[str]:
+    """Return every path whose content differs between commits ``old`` and ``new`` (a
+    rename gives both names)."""
+    completed = _git(
+        where,
+        *("diff", *DIFF_PROGRAMS_OFF, "--name-only", "-z", "--no-renames", "--no-relative"),
+        *(_resolve(where, old), _resolve(where, new), "--"),
+    )
+    return _paths(completed.stdout)
+
+
 # The same patch whatever the user configured: colour, external diff tools, textconv
 # filters, diff.relative and diff.noprefix all change git's output.
 _DIFF_OPTIONS = (
@@ -463,6 +600,32 @@ def count_changed_lines(worktree: Path, base: str, head: str = "HEAD") -> int:
         if added != "-":  # binary: "-\t-\tpath"
             total += int(added) + int(deleted)
     return total
+
+
+def apply_change(worktree: Tree, old: str, new: str) -> bool:
+    """Make the change from commit ``old`` to commit ``new`` in the work tree, left
+    uncommitted (new files marked with ``git add --intent-to-add``, so that ``git diff``
+    shows them too), by a three-way merge where the files moved on since ``old``; return
+    True. When it does not apply, put the work tree back as its HEAD and return False."""
+    patch = _git(worktree, "diff", *_DIFF_OPTIONS, "--binary", "--full-index", old, new, "--")
+    if not patch.stdout:
+        return True
+    with _scratch(worktree, "orchestra-change-") as scratch:
+        change = Path(scratch) / "change.patch"
+        change.write_text(patch.stdout, errors="surrogateescape")
+        # not `apply --intent-to-add`: git 2.39's writes an index of the new files alone
+        plain = ("apply", "--whitespace=nowarn", str(change))
+        if _git(worktree, *plain, check=False).returncode == 0:
+            _git(worktree, "add", "--intent-to-add", "--", ":/")
+            return True
+        merged = ("apply", "--3way", "--whitespace=nowarn", str(change))
+        if _git(worktree, *merged, check=False).returncode == 0:
+            _git(worktree, "reset", "--quiet")  # staged by the merge: unstaged, as above
+            _git(worktree, "add", "--intent-to-add", "--", ":/")
+            return True
+    _git(worktree, "reset", "--hard", "--quiet")
+    _git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
+    return False
 
 
 # -- bringing work together --
@@ -681,6 +844,12 @@ def commits_between(
         found.append((commit, subject, values))
     found.reverse()
     return found
+
+
+def commit_time(repo: Where, commit: str) -> float:
+    """Return when ``commit`` was committed, as UNIX time."""
+    completed = _git(repo, "log", "-1", "--format=%ct", _resolve(repo, commit), "--")
+    return float(completed.stdout.strip())
 
 
 def last_move(repo: Where, branch: str) -> str | None:

@@ -101,7 +101,8 @@ def build(
 
 
 def message(request: orchestra.ExecutionRequest, redact: Callable[[str], str] = str) -> str:
-    """Return the message aider gets: the task, its file scope, and a failed check's output."""
+    """Return the message aider gets: the task, its file scope, and on a retry what went
+    wrong and what the working tree holds now (``orchestra.start_note``)."""
     task = request.task
     parts = [f"# {task.title}" if task.title else "", task.prompt or ""]
     scope = task.files
@@ -109,13 +110,15 @@ def message(request: orchestra.ExecutionRequest, redact: Callable[[str], str] = 
         parts.append("You may create these new files: " + ", ".join(scope.create))
     if scope.forbidden:
         parts.append("Do not change these paths: " + ", ".join(scope.forbidden))
+    start = orchestra.start_note(request)
     if request.feedback:
         parts.append(
-            "## Your previous attempt failed a check\n\n"
-            "After your last change a check ran and failed. Its output:\n\n"
-            f"```\n{redact(request.feedback).rstrip()}\n```\n\n"
-            "Change the code so that the check passes."
+            "## Your previous attempt did not succeed\n\n"
+            f"What went wrong:\n\n```\n{redact(request.feedback).rstrip()}\n```"
+            + (f"\n\n{start}" if start else "")
         )
+    elif start:
+        parts.append(f"## This is a retry\n\n{start}")
     return "\n\n".join(part for part in parts if part) + "\n"
 
 

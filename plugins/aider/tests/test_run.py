@@ -145,7 +145,9 @@ def test_a_failed_check_is_fed_back_to_aiders_next_attempt(real_aider, repo, llm
     assert (first["outcome"], first["error_class"]) == ("failed", "check_failed")
     assert second["outcome"] == "succeeded", completed.stdout + completed.stderr
     retry_prompt = llm.requests[1].last_user_message
-    assert "previous attempt failed a check" in retry_prompt
+    assert "previous attempt did not succeed" in retry_prompt
+    # the retry goes on from the first attempt's change, and is told so
+    assert "change is already in the working tree, uncommitted" in retry_prompt
     assert "says-world" in retry_prompt or "grep" in retry_prompt
 
 

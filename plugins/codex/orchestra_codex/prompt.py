@@ -1,4 +1,5 @@
-"""The prompt codex gets: the task's, its file scope, and a failed check's output."""
+"""The prompt codex gets: the task's, its file scope, and on a retry what went wrong and
+what the working tree holds now."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import orchestra
 MAX_FEEDBACK = 20_000
 
 
-def build_prompt(task: orchestra.Task, feedback: str | None = None) -> str:
+def build_prompt(
+    task: orchestra.Task, feedback: str | None = None, start: str | None = None
+) -> str:
     """Return the prompt for one attempt of ``task``.
 
-    On a retry after a failed check, ``feedback`` is the check's output: codex is told
-    its earlier edits are still in the tree and what the check said.
+    On a retry, ``feedback`` says what went wrong with the last attempt (a failed check's
+    output, a refused or conflicting change) and ``start`` what the working tree holds
+    now (``orchestra.start_note``): the last change, or a clean start without it.
     """
     parts = [(task.prompt or "").strip()]
     scope = describe_scope(task.files)
@@ -20,10 +24,11 @@ def build_prompt(task: orchestra.Task, feedback: str | None = None) -> str:
         parts.append(scope)
     if feedback and feedback.strip():
         parts.append(
-            "An earlier attempt at this task made changes that are still in the working"
-            " tree, but a check failed. Fix the problem it reports. The check's output:\n\n"
+            "An earlier attempt at this task did not succeed. What went wrong:\n\n"
             + _tail(feedback.strip())
         )
+    if start:
+        parts.append(start)
     return "\n\n".join(part for part in parts if part)
 
 

@@ -128,3 +128,42 @@ def no_file_holds(directory: Path, secret: str) -> bool:
         if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
             raise AssertionError(f"{path} holds the key")
     return os.path.isdir(directory)
+
+
+def test_a_retry_after_a_failed_check_goes_on_from_codexs_last_change_and_is_told_so(
+    tmp_path, native_codex, fake_responses
+):
+    there = PATCH.replace("hello, world", "hello, there")
+    # this patch applies only where the first attempt's change is: it must be there
+    fix = there.replace('-    return "hello"', '-    return "hello, there"').replace(
+        '+    return "hello, there"', '+    return "hello, world"'
+    )
+    server = fake_responses(
+        Reply([message("Updating hello.py."), apply_patch(there)]),
+        Reply([message("Done.")]),
+        Reply([message("Fixing hello.py."), apply_patch(fix, call_id="call_fix")]),
+        Reply([message("Done.")]),
+    )
+    root = project(tmp_path, native_codex, server.base_url)
+    workstream = WORKSTREAM.replace(
+        'id = "greet"\n', 'id = "greet"\n[defaults]\nbackoff = { initial = "0.01s" }\n', 1
+    )
+    (root / "greet.toml").write_text(workstream)
+
+    completed = run(root)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    first, second = rows(root, "SELECT * FROM attempts ORDER BY number")
+    assert (first["error_class"], second["outcome"]) == ("check_failed", "succeeded")
+    retry = json.dumps(server.requests[2].body)
+    assert "did not succeed. What went wrong:" in retry and "exited 1 after your" in retry
+    assert "last attempt's change is already in the working tree, uncommitted" in retry
+    (run_id,) = [row["id"] for row in rows(root, "SELECT id FROM runs")]
+    landed = subprocess.run(
+        ["git", "show", f"orchestra/{run_id}:hello.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert landed == 'def greet():\n    return "hello, world"\n'

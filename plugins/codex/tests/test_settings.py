@@ -150,16 +150,18 @@ def test_the_prompt_carries_the_file_scope_and_the_failed_check() -> None:
     files = orchestra.FileScope(write=("src/*.py",), forbidden=("secrets/**",))
     task = orchestra.Task(id="t", prompt="  Add a greeting.\n", files=files)
 
-    prompt = build_prompt(task, feedback="E   assert 'hi' == 'hello'\n")
+    prompt = build_prompt(
+        task, feedback="E   assert 'hi' == 'hello'\n", start="Your change is in the tree."
+    )
 
     assert prompt == (
         "Add a greeting.\n\n"
         "Files (patterns relative to the repository root):\n"
         "You may change: src/*.py.\n"
         "Do not read or change: secrets/**.\n\n"
-        "An earlier attempt at this task made changes that are still in the working tree, but"
-        " a check failed. Fix the problem it reports. The check's output:\n\n"
-        "E   assert 'hi' == 'hello'"
+        "An earlier attempt at this task did not succeed. What went wrong:\n\n"
+        "E   assert 'hi' == 'hello'\n\n"
+        "Your change is in the tree."
     )
     assert build_prompt(orchestra.Task(id="t", prompt="Go.")) == "Go."
 

@@ -154,6 +154,25 @@ def patch_since(worktree: Path, base: str) -> bytes:
     )
 
 
+def carried_change(worktree: Path) -> bytes:
+    """What the worktree holds beyond its HEAD, as a binary patch (a retry's worktree
+    starts with the previous attempt's change in it, uncommitted: orchestra marks its new
+    files intent-to-add, so they are in it); empty when nothing."""
+    return git(
+        worktree,
+        *("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"),
+        *("--src-prefix=a/", "--dst-prefix=b/", "HEAD", "--"),
+    )
+
+
+def undo_change(worktree: Path, patch: bytes) -> None:
+    """Take ``patch`` (what ``carried_change`` gave) out of the worktree again, leaving it
+    as its HEAD: the node's patch, which holds it, is made from there."""
+    if patch:
+        git(worktree, "reset", "--quiet")  # the intent-to-add entries
+        git(worktree, "apply", "-R", "--binary", "--whitespace=nowarn", "-", stdin=patch)
+
+
 def apply_patch(worktree: Path, patch: bytes) -> None:
     """Make the change ``patch`` describes in ``worktree`` (checked out at its base)."""
     if patch:

@@ -45,6 +45,9 @@ class NodeJob:
     subdir: str
     #: the run's first base commit, whose bundle holds the history later bundles build on
     anchor: str
+    #: what the attempt's worktree starts with beyond ``base`` (a retry after a failed
+    #: check goes on from the previous attempt's change), a binary patch
+    carried: bytes = b""
 
 
 @attrs.frozen
@@ -84,6 +87,7 @@ def run_on_node(job: NodeJob, bundles: list[Any]) -> NodeOutcome:
     log_path.unlink(missing_ok=True)
     with repository.locked(home / "repository.lock"):
         repository.add_worktree(copy, tree, job.base)
+    repository.apply_patch(tree, job.carried)  # raising, it crashes the attempt
     events: list[tuple[str, Mapping[str, Any]]] = []
     cancel = threading.Event()
     context = _context(job, tree / job.subdir, log_path, cancel, events)
@@ -198,8 +202,15 @@ def sweep_node(run_id: str) -> dict[str, Any]:
 
 def forget_run(run_id: str) -> None:
     """Stop what is left of a run that ended on this node (a canceled attempt's tool that
-    outlived its Ray task), and remove the node's copy of the repository and the rest."""
+    outlived its Ray task), and remove the node's copy of the repository and the rest,
+    with ``runs/`` and ``orchestra-ray/`` when nothing else is left in them."""
     import shutil
 
     sweep_node(run_id)
-    shutil.rmtree(repository.node_directory(run_id), ignore_errors=True)
+    home = repository.node_directory(run_id)
+    shutil.rmtree(home, ignore_errors=True)
+    for parent in (home.parent, home.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # another run's directory, or a tool's (kept across runs)
+            break
