@@ -1,12 +1,15 @@
 """A validated workstream made into a plan: names resolved, tools routed, waves laid out.
 
 ``orchestra validate`` uses ``check_names``; ``orchestra plan`` uses ``make_plan``. Neither
-runs anything: a plan says what a run would do and why.
+runs anything: a plan says what a run would do and why. Both warn, with
+``configuration_warnings``, about tools routing may pick that are not configured to work.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -193,3 +196,56 @@ def make_plan(
         decision_of[task.id] = decision
     edges = graph.edge_count(dependencies)
     return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges)
+
+
+def configuration_warnings(
+    workstream: Workstream, host: PluginHost, project: Project, settings: Settings
+) -> list[str]:
+    """Return one line per problem in the configuration of a tool routing may pick for
+    a task (an AI tool with no model or no key), as its adapter's optional
+    ``configuration_problems`` says; a tool that is not available here is left out.
+
+    Availability is asked only of a tool with a problem: ``validate`` runs no tool's
+    ``--version`` otherwise."""
+    from orchestra.engine.process import build_environment
+    from orchestra.engine.router import candidate_tools
+    from orchestra.protocols import ToolSetup
+
+    tools = host.tools()
+    assumed = Availability(True)
+
+    def assume_available(name: str) -> Availability:  # asked below, of fewer tools
+        return assumed
+
+    filtered: dict = {}
+    may_pick: dict[str, Any] = {}
+    for task in workstream.tasks:
+        for adapter in candidate_tools(
+            task,
+            defaults=workstream.defaults,
+            tools=tools,
+            profile=project.profile,
+            availability=assume_available,
+            filtered=filtered,
+        ):
+            may_pick.setdefault(adapter.name, adapter)
+    lines = []
+    for name, adapter in may_pick.items():
+        check = getattr(adapter, "configuration_problems", None)
+        if check is None:
+            continue
+        profile = project.profile(name)
+        setup = ToolSetup(
+            environ=build_environment(
+                os.environ, {**profile.env, **workstream.defaults.env}, profile.pass_env
+            ),
+            root=project.root,
+            state_dir=Path(settings.db).parent / "tools" / name,
+        )
+        try:
+            problems = list(check(profile, setup))
+        except Exception as error:  # a warning's check never stops a plan
+            problems = [f"its configuration check raised {type(error).__name__}: {error}"]
+        if problems and adapter.available(profile).available:
+            lines.extend(f"tool {name}: {problem}" for problem in problems)
+    return lines

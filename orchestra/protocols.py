@@ -94,6 +94,26 @@ class ToolAdapter(Protocol):
         """Carry out one attempt through ``ctx`` and return how it went."""
         ...
 
+    # An adapter may also define ``configuration_problems(profile, setup) -> list[str]``
+    # (``setup`` a ``ToolSetup``): what in its configuration keeps an attempt from
+    # working without a person, one sentence each (no model, no key reaching the tool);
+    # [] when nothing. ``orchestra plan`` and ``validate`` ask it for each tool routing
+    # may pick and print each sentence as a warning; it must start no process and be
+    # quick (docs/hooks.md).
+
+
+@classes.frozen
+class ToolSetup:
+    """What a tool's attempts would start with, for its ``configuration_problems``."""
+
+    #: the variables an attempt starts with: orchestra's allow-listed ones, the profile's
+    #: ``pass_env`` (when set here) and ``env``, the workstream's ``[defaults] env``
+    environ: Mapping[str, str]
+    #: the project's root, where the tasks run (a repository's own tool settings live there)
+    root: Path
+    #: the tool's own directory under ``.orchestra/`` (an attempt's ``ctx.state_dir``)
+    state_dir: Path
+
 
 @classes.frozen
 class ToolStats:
@@ -238,7 +258,11 @@ class RunWorkspace(Protocol):
     ``repairs: list[str]`` (what ``open`` put right when the run resumed), and
     ``writable_paths(request, directory) -> list[str]`` (what the attempt's sandbox lets
     its processes write, asked at each process, setup included; without it, the
-    directory the process runs in; see docs/sandbox.md).
+    directory the process runs in; see docs/sandbox.md), ``started(request) -> str``
+    (what the prepared directory holds, one of ``models.STARTS``: it becomes
+    ``ExecutionRequest.start``, which a retry's prompt states) and ``tool_done(request,
+    directory)`` (called between the tool and the checks: what the checks write
+    afterwards is not the attempt's change).
     """
 
     def prepare(self, request: ExecutionRequest, ctx: ExecutionContext) -> str:

@@ -52,7 +52,7 @@ def plan(
     for each task the tool routing would pick and the reason, or why no tool can run it.
     """
     from orchestra.gcpause import paused_gc
-    from orchestra.planning import load_checked, make_plan
+    from orchestra.planning import configuration_warnings, load_checked, make_plan
 
     flags = {"routing": routing, "max_parallel": max_parallel}
     try:
@@ -77,6 +77,8 @@ def plan(
         the_plan = make_plan(workstream, state.host, state.project, settings)
         output = render[output_format](the_plan)
     click.echo(output)
+    for line in configuration_warnings(workstream, state.host, state.project, settings):
+        click.echo(f"warning: {line}", err=True)
 
 
 def render_text(the_plan) -> str:

@@ -43,6 +43,15 @@ class AiderAdapter:
             )
         return orchestra.find_version(os.path.expanduser(program))
 
+    def configuration_problems(
+        self, profile: orchestra.ToolProfile, setup: orchestra.ToolSetup
+    ) -> list[str]:
+        """Return what keeps aider from working without a person: no model, no API key
+        (without both, aider waits for a sign-in in a browser)."""
+        from orchestra_aider import configured
+
+        return configured.problems(profile, setup)
+
     def execute(
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
     ) -> orchestra.StepResult:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orchestra
-from orchestra_aider.supervise import GAVE_UP
+from orchestra_aider.supervise import GAVE_UP, NEEDS_PERSON
 
 BANNER = re.compile(r"^Aider v(\d+\.\d+[\w.+-]*)")
 APPLIED = re.compile(r"^Applied edit to (.+?)\s*$")
@@ -193,6 +193,8 @@ def _why_no_change(finished: orchestra.ProcessResult, output: AiderOutput) -> tu
     """Return the error class and message of an attempt that changed nothing."""
     if finished.exit_code is None:
         return "crashed", f"aider was ended by signal {finished.signal}"
+    if finished.exit_code == NEEDS_PERSON:
+        return "needs_input", _why_waiting(output)
     if finished.exit_code not in (0, GAVE_UP):
         return _failed_start(finished.exit_code, output)
     if output.errors:
@@ -211,6 +213,20 @@ def _why_no_change(finished: orchestra.ProcessResult, output: AiderOutput) -> tu
         applied = ", ".join(output.applied)
         return "invalid_output", f"aider applied edits to {applied}, but no task file changed"
     return "invalid_output", "the model answered without an edit: no file changed"
+
+
+def _why_waiting(output: AiderOutput) -> str:
+    """Return the message of an attempt stopped because aider waited for a person."""
+    if "No LLM model was specified and no API keys were provided" in output.text:
+        return (
+            "aider has no model and no API key, and waited for a person to sign in to "
+            "OpenRouter in a browser: set model and pass_env (the key's variable) in "
+            "[tools.aider] (docs/tools/aider.md)"
+        )
+    return (
+        "aider waited for a person to sign in in a browser: check model, pass_env and "
+        "api_base in [tools.aider] (docs/tools/aider.md)"
+    )
 
 
 def _failed_start(code: int, output: AiderOutput) -> tuple[str, str]:

@@ -1,10 +1,14 @@
-"""Runs aider, passing its output through, and stops it when it starts to wait out a rate limit.
+"""Runs aider, passing its output through, and stops it when it starts to wait: out a rate
+limit, or for a person.
 
 ``python supervise.py -- aider ARGS...``: the output of aider (stdout and stderr, merged) is
 copied unchanged to this program's stdout. Aider retries a rate-limited request for about a
 minute with no flag to change that; orchestra retries the attempt itself after the
 provider's delay, so once aider says it will retry a ``RateLimitError`` this program stops it
-and exits with ``GAVE_UP``. Otherwise it exits with aider's status (128 + N after signal N).
+and exits with ``GAVE_UP``. Without a model and an API key, aider asks a person to sign in
+to OpenRouter in a browser and waits minutes for it (``--yes-always`` accepts the offer);
+nobody is there, so at the first line of that this program stops it and exits with
+``NEEDS_PERSON``. Otherwise it exits with aider's status (128 + N after signal N).
 
 The adapter runs this file by path, not with ``-m``: ``-m`` would put the repository (the
 working directory) first on ``sys.path``, where a ``signal.py`` of the project would shadow
@@ -20,11 +24,25 @@ import sys
 
 #: the exit status after stopping aider because it was waiting out a rate limit
 GAVE_UP = 75
+#: the exit status after stopping aider because it was waiting for a person
+NEEDS_PERSON = 76
 #: errors aider retries which orchestra would rather retry itself
 GIVE_UP_ON = frozenset({"RateLimitError"})
 ERROR_LINE = re.compile(rb"^litellm\.(\w+)")
 RETRYING_LINE = re.compile(rb"^Retrying in [\d.]+ seconds")
+#: what aider 0.86 prints when it will wait for a person: the reason (no model, no key),
+#: then the sign-in in a browser; the first of them is enough
+WAITING_LINE = re.compile(
+    rb"^(No LLM model was specified and no API keys were provided"
+    rb"|Please open this URL in your browser"
+    rb"|Waiting up to \d+ minutes? for you to finish in the browser)"
+)
 STOP_GRACE = 5.0
+#: why this program stopped aider, by its exit status (the line it adds to the output)
+STOPS = {
+    GAVE_UP: "it was waiting out a rate limit; orchestra retries",
+    NEEDS_PERSON: "it was waiting for a person to sign in in a browser",
+}
 
 
 def main(argv: list[str]) -> int:
@@ -40,17 +58,18 @@ def main(argv: list[str]) -> int:
     except OSError as error:
         sys.stderr.write(f"orchestra-aider: cannot run {command[0]!r}: {error.strerror}\n")
         return 127
-    if _relay(child.stdout.fileno()):
+    stop = _relay(child.stdout.fileno())
+    if stop is not None:
         _stop(child)
-        note = "orchestra-aider: stopped aider: it was waiting out a rate limit; orchestra retries"
-        _write(f"\n{note}\n".encode())
-        return GAVE_UP
+        _write(f"\norchestra-aider: stopped aider: {STOPS[stop]}\n".encode())
+        return stop
     code = child.wait()
     return 128 - code if code < 0 else code
 
 
-def _relay(fd: int) -> bool:
-    """Copy the output to stdout until its end; return True when aider should be stopped."""
+def _relay(fd: int) -> int | None:
+    """Copy the output to stdout until its end; return the exit status to stop aider
+    with (``GAVE_UP``, ``NEEDS_PERSON``) when it starts to wait, or None."""
     last_error = b""
     pending = b""
     while chunk := os.read(fd, 65536):
@@ -61,8 +80,10 @@ def _relay(fd: int) -> bool:
             if found := ERROR_LINE.match(line):
                 last_error = found.group(1)
             elif RETRYING_LINE.match(line) and last_error.decode() in GIVE_UP_ON:
-                return True
-    return False
+                return GAVE_UP
+            elif WAITING_LINE.match(line):
+                return NEEDS_PERSON
+    return None
 
 
 def _write(data: bytes) -> None:

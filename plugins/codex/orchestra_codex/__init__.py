@@ -56,6 +56,15 @@ class CodexAdapter:
         env = {**os.environ, "CODEX_HOME": str(codex_home())}
         return orchestra.find_version(path, env=env)
 
+    def configuration_problems(
+        self, profile: orchestra.ToolProfile, setup: orchestra.ToolSetup
+    ) -> list[str]:
+        """Return what keeps codex from reaching its model: no key and no login, a key
+        variable that does not reach it, no model for a provider of your own."""
+        from orchestra_codex import configured
+
+        return configured.problems(profile, setup)
+
     def execute(
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
     ) -> orchestra.StepResult:
@@ -188,7 +197,7 @@ def command_line(
     if request.profile.model:
         argv += ["--model", request.profile.model]
     argv += list(request.profile.args)
-    argv += ["--", build_prompt(request.task, request.feedback)]
+    argv += ["--", build_prompt(request.task, request.feedback, orchestra.start_note(request))]
     return argv
 
 

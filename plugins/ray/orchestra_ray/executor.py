@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -193,6 +194,7 @@ class RayAttempt:
             )
         top = repository.top_level(directory)
         base = repository.head(directory)
+        carried = repository.carried_change(top)  # the node starts from it too
         anchor, bundles = self.ray_run.bundles(str(top), base)
         job = NodeJob(
             request=attrs.evolve(request, workdir=""),
@@ -203,6 +205,7 @@ class RayAttempt:
             base=base,
             anchor=anchor,
             subdir=os.path.relpath(directory, top),
+            carried=carried,
         )
         # no CPU asked: a node runs as many attempts of a tool as it has of its resource;
         # no retry by Ray: orchestra's retry policy decides
@@ -228,9 +231,14 @@ class RayAttempt:
                 ended["outcome"] = outcome.outcome
                 return outcome
             ended.update(node=outcome.node_id, host=outcome.host, seconds=round(outcome.seconds, 3))
+            # the host's own event for where an attempt ran: `orchestra show` lists it
+            run.event(
+                task_id, attempt, "attempt.placed", {"host": outcome.host, "node": outcome.node_id}
+            )
             _append_log(ctx.log_path, outcome.log)
             for kind, payload in outcome.events:
                 run.event(task_id, attempt, f"tool.{kind}", payload)
+            repository.undo_change(top, carried)  # the node's patch holds it
             repository.apply_patch(top, outcome.patch)  # raising, it crashes the attempt
             ended["outcome"] = outcome.result.outcome
             return outcome.result
@@ -296,8 +304,13 @@ def _cluster_news_to_stderr() -> None:
     """Make Ray print the cluster's news (``Raylet is terminated`` …) on stderr. Ray prints
     it on stdout, from a thread of its own, and orchestra's stdout is its output: the
     summary, or the JSON of ``--json``. Ray 2.x calls the module's ``print_to_stdstream``
-    for it, with ``is_err`` false."""
+    for it, with ``is_err`` false. It colours each line's ``(raylet)`` prefix unless
+    ``RAY_COLOR_PREFIX`` is ``0``, which it reads at each line: set here when stderr is no
+    terminal (a pipe, a file) and the user did not set it."""
     from ray._private import worker
+
+    if "RAY_COLOR_PREFIX" not in os.environ and not sys.stderr.isatty():
+        os.environ["RAY_COLOR_PREFIX"] = "0"
 
     original = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
 

@@ -9,6 +9,7 @@ the variable is set for the nodes and for every orchestra process the tests star
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -51,12 +52,34 @@ RAY_BASE = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
 os.makedirs(os.path.join(RAY_BASE, "ray"))
 os.environ["RAY_TMPDIR"] = RAY_BASE
 atexit.register(shutil.rmtree, RAY_BASE, ignore_errors=True)
+#: the $TMPDIR of every Ray node the tests start: what the executor keeps on a node
+#: (``orchestra-ray/``, docs/ray.md) lands in here, and goes with RAY_BASE
+NODE_TMPDIR = os.path.join(RAY_BASE, "tmp")
+os.makedirs(NODE_TMPDIR)
+
+
+@contextlib.contextmanager
+def node_environment(**more: str) -> Iterator[None]:
+    """Start Ray nodes in here: they take this process's environment, with their $TMPDIR
+    in NODE_TMPDIR and ``more`` (nothing of it stays in this process's)."""
+    changed = {"TMPDIR": NODE_TMPDIR, **more}
+    saved = {name: os.environ.get(name) for name in changed}
+    os.environ.update(changed)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def start_cluster(head_resources: dict, node_resources: dict) -> LocalCluster:
     temp_dir = tempfile.mkdtemp(prefix="c-", dir=RAY_BASE)
     try:
-        return _start_cluster(temp_dir, head_resources, node_resources)
+        with node_environment():
+            return _start_cluster(temp_dir, head_resources, node_resources)
     except BaseException:  # a cluster that failed to start leaves nothing behind either
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
@@ -95,10 +118,7 @@ def ray_cluster() -> Iterator[LocalCluster]:
     """A head with the tool ``shell`` (2 at once) and a node with the tool ``scripted``;
     both have ``NODE_SECRET`` in their environment."""
     name, value = NODE_SECRET
-    os.environ[name] = value
-    try:
+    with node_environment(**{name: value}):
         local = start_cluster({"tool:shell": 2}, {"tool:scripted": 1})
-    finally:
-        del os.environ[name]
     yield local
     local.shutdown()

@@ -24,7 +24,7 @@ from orchestra.testing import (
     write_tool_script,
 )
 
-from .conftest import NODE_SECRET, start_cluster
+from .conftest import NODE_SECRET, NODE_TMPDIR, node_environment, start_cluster
 
 pytestmark = pytest.mark.slow  # a real two-node Ray cluster
 
@@ -44,6 +44,12 @@ prompt = "write b, after one failed try"
 tool = "scripted"
 files = { create = ["b.bin"] }
 [[tasks]]
+id = "c"
+prompt = "write c.txt, then add to it once the check failed"
+tool = "scripted"
+files = { create = ["c.txt"] }
+checks = ["grep -q two c.txt"]
+[[tasks]]
 id = "both"
 command = ["sh", "-c", "cat a.txt > both.txt && wc -c < b.bin >> both.txt"]
 files = { create = ["both.txt"] }
@@ -52,7 +58,7 @@ depends_on = ["a", "b"]
 id = "listing"
 command = ["sh", "-c", "ls > listing.txt"]
 files = { create = ["listing.txt"] }
-depends_on = ["both"]
+depends_on = ["both", "c"]
 """
 
 
@@ -79,6 +85,11 @@ def project(tmp_path: Path, name: str) -> tuple[Path, dict[str, str]]:
             "b": [
                 {"action": "fail", "error_class": "exit_status", "message": "not yet"},
                 {"action": "succeed", "edit": {"path": "b.bin", "content": "b\x00\x01\n"}},
+            ],
+            # the retry after the failed check goes on from attempt 1's change (c.txt)
+            "c": [
+                {"action": "succeed", "edit": {"path": "c.txt", "content": "one\n"}},
+                {"action": "succeed", "edit": {"path": "c.txt", "content": "one\ntwo\n"}},
             ],
         },
     )
@@ -127,6 +138,7 @@ def test_a_run_on_ray_comes_to_what_the_local_executor_makes(both_runs):
         ("a", "succeeded"),
         ("b", "succeeded"),
         ("both", "succeeded"),
+        ("c", "succeeded"),
         ("listing", "succeeded"),
     ]
     assert [(task, n, result) for task, n, result, *_ in ray["attempts"]] == [
@@ -134,10 +146,14 @@ def test_a_run_on_ray_comes_to_what_the_local_executor_makes(both_runs):
         ("b", 1, "failed"),
         ("b", 2, "succeeded"),
         ("both", 1, "succeeded"),
+        ("c", 1, "failed"),
+        ("c", 2, "succeeded"),
         ("listing", 1, "succeeded"),
     ]
     repo, run_id = both_runs["ray"]
     assert git(repo, "show", f"orchestra/{run_id}:both.txt") == "alpha\n4"
+    # on a node too, the retry after a failed check went on from attempt 1's change
+    assert git(repo, "show", f"orchestra/{run_id}:c.txt") == "one\ntwo"
     # the log of an attempt on a node (the tool's output, then its check) is here
     log = (repo / ".orchestra" / "runs" / run_id / "a.1.log").read_text()
     assert "ORCHESTRA-SCRIPTED-RESULT" in log and "test -f a.txt" in log
@@ -157,15 +173,52 @@ def test_attempts_run_only_on_nodes_that_advertise_their_tool(both_runs, ray_clu
         ("a", 1): scripted,
         ("b", 1): scripted,
         ("b", 2): scripted,
+        ("c", 1): scripted,
+        ("c", 2): scripted,
         ("both", 1): ray_cluster.head_id,
         ("listing", 1): ray_cluster.head_id,
     }
     submitted = rows(
         repo, "SELECT payload FROM events WHERE run_id = ? AND type = 'ray.submitted'", run_id
     )
-    assert len(submitted) == 5
+    assert len(submitted) == 7
     payload = json.loads(submitted[0]["payload"])
     assert set(payload) == {"task", "object", "job", "resource"}
+
+
+def test_show_says_on_which_node_and_host_each_attempt_ran(both_runs, ray_cluster):
+    repo, run_id = both_runs["ray"]
+
+    shown = run_orchestra("show", run_id, "--json", cwd=repo)
+    text = run_orchestra("show", run_id, cwd=repo).stdout
+
+    assert shown.returncode == 0, shown.stderr
+    placed = {
+        (step["task"], attempt["number"]): (attempt["node"], attempt["host"])
+        for step in json.loads(shown.stdout)["steps"]
+        for attempt in step["attempts"]
+    }
+    here, scripted, head = socket.gethostname(), ray_cluster.node_id, ray_cluster.head_id
+    assert placed == {
+        ("a", 1): (scripted, here),
+        ("b", 1): (scripted, here),
+        ("b", 2): (scripted, here),
+        ("c", 1): (scripted, here),
+        ("c", 2): (scripted, here),
+        ("both", 1): (head, here),
+        ("listing", 1): (head, here),
+    }
+    assert text.count(f"  on {here}") == 7
+    # the local executor's attempts ran here, where orchestra is: no place is claimed
+    local_repo, local_run = both_runs["local"]
+    local = json.loads(run_orchestra("show", local_run, "--json", cwd=local_repo).stdout)
+    assert {a["host"] for step in local["steps"] for a in step["attempts"]} == {None}
+
+
+def test_a_finished_run_leaves_nothing_in_the_nodes_temporary_directory(both_runs):
+    # a node keeps a run's repository copy and worktrees under $TMPDIR/orchestra-ray/runs
+    # while the run lasts (a tool's own directory, which none of these tools use, stays)
+    assert not (Path(NODE_TMPDIR) / "orchestra-ray").exists()
 
 
 def test_a_node_that_dies_mid_attempt_gets_the_attempt_retried_elsewhere(tmp_path):
@@ -197,7 +250,8 @@ def test_a_node_that_dies_mid_attempt_gets_the_attempt_retried_elsewhere(tmp_pat
     try:
         _wait_for(lambda: len(tool_calls(script)) == 1, "the first attempt to start")
         run_id = tool_calls(script)[0]["run"]
-        spare = local.cluster.add_node(num_cpus=1, resources={"tool:scripted": 1})
+        with node_environment():
+            spare = local.cluster.add_node(num_cpus=1, resources={"tool:scripted": 1})
         local.cluster.remove_node(local.node, allow_graceful=False)
         stdout, stderr = process.communicate(timeout=120)
     finally:
@@ -221,6 +275,8 @@ def test_a_node_that_dies_mid_attempt_gets_the_attempt_retried_elsewhere(tmp_pat
     )
     assert json.loads(ended[1]["payload"])["node"] == spare.node_id
     assert git(repo, "show", f"orchestra/{json.loads(stdout)['run']}:slow.txt") == "2"
+    # Ray's news of the dead node reach a piped stderr as plain text, not colour codes
+    assert "\x1b[" not in stderr
 
 
 def _inherited() -> dict[str, str]:
