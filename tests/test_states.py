@@ -28,6 +28,7 @@ RUN_EDGES = {
     ("running", "interrupted"),
     ("interrupted", "running"),
     ("interrupted", "canceled"),
+    ("canceled", "running"),  # resume continues a canceled run
 }
 STEP_EDGES = {
     ("pending", "ready"),
@@ -47,6 +48,8 @@ STEP_EDGES = {
     ("retrying", "failed"),
     ("retrying", "skipped"),
     ("retrying", "canceled"),
+    ("canceled", "pending"),  # resuming a canceled run: its canceled steps wait again
+    ("skipped", "pending"),  # and so do those skipped because of one of them
 }
 RUN_NAMES = ["pending", "running", "succeeded", "failed", "canceled", "interrupted"]
 STEP_NAMES = [

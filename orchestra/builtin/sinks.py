@@ -22,6 +22,11 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
     kind = event.get("type", "")
     payload = event.get("payload") or {}
     clock = time.strftime("%H:%M:%S", time.localtime(event.get("at", time.time())))
+    if kind == "run.leftovers_stopped":
+        return f"{clock}  run {event.get('run')}  {_leftovers(payload)}"
+    if kind == "workspace.repaired":
+        done = "; ".join(payload.get("done") or ()) or "nothing"
+        return f"{clock}  workspace {payload.get('workspace', '?')}  repaired  — {done}"
     if kind.startswith("run."):
         detail = payload.get("reason") or payload.get("summary") or ""
         return f"{clock}  run {event.get('run')}  {kind[4:]}{'  ' + detail if detail else ''}"
@@ -38,6 +43,21 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             parts.append(f"— {payload['reason']}")
         return "  ".join(parts)
     return None
+
+
+def _leftovers(payload: Mapping[str, Any]) -> str:
+    """What resume stopped and removed of what the run's dead orchestrator left."""
+    pids = payload.get("pids") or []
+    parts = []
+    if pids:
+        shown = ", ".join(str(pid) for pid in pids[:10]) + (", …" if len(pids) > 10 else "")
+        what = "process" if len(pids) == 1 else "processes"
+        parts.append(f"stopped {len(pids)} {what} its last orchestrator left (pid {shown})")
+    directories = payload.get("directories") or []
+    if directories:
+        what = "directory" if len(directories) == 1 else "directories"
+        parts.append(f"removed {len(directories)} sandbox {what} it left")
+    return "; ".join(parts) or "stopped what its last orchestrator left"
 
 
 class ConsoleSink:
@@ -64,6 +84,9 @@ class ConsoleSink:
         self._first_start: dict[str, float] = {}
         self._durations: list[float] = []
         self._started: float | None = None
+        #: until the run's ``run.running``: what resume recorded before the loop began,
+        #: each thing printed as a line even above a live view
+        self._before_running = True
 
     def open(self, context: Any) -> None:
         """Start the live view when the output is a terminal (and reset for a new run)."""
@@ -72,6 +95,7 @@ class ConsoleSink:
         self._running, self._first_start, self._durations = {}, {}, []
         self._started = time.time()
         self._live = None
+        self._before_running = True
         stream = self._stream or sys.stdout
         if self.plain or not _is_terminal(stream):
             return
@@ -99,7 +123,9 @@ class ConsoleSink:
             return
         self._follow(event)
         kind = event.get("type", "")
-        if kind in NOTEWORTHY:  # kept in the scrollback above the live view
+        if kind == "run.running":
+            self._before_running = False
+        if kind in NOTEWORTHY or self._before_running:  # kept in the scrollback above it
             line = describe_event(event)
             if line is not None:
                 self._live.console.print(line, markup=False, highlight=False)
@@ -164,6 +190,8 @@ NOTEWORTHY = frozenset(
         "step.skipped",
         "sink.warning",
         "sink.disabled",
+        "run.leftovers_stopped",
+        "workspace.repaired",
     }
 )
 

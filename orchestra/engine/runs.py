@@ -20,10 +20,16 @@ from orchestra.errors import DiskFull, OrchestraError
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.state import Store, StoreError
+from orchestra.state.records import StepRecord
 
 
 class ResumeRefused(OrchestraError):
     """A run that cannot be resumed as asked (finished, changed file, wrong state)."""
+
+
+#: the states a run resumes from: its process died (or a fault stopped it), or it was
+#: canceled on request
+RESUMABLE = frozenset({RunState.INTERRUPTED, RunState.CANCELED})
 
 
 def open_store(settings: Settings) -> Store:
@@ -130,12 +136,15 @@ def resume_run(
     fail_fast: bool = False,
     hurry: threading.Event | None = None,
 ) -> RunOutcome:
-    """Continue an interrupted run: succeeded steps stay done, interrupted attempts are
-    recorded as such and their steps tried again."""
+    """Continue an interrupted or a canceled run: succeeded steps stay done; interrupted
+    attempts are recorded as such and their steps tried again; a canceled run's canceled
+    steps (and the steps skipped because of them) wait for their turn again."""
     store.mark_interrupted_if_orphaned(run_id)
     run = store.run(run_id)
-    if run.state is not RunState.INTERRUPTED:
-        raise ResumeRefused(f"run {run_id} is {run.state.value}: only an interrupted run resumes")
+    if run.state not in RESUMABLE:
+        raise ResumeRefused(
+            f"run {run_id} is {run.state.value}: only an interrupted or canceled run resumes"
+        )
     file = run.workstream_file
     if not force and file and content_hash(file) != run.content_hash:
         raise ResumeRefused(
@@ -143,11 +152,17 @@ def resume_run(
         )
     store.claim_run(run_id)
     try:
+        # what resume records from here on, the run's sinks get once the orchestrator
+        # opens them (they are not open yet)
+        recorded_since = store.last_event_seq(run_id)
         _stop_leftover_processes(store, run_id)
-        running = [step.task_id for step in store.steps(run_id) if step.state is StepState.RUNNING]
+        steps = store.steps(run_id)
+        running = [step.task_id for step in steps if step.state is StepState.RUNNING]
         landed = _landed(run_id, workstream, settings, project, host, store) if running else {}
         for task_id in running:
             _close_interrupted_attempt(store, run_id, task_id, landed.get(task_id))
+        if run.state is RunState.CANCELED:
+            _reopen_canceled_steps(store, run_id, workstream, steps)
         return _drive(
             store,
             run_id,
@@ -160,9 +175,35 @@ def resume_run(
             fail_fast,
             hurry,
             resumed=True,
+            recorded_since=recorded_since,
         )
     finally:
         store.release_run(run_id)
+
+
+def _reopen_canceled_steps(
+    store: Store, run_id: str, workstream: Workstream, steps: Sequence[StepRecord]
+) -> None:
+    """Let a canceled run's canceled steps wait again (``pending``: the run loop makes
+    them ready when their dependencies have succeeded), and with them the steps skipped
+    because a step that is reopened could not succeed. A step that failed stays failed,
+    and so do the steps skipped because of it."""
+    from orchestra import graph
+
+    states = {step.task_id: step.state for step in steps}
+    dependencies = graph.of_tasks(workstream.tasks)
+    reopened: set[str] = set()
+    with store.batch():
+        for task_id in graph.topological_order(dependencies):
+            state = states.get(task_id)
+            if state is StepState.CANCELED:
+                reason = "canceled; tried again on resume"
+            elif state is StepState.SKIPPED and reopened & set(dependencies[task_id]):
+                reason = "skipped because of a canceled task; tried again on resume"
+            else:
+                continue
+            store.set_step_state(run_id, task_id, StepState.PENDING, reason=reason)
+            reopened.add(task_id)
 
 
 def _stop_leftover_processes(store: Store, run_id: str) -> None:
@@ -221,7 +262,8 @@ def _close_interrupted_attempt(
     """Record how the attempts a dead orchestrator left open ended: the one whose change
     had landed (``landed``, its number) succeeded, and so did its step; the others were
     interrupted, and the step is tried again."""
-    open_attempts = [a for a in store.attempts(run_id, task_id) if a.ended_at is None]
+    attempts = store.attempts(run_id, task_id)
+    open_attempts = [a for a in attempts if a.ended_at is None]
     succeeded = False
     with store.batch():
         for attempt in open_attempts:
@@ -243,12 +285,15 @@ def _close_interrupted_attempt(
                 error_class="crashed",
                 message="the orchestrator stopped while this attempt ran",
             )
+        # the step's event names the attempt (a fault may have closed it already): the
+        # sinks learn of the attempt's end from it
+        told = {"attempt": landed if succeeded else attempts[-1].number} if attempts else {}
         if succeeded:
             reason = "its change had landed before the orchestrator stopped"
-            store.set_step_state(run_id, task_id, StepState.SUCCEEDED, reason=reason)
+            store.set_step_state(run_id, task_id, StepState.SUCCEEDED, reason=reason, payload=told)
         else:
-            reason = "interrupted; tried again"
-            store.set_step_state(run_id, task_id, StepState.RETRYING, reason=reason)
+            reason = "interrupted: the orchestrator stopped while it ran; tried again"
+            store.set_step_state(run_id, task_id, StepState.RETRYING, reason=reason, payload=told)
 
 
 def _drive(
@@ -263,6 +308,7 @@ def _drive(
     fail_fast: bool,
     hurry: threading.Event | None = None,
     resumed: bool = False,
+    recorded_since: int | None = None,
 ) -> RunOutcome:
     orchestrator = Orchestrator(
         store=store,
@@ -277,6 +323,7 @@ def _drive(
         fail_fast=fail_fast,
         hurry=hurry,
         resumed=resumed,
+        recorded_since=recorded_since,
     )
     try:
         with supervise_run(run_id, log_limit=settings.log_limit, hurry=hurry):  # no leftovers

@@ -3,6 +3,9 @@
 The store (``orchestra.state``) checks every change of state against these tables inside
 the transaction that writes it, so a run or a step can only ever move along an edge
 listed here. Anything else is a bug in orchestra and raises ``IllegalTransition``.
+
+Ended states are final but for one door: ``resume`` continues a canceled run, and with it
+reopens its canceled steps (and those skipped because of them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class RunState(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    #: stopped on request (Ctrl-C, ``orchestra cancel``); ``resume`` may continue it
     CANCELED = "canceled"
     #: the process driving the run died, or stopped on a fault (a full disk); found by
     #: the next command when its lock is free, left by resuming or canceling
@@ -55,7 +59,9 @@ RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
     _R.INTERRUPTED: frozenset({_R.RUNNING, _R.CANCELED}),
     _R.SUCCEEDED: frozenset(),
     _R.FAILED: frozenset(),
-    _R.CANCELED: frozenset(),
+    # canceled -> running: resume continues a canceled run (a person stopped it; nothing
+    # in it went wrong for good). Nothing else leaves canceled.
+    _R.CANCELED: frozenset({_R.RUNNING}),
 }
 
 #: state -> the states a step may move to from it
@@ -74,14 +80,28 @@ STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     _S.SUCCEEDED: frozenset(),
     _S.FAILED: frozenset(),
     _S.QUARANTINED: frozenset(),
-    _S.SKIPPED: frozenset(),
-    _S.CANCELED: frozenset(),
+    # skipped -> pending, canceled -> pending: resuming a canceled run waits again for
+    # its canceled steps and for those skipped because of one of them
+    _S.SKIPPED: frozenset({_S.PENDING}),
+    _S.CANCELED: frozenset({_S.PENDING}),
 }
 
-#: states a run never leaves
-TERMINAL_RUN_STATES = frozenset(state for state, nexts in RUN_TRANSITIONS.items() if not nexts)
-#: states a step never leaves
-TERMINAL_STEP_STATES = frozenset(state for state, nexts in STEP_TRANSITIONS.items() if not nexts)
+#: the only moves out of an ended state: resume's, as it continues a canceled run
+REOPENING_RUN = frozenset({(_R.CANCELED, _R.RUNNING)})
+REOPENING_STEP = frozenset({(_S.CANCELED, _S.PENDING), (_S.SKIPPED, _S.PENDING)})
+
+#: states in which a run has ended: nothing moves it on but resume continuing a canceled one
+TERMINAL_RUN_STATES = frozenset(
+    state
+    for state, nexts in RUN_TRANSITIONS.items()
+    if all((state, new) in REOPENING_RUN for new in nexts)
+)
+#: states in which a step has ended: nothing moves it on but resume reopening it
+TERMINAL_STEP_STATES = frozenset(
+    state
+    for state, nexts in STEP_TRANSITIONS.items()
+    if all((state, new) in REOPENING_STEP for new in nexts)
+)
 
 
 class IllegalTransition(Exception):

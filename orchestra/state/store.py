@@ -220,7 +220,8 @@ class Store:
             db.execute(
                 "UPDATE runs SET state = ?, error = COALESCE(?, error),"
                 " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
-                " ended_at = CASE WHEN ? THEN ? ELSE ended_at END WHERE id = ?",
+                # a canceled run that resume continues has not ended any more
+                " ended_at = CASE WHEN ? THEN ? WHEN ? THEN NULL ELSE ended_at END WHERE id = ?",
                 (
                     state.value,
                     error,
@@ -228,6 +229,7 @@ class Store:
                     now,
                     state in TERMINAL_RUN_STATES,
                     now,
+                    state is RunState.RUNNING,
                     run_id,
                 ),
             )
@@ -583,11 +585,21 @@ class Store:
             )
 
     def events(
-        self, run_id: str, after_seq: int = 0, limit: int | None = None
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        limit: int | None = None,
+        *,
+        types: Sequence[str] | None = None,
     ) -> list[EventRecord]:
-        """Return a run's events with seq greater than ``after_seq``, oldest first."""
-        sql = "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        """Return a run's events with seq greater than ``after_seq`` (only those of
+        ``types`` if given), oldest first."""
+        sql = "SELECT * FROM events WHERE run_id = ? AND seq > ?"
         parameters: list[Any] = [run_id, after_seq]
+        if types is not None:
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            parameters.extend(types)
+        sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
             parameters.append(limit)
@@ -600,6 +612,12 @@ class Store:
             "SELECT at FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
         )
         return rows[0]["at"] if rows else None
+
+    def last_event_seq(self, run_id: str) -> int:
+        """Return the seq of the run's last event, 0 if it has none (what was recorded
+        after this point is ``events(run_id, after_seq=…)``)."""
+        rows = self._query("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,))
+        return rows[0][0]
 
     # -- breakers and small values ------------------------------------------------------
 
