@@ -30,6 +30,7 @@ _PUBLIC = {
     "RoutingContext": "orchestra.protocols",
     "SchedulingContext": "orchestra.protocols",
     "ToolAdapter": "orchestra.protocols",
+    "ToolSetup": "orchestra.protocols",
     "ToolStats": "orchestra.protocols",
     "OrchestraError": "orchestra.errors",
     "load_workstream": "orchestra.spec",
@@ -37,6 +38,7 @@ _PUBLIC = {
     "run_git": "orchestra.workspace.command",
     "git_invocation": "orchestra.workspace.command",
     "GitError": "orchestra.workspace.command",
+    "start_note": "orchestra.engine.resilience",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
@@ -60,6 +62,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "RoutingContext",
     "SchedulingContext",
     "ToolAdapter",
+    "ToolSetup",
     "ToolStats",
     "OrchestraError",
     "load_workstream",
@@ -67,9 +70,11 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "run_git",
     "git_invocation",
     "GitError",
+    "start_note",
 ]
 
 if TYPE_CHECKING:
+    from orchestra.engine.resilience import start_note
     from orchestra.errors import OrchestraError
     from orchestra.markers import hookimpl
     from orchestra.models import (
@@ -93,6 +98,7 @@ if TYPE_CHECKING:
         RoutingContext,
         SchedulingContext,
         ToolAdapter,
+        ToolSetup,
         ToolStats,
     )
     from orchestra.spec import load_workstream

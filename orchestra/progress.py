@@ -100,6 +100,14 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
     return Group(header, rows)
 
 
+def plain_line(snapshot: Snapshot) -> str:
+    """Return ``snapshot`` as one line of text, for a watch that is not on a terminal:
+    ``3/5 done, 0 failed, running build, running docs``."""
+    parts = [f"{snapshot.done}/{snapshot.total} done", f"{snapshot.failed} failed"]
+    parts += [f"running {task.task}" for task in snapshot.running]
+    return ", ".join(parts)
+
+
 def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot:
     """Build a snapshot from the run database (what ``status --watch`` shows)."""
     record = store.run(run_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, get_args, get_origin
@@ -27,7 +26,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, override
 
-from orchestra import graph
+from orchestra import graph, shellwords
 from orchestra.durations import parse_duration
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.gcpause import paused_gc
@@ -48,6 +47,8 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHELL_OPERATORS = frozenset(
     {"&&", "||", "|", ";", ">", ">>", "<", "<<", "&", ">&", "<&", "&>", "|&", ">|", "(", ")"}
 )
+
+NO_TASKS = "no tasks: add at least one [[tasks]] table with an id and a prompt or a command"
 
 
 # -- reading files -------------------------------------------------------------------
@@ -73,7 +74,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
     raw = read_file(path)
     try:
-        return tomli.loads(raw.decode("utf-8"))
+        # "utf-8-sig": a byte order mark (Windows editors write one) is no statement
+        return tomli.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
     except tomli.TOMLDecodeError as error:
@@ -110,6 +112,8 @@ def structure_workstream(document: Mapping[str, Any], *, file: str = "<workstrea
         return converter().structure(document, Workstream)
     except (ClassValidationError, IterableValidationError, ExpectedType) as error:
         problems = structuring_problems(error, document, file)
+        if document.get("tasks") in (None, []):  # an empty file lacks its id too: say both
+            problems.append(SpecError(NO_TASKS, file=file))
         problems.extend(_graph_problems_of_raw(document, file))
         raise WorkstreamInvalid(file, problems) from None
 
@@ -211,7 +215,7 @@ def _structure_command(value: Any, _: Any) -> tuple[str, ...] | str:
 
 def _split_check(text: str) -> tuple[str, ...]:
     try:
-        words = tuple(shlex.split(text))
+        words = tuple(shellwords.split(text))
     except ValueError as error:
         raise ExpectedType(f"cannot split check {text!r} into arguments: {error}") from None
     operators = sorted(SHELL_OPERATORS.intersection(_shell_tokens(text)))
@@ -227,9 +231,7 @@ def _split_check(text: str) -> tuple[str, ...]:
 
 def _shell_tokens(text: str) -> list[str]:
     """Return ``text`` split as a shell would, operators apart even where glued (a>b)."""
-    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    return list(lexer)
+    return shellwords.tokens(text)
 
 
 def _structure_str_mapping(value: Any, _: Any) -> dict[str, str]:
@@ -493,7 +495,7 @@ def check_workstream(workstream: Workstream, file: str) -> Iterator[SpecError]:
         yield problem(_bad_id(workstream.id), field="id")
     yield from _check_common(workstream.defaults, None, problem, prefix="defaults.")
     if not workstream.tasks:
-        yield problem("no tasks: add at least one [[tasks]] table with an id and a prompt")
+        yield problem(NO_TASKS)
         return
     for task in workstream.tasks:
         yield from _check_task(task, problem)

@@ -36,10 +36,10 @@ def test_validate_reports_each_file(tmp_path):
         tmp_path / "bad.toml", 'id = "w"\n[[tasks]]\nid = "a"\nprompt = "x"\ndepends_on = ["b"]\n'
     )
     ok = run_orchestra("validate", str(good), cwd=tmp_path)
-    assert ok.returncode == 0 and ok.stdout == f"ok: {good}: 2 tasks, 1 dependencies, 2 waves\n"
+    assert ok.returncode == 0 and ok.stdout == f"ok: {good}: 2 tasks, 1 dependency, 2 waves\n"
     both = run_orchestra("validate", str(good), str(bad), cwd=tmp_path)
     assert both.returncode == 2
-    assert both.stdout == f"ok: {good}: 2 tasks, 1 dependencies, 2 waves\n"
+    assert both.stdout == f"ok: {good}: 2 tasks, 1 dependency, 2 waves\n"
     assert both.stderr == f"error: {bad}: task 'a': field 'depends_on': unknown task 'b'\n"
 
 

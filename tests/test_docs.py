@@ -77,3 +77,32 @@ def test_the_command_line_page_shows_every_commands_current_help():
         assert shown and shown in text, (
             f"docs/cli.md lacks the current `orchestra {' '.join(words)} --help`"
         )
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings (lowercase, punctuation dropped,
+    spaces to hyphens, a repeated one numbered), outside code blocks."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    in_code = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"^#{1,6} (.*)$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_every_link_to_a_heading_lands_on_one():
+    import os
+
+    pages = {path.relative_to(DOCS).as_posix(): path.read_text() for path in DOCS.rglob("*.md")}
+    for name, text in pages.items():
+        for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)#([\w-]+)\)", text):
+            page = os.path.normpath(os.path.join(os.path.dirname(name), target or name))
+            page = name if not target else page
+            assert page in pages, f"docs/{name} links to a missing page {target}"
+            assert anchor in heading_anchors(pages[page]), f"docs/{name}: no #{anchor} in {page}"

@@ -464,7 +464,7 @@ def test_validate_and_plan_take_a_format_and_print_notices(tmp_path):
     assert refused.returncode == 2 and "unknown format" in refused.stderr
     forced = run_orchestra("validate", "--format", "uet-bundle", str(path), cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
-    assert forced.stdout == f"ok: {path}: 1 tasks, 0 dependencies, 1 waves\n"
+    assert forced.stdout == f"ok: {path}: 1 task, 0 dependencies, 1 wave\n"
     plan = run_orchestra(
         "plan", str(path), "--from", "uet-bundle", "--format", "json", cwd=tmp_path
     )

@@ -88,7 +88,7 @@ def convert(
     tasks.json …). The file is checked as `orchestra validate` checks it, except that
     the tools it names need not be installed here.
     """
-    from orchestra.errors import SpecError
+    from orchestra.errors import OrchestraError, SpecError
     from orchestra.loaders import load
     from orchestra.loaders.tomlwriter import to_toml
 
@@ -110,7 +110,7 @@ def convert(
         return
     destination = Path(output)
     if destination.exists() and not force:
-        raise click.UsageError(f"{output} exists; use --force to overwrite it")
+        raise OrchestraError("already exists; use --force to overwrite it", file=output)
     from orchestra.cli.output import write_output
 
     write_output(destination, text)

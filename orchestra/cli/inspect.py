@@ -60,7 +60,8 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
     circuit breaker; then whether attempts run in a sandbox here, and if not, why.
 
     Asks each tool for its version (aider --version …), so this shows what a run on
-    this machine could use. Capabilities include those set in [tools.NAME]. A breaker
+    this machine could use; the answer is kept (in ~/.cache/orchestra) until the
+    program file changes. Capabilities include those set in [tools.NAME]. A breaker
     is closed, open (the tool is left out of routing until the time shown) or
     half_open (the next attempt is a trial); `orchestra tools reset NAME` closes one.
     """
@@ -195,6 +196,14 @@ def _breaker_text(breaker: dict | str | None) -> str:
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Print a table: fitted to the terminal's width on one, else a line per row, never
+    wrapped or cut (a pipe, a file and ``grep`` see whole paths)."""
+    import sys
+
+    if not sys.stdout.isatty():
+        for line in plain_table(headers, rows):
+            click.echo(line)
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -202,3 +211,17 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     Console(soft_wrap=False).print(table)
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Return the lines of a table in columns two spaces apart, as wide as their widest
+    cell (counted in terminal cells), without trailing spaces."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in [headers, *rows]
+    ]

@@ -14,6 +14,7 @@ import click
 from orchestra.cli.convert import echo_notice, options_of
 from orchestra.cli.runs import db_path
 from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.workspace import say_if_uncommitted
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
@@ -128,10 +129,18 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
         click.echo(merged)
     if outcome.failed:
         click.echo(f"failed: {', '.join(outcome.failed)}  (see: orchestra show {outcome.run_id})")
+    if outcome.state == "canceled":
+        click.echo(f"to go on with it: orchestra resume {outcome.run_id}")
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--routing",
+    metavar="STRATEGY",
+    help="Routing strategy for tasks that pin no tool "
+    "(overrides ORCHESTRA_ROUTING, [defaults] and the configuration).",
+)
 @click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="Tasks at once.")
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
 @click.option(
@@ -157,6 +166,12 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     "--merge-into",
     metavar="BRANCH",
     help="When the run succeeds, bring its branch into BRANCH (fast-forward when it can).",
+)
+@click.option(
+    "--include-uncommitted",
+    is_flag=True,
+    help="Start the run from your uncommitted changes to tracked files too, not from "
+    "your last commit alone (your branch, index and files stay as they are).",
 )
 @click.option(
     "--log-limit",
@@ -193,12 +208,14 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
 def run(
     state: CliState,
     file: str,
+    routing: str | None,
     max_parallel: int | None,
     fail_fast: bool,
     budget_cost: float | None,
     budget_tokens: int | None,
     sink_names: tuple[str, ...],
     merge_into: str | None,
+    include_uncommitted: bool,
     log_limit: int | None,
     db: str | None,
     executor: str | None,
@@ -215,13 +232,15 @@ def run(
     Tasks start when their dependencies have succeeded, up to --max-parallel at once.
     A task that fails for good skips its dependents; other branches go on. Ctrl-C
     cancels the run (a second Ctrl-C stops at once); `orchestra resume RUN` continues
-    a run whose process died. Exit status: 0 succeeded, 1 failed, 2 bad input,
-    75 the disk is full (free space, then resume), 130 canceled or interrupted.
+    a canceled run, or one whose process died. Exit status: 0 succeeded, 1 failed,
+    2 bad input, 75 the disk is full (free space, then resume), 130 canceled or
+    interrupted.
     """
     from orchestra.engine.runs import start_run
     from orchestra.planning import load_checked
 
     flags = {
+        "routing": routing,
         "max_parallel": max_parallel,
         "db": db_path(db),
         "budget_cost": budget_cost,
@@ -230,6 +249,7 @@ def run(
         "sinks": tuple(sink_names) or None,
         "executor": executor,
         "ray_address": ray_address,
+        "include_uncommitted": include_uncommitted or None,
     }
     try:
         workstream, settings = load_checked(
@@ -246,6 +266,7 @@ def run(
     if merge_into:
         _check_merge_target(state, merge_into)
     _say_if_unconfined(settings)
+    say_if_uncommitted(state, workstream, settings)
     sinks = _sinks(state, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
@@ -297,10 +318,13 @@ def _merge(state: CliState, outcome, target: str) -> str:
         return f"not merged into {target}: the run {outcome.state}"
     repo = git.repository_root(state.project.root)
     source = run_branch(outcome.run_id)
+    checkpoint = outcome.checkpoints.get("worktree") or {}
+    if checkpoint and checkpoint.get("tip") == checkpoint.get("start"):
+        return f"nothing to merge into {target}: the run merged no change"
     if repo is None or git.branch_tip(repo, source) is None:
         return f"not merged into {target}: the run has no branch {source}"
     # the tip the run left its branch at: a branch moved since by another hand is refused
-    expected = (outcome.checkpoints.get("worktree") or {}).get("tip")
+    expected = checkpoint.get("tip")
     try:
         how = git.merge_into(repo, source, target, expected=expected)
     except git.GitError as error:
@@ -319,6 +343,7 @@ RESUMED_SETTINGS = (
     "log_limit",
     "executor",
     "ray_address",
+    "include_uncommitted",
 )
 
 
@@ -356,14 +381,16 @@ def resume(
     plain: bool,
     as_json: bool,
 ) -> None:
-    """Continue RUN, an interrupted run: what succeeded is not run again.
+    """Continue an interrupted or canceled RUN; what succeeded is not run again.
 
     Processes the run's dead orchestrator left running are stopped; attempts that were
-    running are recorded as interrupted and their tasks tried again. The run keeps the
-    settings it started with (parallelism, timeouts, attempts, routing, scheduler,
-    executor, and --fail-fast); --max-parallel, --fail-fast and --ray-address given
-    here change them. Refuses if the
-    workstream file changed since the run started, unless --force.
+    running are recorded as interrupted and their tasks tried again. Of a canceled run,
+    the canceled tasks and those skipped because of them run again; failed ones stay
+    failed. The run keeps --fail-fast and the settings it started with (parallelism,
+    timeouts, attempts, routing, scheduler, executor, log limit, and the uncommitted
+    changes it may have started from); --max-parallel, --fail-fast and
+    --ray-address given here change them. Refuses if the workstream file changed since
+    the run started, unless --force.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
@@ -417,7 +444,8 @@ def cancel(state: CliState, run_id: str, db: str | None) -> None:
 
     The process driving the run stops launching tasks, stops the running ones and
     records them canceled. A run whose process died is canceled directly, after the
-    processes it left running are stopped.
+    processes it left running are stopped. `orchestra resume RUN` continues a canceled
+    run.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, request_cancel

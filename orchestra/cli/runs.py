@@ -30,6 +30,17 @@ def _store(state: CliState, db: str | None):
     return open_existing_store(resolve_settings(state.project, flags={"db": db_path(db)}))
 
 
+def _store_if_any(state: CliState, db: str | None):
+    """The run database, or None when there is none yet (a listing then lists nothing:
+    the database is never made just to be read)."""
+    from orchestra.config import resolve_settings
+
+    settings = resolve_settings(state.project, flags={"db": db_path(db)})
+    if not Path(settings.db).exists():
+        return None
+    return _store(state, db)
+
+
 def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
 
@@ -116,7 +127,14 @@ def _tail(path: str | None, lines: int = 5) -> tuple[str, ...]:
 @click.option(
     "--state", "state_filter", type=click.Choice(RUN_STATES), help="Only runs in this state."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    metavar="N",
+    help="List at most N runs (the newest).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @db_option
 @pass_state
@@ -124,8 +142,8 @@ def runs(
     state: CliState, state_filter: str | None, limit: int, as_json: bool, db: str | None
 ) -> None:
     """List recorded runs, newest first."""
-    store = _store(state, db)
-    records = store.runs(state=state_filter, limit=limit)
+    store = _store_if_any(state, db)
+    records = [] if store is None else store.runs(state=state_filter, limit=limit)
     rows = []
     for record in records:
         counts: dict[str, int] = {}
@@ -145,6 +163,9 @@ def runs(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not records:
+        which = f"{state_filter} runs" if state_filter else "runs"
+        click.echo(f"(no {which} recorded yet)", err=True)
     for record, row in zip(records, rows, strict=True):
         steps = ", ".join(f"{n} {s}" for s, n in sorted(row["steps"].items()))
         click.echo(
@@ -165,6 +186,11 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
     attempts_of: dict[str, list] = {}
     for attempt in store.attempts(run_id):
         attempts_of.setdefault(attempt.task_id, []).append(attempt)
+    # where an executor that runs attempts elsewhere (ray) says each one ran
+    placed = {
+        (event.task_id, event.attempt): event.payload
+        for event in store.events(run_id, types=("attempt.placed",))
+    }
     steps = []
     for step in store.steps(run_id):
         steps.append(
@@ -177,6 +203,8 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
                         "number": a.number,
                         "tool": a.tool,
                         "tool_version": a.tool_version,
+                        "host": placed.get((a.task_id, a.number), {}).get("host"),
+                        "node": placed.get((a.task_id, a.number), {}).get("node"),
                         "outcome": a.outcome,
                         "error_class": a.error_class,
                         "message": a.message,
@@ -238,8 +266,9 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
                 else ""
             )
             outcome = attempt["outcome"] or "running"
+            where = f"  on {attempt['host']}" if attempt["host"] else ""
             click.echo(
-                f"  attempt {attempt['number']}  {attempt['tool']}  {outcome}  {took}{error}"
+                f"  attempt {attempt['number']}  {attempt['tool']}  {outcome}  {took}{where}{error}"
             )
             if attempt["routing"]:
                 click.echo(f"    routed: {attempt['routing']}")
@@ -343,10 +372,16 @@ def _ended(store, run_id: str, task_id: str, number: int) -> bool:
     metavar="SECONDS",
     help="How often --watch reads the database.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print where the run stands as JSON.")
 @db_option
 @pass_state
 def status(
-    state: CliState, run_id: str | None, watch: bool, interval: float, db: str | None
+    state: CliState,
+    run_id: str | None,
+    watch: bool,
+    interval: float,
+    as_json: bool,
+    db: str | None,
 ) -> None:
     """Show where RUN (default: the newest run) stands: steps by state, running tasks.
 
@@ -356,6 +391,8 @@ def status(
     """
     from orchestra.errors import OrchestraError
 
+    if watch and as_json:
+        raise OrchestraError("--watch and --json do not go together: --json prints once")
     store = _store(state, db)
     if run_id is None:
         newest = store.runs(limit=1)
@@ -372,13 +409,25 @@ def status(
     done = sum(
         counts.get(s, 0) for s in ("succeeded", "failed", "skipped", "canceled", "quarantined")
     )
+    running = [step for step in steps if step.state.value == "running"]
+    if as_json:
+        document = {
+            "id": record.id,
+            "workstream": record.workstream_id,
+            "state": record.state.value,
+            "done": done,
+            "total": len(steps),
+            "steps": dict(sorted(counts.items())),
+            "running": [{"task": step.task_id, "attempt": step.attempts} for step in running],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(
         f"run {record.id}  {record.state.value}  {done}/{len(steps)} done  "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     )
-    for step in steps:
-        if step.state.value == "running":
-            click.echo(f"  running {step.task_id} (attempt {step.attempts})")
+    for step in running:
+        click.echo(f"  running {step.task_id} (attempt {step.attempts})")
 
 
 def _watch(store, run_id: str, interval: float) -> None:
@@ -395,9 +444,7 @@ def _watch(store, run_id: str, interval: float) -> None:
     if not sys.stdout.isatty():
         seen = None
         while True:
-            line = f"{current.done}/{current.total} done, {current.failed} failed, " + ", ".join(
-                f"running {task.task}" for task in current.running
-            )
+            line = progress.plain_line(current)
             if line != seen:
                 click.echo(f"{time.strftime('%H:%M:%S')}  run {run_id}  {current.state}  {line}")
                 seen = line

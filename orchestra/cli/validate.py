@@ -28,13 +28,13 @@ def validate(
     """
     from orchestra import graph
     from orchestra.errors import OrchestraError
-    from orchestra.planning import load_checked
+    from orchestra.planning import configuration_warnings, load_checked
 
     project = state.project  # a broken configuration stops here, once
     failed = False
     for file in files:
         try:
-            workstream, _ = load_checked(
+            workstream, settings = load_checked(
                 file,
                 project,
                 state.host,
@@ -49,9 +49,17 @@ def validate(
             continue
         dependencies = graph.of_tasks(workstream.tasks)
         click.echo(
-            f"ok: {file}: {len(workstream.tasks)} tasks, {graph.edge_count(dependencies)} "
-            f"dependencies, {len(graph.waves(dependencies))} waves"
+            f"ok: {file}: {_count(len(workstream.tasks), 'task')}, "
+            f"{_count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
+            f"{_count(len(graph.waves(dependencies)), 'wave')}"
         )
+        for line in configuration_warnings(workstream, state.host, project, settings):
+            click.echo(f"warning: {file}: {line}", err=True)
     state.warn()
     if failed:
         raise SystemExit(2)
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``: a count with its noun in the right number."""
+    return f"{number:,} {one if number == 1 else many or one + 's'}"

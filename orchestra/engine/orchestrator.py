@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,11 @@ from orchestra.engine.resilience import (
     backoff_delay,
     change_digest,
     check_feedback,
+    conflict_feedback,
+    continues_after,
     fingerprint,
     oscillates,
+    refusal_feedback,
     repeats,
     retry_policy,
 )
@@ -84,6 +87,9 @@ FINISHED = frozenset(
 LOOP_CLASSES = frozenset(
     {"check_failed", "invalid_output", "scope_violation", "context_overflow", "merge_conflict"}
 )
+#: events written only to the database, never handed to the sinks (an attempt's end is
+#: told by its step's next state)
+DATABASE_ONLY = frozenset({"run.created", "run.claimed", "attempt.started", "attempt.finished"})
 #: how many recent durations of a tool the track record averages
 RECENT_DURATIONS = 20
 #: pytest's exit status when it collected no test
@@ -156,6 +162,7 @@ class Orchestrator:
         hurry: threading.Event | None = None,
         environ: Mapping[str, str] | None = None,
         resumed: bool = False,
+        recorded_since: int | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -219,6 +226,9 @@ class Orchestrator:
         #: per task: what the next attempt is told to fix, the tool of the last attempt,
         #: and the fingerprints of its attempts' failures (None where none counts)
         self.feedback: dict[str, str | None] = {}
+        #: per task: the error class of its last attempt (a retry after a failed check
+        #: goes on from that attempt's change)
+        self.last_error: dict[str, str | None] = {}
         self.last_tool: dict[str, str] = {}
         self.failures: dict[str, list[str | None]] = {}
         #: per task: a digest of each attempt's change (None when it changed nothing)
@@ -235,6 +245,9 @@ class Orchestrator:
         self.reasons: dict[str, str] = {}
         self._began = time.time()
         self._track_output = any(getattr(sink, "wants_output", False) for sink in self.sinks)
+        #: the seq after which resume recorded what it did before this loop (leftovers
+        #: stopped, attempts closed, steps tried again): the sinks get it once open
+        self._recorded_since = recorded_since
         self._workspace_run = WorkspaceRun(
             run_id=run_id,
             project_root=str(project.root),
@@ -242,6 +255,8 @@ class Orchestrator:
             copy=tuple(project.config.workspace.copy),
             setup=tuple(project.config.workspace.setup),
             resumed=resumed,
+            include_uncommitted=bool(settings.include_uncommitted),
+            ignore=tuple(project.config.workspace.ignore),
         )
         #: whether attempts run in a sandbox here (refused at once when one is required
         #: and this machine cannot give it), and the directories the setting adds to it
@@ -273,10 +288,13 @@ class Orchestrator:
             self.attempts[step.task_id] = step.attempts
         for attempt in self.store.attempts(self.run_id):  # a resumed run's history
             self.feedback[attempt.task_id] = attempt.feedback
+            self.last_error[attempt.task_id] = attempt.error_class
             self.last_tool[attempt.task_id] = attempt.tool
             self.failures.setdefault(attempt.task_id, []).append(attempt.fingerprint)
             self.changes.setdefault(attempt.task_id, []).append(change_digest(attempt.diff))
         self._open_sinks()
+        if self._recorded_since is not None:
+            self._emit_recorded(self._recorded_since)
         self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
         with self.store.batch():
@@ -727,6 +745,7 @@ class Orchestrator:
             timeout=timeout,
             idle_timeout=idle,
             feedback=self.feedback.get(task.id),
+            continues=number > 1 and continues_after(self.last_error.get(task.id)),
         )
         inbox = self.inbox
 
@@ -881,6 +900,7 @@ class Orchestrator:
         self.meter.add(task.id, result)
         self._remember(current, result)
         self.feedback[task.id] = result.feedback
+        self.last_error[task.id] = result.error_class
         self.last_tool[task.id] = current.tool
         failures = self.failures.setdefault(task.id, [])
         failures.append(digest)
@@ -1048,10 +1068,17 @@ class Orchestrator:
             for dependent in self.dependents[task_id]:
                 self._settle(dependent)
 
-    def _emit(self, kind: str, task_id: str | None, payload: Mapping[str, Any] | None) -> None:
+    def _emit(
+        self,
+        kind: str,
+        task_id: str | None,
+        payload: Mapping[str, Any] | None,
+        at: float | None = None,
+    ) -> None:
         if not self.sinks:
             return
-        event = {"run": self.run_id, "type": kind, "task": task_id, "at": time.time()}
+        event = {"run": self.run_id, "type": kind, "task": task_id}
+        event["at"] = time.time() if at is None else at
         event["payload"] = dict(payload or {})
         for sink in list(self.sinks):
             try:
@@ -1082,6 +1109,16 @@ class Orchestrator:
                 opener(context)
             except Exception as error:
                 self._disable_sink(sink, error)
+
+    def _emit_recorded(self, after_seq: int) -> None:
+        """Hand the sinks the events recorded after ``after_seq`` before this loop began
+        (what resume did), in their order and with their time; those the sinks never
+        get (``DATABASE_ONLY``) stay in the database."""
+        if not self.sinks:
+            return
+        for event in self.store.events(self.run_id, after_seq=after_seq):
+            if event.type not in DATABASE_ONLY:
+                self._emit(event.type, event.task_id, event.payload, at=event.at)
 
     def record_late_events(self) -> None:
         """Record the events that reached the inbox after the loop ended: the warnings of
@@ -1150,9 +1187,20 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
         return StepResult("failed", error_class="setup_failed", message=str(error))
     try:
         context.cwd = directory
-        if request.workdir != directory:
-            request = attrs.evolve(request, workdir=directory)
-        result = execute_attempt(launch.adapter, request, context, launch.checks)
+        started = getattr(space, "started", None)  # what the directory holds, if it says
+        start = started(request) if started is not None else None
+        if request.workdir != directory or request.start != start:
+            request = attrs.evolve(request, workdir=directory, start=start)
+        tool_done = getattr(space, "tool_done", None)
+        result = execute_attempt(
+            launch.adapter,
+            request,
+            context,
+            launch.checks,
+            after_tool=None
+            if tool_done is None
+            else functools.partial(tool_done, request, directory),
+        )
         if result.outcome == "canceled":
             return result
         try:
@@ -1170,7 +1218,7 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
                 outcome="failed",
                 error_class="scope_violation",
                 message="; ".join(problems),
-                feedback=f"Your change was refused and not kept: {'; '.join(problems)}.",
+                feedback=refusal_feedback("; ".join(problems)),
             )
         try:
             landing = space.land(request, directory)
@@ -1183,10 +1231,7 @@ def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
                 outcome="failed",
                 error_class="merge_conflict",
                 message=f"merge conflict in {files}",
-                feedback=(
-                    f"Your change conflicted, in {files}, with work merged meanwhile. "
-                    "This attempt starts from that work: make your change on top of it."
-                ),
+                feedback=conflict_feedback(files),
             )
         return result
     finally:
@@ -1200,7 +1245,7 @@ def _violated(result: StepResult, message: str) -> StepResult:
         outcome="failed",
         error_class="scope_violation",
         message=message,
-        feedback=f"Your change was refused and not kept: {message}.",
+        feedback=refusal_feedback(message),
     )
 
 
@@ -1221,9 +1266,16 @@ def _discard(space: Any, request: ExecutionRequest, directory: str, context: Any
 
 
 def execute_attempt(
-    adapter: Any, request: ExecutionRequest, context: LocalContext, checks: Sequence[Any]
+    adapter: Any,
+    request: ExecutionRequest,
+    context: LocalContext,
+    checks: Sequence[Any],
+    after_tool: Callable[[], None] | None = None,
 ) -> StepResult:
-    """Run the tool, then the checks, and return how the attempt went (worker thread)."""
+    """Run the tool, then the checks, and return how the attempt went (worker thread).
+
+    ``after_tool`` is called between the tool and the checks (the workspace notes what
+    the tool left: what the checks write is not the attempt's change)."""
     try:
         result = adapter.execute(request, context)
     except NotImplementedError as error:  # an adapter that cannot run tasks (yet): no retry
@@ -1234,6 +1286,8 @@ def execute_attempt(
         return StepResult("failed", error_class="crashed", message=message)
     if result.outcome != "succeeded":
         return result
+    if checks and after_tool is not None:
+        after_tool()
     for check in checks:
         argv = ["/bin/sh", "-c", check.command] if check.shell else list(check.command)
         output: deque[str] = deque(maxlen=FEEDBACK_LINES)
@@ -1250,6 +1304,9 @@ def execute_attempt(
                 usage=result.usage,
                 feedback=check_feedback(check.label, why, list(output)),
             )
+        # always in the log, even when silent: a check is a process of its own (far
+        # dearer than the line), and an attempt without checks keeps its lazy log
+        context.note(f"check {check.label!r} passed (exit status 0)")
     return result
 
 

@@ -487,6 +487,13 @@ class LocalContext:
         """Return ``text`` without the secret values of any environment this context used."""
         return self._redactor.redact(text)
 
+    def note(self, message: str) -> None:
+        """Write ``orchestra: message`` in the attempt's log now, after the ``$ command``
+        lines still waiting: the log is made if it was not (a check that passed silently
+        must leave a trace)."""
+        self._log.write(f"orchestra: {self.redact(message)}\n".encode(errors="replace"))
+        self._log.close()
+
     def emit(self, kind: str, payload: Mapping[str, Any] | None = None) -> None:
         """Report a tool's progress (recorded as the event ``tool.<kind>`` of the attempt);
         every string in ``payload`` is redacted first."""

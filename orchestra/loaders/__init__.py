@@ -9,6 +9,7 @@ the same semantic checks as a TOML file, so every format's errors read the same.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
@@ -53,8 +54,9 @@ class Loaded:
 
 
 def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
-    """Return the first ``size`` bytes of ``path``; unreadable files raise SpecError."""
-    return read_file(path, size)
+    """Return the first ``size`` bytes of ``path`` after any UTF-8 byte order mark (so a
+    sniff that looks for ``{`` finds it); unreadable files raise SpecError."""
+    return read_file(path, size).removeprefix(codecs.BOM_UTF8)
 
 
 def choose_loader(

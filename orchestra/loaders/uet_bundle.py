@@ -10,11 +10,11 @@ kept as task metadata and named once in a notice.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestra import shellwords
 from orchestra.errors import SpecError, WorkstreamInvalid
 from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
 from orchestra.markers import hookimpl
@@ -197,7 +197,7 @@ def _checks(fields: Fields) -> tuple[list[Any], list[str]]:
         else:
             try:
                 shell = bool(SHELL_OPERATORS.intersection(_shell_tokens(text)))
-                shlex.split(text)
+                shellwords.split(text)
             except ValueError as error:
                 message = f"cannot split {text!r} into arguments: {error}"
                 fields.problem(f"acceptance_tests[{index}]", message)

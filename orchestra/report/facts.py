@@ -8,7 +8,6 @@ the database does not hold).
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 from orchestra import classes
@@ -277,7 +276,11 @@ def _check_text(check) -> str:
     """Return a check's name, or its command as it could be pasted into a shell."""
     if check.name:
         return check.name
-    return check.command if isinstance(check.command, str) else shlex.join(check.command)
+    if isinstance(check.command, str):
+        return check.command
+    from orchestra.engine.process import command_line  # quoted as the log quotes it
+
+    return command_line(check.command)
 
 
 def _dependencies_from_reasons(steps) -> dict[str, tuple[str, ...]]:
