@@ -81,6 +81,53 @@ def start_orchestra(
     )
 
 
+def run_orchestra_on_a_terminal(
+    *arguments: str,
+    cwd: str | os.PathLike | None = None,
+    columns: int = 120,
+    timeout: float = 60.0,
+) -> tuple[int | None, str]:
+    """Run the real ``orchestra`` program with a pseudo-terminal as its stdout and stderr
+    (``TERM=xterm``, ``COLUMNS=columns``), as a person at a terminal would; return its
+    exit status (None if it was still running at ``timeout``) and all it wrote."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [orchestra_program(), *arguments],
+        cwd=cwd,
+        env={**_environment(None, ()), "TERM": "xterm", "COLUMNS": str(columns)},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the program ended
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+        try:
+            status = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            status = None
+    finally:
+        os.close(leader)
+    return status, output.decode(errors="replace")
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Return ``condition()``'s first true value, asking every 50 ms; fail the test when
     none comes within ``timeout`` seconds."""

@@ -207,6 +207,7 @@ def test_a_program_found_on_the_childs_path_not_orchestras(tmp_path, env, log):
 # -- stopping: the whole group, SIGTERM then SIGKILL -------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["timeout", "idle", "canceled"])
 @pytest.mark.parametrize("child_output", ["keep-output", "close-output"])
 def test_a_stopped_attempt_leaves_no_process_behind(tmp_path, env, log, how, child_output):
@@ -435,6 +436,7 @@ def test_without_pidfds_output_and_exit_status_are_reported(tmp_path, env, log, 
     assert quick.duration < 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("child_output", ["keep-output", "close-output"])
 def test_without_pidfds_a_stopped_attempt_leaves_no_process_behind(
     tmp_path, env, log, no_pidfd, child_output

@@ -3,13 +3,13 @@ from another process, and the final summary."""
 
 import json
 import os
-import pty
-import select
 import subprocess
 import time
 from pathlib import Path
 
-from orchestra.testing import orchestra_program, run_orchestra
+import pytest
+
+from orchestra.testing import orchestra_program, run_orchestra, run_orchestra_on_a_terminal
 
 WORKSTREAM = """
 id = "watched"
@@ -35,33 +35,7 @@ def environment() -> dict[str, str]:
 
 def run_on_a_terminal(cwd: Path, *arguments: str) -> str:
     """Run orchestra with a pseudo-terminal as its stdout; return all it wrote."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [orchestra_program(), *arguments],
-        cwd=cwd,
-        env={**environment(), "TERM": "xterm", "COLUMNS": "120"},
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=10)
-    os.close(leader)
-    return output.decode(errors="replace")
+    return run_orchestra_on_a_terminal(*arguments, cwd=cwd)[1]
 
 
 def test_a_terminal_gets_a_live_view_with_the_running_tasks_last_line(tmp_path):
@@ -76,6 +50,7 @@ def test_a_terminal_gets_a_live_view_with_the_running_tasks_last_line(tmp_path):
     assert "failed: 1 failed, 2 succeeded" in shown
 
 
+@pytest.mark.slow
 def test_plain_output_has_no_control_characters_and_the_summary_says_why(tmp_path):
     (tmp_path / "ws.toml").write_text(WORKSTREAM)
 

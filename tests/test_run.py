@@ -182,7 +182,7 @@ def test_resume_refuses_a_changed_file_and_a_finished_run(tmp_path):
     forced = run_orchestra("resume", run_id, "--force", "--quiet", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     again = run_orchestra("resume", run_id, cwd=tmp_path)
-    assert again.returncode == 2 and "only an interrupted run resumes" in again.stderr
+    assert again.returncode == 2 and "only an interrupted or canceled run resumes" in again.stderr
 
 
 @pytest.mark.parametrize("how", ["sigint", "cancel-command"])
@@ -219,7 +219,7 @@ def test_two_orchestrators_never_drive_one_run(tmp_path):
     wait_for(lambda: (tmp_path / "started").exists())
     (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
     second = run_orchestra("resume", run_id, cwd=tmp_path)
-    assert second.returncode == 2 and "only an interrupted run resumes" in second.stderr
+    assert second.returncode == 2 and "only an interrupted or canceled run resumes" in second.stderr
     assert process.wait(timeout=30) == 0
 
 
