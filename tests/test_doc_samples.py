@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow  # every console sample of the docs, run for real
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-#: where the samples say the project is
-SHOWN_PROJECT = "/tmp/tour"
+#: where the samples say the project is (a label put in place of the test's tmp_path)
+SHOWN_PROJECT = "/home/me/tour"
 #: a PATH without aider and codex, the same on every machine that has the usual tools
 PATH = "/usr/local/bin:/usr/bin:/bin"
 #: the real aider and codex (scripts/setup --tools), and where the samples say they are
