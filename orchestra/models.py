@@ -44,12 +44,15 @@ class FileScope:
 
 @classes.frozen
 class Check:
-    """A command run after the tool; its failure is fed back to the tool."""
+    """A command run after the tool, its failure fed back to the tool; or, with
+    ``before``, run before the tool, a failure ending the attempt before the tool starts."""
 
     command: Command
     shell: bool = False
     name: str | None = None
     timeout: float | None = duration()
+    #: a pre-flight check: it runs before the tool, in the attempt's directory
+    before: bool = False
 
     @property
     def label(self) -> str:
@@ -78,7 +81,9 @@ class Budget:
 
 
 #: error classes never retried unless a task says otherwise: trying again cannot help
-NON_RETRYABLE = frozenset({"auth", "scope_violation", "tool_missing", "needs_input"})
+NON_RETRYABLE = frozenset(
+    {"auth", "scope_violation", "tool_missing", "needs_input", "preflight_failed"}
+)
 
 
 @classes.frozen
@@ -176,6 +181,11 @@ class Workstream:
     defaults: Defaults = Defaults()
     #: the file it was loaded from; set by the loader, never read from the file
     source: str | None = attrs.field(default=None, eq=False, metadata={"internal": True})
+    #: names a dependency may use for a group of tasks (a UET bundle made of steps is
+    #: one name for all its steps); set by a loader, resolved by the host when it loads
+    aliases: Mapping[str, tuple[str, ...]] = attrs.field(
+        factory=dict, eq=False, hash=False, metadata={"internal": True}
+    )
 
     def task(self, task_id: str) -> Task:
         """Return the task with this id (KeyError when there is none)."""
@@ -280,6 +290,7 @@ ERROR_CLASSES = frozenset(
         "needs_input",
         "invalid_output",
         "check_failed",
+        "preflight_failed",
         "scope_violation",
         "crashed",
         "provider_error",

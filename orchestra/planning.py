@@ -8,7 +8,7 @@ runs anything: a plan says what a run would do and why. Both warn, with
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class Plan:
     critical_path: list[str]
     settings: Settings
     edges: int
+    #: why a task cannot run here although a tool can take it: a program its command or
+    #: a check needs that is not installed (a PowerShell check without pwsh …)
+    cannot_run: dict[str, str] = attrs.Factory(dict)
 
     def unroutable(self) -> list[Task]:
         """Return the tasks no installed, available tool can carry out."""
@@ -117,7 +120,7 @@ def check_names(
 
 
 def load_checked(
-    file: str,
+    file: str | Sequence[str],
     project: Project,
     host: PluginHost,
     flags: Mapping[str, Any] | None = None,
@@ -128,17 +131,19 @@ def load_checked(
 ) -> tuple[Workstream, Settings]:
     """Return the workstream in ``file`` and its resolved settings, every name checked.
 
-    ``file_format`` names the workstream format (loader) to read it with; without it,
-    the format is recognised from the file. ``options`` go to the loader (``include_done``,
-    ``tag``) and ``on_notice`` hears its notices. The settings hold the format under
-    ``"format"``, so that a run records it and ``resume`` reads the file the same way.
+    ``file`` is one workstream file, a directory of them, or several files read as one
+    workstream (``loaders.load_source``). ``file_format`` names the workstream format
+    (loader) to read them with; without it, the format is recognised from each file.
+    ``options`` go to the loader (``include_done``, ``tag``, ``workstream_id``,
+    ``title``) and ``on_notice`` hears its notices. The settings hold the format under
+    ``"format"``, so that a run records it and ``resume`` reads the files the same way.
     Raises WorkstreamInvalid (or another OrchestraError) listing what is wrong; this is
     all ``orchestra validate`` checks and what ``orchestra plan`` needs first.
     """
     from orchestra.config import Resolved
-    from orchestra.loaders import load
+    from orchestra.loaders import load_source
 
-    loaded = load(file, host, file_format=file_format, options=options, on_notice=on_notice)
+    loaded = load_source(file, host, file_format=file_format, options=options, on_notice=on_notice)
     workstream = loaded.workstream
     settings = resolve_settings(project, flags=flags, defaults=workstream.defaults)
     chosen = Resolved(loaded.format, loaded.reason)
@@ -149,7 +154,10 @@ def load_checked(
     settings = attrs.evolve(settings, values=values)
     problems = list(check_names(workstream, host, settings))
     if problems:
-        raise WorkstreamInvalid(file, problems)
+        for problem in problems:  # in a set of files, each task's own file
+            if problem.task in loaded.file_of:
+                problem.file = loaded.file_of[problem.task]
+        raise WorkstreamInvalid(workstream.source or str(file), problems)
     return workstream, settings
 
 
@@ -195,7 +203,44 @@ def make_plan(
             decisions[key] = decision
         decision_of[task.id] = decision
     edges = graph.edge_count(dependencies)
-    return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges)
+    cannot_run = {}
+    for task in workstream.tasks:
+        missing = missing_program(task, defaults)
+        if missing:
+            cannot_run[task.id] = missing
+    return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges, cannot_run)
+
+
+#: programs people may not know by their file's name
+KNOWN_PROGRAMS = {"pwsh": "PowerShell", "powershell": "PowerShell"}
+
+
+def missing_program(task: Task, defaults: Any, found: dict[str, bool] | None = None) -> str | None:
+    """Return why ``task`` cannot run here: the first program its command or its checks
+    start that is not on PATH (a program named by a path may be made by an earlier
+    task, and is not looked for); None when every one is there."""
+    import shutil
+
+    found = {} if found is None else found
+    environment = {**defaults.env, **task.env}
+    path = environment.get("PATH", os.environ.get("PATH", os.defpath))
+    checks = task.checks if task.checks is not None else defaults.checks
+    commands = [("command", task.command, task.shell)] if task.command is not None else []
+    for check in checks or ():
+        kind = "pre-flight check" if check.before else "check"
+        commands.append((f"{kind} {check.label!r}", check.command, check.shell))
+    for what, command, shell in commands:
+        if shell or isinstance(command, str) or not command:
+            continue  # runs through /bin/sh
+        program = command[0]
+        if "/" in program:
+            continue
+        if program not in found:
+            found[program] = shutil.which(program, path=path) is not None
+        if not found[program]:
+            known = f" ({KNOWN_PROGRAMS[program]})" if program in KNOWN_PROGRAMS else ""
+            return f"its {what} needs {program!r}{known}, which is not installed here (not on PATH)"
+    return None
 
 
 def configuration_warnings(

@@ -340,6 +340,10 @@ class LoadContext(Protocol):
 
     #: options from the command line (``include_done``, ``tag``); ignore ones you do not know
     options: Mapping[str, Any]
+    #: True when the file is one of several read as one workstream (a directory, or
+    #: several files named together): its ``depends_on`` may name tasks of the other
+    #: files, which the host checks once every file is loaded
+    in_set: bool
 
     def notice(self, message: str) -> None:
         """Say something worth knowing that is not an error (fields kept as metadata)."""

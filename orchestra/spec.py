@@ -102,11 +102,14 @@ def workstream_from_dict(document: Mapping[str, Any], *, file: str = "<workstrea
     return checked_workstream(structure_workstream(document, file=file), file)
 
 
-def structure_workstream(document: Mapping[str, Any], *, file: str = "<workstream>") -> Workstream:
+def structure_workstream(
+    document: Mapping[str, Any], *, file: str = "<workstream>", graph: bool = True
+) -> Workstream:
     """Return the workstream a TOML-shaped document describes, types checked (pass 1 only).
 
     Raises WorkstreamInvalid listing every type error and unknown key, together with the
-    id and dependency problems of the raw document. ``checked_workstream`` is pass 2.
+    id and dependency problems of the raw document (unless ``graph`` is false: a file of
+    a set, whose dependencies may be in other files). ``checked_workstream`` is pass 2.
     """
     try:
         return converter().structure(document, Workstream)
@@ -114,7 +117,8 @@ def structure_workstream(document: Mapping[str, Any], *, file: str = "<workstrea
         problems = structuring_problems(error, document, file)
         if document.get("tasks") in (None, []):  # an empty file lacks its id too: say both
             problems.append(SpecError(NO_TASKS, file=file))
-        problems.extend(_graph_problems_of_raw(document, file))
+        if graph:
+            problems.extend(_graph_problems_of_raw(document, file))
         raise WorkstreamInvalid(file, problems) from None
 
 

@@ -244,11 +244,12 @@ def test_acceptance_tests_in_prose_are_told_from_commands(text, prose):
     assert reads_as_prose(text) is prose
 
 
-def test_template_placeholders_are_one_invalid_json_line(plugin_host):
+def test_a_half_filled_template_is_named_as_one(plugin_host):
     path = FIXTURES / "placeholders.json"
     assert load_cli_errors(path) == [
-        f"error: {path}: invalid JSON: Expecting property name enclosed in double quotes "
-        "(at line 4, column 19)"
+        f"error: {path}: an unfilled template: placeholders where values belong: "
+        "id: {{ID}} at line 2, openspec_change: {{CHANGE}} at line 3, "
+        "files_scope: {[]} at line 4 and 2 more"
     ]
 
 
@@ -264,8 +265,8 @@ def test_malformed_bundles_get_one_line_per_problem_naming_bundle_and_field(plug
         load(path, plugin_host)
     assert caught.value.lines() == [
         f"{path}: task '#1': field 'id': missing required key",
-        f"{path}: task 'ws-two': field 'tasks': expected a list of strings, got a string ('Do the second thing')",
         f"{path}: task 'ws-two': field 'files_scope': expected a list of strings, got a string ('src/b.py')",
+        f"{path}: task 'ws-two': field 'tasks': expected a list of strings, got a string ('Do the second thing')",
         f"{path}: task 'ws-two': field 'circuit_breaker.max_attempts': expected a whole number, got a string ('3')",
         f"{path}: task 'ws-three': field 'tasks': expected a list of strings, got a list",
         f"{path}: task 'ws-three': field 'depends_on': unknown task 'ws-tw0' (did you mean 'ws-two'?)",

@@ -1,4 +1,4 @@
-"""``orchestra convert FILE``: a workstream in any format, written as orchestra's TOML.
+"""``orchestra convert PATH…``: a workstream in any format, written as orchestra's TOML.
 
 Also the options every command that reads a workstream file shares: which format to
 read it as, and the loader options.
@@ -6,6 +6,7 @@ read it as, and the loader options.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from orchestra.cli.state import CliState, pass_state
 
 
 def loader_options(*, format_flag: bool = True) -> Callable[[Callable], Callable]:
-    """Return a decorator adding --format/--from NAME, --include-done and --tag to a command.
+    """Return a decorator adding the options that say how to read the workstream:
+    --format/--from NAME, --include-done and --tag (task-master), --id and --title (a
+    directory or several files). The command receives them as ``file_format`` and
+    ``reading``, the options for the loaders.
 
     ``orchestra plan`` passes ``format_flag=False``: its --format picks the output, so
     there the input format is --from only.
@@ -24,28 +28,66 @@ def loader_options(*, format_flag: bool = True) -> Callable[[Callable], Callable
     names = ("--format", "--from") if format_flag else ("--from",)
 
     def decorate(command: Callable) -> Callable:
-        command = click.option(
+        @functools.wraps(command)
+        def with_reading(
+            *args: Any,
+            include_done: bool,
+            tag: str | None,
+            set_id: str | None,
+            set_title: str | None,
+            **kwargs: Any,
+        ) -> Any:
+            reading = {
+                "include_done": include_done,
+                "tag": tag,
+                "workstream_id": set_id,
+                "title": set_title,
+            }
+            return command(*args, reading=reading, **kwargs)
+
+        decorated: Callable = with_reading
+        decorated = click.option(
+            "--title",
+            "set_title",
+            metavar="TEXT",
+            help="A directory or several files: the workstream's title "
+            "(default: the directory's name).",
+        )(decorated)
+        decorated = click.option(
+            "--id",
+            "set_id",
+            metavar="ID",
+            callback=_valid_id,
+            help="A directory or several files: the workstream's id "
+            "(default: the directory's name).",
+        )(decorated)
+        decorated = click.option(
             "--tag", metavar="NAME", help="task-master: the tag whose tasks to load."
-        )(command)
-        command = click.option(
+        )(decorated)
+        decorated = click.option(
             "--include-done",
             is_flag=True,
             help="task-master: keep the tasks already done (left out by default).",
-        )(command)
+        )(decorated)
         return click.option(
             *names,
             "file_format",
             metavar="NAME",
-            help="The workstream format to read FILE as (toml, uet-bundle, task-master, "
-            "or a plugin's); by default it is recognised from the file.",
-        )(command)
+            help="The workstream format to read PATH as (toml, uet-bundle, task-master, "
+            "or a plugin's); by default it is recognised from each file.",
+        )(decorated)
 
     return decorate
 
 
-def options_of(include_done: bool, tag: str | None) -> dict[str, Any]:
-    """Return the loader options the command line gave."""
-    return {"include_done": include_done, "tag": tag}
+def _valid_id(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+    from orchestra.spec import ID_PATTERN
+
+    if value is not None and not ID_PATTERN.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
+    return value
 
 
 def echo_notice(message: str) -> None:
@@ -54,7 +96,7 @@ def echo_notice(message: str) -> None:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "--to",
     "target",
@@ -74,36 +116,39 @@ def echo_notice(message: str) -> None:
 @pass_state
 def convert(
     state: CliState,
-    file: str,
+    paths: tuple[str, ...],
     target: str,
     output: str | None,
     force: bool,
     file_format: str | None,
-    include_done: bool,
-    tag: str | None,
+    reading: dict[str, Any],
 ) -> None:
-    """Write workstream FILE as orchestra's TOML, which loads back to the same workstream.
+    """Write the workstream in PATH as orchestra's TOML, which loads back to the same
+    workstream.
 
-    FILE may be in any format a loader reads (a UET bundle file, task-master's
-    tasks.json …). The file is checked as `orchestra validate` checks it, except that
-    the tools it names need not be installed here.
+    PATH is a file in any format a loader reads (a UET bundle file, task-master's
+    tasks.json …), or a directory of such files (or several files) read as one
+    workstream, written as one TOML file. It is checked as `orchestra validate` checks
+    it, except that the tools it names need not be installed here.
     """
     from orchestra.errors import OrchestraError, SpecError
-    from orchestra.loaders import load
+    from orchestra.loaders import load_source
     from orchestra.loaders.tomlwriter import to_toml
 
-    loaded = load(
-        file,
+    loaded = load_source(
+        paths,
         state.host,
         file_format=file_format,
-        options=options_of(include_done, tag),
+        options=reading,
         on_notice=echo_notice,
     )
-    comment = f"Converted by `orchestra convert` from {Path(file).name} ({loaded.format})."
+    names = ", ".join(Path(path).name for path in paths)
+    how = loaded.format or "several formats"
+    comment = f"Converted by `orchestra convert` from {names} ({how})."
     try:
         text = to_toml(loaded.workstream, comment=comment)
     except SpecError as error:
-        error.file = error.file or file
+        error.file = error.file or paths[0]
         raise
     if output is None:
         click.echo(text, nl=False)

@@ -1,19 +1,20 @@
-"""``orchestra plan FILE``: show what a run would do — waves, tools and why."""
+"""``orchestra plan PATH…``: show what a run would do — waves, tools and why."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from orchestra.cli.convert import echo_notice, loader_options, options_of
+from orchestra.cli.convert import echo_notice, loader_options
 from orchestra.cli.state import CliState, pass_state
 
 FORMATS = ("text", "json", "dot", "mermaid")
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "--format",
     "output_format",
@@ -38,15 +39,17 @@ FORMATS = ("text", "json", "dot", "mermaid")
 @pass_state
 def plan(
     state: CliState,
-    file: str,
+    paths: tuple[str, ...],
     output_format: str,
     routing: str | None,
     max_parallel: int | None,
     file_format: str | None,
-    include_done: bool,
-    tag: str | None,
+    reading: dict[str, Any],
 ) -> None:
-    """Show the plan of workstream FILE without running it.
+    """Show the plan of the workstream in PATH without running it.
+
+    PATH is a workstream file, or a directory of them read as one workstream (several
+    files are read as one too).
 
     Lists the tasks wave by wave (a wave starts when the waves before it are done), and
     for each task the tool routing would pick and the reason, or why no tool can run it.
@@ -57,12 +60,12 @@ def plan(
     flags = {"routing": routing, "max_parallel": max_parallel}
     try:
         workstream, settings = load_checked(
-            file,
+            paths,
             state.project,
             state.host,
             flags,
             file_format=file_format,
-            options=options_of(include_done, tag),
+            options=reading,
             on_notice=echo_notice,
         )
     finally:
@@ -114,6 +117,11 @@ def render_text(the_plan) -> str:
     if unroutable:
         lines.append("")
         lines.append(f"{len(unroutable)} task(s) have no tool that can run them on this machine.")
+    if the_plan.cannot_run:
+        lines.append("")
+        count = len(the_plan.cannot_run)
+        lines.append(f"{count} task(s) cannot run on this machine as they are:")
+        lines.extend(f"  {task_id}: {why}" for task_id, why in the_plan.cannot_run.items())
     return "\n".join(lines)
 
 
@@ -153,6 +161,7 @@ def plan_as_dict(the_plan) -> dict:
                 "depends_on": list(task.depends_on),
                 "priority": task.priority,
                 **routing_fields[id(decision_of[task.id])],
+                "cannot_run": the_plan.cannot_run.get(task.id),
             }
             for task in workstream.tasks
         ],

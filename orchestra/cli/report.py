@@ -41,7 +41,7 @@ def report(
     from orchestra.report import gather, render
 
     store = _store(state, db)
-    text = render(gather(store, run_id), format_name)
+    text = render(gather(store, run_id, state.host), format_name)
     if output is None and format_name == "html":
         output = f"report-{run_id}.html"
     if output is None or output == "-":

@@ -8,10 +8,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
-from orchestra.cli.convert import echo_notice, options_of
+from orchestra.cli.convert import echo_notice, loader_options
 from orchestra.cli.runs import db_path
 from orchestra.cli.state import CliState, pass_state
 from orchestra.cli.workspace import say_if_uncommitted
@@ -134,7 +135,7 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "--routing",
     metavar="STRATEGY",
@@ -191,23 +192,11 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-@click.option(
-    "--format",
-    "--from",
-    "file_format",
-    metavar="NAME",
-    help="The workstream format to read FILE as (default: recognised from the file).",
-)
-@click.option(
-    "--include-done",
-    is_flag=True,
-    help="task-master: keep the tasks already done (left out by default).",
-)
-@click.option("--tag", metavar="NAME", help="task-master: the tag whose tasks to load.")
+@loader_options()
 @pass_state
 def run(
     state: CliState,
-    file: str,
+    paths: tuple[str, ...],
     routing: str | None,
     max_parallel: int | None,
     fail_fast: bool,
@@ -224,10 +213,12 @@ def run(
     plain: bool,
     as_json: bool,
     file_format: str | None,
-    include_done: bool,
-    tag: str | None,
+    reading: dict[str, Any],
 ) -> None:
-    """Run workstream FILE to its end, recording every step in the run database.
+    """Run the workstream in PATH to its end, recording every step in the run database.
+
+    PATH is a workstream file, or a directory of them read as one workstream (several
+    files are read as one too).
 
     Tasks start when their dependencies have succeeded, up to --max-parallel at once.
     A task that fails for good skips its dependents; other branches go on. Ctrl-C
@@ -253,12 +244,12 @@ def run(
     }
     try:
         workstream, settings = load_checked(
-            file,
+            paths,
             state.project,
             state.host,
             flags,
             file_format=file_format,
-            options=options_of(include_done, tag),
+            options=reading,
             on_notice=echo_notice,
         )
     finally:
@@ -270,7 +261,7 @@ def run(
     sinks = _sinks(state, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
-            file,
+            paths,
             workstream,
             settings,
             state.project,
@@ -394,6 +385,7 @@ def resume(
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
+    from orchestra.loaders.sets import arguments_of
     from orchestra.planning import load_checked
 
     settings = resolve_settings(state.project, flags={"db": db_path(db)})
@@ -407,7 +399,7 @@ def resume(
     flags["db"] = db_path(db)
     try:
         workstream, settings = load_checked(
-            record.workstream_file,
+            arguments_of(record.workstream_file),
             state.project,
             state.host,
             flags,

@@ -82,18 +82,24 @@ def _metadata(state: CliState, record) -> dict[str, dict]:
     file the run started with (the database does not keep it); empty otherwise."""
     from pathlib import Path
 
-    file = record.workstream_file
-    if not file or not Path(file).is_file():
-        return {}
-    from orchestra.engine.orchestrator import content_hash
+    from orchestra.loaders.sets import arguments_of
 
-    if content_hash(file) != record.content_hash:
+    file = record.workstream_file
+    paths = arguments_of(file) if file else []
+    if not paths or not all(Path(path).exists() for path in paths):
         return {}
     from orchestra.errors import OrchestraError
-    from orchestra.loaders import load
+    from orchestra.loaders import load_source, source_digest
 
     try:
-        loaded = load(file, state.host, file_format=record.settings.get("format"))
+        if source_digest(paths, state.host) != record.content_hash:
+            return {}
+        loaded = load_source(
+            paths,
+            state.host,
+            file_format=record.settings.get("format"),
+            options=record.settings.get("loader_options"),
+        )
     except OrchestraError:
         return {}
     return {task.id: dict(task.metadata) for task in loaded.workstream.tasks if task.metadata}

@@ -1,30 +1,40 @@
-"""``orchestra validate FILE…``: check workstream files without running anything."""
+"""``orchestra validate PATH…``: check workstream files without running anything."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from orchestra.cli.convert import echo_notice, loader_options, options_of
+from orchestra.cli.convert import echo_notice, loader_options
 from orchestra.cli.state import CliState, pass_state
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--together",
+    is_flag=True,
+    help="Read all the PATHs as one workstream (as plan and run read several), "
+    "instead of each on its own.",
+)
 @loader_options()
 @pass_state
 def validate(
     state: CliState,
-    files: tuple[str, ...],
+    paths: tuple[str, ...],
+    together: bool,
     file_format: str | None,
-    include_done: bool,
-    tag: str | None,
+    reading: dict[str, Any],
 ) -> None:
-    """Check workstream FILES and report every problem, one line each.
+    """Check the workstream in each PATH and report every problem, one line each.
 
-    Checks the file (TOML, or another format a loader reads), every field's type and
-    value, task ids, dependencies (unknown ones and cycles), file scopes, and that every
-    tool and routing strategy named is installed. Exits 0 when all files are valid and 2
-    otherwise.
+    PATH is a workstream file, or a directory whose workstream files (a set of UET
+    bundles that depend on each other …) make one workstream. Checks each file (TOML,
+    or another format a loader reads), every field's type and value, task ids,
+    dependencies (unknown ones and cycles, across the files of a set), file scopes, and
+    that every tool and routing strategy named is installed. Exits 0 when all are valid
+    and 2 otherwise.
     """
     from orchestra import graph
     from orchestra.errors import OrchestraError
@@ -32,14 +42,15 @@ def validate(
 
     project = state.project  # a broken configuration stops here, once
     failed = False
-    for file in files:
+    for file in [paths] if together else [(path,) for path in paths]:
+        label = ", ".join(file)
         try:
             workstream, settings = load_checked(
                 file,
                 project,
                 state.host,
                 file_format=file_format,
-                options=options_of(include_done, tag),
+                options=reading,
                 on_notice=echo_notice,
             )
         except OrchestraError as error:
@@ -49,12 +60,12 @@ def validate(
             continue
         dependencies = graph.of_tasks(workstream.tasks)
         click.echo(
-            f"ok: {file}: {_count(len(workstream.tasks), 'task')}, "
+            f"ok: {label}: {_count(len(workstream.tasks), 'task')}, "
             f"{_count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
             f"{_count(len(graph.waves(dependencies)), 'wave')}"
         )
         for line in configuration_warnings(workstream, state.host, project, settings):
-            click.echo(f"warning: {file}: {line}", err=True)
+            click.echo(f"warning: {label}: {line}", err=True)
     state.warn()
     if failed:
         raise SystemExit(2)

@@ -66,6 +66,7 @@ from orchestra.models import (
     StepResult,
     Task,
     ToolProfile,
+    Usage,
     WorkspaceRun,
     Workstream,
 )
@@ -1272,10 +1273,17 @@ def execute_attempt(
     checks: Sequence[Any],
     after_tool: Callable[[], None] | None = None,
 ) -> StepResult:
-    """Run the tool, then the checks, and return how the attempt went (worker thread).
+    """Run the pre-flight checks, the tool, then the checks, and return how the attempt
+    went (worker thread).
 
     ``after_tool`` is called between the tool and the checks (the workspace notes what
     the tool left: what the checks write is not the attempt's change)."""
+    preflight = [check for check in checks if check.before]
+    if preflight:
+        checks = [check for check in checks if not check.before]
+        refused = _run_checks(preflight, context, "preflight_failed", None)
+        if refused is not None:
+            return refused
     try:
         result = adapter.execute(request, context)
     except NotImplementedError as error:  # an adapter that cannot run tasks (yet): no retry
@@ -1288,26 +1296,36 @@ def execute_attempt(
         return result
     if checks and after_tool is not None:
         after_tool()
+    failed = _run_checks(checks, context, "check_failed", result)
+    return result if failed is None else failed
+
+
+def _run_checks(
+    checks: Sequence[Any], context: LocalContext, error_class: str, result: StepResult | None
+) -> StepResult | None:
+    """Run ``checks`` in order; return the attempt's failure at the first that fails
+    (``error_class``, the tool's ``result`` usage kept), or None when all pass."""
+    kind = "pre-flight check" if error_class == "preflight_failed" else "check"
     for check in checks:
         argv = ["/bin/sh", "-c", check.command] if check.shell else list(check.command)
         output: deque[str] = deque(maxlen=FEEDBACK_LINES)
         finished = context.run(argv, timeout=check.timeout, on_line=output.append)
         if finished.stopped == "canceled":
-            return StepResult("canceled", message="canceled during checks")
+            return StepResult("canceled", message=f"canceled during {kind}s")
         if finished.exit_code != 0:
             why = _check_failure(check, finished)
             return StepResult(
                 "failed",
-                error_class="check_failed",
-                message=f"check {check.label!r} {why}",
+                error_class=error_class,
+                message=f"{kind} {check.label!r} {why}",
                 exit_code=finished.exit_code,
-                usage=result.usage,
+                usage=result.usage if result is not None else Usage(),
                 feedback=check_feedback(check.label, why, list(output)),
             )
         # always in the log, even when silent: a check is a process of its own (far
         # dearer than the line), and an attempt without checks keeps its lazy log
-        context.note(f"check {check.label!r} passed (exit status 0)")
-    return result
+        context.note(f"{kind} {check.label!r} passed (exit status 0)")
+    return None
 
 
 def _check_failure(check: Any, finished: Any) -> str:

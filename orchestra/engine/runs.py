@@ -13,10 +13,11 @@ from typing import Any
 from orchestra.config import Project, Settings
 from orchestra.engine.containment import remove_run_cgroups, supervise_run
 from orchestra.engine.faults import is_disk_full_error
-from orchestra.engine.orchestrator import Orchestrator, RunOutcome, content_hash
+from orchestra.engine.orchestrator import Orchestrator, RunOutcome
 from orchestra.engine.process import processes_of_run, stop_process_groups
 from orchestra.engine.states import RunState, StepState
 from orchestra.errors import DiskFull, OrchestraError
+from orchestra.loaders.sets import arguments_of
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.state import Store, StoreError
@@ -73,7 +74,7 @@ def log_root(store: Store, run_id: str) -> Path:
 
 
 def start_run(
-    file: str,
+    file: str | Sequence[str],
     workstream: Workstream,
     settings: Settings,
     project: Project,
@@ -93,10 +94,14 @@ def start_run(
     store = store or open_store(settings)
     recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
     recorded_settings["fail_fast"] = fail_fast
+    from orchestra.loaders import source_digest
+    from orchestra.loaders.sets import recorded
+
+    paths = [file] if isinstance(file, str) else list(file)
     run_id = store.create_run(
         workstream.id,
-        str(Path(file).resolve()),
-        content_hash(file),
+        recorded(paths),
+        source_digest(paths, host),
         [task.id for task in workstream.tasks],
         recorded_settings,
         claim=True,  # never pending and undriven: a pending run with a free lock is dead
@@ -107,6 +112,14 @@ def start_run(
         )
     finally:
         store.release_run(run_id)
+
+
+def _changed(recorded_paths: str, content_hash: str | None, host: PluginHost) -> bool:
+    """Whether the workstream a run recorded is no longer what it was (a file of a set
+    changed, came or went)."""
+    from orchestra.loaders import source_digest
+
+    return source_digest(arguments_of(recorded_paths), host) != content_hash
 
 
 def check_workspaces(workstream: Workstream, settings: Settings, project: Project) -> None:
@@ -146,9 +159,11 @@ def resume_run(
             f"run {run_id} is {run.state.value}: only an interrupted or canceled run resumes"
         )
     file = run.workstream_file
-    if not force and file and content_hash(file) != run.content_hash:
+    if not force and file and _changed(file, run.content_hash, host):
+        shown = ", ".join(arguments_of(file))
         raise ResumeRefused(
-            f"{file} changed since run {run_id} started; resume with --force to run the new version"
+            f"{shown} changed since run {run_id} started; resume with --force to run the"
+            " new version"
         )
     store.claim_run(run_id)
     try:

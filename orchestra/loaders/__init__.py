@@ -10,7 +10,7 @@ the same semantic checks as a TOML file, so every format's errors read the same.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,15 @@ from typing import Any
 import attrs
 
 from orchestra import classes
-from orchestra.errors import OrchestraError, PluginError, SpecError, did_you_mean
+from orchestra.errors import (
+    OrchestraError,
+    PluginError,
+    SpecError,
+    WorkstreamInvalid,
+    did_you_mean,
+)
 from orchestra.gcpause import paused_gc
+from orchestra.loaders.sets import Source, digest, expand, merge, resolve_aliases
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.registry import Registration, Registry
@@ -34,6 +41,7 @@ class LoadContext:
     """What a loader gets with each file: the options, and where its notices go."""
 
     options: Mapping[str, Any] = attrs.Factory(dict)
+    in_set: bool = False
     on_notice: Callable[[str], None] | None = None
     notices: list[str] = attrs.Factory(list)
 
@@ -46,11 +54,15 @@ class LoadContext:
 
 @classes.frozen
 class Loaded:
-    """A loaded workstream, the format that loaded it, and how that format was chosen."""
+    """A loaded workstream, the format that loaded it, and how that format was chosen.
+
+    A workstream read from several files (``load_source``) has the format they all
+    share (None when they differ) and, in ``file_of``, the file of each task."""
 
     workstream: Workstream
-    format: str
+    format: str | None
     reason: str
+    file_of: Mapping[str, str] = attrs.Factory(dict)
 
 
 def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
@@ -123,7 +135,104 @@ def load(
                 f"{type(workstream).__name__}, not a Workstream",
                 file=str(path),
             )
+        workstream = resolve_aliases(workstream)
         return Loaded(checked_workstream(workstream, str(path)), entry.name, reason)
+
+
+def load_source(
+    arguments: str | Sequence[str],
+    host: PluginHost,
+    *,
+    file_format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Loaded:
+    """Return the workstream that ``arguments`` hold: one file, as ``load`` reads it, or
+    a directory of workstream files (or several files) read as one workstream.
+
+    Raises WorkstreamInvalid listing every problem of every file, each line naming its
+    file, or SpecError for a path that cannot be read.
+    """
+    if isinstance(arguments, (str, Path)):
+        arguments = [str(arguments)]
+    loaders = host.loaders()
+    source = expand_source(arguments, loaders)
+    if not source.is_set:
+        return load(
+            source.files[0], host, file_format=file_format, options=options, on_notice=on_notice
+        )
+    context = LoadContext(options=dict(options or {}), in_set=True)
+    parts, problems, formats = [], [], set()
+    with paused_gc():
+        for path in source.files:
+            try:
+                entry, _ = choose_loader(path, loaders, file_format)
+            except SpecError as error:
+                if path in source.found and error.message.startswith("unknown format"):
+                    context.notice(f"{path}: passed over: no workstream format reads it")
+                else:
+                    problems.append(error)
+                continue
+            try:
+                workstream = _guarded(entry, "load", path, context)
+            except WorkstreamInvalid as error:
+                problems.extend(error.errors)
+                continue
+            except OrchestraError as error:
+                error.file = error.file or str(path)
+                problems.append(error)
+                continue
+            if not isinstance(workstream, Workstream):
+                raise PluginError(
+                    f"workstream format {entry.name!r} (plugin {entry.plugin!r}) returned "
+                    f"{type(workstream).__name__}, not a Workstream",
+                    file=str(path),
+                )
+            parts.append((path, workstream))
+            formats.add(entry.name)
+    for notice in _grouped(context.notices, source):
+        if on_notice is not None:
+            on_notice(notice)
+    if problems:
+        raise WorkstreamInvalid(source.label, problems)
+    if not parts:
+        raise SpecError("no workstream files: no format reads any of them", file=source.label)
+    workstream, file_of = merge(parts, source, context.options)
+    chosen = formats.pop() if len(formats) == 1 else None
+    count = len(parts)
+    reason = f"{count} file{'s' if count != 1 else ''} read as one workstream"
+    return Loaded(workstream, chosen, reason, file_of)
+
+
+def _grouped(notices: list[str], source: Source) -> list[str]:
+    """Return a set's notices with the ones that several files gave alike said once,
+    with the number of files (sixty bundles keep the same fields as metadata)."""
+    files_of: dict[str, list[str]] = {}
+    for notice in notices:
+        file, colon, rest = notice.partition(": ")
+        if colon and Path(file) in source.files:
+            files_of.setdefault(rest, []).append(file)
+        else:
+            files_of.setdefault(notice, [])
+    grouped = []
+    for rest, files in files_of.items():
+        if len(files) > 1:
+            whole = source.arguments[0] if len(source.arguments) == 1 else "the files"
+            grouped.append(f"{whole} ({len(files)} files): {rest}")
+        else:
+            grouped.append(f"{files[0]}: {rest}" if files else rest)
+    return grouped
+
+
+def source_digest(arguments: Sequence[str], host: PluginHost) -> str:
+    """Return the digest a run keeps of its workstream's files (``sets.digest``)."""
+    return digest(expand_source(arguments, host.loaders()))
+
+
+def expand_source(arguments: Sequence[str], loaders: Registry) -> Source:
+    """Return the files ``arguments`` name, directories expanded (see ``sets.expand``)."""
+    patterns = [pattern for entry in loaders for pattern in getattr(entry.item, "patterns", ())]
+    return expand(arguments, list(dict.fromkeys(patterns)))
 
 
 def _guarded(entry: Registration, method: str, *arguments: Any) -> Any:

@@ -16,13 +16,23 @@ PRIORITY_WORDS = {"low": -1, "medium": 0, "high": 1, "critical": 2}
 NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def read_json(path: Path) -> Any:
-    """Return the JSON document at ``path``; unreadable or malformed files raise SpecError."""
+def read_text(path: Path) -> str:
+    """Return the text of the JSON file at ``path`` with its comments blanked out;
+    unreadable files, and files that are not UTF-8, raise SpecError."""
     raw = read_file(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
+    return without_comments(text)
+
+
+def read_json(path: Path, text: str | None = None) -> Any:
+    """Return the JSON document at ``path`` (read from ``text`` when given, the file's
+    text as ``read_text`` returns it); unreadable or malformed files raise SpecError.
+    ``/* … */`` and ``//`` comments are allowed anywhere outside strings."""
+    if text is None:
+        text = read_text(path)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
@@ -32,6 +42,68 @@ def read_json(path: Path) -> Any:
         raise SpecError(f"invalid JSON: {error}", file=str(path)) from None
     except RecursionError:
         raise SpecError("invalid JSON: nested too deeply", file=str(path)) from None
+
+
+#: a comment, or a string (skipped whole, so that "//" inside one is not a comment)
+_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?(?:\*/|\Z)|//[^\n]*', re.DOTALL)
+
+
+def without_comments(text: str) -> str:
+    """Return JSON ``text`` with its ``/* … */`` and ``//`` comments blanked out: spaces
+    in their place and their newlines kept, so that error positions stay true."""
+    if "//" not in text and "/*" not in text:
+        return text
+
+    def blank(match: re.Match[str]) -> str:
+        found = match.group()
+        if found[0] == '"':
+            return found
+        return re.sub(r"[^\n]", " ", found)
+
+    return _COMMENT_OR_STRING.sub(blank, text)
+
+
+def skip_comments(head: bytes) -> bytes:
+    """Return the first bytes of a JSON file after its leading whitespace and comments
+    (what a format's sniff looks at)."""
+    while True:
+        head = head.lstrip()
+        if head.startswith(b"/*"):
+            end = head.find(b"*/")
+            if end < 0:
+                return b""
+            head = head[end + 2 :]
+        elif head.startswith(b"//"):
+            end = head.find(b"\n")
+            if end < 0:
+                return b""
+            head = head[end + 1 :]
+        else:
+            return head
+
+
+#: a placeholder where a value belongs: ``{['a.py']}`` or ``{[]}`` bare (not JSON at all),
+#: a whole string such as ``"{ws-abs-001-tool-adapter}"``, or ``{{NAME}}`` in a string
+_PLACEHOLDER = re.compile(
+    r'(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})'
+    r'|(?<=[:\[,])\s*"(\{(?!\s)[^"{}\n]+(?<!\s)\})"'
+    r"|(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})"
+)
+_KEY_BEFORE = re.compile(r'"([^"\n]+)"\s*:\s*[^\n]*$')
+
+
+def placeholders(text: str) -> list[tuple[int, str]]:
+    """Return (line, where) for each template placeholder in JSON ``text``: the
+    placeholder, after the key it stands for when there is one (``files_scope: {[]}``)."""
+    found = []
+    for match in _PLACEHOLDER.finditer(text):
+        index = next(number for number in (1, 2, 3) if match.group(number) is not None)
+        start = match.start(index)
+        line_start = text.rfind("\n", 0, start) + 1
+        key = _KEY_BEFORE.search(text, line_start, start)
+        shown = match.group(index)
+        found.append((text.count("\n", 0, start) + 1, f"{key.group(1)}: {shown}" if key else shown))
+    return found
 
 
 def _refuse_constant(name: str) -> Any:

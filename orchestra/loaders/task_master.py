@@ -81,7 +81,8 @@ class TaskMasterLoader:
             workstream["description"] = description
         if not reader.tables:
             raise SpecError("no tasks left to do: every task is done", file=file)
-        return structure_workstream(workstream, file=file)
+        in_set = getattr(context, "in_set", False)
+        return structure_workstream(workstream, file=file, graph=not in_set)
 
 
 def _tag(document: Mapping[str, Any], wanted: Any, file: str) -> tuple[str | None, Any, Any]:

@@ -27,7 +27,8 @@ class TomlLoader:
         return path.suffix == ".toml" or TOML_SHAPE.search(head) is not None
 
     def load(self, path: Path, context: LoadContext) -> Workstream:
-        return structure_workstream(read_toml(path), file=str(path))
+        in_set = getattr(context, "in_set", False)
+        return structure_workstream(read_toml(path), file=str(path), graph=not in_set)
 
 
 @hookimpl

@@ -1,10 +1,21 @@
 """The workstream format "uet-bundle": JSON bundles, one object or a list of them.
 
-Each bundle becomes one task (docs/formats.md has the whole mapping): its ``tasks``
-instructions, led by ``title`` and ``description``, make the prompt; ``files_*`` make the
-file scope; ``acceptance_tests`` that read as commands become checks, and the ones that
-read as prose join the prompt as acceptance criteria. Fields with no meaning here are
-kept as task metadata and named once in a notice.
+A bundle comes in one of three shapes (docs/formats.md has the whole mapping):
+
+- ``tasks``: the bundle is one task; its instructions, led by ``title`` and
+  ``description``, make the prompt;
+- ``steps``: each step (its own tool, instructions and tests) is a task, run in order
+  unless ``execution.parallel`` says otherwise;
+- ``execution_steps``: each step is a task running its ``command`` (or, without one, a
+  prompt from its description), ``pre_flight_checks`` run before the first and
+  ``acceptance_tests`` after the last.
+
+A bundle of several steps is one name for its steps: a ``depends_on`` naming it waits for
+all of them (``Workstream.aliases``). ``files_*`` (or ``file_scope``) make the file scope;
+acceptance tests that read as commands become checks, and the ones that read as prose
+join the prompt as acceptance criteria. Fields with no meaning here are kept as task
+metadata and named once in a notice. ``/* … */`` and ``//`` comments are allowed, and a
+half-filled template is named as one.
 """
 
 from __future__ import annotations
@@ -16,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra import shellwords
 from orchestra.errors import SpecError, WorkstreamInvalid
-from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
+from orchestra.loaders.jsonfile import (
+    Fields,
+    as_id,
+    describe,
+    placeholders,
+    read_json,
+    read_text,
+    skip_comments,
+    without_nulls,
+)
 from orchestra.markers import hookimpl
 from orchestra.spec import SHELL_OPERATORS, _shell_tokens, check_graph, structure_workstream
 
@@ -26,19 +46,22 @@ if TYPE_CHECKING:
 
 #: keys a bundle's first bytes hold and other JSON files rarely do
 BUNDLE_KEYS = re.compile(
-    rb'"(files_scope|files_create|files_modify|acceptance_tests|openspec_change|ccpm_issue'
-    rb'|circuit_breaker)"\s*:|"tasks"\s*:\s*\[\s*"'
+    rb'"(files_scope|files_create|files_modify|file_scope|acceptance_tests|openspec_change'
+    rb'|ccpm_issue|circuit_breaker|execution_steps|pre_flight_checks)"\s*:'
+    rb'|"tasks"\s*:\s*\[\s*"|"steps"\s*:\s*\[\s*\{'
 )
+#: bundle fields every shape maps (the shapes add their own)
 MAPPED = frozenset(
     {
         "id",
         "title",
         "description",
-        "tasks",
         "files_scope",
         "files_modify",
         "files_create",
+        "file_scope",
         "acceptance_tests",
+        "pre_flight_checks",
         "depends_on",
         "tool",
         "priority",
@@ -49,21 +72,42 @@ MAPPED = frozenset(
 )
 #: circuit_breaker keys with a meaning here; the others are kept as metadata
 BREAKER_MAPPED = frozenset({"max_attempts", "max_error_repeats", "max_cost_usd"})
+#: file_scope keys and the FileScope field each becomes
+FILE_SCOPE = {
+    "read_only": "read",
+    "modify": "write",
+    "create": "create",
+    "forbidden_paths": "forbidden",
+}
+#: tool names that system uses for tools orchestra knows by another name
+TOOL_NAMES = {"claude-code": "claude", "claude_code": "claude", "gemini-cli": "gemini"}
 PROGRAM = re.compile(r"^(\./|/)?[a-z0-9_][A-Za-z0-9_.+/-]*$")
+#: a PowerShell cmdlet (Verb-Noun) or operator: such a command needs pwsh, not sh
+POWERSHELL = re.compile(r"\b[A-Z][a-z]+-[A-Z][A-Za-z]+\b|\$env:|\s-not\s|\(-not\b")
+PWSH = ("pwsh", "-NoProfile", "-NonInteractive", "-Command")
 
 
 class UetBundleLoader:
-    """Loads UET workstream bundles: a JSON object with ``id`` and ``tasks``, or a list."""
+    """Loads UET workstream bundles: a JSON object with an ``id`` and its work (``tasks``,
+    ``steps`` or ``execution_steps``), or a list of them."""
 
     name = "uet-bundle"
     patterns = ("*.json",)
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        return head.lstrip()[:1] in (b"{", b"[") and BUNDLE_KEYS.search(head) is not None
+        head = skip_comments(head)
+        return head[:1] in (b"{", b"[") and BUNDLE_KEYS.search(head) is not None
 
     def load(self, path: Path, context: LoadContext) -> Workstream:
         file = str(path)
-        document = read_json(path)
+        text = read_text(path)
+        unfilled = placeholders(text)
+        if unfilled:
+            shown = ", ".join(f"{mark} at line {line}" for line, mark in unfilled[:3])
+            more = f" and {len(unfilled) - 3} more" if len(unfilled) > 3 else ""
+            message = f"an unfilled template: placeholders where values belong: {shown}{more}"
+            raise SpecError(message, file=file)
+        document = read_json(path, text)
         if isinstance(document, dict):
             bundles, single = [document], True
         elif isinstance(document, list):
@@ -73,39 +117,45 @@ class UetBundleLoader:
             raise SpecError(message, file=file)
         if not bundles:
             raise SpecError("no bundles: the list is empty", file=file)
-        tasks, problems, extra, prose = [], [], set(), {}
+        reading = _Reading(file)
         for number, bundle in enumerate(bundles, start=1):
             if not isinstance(bundle, dict):
                 message = f"expected a bundle object, got {describe(bundle)}"
-                problems.append(SpecError(message, file=file, task=f"#{number}"))
+                reading.problems.append(SpecError(message, file=file, task=f"#{number}"))
                 continue
-            table, fields, criteria = _task_table(bundle, number, file, extra)
-            tasks.append(table)
-            problems.extend(fields.problems)
-            if criteria:
-                prose[fields.task] = criteria
-        if problems:
-            edges = [
-                (table["id"], tuple(table.get("depends_on", ())))
-                for table in tasks
-                if isinstance(table.get("id"), str)
-            ]
-            problems.extend(check_graph(edges, _problem_in(file)))
+            reading.bundle(bundle, number)
+        if reading.problems:
+            problems = reading.problems
+            if not getattr(context, "in_set", False):  # a set's graph is checked whole
+                edges = [
+                    (table["id"], _resolved(table.get("depends_on", ()), reading.aliases))
+                    for table in reading.tables
+                    if isinstance(table.get("id"), str)
+                ]
+                problems.extend(check_graph(edges, _problem_in(file)))
             raise WorkstreamInvalid(file, problems)
-        if extra:
-            context.notice(
-                f"{file}: kept as task metadata, orchestra does not use them: "
-                f"{', '.join(sorted(extra))}"
-            )
-        for label, count in prose.items():
-            context.notice(
-                f"{file}: task {label!r}: {count} acceptance test(s) read as prose, not "
-                "commands: they are in the prompt as acceptance criteria"
-            )
+        reading.tell(context)
         only = bundles[0] if single else {}
         workstream_id = only.get("id") if isinstance(only.get("id"), str) else None
-        document = {"id": workstream_id or as_id(path.stem), "tasks": tasks}
-        return structure_workstream(document, file=file)
+        document = {"id": workstream_id or as_id(path.stem), "tasks": reading.tables}
+        if single and isinstance(only.get("title"), str):
+            document["title"] = only["title"]
+        in_set = getattr(context, "in_set", False)
+        workstream = structure_workstream(document, file=file, graph=not in_set)
+        if reading.aliases:
+            import attrs
+
+            workstream = attrs.evolve(workstream, aliases=reading.aliases)
+        return workstream
+
+
+def _resolved(needs: Any, aliases: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    if not isinstance(needs, list):
+        return ()
+    out: list[str] = []
+    for need in needs:
+        out.extend(aliases.get(need, (need,)))
+    return tuple(out)
 
 
 def _problem_in(file: str):
@@ -115,62 +165,465 @@ def _problem_in(file: str):
     return problem
 
 
-def _task_table(
-    bundle: Mapping[str, Any], number: int, file: str, extra: set[str]
-) -> tuple[dict[str, Any], Fields, int]:
-    """Return the orchestra task table for one bundle, its field reader (holding the
-    problems found) and how many acceptance tests read as prose."""
-    label = bundle.get("id") if isinstance(bundle.get("id"), str) else f"#{number}"
-    fields = Fields(bundle, file=file, task=label)
-    table: dict[str, Any] = {}
-    bundle_id = fields.string("id", required=True)
-    if bundle_id is not None:
-        table["id"] = bundle_id
-    title = fields.string("title")
-    if title is not None:
-        table["title"] = title
-    instructions = fields.strings("tasks", required=True)
-    checks, criteria = _checks(fields)
-    prompt = _prompt(title, fields.string("description"), instructions or [], criteria)
-    if instructions is not None and not prompt.strip():
-        fields.problem("tasks", "no instructions: the list is empty and there is no title")
-    table["prompt"] = prompt
-    write = [*(fields.strings("files_scope") or ()), *(fields.strings("files_modify") or ())]
-    create = fields.strings("files_create") or []
-    files = {"write": list(dict.fromkeys(write)), "create": list(dict.fromkeys(create))}
-    files = {key: paths for key, paths in files.items() if paths}
-    if files:
-        table["files"] = files
-    if checks:
-        table["checks"] = checks
-    depends_on = fields.strings("depends_on")
-    if depends_on:
-        table["depends_on"] = depends_on
-    tool = fields.string("tool")
-    if tool is not None:
-        table["tool"] = tool
-    priority = fields.priority("priority")
-    if priority:
-        table["priority"] = priority
-    metadata = _breaker(fields, table)
-    cost = fields.number("max_cost_usd")
-    if cost is not None:
-        table["budget"] = {"cost": cost}
-    for key, value in bundle.items():
-        if key not in MAPPED and value is not None:
-            metadata[key] = without_nulls(value)
-            extra.add(key)
-    own = fields.mapping("metadata") or {}
-    for key, value in own.items():
-        if key in metadata:
-            fields.problem(f"metadata.{key}", f"{key!r} is also a field of the bundle")
-        elif value is not None:
-            metadata[key] = without_nulls(value)
-    if "circuit_breaker" in metadata:
-        extra.update(f"circuit_breaker.{key}" for key in metadata["circuit_breaker"])
-    if metadata:
-        table["metadata"] = metadata
-    return table, fields, len(criteria)
+class _Reading:
+    """The task tables, aliases, problems and notices of one file's bundles."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.tables: list[dict[str, Any]] = []
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        self.problems: list[SpecError] = []
+        self.extra: set[str] = set()
+        self.prose: dict[str, int] = {}
+        self.renamed: dict[str, str] = {}
+        self.pwsh: list[str] = []
+
+    def tell(self, context: LoadContext) -> None:
+        """Pass the file's notices on: kept fields, prose tests, renamed tools."""
+        file = self.file
+        if self.extra:
+            context.notice(
+                f"{file}: kept as task metadata, orchestra does not use them: "
+                f"{', '.join(sorted(self.extra))}"
+            )
+        for label, count in self.prose.items():
+            context.notice(
+                f"{file}: task {label!r}: {count} acceptance test(s) read as prose, not "
+                "commands: they are in the prompt as acceptance criteria"
+            )
+        for theirs, ours in sorted(self.renamed.items()):
+            context.notice(f"{file}: tool {theirs!r} is orchestra's {ours!r}")
+        if self.pwsh:
+            context.notice(
+                f"{file}: {len(self.pwsh)} command(s) written for PowerShell run with pwsh: "
+                f"{', '.join(self.pwsh[:3])}{' …' if len(self.pwsh) > 3 else ''}"
+            )
+
+    def bundle(self, bundle: Mapping[str, Any], number: int) -> None:
+        """Read one bundle, in whichever shape it comes."""
+        label = bundle.get("id") if isinstance(bundle.get("id"), str) else f"#{number}"
+        fields = Fields(bundle, file=self.file, task=label)
+        if bundle.get("steps") is not None:
+            self._steps(bundle, fields)
+        elif bundle.get("execution_steps") is not None:
+            self._execution_steps(bundle, fields)
+        else:
+            self._one_task(bundle, fields)
+        order = {key: number for number, key in enumerate(bundle)}
+
+        def place(problem: SpecError) -> int:  # problems in the order of the file's fields
+            return order.get(re.split(r"[.\[]", problem.field or "")[0], len(order))
+
+        self.problems.extend(sorted(fields.problems, key=place))
+
+    # -- the three shapes ---------------------------------------------------------------
+
+    def _one_task(self, bundle: Mapping[str, Any], fields: Fields) -> None:
+        table = self._common(bundle, fields, {"tasks"})
+        title = fields.string("title")
+        instructions = fields.strings("tasks", required=True)
+        checks, criteria = self._tests(fields)
+        prompt = _prompt(title, fields.string("description"), instructions or [], criteria)
+        if instructions is not None and not prompt.strip():
+            fields.problem("tasks", "no instructions: the list is empty and there is no title")
+        table["prompt"] = prompt
+        if title is not None:
+            table["title"] = title
+        checks = [*self._preflight(fields), *checks]
+        if checks:
+            table["checks"] = checks
+        tool = self._tool(fields, "tool")
+        if tool is not None:
+            table["tool"] = tool
+        if criteria and "id" in table:
+            self.prose[table["id"]] = len(criteria)
+        self.tables.append(table)
+
+    def _steps(self, bundle: Mapping[str, Any], fields: Fields) -> None:
+        """``steps``: one task per step, each with its own tool, instructions and tests."""
+        base = self._common(bundle, fields, {"steps", "execution", "objective"})
+        steps = _objects(fields, "steps")
+        parallel, timeout = self._execution(bundle, fields, base)
+        title = fields.string("title") or fields.string("objective")
+        context = _context(base.get("id"), title, fields.string("description"))
+        bundle_checks, bundle_criteria = self._tests(fields)
+        preflight = self._preflight(fields)
+        tables = []
+        for index, step in steps:
+            inner = Fields(step, file=self.file, task=fields.task, prefix=f"steps[{index}].")
+            table = self._step_table(base, inner, parallel)
+            instructions = inner.strings("tasks")
+            description = inner.string("description")
+            checks, criteria = self._tests(inner)
+            parts = [context, description or "", _numbered(instructions or [])]
+            if criteria:
+                parts.append(_criteria(criteria))
+            prompt = "\n\n".join(part for part in parts if part)
+            if not (instructions or description):
+                inner.problem("tasks", "no instructions: the step has no tasks or description")
+            table["prompt"] = prompt
+            step_title = inner.string("title") or description
+            if step_title:
+                table["title"] = step_title.strip().splitlines()[0]
+            tool = self._tool(inner, "tool") or self._tool(fields, "tool")
+            if tool is not None:
+                table["tool"] = tool
+            if timeout is not None:
+                table["timeout"] = timeout
+            if checks:
+                table["checks"] = checks
+            if criteria and "id" in table:
+                self.prose[table["id"]] = len(criteria)
+            self._step_extra(
+                step,
+                table,
+                {"id", "title", "description", "tool", "tasks", "depends_on", "acceptance_tests"},
+                "steps",
+            )
+            fields.problems.extend(inner.problems)
+            tables.append(table)
+        if bundle_criteria:
+            self.prose[str(base.get("id"))] = len(bundle_criteria)
+            for table in tables:
+                table["prompt"] += "\n\n" + _criteria(bundle_criteria)
+        self._group(base, tables, fields, preflight, bundle_checks, parallel)
+
+    def _execution_steps(self, bundle: Mapping[str, Any], fields: Fields) -> None:
+        """``execution_steps``: one task per step, running its command (or, without one,
+        a prompt made of its description for the bundle's tool)."""
+        base = self._common(bundle, fields, {"execution_steps", "execution", "objective"})
+        steps = _objects(fields, "execution_steps")
+        parallel, timeout = self._execution(bundle, fields, base)
+        title = fields.string("title")
+        context = _context(
+            base.get("id"), title, fields.string("objective") or fields.string("description")
+        )
+        bundle_checks, criteria = self._tests(fields)
+        preflight = self._preflight(fields)
+        tables = []
+        for index, step in steps:
+            inner = Fields(
+                step, file=self.file, task=fields.task, prefix=f"execution_steps[{index}]."
+            )
+            table = self._step_table(base, inner, parallel)
+            description = inner.string("description")
+            command = inner.string("command")
+            if command is not None and command.strip():
+                table.update(self._command(inner, "command", command))
+            elif description:
+                parts = [context, description]
+                if criteria:
+                    parts.append(_criteria(criteria))
+                table["prompt"] = "\n\n".join(part for part in parts if part)
+                tool = self._tool(fields, "tool")
+                if tool is not None:
+                    table["tool"] = tool
+            else:
+                inner.problem("command", "the step has neither a command nor a description")
+            if description and "title" not in table:
+                table["title"] = description.strip().splitlines()[0]
+            if timeout is not None:
+                table["timeout"] = timeout
+            self._step_extra(
+                step, table, {"id", "description", "command", "depends_on"}, "execution_steps"
+            )
+            fields.problems.extend(inner.problems)
+            tables.append(table)
+        if criteria:
+            self.prose[str(base.get("id"))] = len(criteria)
+        self._group(base, tables, fields, preflight, bundle_checks, parallel)
+
+    # -- what the shapes share ----------------------------------------------------------
+
+    def _common(self, bundle: Mapping[str, Any], fields: Fields, own: set[str]) -> dict[str, Any]:
+        """Return the task table of what every shape maps the same way: id, files,
+        dependencies, priority, circuit breaker, budget, and the rest as metadata."""
+        table: dict[str, Any] = {}
+        bundle_id = fields.string("id", required=True)
+        if bundle_id is not None:
+            table["id"] = bundle_id
+        files = self._files(fields)
+        if files:
+            table["files"] = files
+        depends_on = fields.strings("depends_on")
+        if depends_on:
+            table["depends_on"] = depends_on
+        priority = fields.priority("priority")
+        if priority:
+            table["priority"] = priority
+        metadata = _breaker(fields, table)
+        profile = fields.mapping("execution_profile")
+        if profile is not None:
+            inner = Fields(profile, file=self.file, task=fields.task, prefix="execution_profile.")
+            retries = inner.whole("retry_attempts")
+            if retries is not None and retries >= 0:
+                table["max_attempts"] = retries + 1
+            fields.problems.extend(inner.problems)
+            rest = {k: v for k, v in profile.items() if k != "retry_attempts" and v is not None}
+            if rest:
+                metadata["execution_profile"] = without_nulls(rest)
+                self.extra.update(f"execution_profile.{key}" for key in rest)
+        cost = fields.number("max_cost_usd")
+        if cost is not None:
+            table["budget"] = {"cost": cost}
+        mapped = MAPPED | own | {"execution_profile"}
+        for key, value in bundle.items():
+            if key not in mapped and value is not None and not _is_comment(key):
+                metadata[key] = without_nulls(value)
+                self.extra.add(key)
+        for key, value in (fields.mapping("metadata") or {}).items():
+            if key in metadata:
+                fields.problem(f"metadata.{key}", f"{key!r} is also a field of the bundle")
+            elif value is not None:
+                metadata[key] = without_nulls(value)
+        if "circuit_breaker" in metadata:
+            self.extra.update(f"circuit_breaker.{key}" for key in metadata["circuit_breaker"])
+        if metadata:
+            table["metadata"] = metadata
+        return table
+
+    def _files(self, fields: Fields) -> dict[str, list[str]]:
+        """The file scope: ``files_scope``/``files_modify``/``files_create``, or the later
+        ``file_scope`` object (``read_only``, ``modify``, ``create``, ``forbidden_paths``)."""
+        scope: dict[str, list[str]] = {"read": [], "write": [], "create": [], "forbidden": []}
+        scope["write"] += fields.strings("files_scope") or []
+        scope["write"] += fields.strings("files_modify") or []
+        scope["create"] += fields.strings("files_create") or []
+        later = fields.mapping("file_scope")
+        if later is not None:
+            inner = Fields(later, file=self.file, task=fields.task, prefix="file_scope.")
+            for key, ours in FILE_SCOPE.items():
+                scope[ours] += inner.strings(key) or []
+            for key in later:
+                if key not in FILE_SCOPE:
+                    inner.problem(key, f"unknown key (known: {', '.join(FILE_SCOPE)})")
+            fields.problems.extend(inner.problems)
+        return {key: list(dict.fromkeys(paths)) for key, paths in scope.items() if paths}
+
+    def _execution(
+        self, bundle: Mapping[str, Any], fields: Fields, base: dict[str, Any]
+    ) -> tuple[bool, float | None]:
+        """Read ``execution``: whether the steps run in parallel, and the timeout of each;
+        the rest (``max_workers`` …) is kept as metadata."""
+        execution = fields.mapping("execution")
+        if execution is None:
+            return False, None
+        inner = Fields(execution, file=self.file, task=fields.task, prefix="execution.")
+        parallel = execution.get("parallel", False)
+        if not isinstance(parallel, bool):
+            inner.problem("parallel", f"expected true or false, got {describe(parallel)}")
+            parallel = False
+        timeout = inner.number("timeout_per_step")
+        if timeout is not None and timeout <= 0:
+            inner.problem("timeout_per_step", "expected a number of seconds above 0")
+            timeout = None
+        fields.problems.extend(inner.problems)
+        rest = {
+            key: without_nulls(value)
+            for key, value in execution.items()
+            if key not in ("parallel", "timeout_per_step")
+            and value is not None
+            and not _is_comment(key)
+        }
+        if rest:
+            base.setdefault("metadata", {})["execution"] = rest
+            self.extra.update(f"execution.{key}" for key in rest)
+        return parallel, timeout
+
+    def _step_table(self, base: dict[str, Any], inner: Fields, parallel: bool) -> dict[str, Any]:
+        """A step's task table: the bundle's scope, retries and metadata, its own id
+        (``<bundle>.<step>``) and dependencies (sibling steps by their step id)."""
+        table = {key: value for key, value in base.items() if key not in ("id", "depends_on")}
+        if "metadata" in base:
+            table["metadata"] = dict(base["metadata"])
+        step_id = inner.string("id", required=True)
+        if step_id is not None and "id" in base:
+            table["id"] = f"{base['id']}.{step_id}"
+            table["_step"] = step_id
+        table["_needs"] = inner.strings("depends_on") or []
+        return table
+
+    def _step_extra(
+        self, step: Mapping[str, Any], table: dict[str, Any], mapped: set[str], where: str
+    ) -> None:
+        """Keep a step's unmapped fields in its task's metadata."""
+        for key, value in step.items():
+            if key not in mapped and value is not None and not _is_comment(key):
+                table.setdefault("metadata", {})[key] = without_nulls(value)
+                self.extra.add(f"{where}[].{key}")
+
+    def _group(
+        self,
+        base: dict[str, Any],
+        tables: list[dict[str, Any]],
+        fields: Fields,
+        preflight: list[Any],
+        checks: list[Any],
+        parallel: bool,
+    ) -> None:
+        """Wire a bundle's steps together: dependencies in order (or as the steps say),
+        the bundle's own dependencies on its first steps, its pre-flight checks before
+        them and its acceptance tests after its last, and its id as their alias."""
+        if not tables:
+            fields.problem(
+                "steps" if "steps" in fields.values else "execution_steps",
+                "no steps: the list is empty",
+            )
+            return
+        bundle_id = base.get("id")
+        step_ids = {table.get("_step"): table.get("id") for table in tables}
+        needed: set[str] = set()
+        previous: str | None = None
+        for table in tables:
+            needs = []
+            for name in table.pop("_needs"):
+                needs.append(step_ids.get(name, name))
+                if name in step_ids:
+                    needed.add(step_ids[name])
+            if not parallel and previous is not None and previous not in needs:
+                needs.insert(0, previous)
+                needed.add(previous)
+            inside = [need for need in needs if need in step_ids.values()]
+            if not inside:
+                needs = [*base.get("depends_on", ()), *needs]
+                if preflight:
+                    table["checks"] = [*preflight, *table.get("checks", [])]
+            if needs:
+                table["depends_on"] = list(dict.fromkeys(needs))
+            previous = table.get("id")
+            table.pop("_step", None)
+        last = [table for table in tables if table.get("id") not in needed]
+        for table in last:
+            if checks:
+                table["checks"] = [*table.get("checks", []), *checks]
+        self.tables.extend(tables)
+        if isinstance(bundle_id, str):
+            self.aliases[bundle_id] = tuple(
+                table["id"] for table in last if isinstance(table.get("id"), str)
+            )
+
+    def _tool(self, fields: Fields, key: str) -> str | None:
+        tool = fields.string(key)
+        if tool in TOOL_NAMES:
+            self.renamed[tool] = TOOL_NAMES[tool]
+            return TOOL_NAMES[tool]
+        return tool
+
+    def _tests(self, fields: Fields) -> tuple[list[Any], list[str]]:
+        """Return (checks, prose criteria) from ``acceptance_tests``: strings, or objects
+        with an ``id``, a ``description`` and a ``command``."""
+        return self._check_list(fields, "acceptance_tests", before=False)
+
+    def _preflight(self, fields: Fields) -> list[Any]:
+        checks, prose = self._check_list(fields, "pre_flight_checks", before=True)
+        for index, _ in enumerate(prose):
+            fields.problem(
+                f"pre_flight_checks[{index}]", "a pre-flight check needs a command to run"
+            )
+        return checks
+
+    def _check_list(self, fields: Fields, key: str, *, before: bool) -> tuple[list, list[str]]:
+        values = fields.values.get(key)
+        if values is None:
+            return [], []
+        if not isinstance(values, list):
+            fields.problem(key, f"expected a list, got {describe(values)}")
+            return [], []
+        checks: list[Any] = []
+        criteria: list[str] = []
+        for index, item in enumerate(values):
+            where = f"{key}[{index}]"
+            if isinstance(item, dict):
+                inner = Fields(
+                    item, file=self.file, task=fields.task, prefix=fields.prefix + where + "."
+                )
+                name = inner.string("id")
+                command = inner.string("command")
+                description = inner.string("description")
+                fields.problems.extend(inner.problems)
+                if command is None or not command.strip():
+                    if description and description.strip():
+                        criteria.append(description.strip())
+                    else:
+                        fields.problem(where, "needs a 'command' (or a 'description')")
+                    continue
+                check = self._command(fields, where, command.strip(), check=True)
+                if name:
+                    check["name"] = name
+            elif isinstance(item, str):
+                text = item.strip()
+                if not text:
+                    fields.problem(where, "empty acceptance test")
+                    continue
+                if reads_as_prose(text):
+                    criteria.append(text)
+                    continue
+                check = self._command(fields, where, text, check=True)
+            else:
+                fields.problem(where, f"expected a string or an object, got {describe(item)}")
+                continue
+            if not check:
+                continue
+            if before:
+                check["before"] = True
+            checks.append(check)
+        return checks, criteria
+
+    def _command(
+        self, fields: Fields, where: str, text: str, *, check: bool = False
+    ) -> dict[str, Any]:
+        """A command written as one string, as a check or task table: PowerShell through
+        pwsh, with shell operators through sh, else split into arguments."""
+        if POWERSHELL.search(text):
+            self.pwsh.append(text if len(text) < 40 else text[:39] + "…")
+            return {"command": [*PWSH, text]}
+        try:
+            shell = bool(SHELL_OPERATORS.intersection(_shell_tokens(text)))
+            shellwords.split(text)
+        except ValueError as error:
+            fields.problem(where, f"cannot split {text!r} into arguments: {error}")
+            return {}
+        if shell:
+            return {"command": text, "shell": True}
+        return {"command": shellwords.split(text)}
+
+
+def _is_comment(key: str) -> bool:
+    """Whether a key is a comment by that system's convention (``_comment…``), left out
+    like the ``/* … */`` comments around the JSON."""
+    return key.startswith("_comment")
+
+
+def _objects(fields: Fields, key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    """Return (index, object) for each object of the list at ``key``; a problem each for
+    a value that is not a list, or an item that is not an object."""
+    values = fields.values.get(key)
+    if not isinstance(values, list):
+        fields.problem(key, f"expected a list of step objects, got {describe(values)}")
+        return []
+    found = []
+    for index, item in enumerate(values):
+        if isinstance(item, dict):
+            found.append((index, item))
+        else:
+            fields.problem(f"{key}[{index}]", f"expected a step object, got {describe(item)}")
+    return found
+
+
+def _context(bundle_id: Any, title: str | None, description: str | None) -> str:
+    """What every step's prompt starts with: the bundle it is part of."""
+    lines = [f"Part of {title.strip() if title else bundle_id}."] if title or bundle_id else []
+    if description and description.strip():
+        lines.append(description.strip())
+    return "\n".join(lines)
+
+
+def _numbered(instructions: list[str]) -> str:
+    return "\n".join(f"{n}. {text.strip()}" for n, text in enumerate(instructions, 1))
+
+
+def _criteria(criteria: list[str]) -> str:
+    return "Acceptance criteria:\n" + "\n".join(f"- {text}" for text in criteria)
 
 
 def _prompt(
@@ -178,32 +631,10 @@ def _prompt(
 ) -> str:
     parts = [text.strip() for text in (title, description) if text and text.strip()]
     if instructions:
-        parts.append("\n".join(f"{n}. {text.strip()}" for n, text in enumerate(instructions, 1)))
+        parts.append(_numbered(instructions))
     if criteria:
-        parts.append("Acceptance criteria:\n" + "\n".join(f"- {text}" for text in criteria))
+        parts.append(_criteria(criteria))
     return "\n\n".join(parts)
-
-
-def _checks(fields: Fields) -> tuple[list[Any], list[str]]:
-    """Return (checks, prose criteria) from ``acceptance_tests``."""
-    checks: list[Any] = []
-    criteria: list[str] = []
-    for index, text in enumerate(fields.strings("acceptance_tests") or ()):
-        text = text.strip()
-        if not text:
-            fields.problem(f"acceptance_tests[{index}]", "empty acceptance test")
-        elif reads_as_prose(text):
-            criteria.append(text)
-        else:
-            try:
-                shell = bool(SHELL_OPERATORS.intersection(_shell_tokens(text)))
-                shellwords.split(text)
-            except ValueError as error:
-                message = f"cannot split {text!r} into arguments: {error}"
-                fields.problem(f"acceptance_tests[{index}]", message)
-                continue
-            checks.append({"command": text, "shell": True} if shell else text)
-    return checks, criteria
 
 
 def reads_as_prose(text: str) -> bool:
@@ -238,7 +669,7 @@ def _breaker(fields: Fields, table: dict[str, Any]) -> dict[str, Any]:
     rest = {
         key: without_nulls(value)
         for key, value in breaker.items()
-        if key not in BREAKER_MAPPED and value is not None
+        if key not in BREAKER_MAPPED and value is not None and not _is_comment(key)
     }
     return {"circuit_breaker": rest} if rest else {}
 

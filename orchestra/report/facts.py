@@ -122,8 +122,10 @@ class RunFacts:
         return tuple((dependency, task.id) for task in self.tasks for dependency in task.depends_on)
 
 
-def gather(store, run_id: str) -> RunFacts:
-    """Return the facts of run ``run_id``; raise UnknownRun when the store has no such run."""
+def gather(store, run_id: str, host=None) -> RunFacts:
+    """Return the facts of run ``run_id``; raise UnknownRun when the store has no such run.
+
+    With the plugin ``host``, a workstream in any format is read (else TOML only)."""
     record = store.run(run_id)
     steps = store.steps(run_id)
     attempts_of: dict[str, list] = {}
@@ -135,7 +137,7 @@ def gather(store, run_id: str) -> RunFacts:
             ready_at.setdefault(event.task_id, event.at)
     usage = store.usage_by_task(run_id)
     task_ids = [step.task_id for step in steps]
-    workstream, graph_note = _workstream_of(record, task_ids)
+    workstream, graph_note = _workstream_of(record, task_ids, host)
     if workstream is not None:
         graph_source = "workstream"
         dependencies, titles, checks = _from_workstream(workstream, task_ids)
@@ -228,34 +230,56 @@ def _attempts(records: list, ready_at: float | None) -> tuple[AttemptFacts, ...]
     return tuple(attempts)
 
 
-def _workstream_of(record, task_ids: list[str]):
-    """Return (the run's workstream or None, a note on how far the report can trust it)."""
-    from orchestra.engine.orchestrator import content_hash
+def _workstream_of(record, task_ids: list[str], host=None):
+    """Return (the run's workstream or None, a note on how far the report can trust it).
+
+    With the plugin ``host``, the workstream is read in the format the run recorded (a
+    directory of files too); without it, only a TOML file is read."""
     from orchestra.errors import OrchestraError
-    from orchestra.spec import load_workstream
+    from orchestra.loaders.sets import arguments_of
 
     file = record.workstream_file
-    if not file or not Path(file).is_file():
+    paths = arguments_of(file) if file else []
+    shown = ", ".join(paths)
+    if not paths or not all(Path(path).exists() for path in paths):
         return None, (
-            f"the workstream file {file} no longer exists: dependencies are known only"
+            f"the workstream file {shown} no longer exists: dependencies are known only"
             " from the tasks skipped for a failed one, and checks are not known"
             if file
             else "the run recorded no workstream file: dependencies and checks are not known"
         )
     try:
-        workstream = load_workstream(file)
+        workstream, digest = _read(paths, record, host)
     except OrchestraError as error:
-        return None, f"the workstream file {file} cannot be read any more ({error})"
-    changed = record.content_hash is not None and content_hash(file) != record.content_hash
+        return None, f"the workstream file {shown} cannot be read any more ({error})"
+    changed = record.content_hash is not None and digest != record.content_hash
     known = {task.id for task in workstream.tasks}
     if not set(task_ids) <= known:
-        return None, f"the workstream file {file} no longer has every task of the run"
+        return None, f"the workstream file {shown} no longer has every task of the run"
     if changed:
         return workstream, (
-            f"the workstream file {file} has changed since the run: dependencies and checks"
+            f"the workstream file {shown} has changed since the run: dependencies and checks"
             " are as the file says now"
         )
     return workstream, None
+
+
+def _read(paths: list[str], record, host):
+    """Return (the workstream in ``paths``, their digest), read as the run read them."""
+    if host is None:
+        from orchestra.engine.orchestrator import content_hash
+        from orchestra.spec import load_workstream
+
+        return load_workstream(paths[0]), content_hash(paths[0])
+    from orchestra.loaders import load_source, source_digest
+
+    loaded = load_source(
+        paths,
+        host,
+        file_format=record.settings.get("format"),
+        options=record.settings.get("loader_options"),
+    )
+    return loaded.workstream, source_digest(paths, host)
 
 
 def _from_workstream(workstream, task_ids: list[str]):
