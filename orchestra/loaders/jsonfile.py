@@ -82,27 +82,39 @@ def skip_comments(head: bytes) -> bytes:
             return head
 
 
-#: a placeholder where a value belongs: ``{['a.py']}`` or ``{[]}`` bare (not JSON at all),
-#: a whole string such as ``"{ws-abs-001-tool-adapter}"``, or ``{{NAME}}`` in a string
-_PLACEHOLDER = re.compile(
-    r'(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})'
-    r'|(?<=[:\[,])\s*"(\{(?!\s)[^"{}\n]+(?<!\s)\})"'
-    r"|(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})"
+#: a string, or a placeholder bare where a value belongs (``{['a.py']}``, ``{[]}``: not
+#: JSON at all)
+_STRING_OR_BARE = re.compile(r'"(?:[^"\\\n]|\\.)*"|(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})')
+#: a whole string that is a placeholder (``"{ws-abs-001-tool-adapter}"``), or one holding
+#: ``{{NAME}}``
+_PLACEHOLDER_STRING = re.compile(
+    r'^"(\{(?!\s)[^"{}\n]+(?<!\s)\})"$|(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})'
 )
-_KEY_BEFORE = re.compile(r'"([^"\n]+)"\s*:\s*[^\n]*$')
+_KEY_BEFORE = re.compile(r'"([^"\n]+)"\s*:\s*$')
 
 
 def placeholders(text: str) -> list[tuple[int, str]]:
     """Return (line, where) for each template placeholder in JSON ``text``: the
-    placeholder, after the key it stands for when there is one (``files_scope: {[]}``)."""
+    placeholder, after the key it stands for when there is one (``files_scope: {[]}``).
+    Strings are read whole, so a ``{name}`` inside a longer string (a code snippet) is
+    not one."""
     found = []
-    for match in _PLACEHOLDER.finditer(text):
-        index = next(number for number in (1, 2, 3) if match.group(number) is not None)
-        start = match.start(index)
+    previous = ""
+    for match in _STRING_OR_BARE.finditer(text):
+        if match.group(1) is not None:
+            start, shown = match.start(1), match.group(1)
+        else:
+            inner = _PLACEHOLDER_STRING.search(match.group())
+            if inner is None:
+                previous = match.group()
+                continue
+            start = match.start()
+            shown = inner.group(1) or inner.group(2)
         line_start = text.rfind("\n", 0, start) + 1
         key = _KEY_BEFORE.search(text, line_start, start)
-        shown = match.group(index)
         found.append((text.count("\n", 0, start) + 1, f"{key.group(1)}: {shown}" if key else shown))
+        previous = match.group()
+    del previous
     return found
 
 

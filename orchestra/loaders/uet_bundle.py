@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: keys a bundle's first bytes hold and other JSON files rarely do
 BUNDLE_KEYS = re.compile(
     rb'"(files_scope|files_create|files_modify|file_scope|acceptance_tests|openspec_change'
-    rb'|ccpm_issue|circuit_breaker|execution_steps|pre_flight_checks)"\s*:'
+    rb'|ccpm_issue|circuit_breaker|execution_steps|pre_flight_checks|execution_phases|workstream_type)"\s*:'
     rb'|"tasks"\s*:\s*\[\s*"|"steps"\s*:\s*\[\s*\{'
 )
 #: bundle fields every shape maps (the shapes add their own)
@@ -203,7 +203,7 @@ class _Reading:
         """Read one bundle, in whichever shape it comes."""
         label = bundle.get("id") if isinstance(bundle.get("id"), str) else f"#{number}"
         fields = Fields(bundle, file=self.file, task=label)
-        if bundle.get("steps") is not None:
+        if any(bundle.get(key) is not None for key in ("steps", "phases", "execution_phases")):
             self._steps(bundle, fields)
         elif bundle.get("execution_steps") is not None:
             self._execution_steps(bundle, fields)
@@ -221,7 +221,13 @@ class _Reading:
     def _one_task(self, bundle: Mapping[str, Any], fields: Fields) -> None:
         table = self._common(bundle, fields, {"tasks"})
         title = fields.string("title")
-        instructions = fields.strings("tasks", required=True)
+        if fields.values.get("tasks") is None:
+            fields.problem(
+                "tasks",
+                "no work to do: the bundle has none of "
+                + ", ".join(repr(key) for key in ("tasks", *STEP_LISTS)),
+            )
+        instructions = fields.strings("tasks")
         checks, criteria = self._tests(fields)
         prompt = _prompt(title, fields.string("description"), instructions or [], criteria)
         if instructions is not None and not prompt.strip():
@@ -240,9 +246,12 @@ class _Reading:
         self.tables.append(table)
 
     def _steps(self, bundle: Mapping[str, Any], fields: Fields) -> None:
-        """``steps``: one task per step, each with its own tool, instructions and tests."""
-        base = self._common(bundle, fields, {"steps", "execution", "objective"})
-        steps = _objects(fields, "steps")
+        """``steps``: one task per step, each with its own tool, instructions and tests
+        (also ``phases`` of steps, and ``execution_phases`` of instructions, in order)."""
+        base = self._common(
+            bundle, fields, {"steps", "phases", "execution_phases", "execution", "objective"}
+        )
+        steps = _phase_steps(fields)
         parallel, timeout = self._execution(bundle, fields, base)
         title = fields.string("title") or fields.string("objective")
         context = _context(base.get("id"), title, fields.string("description"))
@@ -253,7 +262,7 @@ class _Reading:
             inner = Fields(step, file=self.file, task=fields.task, prefix=f"steps[{index}].")
             table = self._step_table(base, inner, parallel)
             instructions = inner.strings("tasks")
-            description = inner.string("description")
+            description = inner.string("description") or inner.string("name")
             checks, criteria = self._tests(inner)
             parts = [context, description or "", _numbered(instructions or [])]
             if criteria:
@@ -277,7 +286,8 @@ class _Reading:
             self._step_extra(
                 step,
                 table,
-                {"id", "title", "description", "tool", "tasks", "depends_on", "acceptance_tests"},
+                {"id", "step", "phase", "name", "title", "description", "tool", "tasks"}
+                | {"depends_on", "acceptance_tests"},
                 "steps",
             )
             fields.problems.extend(inner.problems)
@@ -306,12 +316,12 @@ class _Reading:
                 step, file=self.file, task=fields.task, prefix=f"execution_steps[{index}]."
             )
             table = self._step_table(base, inner, parallel)
-            description = inner.string("description")
+            description = inner.string("description") or inner.string("action")
             command = inner.string("command")
             if command is not None and command.strip():
                 table.update(self._command(inner, "command", command))
             elif description:
-                parts = [context, description]
+                parts = [context, description, _details(step)]
                 if criteria:
                     parts.append(_criteria(criteria))
                 table["prompt"] = "\n\n".join(part for part in parts if part)
@@ -325,7 +335,10 @@ class _Reading:
             if timeout is not None:
                 table["timeout"] = timeout
             self._step_extra(
-                step, table, {"id", "description", "command", "depends_on"}, "execution_steps"
+                step,
+                table,
+                {"id", "step", "description", "action", "command", "depends_on", *DETAILS},
+                "execution_steps",
             )
             fields.problems.extend(inner.problems)
             tables.append(table)
@@ -346,6 +359,11 @@ class _Reading:
         if files:
             table["files"] = files
         depends_on = fields.strings("depends_on")
+        later = fields.mapping("dependencies")  # {"depends_on": [...], "blocks": [...]}
+        if later is not None:
+            inner = Fields(later, file=self.file, task=fields.task, prefix="dependencies.")
+            depends_on = [*(depends_on or ()), *(inner.strings("depends_on") or ())]
+            fields.problems.extend(inner.problems)
         if depends_on:
             table["depends_on"] = depends_on
         priority = fields.priority("priority")
@@ -366,7 +384,7 @@ class _Reading:
         cost = fields.number("max_cost_usd")
         if cost is not None:
             table["budget"] = {"cost": cost}
-        mapped = MAPPED | own | {"execution_profile"}
+        mapped = MAPPED | own | {"execution_profile", "acceptance_criteria"}
         for key, value in bundle.items():
             if key not in mapped and value is not None and not _is_comment(key):
                 metadata[key] = without_nulls(value)
@@ -436,7 +454,7 @@ class _Reading:
         table = {key: value for key, value in base.items() if key not in ("id", "depends_on")}
         if "metadata" in base:
             table["metadata"] = dict(base["metadata"])
-        step_id = inner.string("id", required=True)
+        step_id = _step_id(inner)
         if step_id is not None and "id" in base:
             table["id"] = f"{base['id']}.{step_id}"
             table["_step"] = step_id
@@ -466,7 +484,7 @@ class _Reading:
         them and its acceptance tests after its last, and its id as their alias."""
         if not tables:
             fields.problem(
-                "steps" if "steps" in fields.values else "execution_steps",
+                next(key for key in STEP_LISTS if key in fields.values),
                 "no steps: the list is empty",
             )
             return
@@ -511,8 +529,21 @@ class _Reading:
 
     def _tests(self, fields: Fields) -> tuple[list[Any], list[str]]:
         """Return (checks, prose criteria) from ``acceptance_tests``: strings, or objects
-        with an ``id``, a ``description`` and a ``command``."""
-        return self._check_list(fields, "acceptance_tests", before=False)
+        with an ``id``, a ``description`` and a ``command``; and ``acceptance_criteria``,
+        sentences or objects (``criterion``, ``test_method``, ``pass_condition``)."""
+        checks, criteria = self._check_list(fields, "acceptance_tests", before=False)
+        later = fields.values.get("acceptance_criteria")
+        for item in later if isinstance(later, list) else ():
+            if isinstance(item, str) and item.strip():
+                criteria.append(item.strip())
+            elif isinstance(item, dict) and isinstance(item.get("criterion"), str):
+                how = [
+                    f"{key.replace('_', ' ')}: {item[key]}"
+                    for key in ("test_method", "pass_condition")
+                    if isinstance(item.get(key), str)
+                ]
+                criteria.append(item["criterion"] + (f" ({'; '.join(how)})" if how else ""))
+        return checks, criteria
 
     def _preflight(self, fields: Fields) -> list[Any]:
         checks, prose = self._check_list(fields, "pre_flight_checks", before=True)
@@ -592,6 +623,78 @@ def _is_comment(key: str) -> bool:
     """Whether a key is a comment by that system's convention (``_comment…``), left out
     like the ``/* … */`` comments around the JSON."""
     return key.startswith("_comment")
+
+
+#: the lists a bundle's steps come in
+STEP_LISTS = ("steps", "phases", "execution_phases", "execution_steps")
+#: what a step of the later shape says besides its action, put in its prompt
+DETAILS = (
+    "method",
+    "file",
+    "code_change",
+    "expected_change",
+    "pseudocode",
+    "expected_output",
+    "validation",
+)
+
+
+def _details(step: Mapping[str, Any]) -> str:
+    """The prompt lines of a step's details (``method``, ``file``, ``expected_output`` …)."""
+    lines = []
+    for key in DETAILS:
+        value = step.get(key)
+        if isinstance(value, str) and value.strip():
+            lines.append(f"{key.replace('_', ' ').capitalize()}: {value.strip()}")
+    return "\n".join(lines)
+
+
+def _step_id(inner: Fields) -> str | None:
+    """A step's id: its ``id``, else ``step-N`` or ``phase-N`` from its number."""
+    if inner.values.get("id") is not None:
+        return inner.string("id")
+    for key in ("step", "phase"):
+        number = inner.values.get(key)
+        if isinstance(number, int) and not isinstance(number, bool):
+            return f"{key}-{number}"
+    inner.problem("id", "missing required key")
+    return None
+
+
+def _phase_steps(fields: Fields) -> list[tuple[int, Mapping[str, Any]]]:
+    """The steps of a bundle: its ``steps``; or each ``execution_phases`` item as a step;
+    or the steps of each of its ``phases`` in order, ids ``<phase>.<step>``."""
+    if fields.values.get("steps") is not None:
+        return _objects(fields, "steps")
+    if fields.values.get("execution_phases") is not None:
+        return _objects(fields, "execution_phases")
+    steps: list[tuple[int, Mapping[str, Any]]] = []
+    phases = []
+    for _, phase in _objects(fields, "phases"):
+        phase_id = phase.get("id") if isinstance(phase.get("id"), str) else None
+        inner = phase.get("steps")
+        if phase_id is None or not isinstance(inner, list):
+            fields.problem("phases", "expected phases with an 'id' and a list of 'steps'")
+            continue
+        phases.append((phase_id, inner))
+    names = {  # a step's id as steps of any phase name it
+        step["id"]: f"{phase_id}.{step['id']}"
+        for phase_id, inner in phases
+        for step in inner
+        if isinstance(step, dict) and isinstance(step.get("id"), str)
+    }
+    for phase_id, inner in phases:
+        for step in inner:
+            if not isinstance(step, dict):
+                continue
+            step = dict(step)
+            if isinstance(step.get("id"), str):
+                step["id"] = f"{phase_id}.{step['id']}"
+            needs = step.get("depends_on")
+            if isinstance(needs, list):
+                step["depends_on"] = [names.get(need, need) for need in needs]
+            steps.append((len(steps), step))
+    return steps
 
 
 def _objects(fields: Fields, key: str) -> list[tuple[int, Mapping[str, Any]]]:
