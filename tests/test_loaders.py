@@ -374,6 +374,23 @@ def test_a_tag_is_chosen_by_name_and_a_wrong_one_is_refused(plugin_host):
     ]
 
 
+def test_a_tag_pattern_loads_every_matching_tag_as_one_workstream(plugin_host):
+    path = FIXTURES / "tasks.json"
+    every = load(path, plugin_host, options={"tag": "*"}).workstream
+    master = load(path, plugin_host, options={"tag": "master"}).workstream
+    feature = load(path, plugin_host, options={"tag": "feature-*"}).workstream
+    # each tag's tasks, ids led by the tag, dependencies kept inside the tag
+    assert [(task.id, task.depends_on) for task in every.tasks] == [
+        *((f"master.{t.id}", tuple(f"master.{d}" for d in t.depends_on)) for t in master.tasks),
+        *((t.id, t.depends_on) for t in feature.tasks),
+    ]
+    assert [task.id for task in feature.tasks] == ["feature-export.1"]
+    assert every.id == "tasks"
+    assert failure(plugin_host, path, options={"tag": "nope-*"}) == [
+        f"{path}: no tag matches 'nope-*' (tags: master, feature-export)"
+    ]
+
+
 def test_a_legacy_task_master_file_loads_and_bad_fields_are_named(plugin_host, tmp_path):
     path = tmp_path / "tasks.json"
     tasks = [

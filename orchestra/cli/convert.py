@@ -62,7 +62,10 @@ def loader_options(*, format_flag: bool = True) -> Callable[[Callable], Callable
             "(default: the directory's name).",
         )(decorated)
         decorated = click.option(
-            "--tag", metavar="NAME", help="task-master: the tag whose tasks to load."
+            "--tag",
+            metavar="NAME",
+            help="task-master: the tag whose tasks to load; a pattern such as '*' "
+            "loads every tag it matches as one workstream.",
         )(decorated)
         decorated = click.option(
             "--include-done",

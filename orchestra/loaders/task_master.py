@@ -56,14 +56,17 @@ class TaskMasterLoader:
         document = read_json(path)
         if not isinstance(document, dict):
             raise SpecError(f"expected an object, got {describe(document)}", file=file)
-        tag, tasks, description = _tag(document, context.options.get("tag"), file)
-        if not isinstance(tasks, list):
-            field = "tasks" if tag is None else f"{tag}.tasks"
-            message = f"expected a list of tasks, got {describe(tasks)}"
-            raise SpecError(message, file=file, field=field)
+        wanted = context.options.get("tag")
+        tags = _matching_tags(document, wanted, file) if _is_pattern(wanted) else None
         include_done = bool(context.options.get("include_done"))
         reader = _Reader(file, include_done)
-        reader.read(tasks)
+        if tags is None:
+            tag, tasks, description = _tag(document, wanted, file)
+            _read_tag(reader, tag, tasks, file)
+        else:  # several tags as one workstream: each task's id is "<tag>.<id>"
+            tag, description = None, None
+            for name in tags:
+                _read_tag(reader, name, document[name]["tasks"], file, prefix=f"{name}.")
         if reader.problems:
             raise WorkstreamInvalid(file, reader.problems)
         if reader.extra:
@@ -83,6 +86,44 @@ class TaskMasterLoader:
             raise SpecError("no tasks left to do: every task is done", file=file)
         in_set = getattr(context, "in_set", False)
         return structure_workstream(workstream, file=file, graph=not in_set)
+
+
+def _read_tag(reader: _Reader, tag: str | None, tasks: Any, file: str, prefix: str = "") -> None:
+    """Read one tag's tasks into ``reader``, ids and dependencies led by ``prefix``."""
+    if not isinstance(tasks, list):
+        field = "tasks" if tag is None else f"{tag}.tasks"
+        message = f"expected a list of tasks, got {describe(tasks)}"
+        raise SpecError(message, file=file, field=field)
+    if not prefix:
+        reader.read(tasks)
+        return
+    part = _Reader(file, reader.include_done)
+    part.read(tasks)
+    for table in part.tables:
+        table["id"] = prefix + table["id"]
+        if "depends_on" in table:
+            table["depends_on"] = [prefix + need for need in table["depends_on"]]
+    reader.tables.extend(part.tables)
+    reader.problems.extend(part.problems)
+    reader.extra.update(part.extra)
+    reader.skipped.update(prefix + task_id for task_id in part.skipped)
+
+
+def _is_pattern(wanted: Any) -> bool:
+    return isinstance(wanted, str) and any(mark in wanted for mark in "*?[")
+
+
+def _matching_tags(document: Mapping[str, Any], pattern: str, file: str) -> list[str]:
+    """Return the tags whose names match the glob ``pattern`` (``*``: every tag)."""
+    from fnmatch import fnmatchcase
+
+    if "tasks" in document:
+        raise SpecError(f"has no tags, so no tag matches {pattern!r}: leave --tag out", file=file)
+    tags = [key for key, value in document.items() if isinstance(value, dict) and "tasks" in value]
+    chosen = [tag for tag in tags if fnmatchcase(tag, pattern)]
+    if not chosen:
+        raise SpecError(f"no tag matches {pattern!r} (tags: {', '.join(tags)})", file=file)
+    return chosen
 
 
 def _tag(document: Mapping[str, Any], wanted: Any, file: str) -> tuple[str | None, Any, Any]:
@@ -105,7 +146,10 @@ def _tag(document: Mapping[str, Any], wanted: Any, file: str) -> tuple[str | Non
     elif not tags:
         raise SpecError("no task list: expected 'tasks', or tags holding 'tasks'", file=file)
     else:
-        raise SpecError(f"several tags ({', '.join(tags)}); choose one with --tag", file=file)
+        raise SpecError(
+            f"several tags ({', '.join(tags)}); choose one with --tag, or all with --tag '*'",
+            file=file,
+        )
     metadata = document[tag].get("metadata")
     description = metadata.get("description") if isinstance(metadata, dict) else None
     return tag, document[tag]["tasks"], description if isinstance(description, str) else None
