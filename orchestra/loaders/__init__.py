@@ -194,6 +194,11 @@ def load_source(
         if on_notice is not None:
             on_notice(notice)
     if problems:
+        if parts:  # the other files' problems too, all at once
+            try:
+                merge(parts, source, context.options, complete=False)
+            except WorkstreamInvalid as error:
+                problems.extend(error.errors)
         raise WorkstreamInvalid(source.label, problems)
     if not parts:
         raise SpecError("no workstream files: no format reads any of them", file=source.label)

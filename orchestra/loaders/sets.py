@@ -25,6 +25,8 @@ from orchestra import classes, graph
 from orchestra.errors import OrchestraError, SpecError, WorkstreamInvalid
 from orchestra.models import Defaults, Workstream
 
+#: how a dependency on a task that no file of the set holds is said
+UNKNOWN = "depends on a task in none of the files:"
 #: files in a directory that configure a project rather than describe work
 NOT_WORKSTREAMS = frozenset({"orchestra.toml", "pyproject.toml"})
 
@@ -123,12 +125,16 @@ def merge(
     parts: Sequence[tuple[Path, Workstream]],
     source: Source,
     options: Mapping[str, Any],
+    *,
+    complete: bool = True,
 ) -> tuple[Workstream, dict[str, str]]:
     """Return the one workstream the loaded ``parts`` make, and each task's file.
 
     Raises WorkstreamInvalid naming, for each problem, the file that holds it:
     duplicate ids across files, [defaults] that disagree, unknown dependencies (with a
-    did-you-mean), cycles (each task with its file).
+    did-you-mean), cycles (each task with its file). When the parts are not
+    ``complete`` (a file of the set could not be read), a dependency on a task in none
+    of them is not a problem: it may be in the file that could not be read.
     """
     problems: list[OrchestraError] = []
     file_of: dict[str, str] = {}
@@ -174,7 +180,10 @@ def merge(
         aliases=aliases,
     )
     merged = resolve_aliases(merged)
-    problems.extend(_graph_problems(merged, file_of, source.label))
+    found = _graph_problems(merged, file_of, source.label)
+    if not complete:
+        found = [problem for problem in found if not problem.message.startswith(UNKNOWN)]
+    problems.extend(found)
     if problems:
         raise WorkstreamInvalid(source.label, problems)
     return merged, file_of
@@ -208,9 +217,7 @@ def _graph_problems(
     for problem in check_workstream(workstream, label):
         problem.file = file_of.get(problem.task or "", problem.file)
         if problem.message.startswith("unknown task "):
-            problem.message = problem.message.replace(
-                "unknown task", "depends on a task in none of the files:", 1
-            )
+            problem.message = problem.message.replace("unknown task", UNKNOWN, 1)
         elif problem.message.startswith("dependency cycle: "):
             cycle = graph.find_cycle({task.id: task.depends_on for task in workstream.tasks})
             if cycle:
