@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, get_args, get_origin
 
@@ -503,12 +503,17 @@ def check_workstream(workstream: Workstream, file: str) -> Iterator[SpecError]:
         return
     for task in workstream.tasks:
         yield from _check_task(task, problem)
-    yield from check_graph([(task.id, task.depends_on) for task in workstream.tasks], problem)
+    edges = [(task.id, task.depends_on) for task in workstream.tasks]
+    yield from check_graph(edges, problem, also=workstream.aliases)
 
 
-def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[SpecError]:
+def check_graph(
+    edges: list[tuple[str, tuple[str, ...]]], problem, also: Iterable[str] = ()
+) -> Iterator[SpecError]:
     """Yield problems with task ids and dependencies: bad or duplicate ids, unknown
-    dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order."""
+    dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order;
+    ``also`` are other names a dependency may use (a bundle's id for its steps), offered
+    too when a name is misspelt."""
     seen: set[str] = set()
     invalid: set[str] = set()
     for number, (task_id, _) in enumerate(edges, start=1):
@@ -531,7 +536,7 @@ def check_graph(edges: list[tuple[str, tuple[str, ...]]], problem) -> Iterator[S
                 if dependency == task_id:
                     yield problem("a task cannot depend on itself", task_id, "depends_on")
                 elif dependency not in seen:
-                    hint = did_you_mean(dependency, seen - {task_id})
+                    hint = did_you_mean(dependency, (seen | set(also)) - {task_id})
                     yield problem(f"unknown task {dependency!r}{hint}", task_id, "depends_on")
             needs = tuple(d for d in needs if d in valid and d != task_id)
         if task_id not in invalid:

@@ -146,7 +146,7 @@ def convert(
         on_notice=echo_notice,
     )
     names = ", ".join(Path(path).name for path in paths)
-    how = loaded.format or "several formats"
+    how = loaded.format or ", ".join(loaded.formats)
     comment = f"Converted by `orchestra convert` from {names} ({how})."
     try:
         text = to_toml(loaded.workstream, comment=comment)

@@ -35,6 +35,12 @@ FORMATS = ("text", "json", "dot", "mermaid")
     metavar="N",
     help="How many tasks may run at once (overrides ORCHESTRA_MAX_PARALLEL and the configuration).",
 )
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    help="The run database whose track record, breakers and round-robin position "
+    "routing reads (it is never written).",
+)
 @loader_options(format_flag=False)
 @pass_state
 def plan(
@@ -43,6 +49,7 @@ def plan(
     output_format: str,
     routing: str | None,
     max_parallel: int | None,
+    db: str | None,
     file_format: str | None,
     reading: dict[str, Any],
 ) -> None:
@@ -52,12 +59,15 @@ def plan(
     files are read as one too).
 
     Lists the tasks wave by wave (a wave starts when the waves before it are done), and
-    for each task the tool routing would pick and the reason, or why no tool can run it.
+    for each task the tool a run started now would pick and the reason, or why no tool
+    can run it: routing reads the run database as a run would (earlier attempts, open
+    breakers, round robin's turn) and changes nothing in it.
     """
+    from orchestra.cli.runs import db_path
     from orchestra.gcpause import paused_gc
     from orchestra.planning import configuration_warnings, load_checked, make_plan
 
-    flags = {"routing": routing, "max_parallel": max_parallel}
+    flags = {"routing": routing, "max_parallel": max_parallel, "db": db_path(db)}
     try:
         workstream, settings = load_checked(
             paths,
@@ -76,16 +86,35 @@ def plan(
         "dot": render_dot,
         "mermaid": render_mermaid,
     }
-    with paused_gc():
-        the_plan = make_plan(workstream, state.host, state.project, settings)
-        output = render[output_format](the_plan)
+    store = _history(settings)
+    try:
+        with paused_gc():
+            the_plan = make_plan(workstream, state.host, state.project, settings, store)
+            output = render[output_format](the_plan)
+    finally:
+        if store is not None:
+            store.close()
     click.echo(output)
     for line in configuration_warnings(workstream, state.host, state.project, settings):
         click.echo(f"warning: {line}", err=True)
 
 
+def _history(settings):
+    """The run database, read-only, or None when there is none or it cannot be read
+    (said on stderr: the plan then routes as if no run had been recorded)."""
+    from orchestra.errors import OrchestraError
+    from orchestra.planning import open_history
+
+    try:
+        return open_history(settings)
+    except OrchestraError as error:
+        click.echo(f"warning: {error}: planned as if no run had been recorded", err=True)
+        return None
+
+
 def render_text(the_plan) -> str:
     """Return the plan as people read it."""
+    from orchestra.cli.validate import count
     from orchestra.durations import format_duration
 
     workstream = the_plan.workstream
@@ -93,8 +122,10 @@ def render_text(the_plan) -> str:
     title = f" — {workstream.title}" if workstream.title else ""
     lines = [
         f"workstream {workstream.id}{title}",
-        f"  {len(workstream.tasks)} tasks, {the_plan.edges} dependencies, "
-        f"{len(the_plan.waves)} waves; critical path {len(the_plan.critical_path)} tasks",
+        f"  {count(len(workstream.tasks), 'task')}, "
+        f"{count(the_plan.edges, 'dependency', 'dependencies')}, "
+        f"{count(len(the_plan.waves), 'wave')}; "
+        f"critical path {count(len(the_plan.critical_path), 'task')}",
     ]
     for name in ("routing", "max_parallel", "max_attempts", "timeout"):
         value = settings.values[name].value
@@ -112,17 +143,37 @@ def render_text(the_plan) -> str:
             decision = the_plan.decision_of[task_id]
             after = f"  after {', '.join(task.depends_on)}" if task.depends_on else ""
             tool = decision.tool or "-"
-            lines.append(f"  {task_id:<{width}}  {tool:<{tool_width}}  {decision.reason}{after}")
+            why = _shown_reason(decision)
+            lines.append(f"  {task_id:<{width}}  {tool:<{tool_width}}  {why}{after}")
     unroutable = the_plan.unroutable()
     if unroutable:
         lines.append("")
         lines.append(f"{len(unroutable)} task(s) have no tool that can run them on this machine.")
+    waiting = the_plan.waiting()
+    if waiting:
+        lines.append("")
+        lines.append(
+            f"{len(waiting)} task(s) wait for a tool's breaker to close (`orchestra tools` "
+            "shows it, `orchestra tools reset NAME` closes it)."
+        )
     if the_plan.cannot_run:
         lines.append("")
         count = len(the_plan.cannot_run)
         lines.append(f"{count} task(s) cannot run on this machine as they are:")
         lines.extend(f"  {task_id}: {why}" for task_id, why in the_plan.cannot_run.items())
     return "\n".join(lines)
+
+
+def _shown_reason(decision) -> str:
+    """The decision's reason, and the tools a breaker keeps out for now."""
+    from orchestra.engine.choice import waits_for_breaker
+
+    kept = [f"{name}: {why}" for name, why in decision.rejected.items() if why.startswith("breaker")]
+    if not kept:
+        return decision.reason
+    if waits_for_breaker(decision):
+        return f"waits for a breaker ({'; '.join(kept)})"
+    return f"{decision.reason} (not {'; not '.join(kept)})"
 
 
 def plan_as_dict(the_plan) -> dict:

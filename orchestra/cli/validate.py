@@ -60,9 +60,9 @@ def validate(
             continue
         dependencies = graph.of_tasks(workstream.tasks)
         click.echo(
-            f"ok: {label}: {_count(len(workstream.tasks), 'task')}, "
-            f"{_count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
-            f"{_count(len(graph.waves(dependencies)), 'wave')}"
+            f"ok: {label}: {count(len(workstream.tasks), 'task')}, "
+            f"{count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
+            f"{count(len(graph.waves(dependencies)), 'wave')}"
         )
         for line in configuration_warnings(workstream, state.host, project, settings):
             click.echo(f"warning: {label}: {line}", err=True)
@@ -71,6 +71,6 @@ def validate(
         raise SystemExit(2)
 
 
-def _count(number: int, one: str, many: str | None = None) -> str:
+def count(number: int, one: str, many: str | None = None) -> str:
     """``1 task``, ``2 tasks``: a count with its noun in the right number."""
     return f"{number:,} {one if number == 1 else many or one + 's'}"

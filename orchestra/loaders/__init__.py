@@ -63,6 +63,8 @@ class Loaded:
     format: str | None
     reason: str
     file_of: Mapping[str, str] = attrs.Factory(dict)
+    #: the formats a set's files were read in
+    formats: tuple[str, ...] = ()
 
 
 def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
@@ -167,6 +169,10 @@ def load_source(
         for path in source.files:
             try:
                 entry, _ = choose_loader(path, loaders, file_format)
+                if file_format is not None and path in source.found:
+                    if not _guarded(entry, "sniff", path, read_head(path)):
+                        context.notice(f"{path}: passed over: not a {file_format} file")
+                        continue
             except SpecError as error:
                 if path in source.found and error.message.startswith("unknown format"):
                     context.notice(f"{path}: passed over: no workstream format reads it")
@@ -203,10 +209,14 @@ def load_source(
     if not parts:
         raise SpecError("no workstream files: no format reads any of them", file=source.label)
     workstream, file_of = merge(parts, source, context.options)
-    chosen = formats.pop() if len(formats) == 1 else None
     count = len(parts)
-    reason = f"{count} file{'s' if count != 1 else ''} read as one workstream"
-    return Loaded(workstream, chosen, reason, file_of)
+    reason = (
+        f"{count} file{'s' if count != 1 else ''} ({', '.join(sorted(formats))}) read as one"
+        " workstream"
+    )
+    # a set records the format only when it was chosen: resume recognises each file
+    # again, as the run did, and passes over the same ones
+    return Loaded(workstream, file_format, reason, file_of, tuple(sorted(formats)))
 
 
 def _grouped(notices: list[str], source: Source) -> list[str]:

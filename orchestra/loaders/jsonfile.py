@@ -85,10 +85,12 @@ def skip_comments(head: bytes) -> bytes:
 #: a string, or a placeholder bare where a value belongs (``{['a.py']}``, ``{[]}``: not
 #: JSON at all)
 _STRING_OR_BARE = re.compile(r'"(?:[^"\\\n]|\\.)*"|(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})')
-#: a whole string that is a placeholder (``"{ws-abs-001-tool-adapter}"``), or one holding
-#: ``{{NAME}}``
+#: a whole string that is a placeholder (``"{ws-abs-001-tool-adapter}"``), or a word
+#: holding ``{{NAME}}``
 _PLACEHOLDER_STRING = re.compile(
-    r'^"(\{(?!\s)[^"{}\n]+(?<!\s)\})"$|(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})'
+    r'^"(\{(?!\s)[^"{}\n]+(?<!\s)\})"$'
+    # {{NAME}} in a word-like value ("ws-{{ID}}"); not in a sentence, nor ${{ … }}
+    r'|^"[^"{}\s]*(?<!\$)(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})[^"{}\s]*"$'
 )
 _KEY_BEFORE = re.compile(r'"([^"\n]+)"\s*:\s*$')
 

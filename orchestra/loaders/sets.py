@@ -40,6 +40,9 @@ class Source:
     #: files found in a directory (not named on the command line): one that no format
     #: recognises is passed over with a notice instead of being an error
     found: frozenset[Path] = frozenset()
+    #: each file's name as the set knows it: relative to the directory that holds it, or
+    #: the file's own name, so that the same set given another way digests alike
+    names: tuple[str, ...] = ()
 
     @property
     def is_set(self) -> bool:
@@ -78,7 +81,7 @@ def expand(arguments: Sequence[str], patterns: Sequence[str]) -> Source:
 
     Raises SpecError for a path that does not exist or a directory with no such file.
     """
-    files: list[Path] = []
+    named: dict[Path, str] = {}
     found: set[Path] = set()
     for argument in arguments:
         path = Path(argument)
@@ -87,13 +90,15 @@ def expand(arguments: Sequence[str], patterns: Sequence[str]) -> Source:
             if not inside:
                 wanted = ", ".join(patterns)
                 raise SpecError(f"no workstream files ({wanted}) in this directory", file=argument)
-            files.extend(inside)
+            for file in inside:
+                named.setdefault(file, file.relative_to(path).as_posix())
             found.update(inside)
         elif path.exists():
-            files.append(path)
+            named.setdefault(path, path.name)
         else:
             raise SpecError("no such file", file=argument)
-    return Source(tuple(arguments), tuple(dict.fromkeys(files)), frozenset(found))
+    files = tuple(named)
+    return Source(tuple(arguments), files, frozenset(found), tuple(named.values()))
 
 
 def _workstream_files(directory: Path, patterns: Sequence[str]) -> list[Path]:
@@ -103,20 +108,23 @@ def _workstream_files(directory: Path, patterns: Sequence[str]) -> list[Path]:
         for name in sorted(names):
             if name.startswith(".") or name in NOT_WORKSTREAMS:
                 continue
-            if any(fnmatch(name, pattern) for pattern in patterns):
-                chosen.append(Path(root, name))
+            path = Path(root, name)
+            # a FIFO or a device would block a reader: regular files only
+            if any(fnmatch(name, pattern) for pattern in patterns) and path.is_file():
+                chosen.append(path)
     return chosen
 
 
 def digest(source: Source) -> str:
     """Return the SHA-256 a run keeps of its workstream: of the file's bytes for one
-    file; of each file's path (relative to what was given) and bytes for a set, so that
-    a changed, added, removed or renamed file changes it."""
+    file; of each file's name in the set (relative to its directory) and bytes for a
+    set, so that a changed, added, removed or renamed file changes it, and the same
+    files given by a relative or an absolute path digest alike."""
     if not source.is_set:
         return hashlib.sha256(source.files[0].read_bytes()).hexdigest()
     whole = hashlib.sha256()
-    for file in source.files:
-        whole.update(os.fsencode(str(file)) + b"\0")
+    for file, name in zip(source.files, source.names, strict=True):
+        whole.update(os.fsencode(name) + b"\0")
         whole.update(hashlib.sha256(file.read_bytes()).digest())
     return whole.hexdigest()
 

@@ -96,7 +96,14 @@ class UetBundleLoader:
 
     def sniff(self, path: Path, head: bytes) -> bool:
         head = skip_comments(head)
-        return head[:1] in (b"{", b"[") and BUNDLE_KEYS.search(head) is not None
+        if head[:1] not in (b"{", b"["):
+            return False
+        if BUNDLE_KEYS.search(head) is not None:
+            return True
+        # a half-filled template may hold none of a bundle's keys in a shape JSON knows:
+        # it is still a bundle, to be named as an unfilled template
+        text = head.decode("utf-8", "replace")
+        return '"id"' in text and bool(placeholders(text))
 
     def load(self, path: Path, context: LoadContext) -> Workstream:
         file = str(path)
@@ -132,7 +139,7 @@ class UetBundleLoader:
                     for table in reading.tables
                     if isinstance(table.get("id"), str)
                 ]
-                problems.extend(check_graph(edges, _problem_in(file)))
+                problems.extend(check_graph(edges, _problem_in(file), also=reading.aliases))
             raise WorkstreamInvalid(file, problems)
         reading.tell(context)
         only = bundles[0] if single else {}
@@ -390,6 +397,8 @@ class _Reading:
                 metadata[key] = without_nulls(value)
                 self.extra.add(key)
         for key, value in (fields.mapping("metadata") or {}).items():
+            if _is_comment(key):
+                continue
             if key in metadata:
                 fields.problem(f"metadata.{key}", f"{key!r} is also a field of the bundle")
             elif value is not None:
@@ -432,7 +441,7 @@ class _Reading:
             inner.problem("parallel", f"expected true or false, got {describe(parallel)}")
             parallel = False
         timeout = inner.number("timeout_per_step")
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and not 0 < timeout < float("inf"):
             inner.problem("timeout_per_step", "expected a number of seconds above 0")
             timeout = None
         fields.problems.extend(inner.problems)
