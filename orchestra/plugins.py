@@ -18,10 +18,12 @@ import attrs
 import pluggy
 
 from orchestra import classes, hookspecs
-from orchestra.errors import PluginError, did_you_mean
+from orchestra.errors import ConfigError, PluginError, did_you_mean
 from orchestra.registry import Registry
 
 ENTRY_POINT_GROUP = "orchestra"
+#: the distribution whose plugins are the built-ins: they keep their names against any plugin
+BUILTIN_DISTRIBUTION = "orchestra"
 DISABLE_VARIABLE = "ORCHESTRA_DISABLE_PLUGINS"
 TRACE_VARIABLE = "ORCHESTRA_TRACE_PLUGINS"
 
@@ -34,6 +36,15 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "workspaces": ("orchestra_register_workspaces", "workspace", "Workspace"),
     "executors": ("orchestra_register_executors", "executor", "Executor"),
     "loaders": ("orchestra_register_loaders", "workstream format", "WorkstreamLoader"),
+    "settings": ("orchestra_register_settings", "setting", "PluginSetting"),
+}
+
+#: built-in plugins no run works without, which cannot be blocked (as pytest's essential
+#: plugins cannot): entry-point name -> what would break without it
+ESSENTIAL = {
+    "shell": "no task's command could run (it registers the shell tool)",
+    "toml": "no TOML workstream could be read (it registers the toml loader)",
+    "executors": "no attempt could run (it registers the local executor)",
 }
 
 
@@ -48,6 +59,13 @@ class PluginInfo:
     commands: list[str] = attrs.Factory(list)
     status: str = "ok"  # ok | broken | disabled
     reason: str | None = None
+    #: registry kind ("tools", "routers" …) -> the names the plugin registered there
+    registered: dict[str, list[str]] = attrs.Factory(dict)
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the plugin is one of orchestra's own (its names win every clash)."""
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     @property
     def origin(self) -> str:
@@ -56,10 +74,33 @@ class PluginInfo:
             return "registered at run time"
         return f"{self.distribution} {self.version or ''}".strip()
 
+    @property
+    def label(self) -> str:
+        """The plugin's name with its distribution: 'echo (orchestra-echo)', for a name
+        that two distributions declare."""
+        return f"{self.name} ({self.distribution})"
+
 
 def disabled_from_environment(environ: Mapping[str, str]) -> list[str]:
     """Return the plugin names listed in ORCHESTRA_DISABLE_PLUGINS (comma-separated)."""
     return [name.strip() for name in environ.get(DISABLE_VARIABLE, "").split(",") if name.strip()]
+
+
+def refuse_essential(names: Iterable[str], *, file: str, field: str | None = None) -> None:
+    """Raise ConfigError if ``names`` (a block list) holds a plugin no run works without,
+    or orchestra's own distribution, saying what would break."""
+    for name in names:
+        if name in ESSENTIAL:
+            raise ConfigError(
+                f"plugin {name!r} cannot be blocked: {ESSENTIAL[name]}", file=file, field=field
+            )
+        if name == BUILTIN_DISTRIBUTION:
+            raise ConfigError(
+                f"distribution {name!r} cannot be blocked: it holds the plugins every run "
+                f"needs ({', '.join(ESSENTIAL)}); block its other plugins by name",
+                file=file,
+                field=field,
+            )
 
 
 class PluginHost:
@@ -85,15 +126,21 @@ class PluginHost:
         *,
         config_disabled: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
+        config_label: str = "configuration",
     ) -> PluginHost:
         """Return a host with every installed plugin loaded, honouring the block lists.
 
         ``ORCHESTRA_DISABLE_PLUGINS`` and the configuration's ``disable_plugins`` are
-        combined; ``ORCHESTRA_TRACE_PLUGINS=1`` traces hook calls to stderr.
+        combined; ``ORCHESTRA_TRACE_PLUGINS=1`` traces hook calls to stderr. A block list
+        naming an essential plugin is a ConfigError naming the list (``config_label`` is
+        the configuration file's name for messages).
         """
         environ = os.environ if environ is None else environ
+        from_environment = disabled_from_environment(environ)
+        refuse_essential(from_environment, file=DISABLE_VARIABLE)
+        refuse_essential(config_disabled, file=config_label, field="disable_plugins")
         host = cls(
-            disabled=[*disabled_from_environment(environ), *config_disabled],
+            disabled=[*from_environment, *config_disabled],
             trace=environ.get(TRACE_VARIABLE, "") not in ("", "0"),
         )
         host.load_entry_points()
@@ -101,34 +148,45 @@ class PluginHost:
 
     # -- loading ---------------------------------------------------------------------
 
-    def load_entry_points(self) -> None:
-        """Load every plugin of the ``orchestra`` entry-point group, noting failures."""
+    def load_entry_points(self, *, builtin_only: bool = False) -> None:
+        """Load every plugin of the ``orchestra`` entry-point group, noting failures; only
+        orchestra's own with ``builtin_only`` (a test's host, ``orchestra.testing``)."""
         from orchestra.entry_points import entry_points
 
-        # orchestra's own plugins first, so a third-party plugin can never take a built-in's name
+        # orchestra's own plugins first: they are listed, and their hooks called, first
         found = sorted(
             entry_points(group=ENTRY_POINT_GROUP),
             key=lambda entry_point: (
-                entry_point.dist is None or entry_point.dist.name != "orchestra"
+                entry_point.dist is None or entry_point.dist.name != BUILTIN_DISTRIBUTION
             ),
         )
+        if builtin_only:
+            found = [
+                point for point in found if point.dist and point.dist.name == BUILTIN_DISTRIBUTION
+            ]
         for entry_point in found:
             distribution = entry_point.dist.name if entry_point.dist else None
             version = entry_point.dist.version if entry_point.dist else None
             info = PluginInfo(entry_point.name, distribution, version)
-            if entry_point.name in self._infos:
-                other = self._infos[entry_point.name]
-                info.status, info.reason = (
-                    "broken",
-                    (f"plugin name {entry_point.name!r} is already taken by {other.origin}"),
-                )
-                self._infos[f"{entry_point.name} ({distribution})"] = info
-                continue
-            self._infos[entry_point.name] = info
+            taken = self._infos.get(entry_point.name)
+            # a blocked plugin is not loaded, so it claims no name: blocking either of two
+            # distributions that declare one name ends their clash
             if {entry_point.name, distribution} & self._disabled:
                 info.status, info.reason = "disabled", "blocked by configuration or environment"
-                self._pm.set_blocked(entry_point.name)
+                self._infos[entry_point.name if taken is None else info.label] = info
+                if entry_point.name in self._disabled:
+                    self._pm.set_blocked(entry_point.name)
                 continue
+            if taken is not None and taken.status != "disabled":
+                info.status, info.reason = (
+                    "broken",
+                    (f"plugin name {entry_point.name!r} is already taken by {taken.origin}"),
+                )
+                self._infos[info.label] = info
+                continue
+            if taken is not None:  # the name's first holder is blocked: this one takes it
+                self._infos[taken.label] = self._infos.pop(entry_point.name)
+            self._infos[entry_point.name] = info
             self._trace(f"loading plugin {entry_point.name!r} from {info.origin}")
             try:
                 plugin = entry_point.load()
@@ -144,7 +202,8 @@ class PluginHost:
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object at run time (tests, embedding); return its name.
 
-        Raises PluginError for an unknown hook or a hook with the wrong arguments.
+        Raises PluginError for an unknown hook, a hook with the wrong arguments, or a hook
+        wrapper.
         """
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         if name in self._infos:
@@ -178,6 +237,25 @@ class PluginHost:
             raise PluginError(
                 f"plugin {info.name!r} implements unknown hook {hook!r}{did_you_mean(hook, known)}"
             )
+        wrapper = next(
+            (
+                (caller.name, "wrapper" if implementation.wrapper else "hookwrapper")
+                for caller in self._pm.get_hookcallers(plugin) or []
+                for implementation in caller.get_hookimpls()
+                if implementation.plugin is plugin
+                and (implementation.wrapper or implementation.hookwrapper)
+            ),
+            None,
+        )
+        if wrapper is not None:
+            self._pm.unregister(plugin)
+            hook, option = wrapper
+            # the host calls each plugin's implementation itself (see the module's
+            # docstring), so a wrapper's code around the others would never run
+            raise PluginError(
+                f"plugin {info.name!r} marks hook {hook!r} {option}=True: orchestra calls "
+                f"each plugin's hook on its own, so a wrapper would register nothing"
+            )
         self._pm.check_pending()
         info.hooks = sorted(c.name for c in self._pm.get_hookcallers(plugin) or [])
         self._registries.clear()
@@ -185,8 +263,16 @@ class PluginHost:
     # -- what is loaded ----------------------------------------------------------------
 
     def plugins(self) -> list[PluginInfo]:
-        """Return every plugin found, loaded, broken or disabled, after filling registries."""
+        """Return every plugin found, loaded, broken or disabled, after filling registries,
+        each with the names it registered."""
         self.collect_all()
+        for info in self._infos.values():
+            info.registered = {kind: [] for kind in KINDS}
+        for kind, registry in self._registries.items():
+            for registration in registry:
+                owner = self._infos.get(registration.plugin)
+                if owner is not None:
+                    owner.registered[kind].append(registration.name)
         return list(self._infos.values())
 
     def problems(self) -> list[str]:
@@ -255,6 +341,9 @@ class PluginHost:
     def loaders(self) -> Registry:
         return self.registry("loaders")
 
+    def settings(self) -> Registry:
+        return self.registry("settings")
+
     def collect_all(self) -> None:
         """Fill every registry, so that every plugin's registration problems are known."""
         for kind in KINDS:
@@ -294,7 +383,18 @@ class PluginHost:
                 info.commands = added
 
     def _implementations(self, hook_name: str) -> Iterator[tuple[str, Any]]:
-        for implementation in getattr(self._pm.hook, hook_name).get_hookimpls():
+        """Yield (plugin name, implementation) of the working plugins, built-ins first,
+        then in the order the plugins were loaded, whatever their tryfirst/trylast: the
+        first to register a name keeps it, so no plugin can take a built-in's name."""
+        rank = {
+            name: (not info.builtin, index)
+            for index, (name, info) in enumerate(self._infos.items())
+        }
+        implementations = sorted(
+            getattr(self._pm.hook, hook_name).get_hookimpls(),
+            key=lambda implementation: rank.get(implementation.plugin_name, (True, len(rank))),
+        )
+        for implementation in implementations:
             info = self._infos.get(implementation.plugin_name)
             if info is None or info.status == "ok":
                 yield implementation.plugin_name, implementation

@@ -37,6 +37,7 @@ REQUIRED = {
     "workspaces": ("open",),
     "executors": ("open",),
     "loaders": ("patterns", "sniff", "load"),
+    "settings": ("type", "help", "default", "metavar", "option"),
 }
 
 
@@ -195,10 +196,18 @@ def test_an_installed_plugin_is_listed_and_used(tmp_path):
         "name": "echo",
         "distribution": "orchestra-echo",
         "version": "2.1",
-        "hooks": ["orchestra_register_tools"],
-        "commands": [],
         "status": "ok",
         "reason": None,
+        "hooks": ["orchestra_register_tools"],
+        "tools": ["echo-tool"],
+        "routers": [],
+        "schedulers": [],
+        "sinks": [],
+        "workspaces": [],
+        "executors": [],
+        "loaders": [],
+        "settings": [],
+        "commands": [],
     }
     tools = json.loads(run_orchestra("tools", "--json", extra_path=[site], cwd=tmp_path).stdout)
     assert {

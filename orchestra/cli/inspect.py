@@ -13,11 +13,15 @@ from orchestra.cli.state import CliState, pass_state
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @pass_state
 def plugins(state: CliState, as_json: bool) -> None:
-    """List installed plugins: name, distribution, version, hooks, commands and status.
+    """List installed plugins: name, distribution, version, status, and what each
+    registered (tools, routers, schedulers, sinks, workspaces, executors, loaders,
+    commands).
 
     Status is ok, disabled (blocked by ORCHESTRA_DISABLE_PLUGINS or disable_plugins), or
     broken, with the reason (an import error, an unknown hook, a duplicate name …).
     """
+    from orchestra.plugins import KINDS
+
     state.plugin_commands  # noqa: B018 - collects which plugin adds which command
     infos = state.host.plugins()
     rows = [
@@ -25,10 +29,11 @@ def plugins(state: CliState, as_json: bool) -> None:
             "name": info.name,
             "distribution": info.distribution,
             "version": info.version,
-            "hooks": info.hooks,
-            "commands": info.commands,
             "status": info.status,
             "reason": info.reason,
+            "hooks": info.hooks,
+            **{kind: info.registered.get(kind, []) for kind in KINDS},
+            "commands": info.commands,
         }
         for info in infos
     ]
@@ -36,19 +41,24 @@ def plugins(state: CliState, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     _print_table(
-        ["plugin", "distribution", "version", "status", "hooks", "commands"],
+        ["plugin", "distribution", "version", "status", "registered"],
         [
             [
                 row["name"],
                 row["distribution"] or "-",
                 row["version"] or "-",
                 row["status"] + (f": {row['reason']}" if row["reason"] else ""),
-                ", ".join(hook.removeprefix("orchestra_") for hook in row["hooks"]) or "-",
-                ", ".join(row["commands"]) or "-",
+                _registered_text(row, [*KINDS, "commands"]),
             ]
             for row in rows
         ],
     )
+
+
+def _registered_text(row: dict, kinds: list[str]) -> str:
+    """What a plugin registered, kind by kind: 'tools: shell; commands: hello', or '-'."""
+    parts = [f"{kind}: {', '.join(row[kind])}" for kind in kinds if row[kind]]
+    return "; ".join(parts) or "-"
 
 
 @click.group(invoke_without_command=True)

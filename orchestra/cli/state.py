@@ -32,7 +32,9 @@ class CliState:
         from orchestra.plugins import PluginHost
 
         return PluginHost.from_environment(
-            config_disabled=self.project.config.disable_plugins, environ=os.environ
+            config_disabled=self.project.config.disable_plugins,
+            environ=os.environ,
+            config_label=self.project.config_label,
         )
 
     @functools.cached_property
