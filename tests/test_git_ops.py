@@ -23,20 +23,21 @@ from orchestra.workspace.git import (
     MergeResult,
     add_worktree,
     branch_tip,
-    changed_paths,
-    commit_all,
+    commit_state,
+    commit_tree,
     count_changed_lines,
     create_branch,
-    current_branch,
     delete_branch,
     diff,
     has_uncommitted_changes,
     head_commit,
     list_worktrees,
     merge_into,
+    paths_between,
     rebase_and_advance,
     remove_worktree,
     repository_root,
+    state_tree,
 )
 
 
@@ -67,6 +68,27 @@ def git(cwd: Path, *arguments: str) -> str:
     return completed.stdout.strip()
 
 
+def checked_out(worktree: Path) -> str | None:
+    """The branch the work tree at ``worktree`` has checked out, as git says; None when
+    detached."""
+    completed = subprocess.run(
+        ["git", "symbolic-ref", "-q", "--short", "HEAD"],
+        cwd=worktree,
+        capture_output=True,
+        text=True,
+    )
+    return completed.stdout.strip() if completed.returncode == 0 else None
+
+
+def commit_work(worktree: Path, message: str) -> str | None:
+    """Commit everything in the work tree (but what git ignores) on its branch, the way an
+    attempt's change is committed; return the commit, None when nothing changed."""
+    branch = checked_out(worktree)
+    assert branch is not None
+    state = state_tree(worktree)
+    return commit_state(worktree, branch, state, head_commit(worktree), message)
+
+
 def write(directory: Path, relative: str, content: str) -> None:
     path = directory / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +100,7 @@ def untouched(repo: Path, head: str) -> bool:
     return (
         git(repo, "status", "--porcelain") == ""
         and head_commit(repo) == head
-        and current_branch(repo) == "main"
+        and checked_out(repo) == "main"
     )
 
 
@@ -132,11 +154,12 @@ def test_an_enclosing_git_environment_does_not_redirect_the_commands(
 ) -> None:
     other = make_git_repo(tmp_path / "other", {"other.txt": "other\n"})
     expected = git(repo, "rev-parse", "HEAD")
+    expected_tree = git(repo, "rev-parse", "HEAD^{tree}")
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
     monkeypatch.setenv("GIT_WORK_TREE", str(other))
     monkeypatch.setenv("GIT_INDEX_FILE", str(other / ".git" / "index"))
     assert head_commit(repo) == expected
-    assert changed_paths(repo, "HEAD") == []
+    assert state_tree(repo) == expected_tree  # the work tree at repo: nothing changed
 
 
 def test_create_branch_makes_a_missing_branch_and_leaves_an_existing_one(repo: Path) -> None:
@@ -199,13 +222,12 @@ def test_worktrees_are_added_listed_and_removed_even_with_changes(repo: Path) ->
     path = repo.parent / "nested" / "dirs" / "task-1"
     add_worktree(repo, path, "task/one", "run")
     assert (path / "a.txt").read_text() == "alpha\n"
-    assert current_branch(path) == "task/one"
+    assert checked_out(path) == "task/one"
     listed = {worktree.path.resolve(): worktree for worktree in list_worktrees(repo)}
     assert listed[repo.resolve()].branch == "main"
-    reason = f"orchestra: {path.absolute()}"  # locked, and marked as orchestra's
-    assert listed[path.resolve()] == git_ops.Worktree(
-        path.resolve(), "task/one", head, False, reason
-    )
+    assert listed[path.resolve()] == git_ops.Worktree(path.resolve(), "task/one", head, False)
+    # locked, and marked as orchestra's
+    assert f"locked orchestra: {path.absolute()}" in git(repo, "worktree", "list", "--porcelain")
 
     write(path, "a.txt", "changed\n")
     write(path, "new.txt", "untracked\n")
@@ -247,13 +269,13 @@ def test_a_detached_worktree_has_no_branch(repo: Path) -> None:
     git(repo, "checkout", "-q", "--detach")
     [main] = list_worktrees(repo)
     assert main.branch is None and main.head == head_commit(repo)
-    assert current_branch(repo) is None
+    assert checked_out(repo) is None
 
 
 # -- what changed --
 
 
-def test_changed_paths_lists_every_kind_of_change_and_no_ignored_file(repo: Path) -> None:
+def test_a_work_trees_state_holds_every_kind_of_change_and_no_ignored_file(repo: Path) -> None:
     write(repo, ".gitignore", "*.log\n")
     write(repo, "d.txt", "delta\n")
     write(repo, "e.txt", "echo\n")
@@ -274,7 +296,8 @@ def test_changed_paths_lists_every_kind_of_change_and_no_ignored_file(repo: Path
     write(repo, "same.txt", "changed\n")
     write(repo, "same.txt", "same\n")  # and back: no difference
 
-    assert changed_paths(repo, base) == [
+    state = state_tree(repo)
+    assert paths_between(repo, base, commit_tree(repo, state, base, "state")) == [
         "a.txt",
         "b.txt",
         "d.txt",
@@ -283,7 +306,6 @@ def test_changed_paths_lists_every_kind_of_change_and_no_ignored_file(repo: Path
         "new.txt",
         "renamed.txt",
     ]
-    assert changed_paths(repo / "dir", base) == changed_paths(repo, base)
 
 
 def test_has_uncommitted_changes_sees_staged_unstaged_and_untracked_but_not_ignored(
@@ -304,15 +326,15 @@ def test_has_uncommitted_changes_sees_staged_unstaged_and_untracked_but_not_igno
     assert has_uncommitted_changes(repo)
 
 
-def test_commit_all_commits_everything_with_the_fallback_identity(repo: Path) -> None:
+def test_a_commit_of_the_work_holds_everything_with_the_fallback_identity(repo: Path) -> None:
     before = head_commit(repo)
-    assert commit_all(repo, "nothing") is None
+    assert commit_work(repo, "nothing") is None
     assert head_commit(repo) == before
 
     write(repo, "a.txt", "changed\n")
     write(repo, "new.txt", "new\n")
     (repo / "b.txt").unlink()
-    commit = commit_all(repo, "task one: attempt 1")
+    commit = commit_work(repo, "task one: attempt 1")
     assert commit == head_commit(repo) != before
     assert not has_uncommitted_changes(repo)
     assert git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%s") == (
@@ -321,7 +343,7 @@ def test_commit_all_commits_everything_with_the_fallback_identity(repo: Path) ->
     assert git(repo, "config", "--list", "--local").count("user.") == 0  # config not written
 
 
-def test_commit_all_uses_the_configured_identity_and_skips_hooks(repo: Path) -> None:
+def test_a_commit_of_the_work_uses_the_configured_identity_and_runs_no_hook(repo: Path) -> None:
     git(repo, "config", "user.name", "Ada Lovelace")
     git(repo, "config", "user.email", "ada@example.invalid")
     for name in ("pre-commit", "prepare-commit-msg", "commit-msg"):
@@ -329,7 +351,7 @@ def test_commit_all_uses_the_configured_identity_and_skips_hooks(repo: Path) -> 
         hook.write_text("#!/bin/sh\necho refused >&2\nexit 1\n")
         hook.chmod(0o755)
     write(repo, "a.txt", "changed\n")
-    assert commit_all(repo, "with identity") is not None
+    assert commit_work(repo, "with identity") is not None
     assert git(repo, "log", "-1", "--format=%s") == "with identity"
     assert git(repo, "log", "-1", "--format=%an <%ae>") == "Ada Lovelace <ada@example.invalid>"
 
@@ -338,7 +360,7 @@ def test_diff_shows_text_and_binary_changes_and_is_cut_at_the_limit(repo: Path) 
     base = head_commit(repo)
     write(repo, "a.txt", "alpha\nadded line\n")
     (repo / "image.bin").write_bytes(bytes(range(256)))
-    commit_all(repo, "text and binary")
+    commit_work(repo, "text and binary")
     text = diff(repo, base)
     assert "diff --git a/a.txt b/a.txt" in text
     assert "+added line\n" in text
@@ -359,7 +381,7 @@ def test_count_changed_lines_adds_added_and_deleted_and_counts_binary_as_zero(
     write(repo, "new.txt", "1\n2\n3\n")  # 3 added
     (repo / "b.txt").unlink()  # 1 deleted
     (repo / "image.bin").write_bytes(bytes(range(256)))  # binary: 0
-    commit_all(repo, "changes")
+    commit_work(repo, "changes")
     assert count_changed_lines(repo, base) == 6
     assert count_changed_lines(repo, base, base) == 0
 
@@ -373,8 +395,8 @@ def test_two_worktrees_editing_different_files_both_land_on_the_run_branch(repo:
     first, second = task_worktree(repo, "first"), task_worktree(repo, "second")
     write(first, "a.txt", "alpha from first\n")
     write(second, "b.txt", "beta from second\n")
-    first_commit = commit_all(first, "first")
-    commit_all(second, "second")
+    first_commit = commit_work(first, "first")
+    commit_work(second, "second")
 
     assert rebase_and_advance(first, "run") == MergeResult(True, first_commit)
     result = rebase_and_advance(second, "run")
@@ -394,14 +416,14 @@ def test_two_worktrees_editing_the_same_line_conflict_and_the_second_is_left_as_
     first, second = task_worktree(repo, "first"), task_worktree(repo, "second")
     write(first, "shared.txt", "one\nfirst\nthree\n")
     write(second, "shared.txt", "one\nsecond\nthree\n")
-    commit_all(first, "first")
-    second_commit = commit_all(second, "second")
+    commit_work(first, "first")
+    second_commit = commit_work(second, "second")
     assert rebase_and_advance(first, "run").merged
     run_tip = branch_tip(repo, "run")
 
     assert rebase_and_advance(second, "run") == MergeResult(False, None, ("shared.txt",))
     assert head_commit(second) == second_commit
-    assert current_branch(second) == "task/second"
+    assert checked_out(second) == "task/second"
     assert not has_uncommitted_changes(second)
     assert (second / "shared.txt").read_text() == "one\nsecond\nthree\n"
     assert branch_tip(repo, "run") == run_tip
@@ -415,12 +437,12 @@ def test_rebase_and_advance_rebases_again_when_the_branch_moves_before_the_swap(
     slow, fast = task_worktree(repo, "slow"), task_worktree(repo, "fast")
     write(slow, "a.txt", "alpha from slow\n")
     write(fast, "b.txt", "beta from fast\n")
-    commit_all(slow, "slow")
-    fast_commit = commit_all(fast, "fast")
-    real_swap = git_ops._compare_and_swap
+    commit_work(slow, "slow")
+    fast_commit = commit_work(fast, "fast")
+    real_swap = git_ops.move_branch
     swaps: list[tuple[str, str, bool]] = []
 
-    def fast_lands_first(where: Path, branch: str, new: str, old: str) -> bool:
+    def fast_lands_first(where: Path, branch: str, new: str, old: str, why: str = "") -> bool:
         if not swaps:  # between slow's rebase and its swap, fast's work lands on "run"
             assert fast_commit is not None
             swaps.append((fast_commit, old, real_swap(fast, branch, fast_commit, old)))
@@ -428,7 +450,7 @@ def test_rebase_and_advance_rebases_again_when_the_branch_moves_before_the_swap(
         swaps.append((new, old, swapped))
         return swapped
 
-    monkeypatch.setattr(git_ops, "_compare_and_swap", fast_lands_first)
+    monkeypatch.setattr(git_ops, "move_branch", fast_lands_first)
     result = rebase_and_advance(slow, "run")
     assert [swapped for _, _, swapped in swaps] == [True, False, True]
     assert result.merged and result.tip == branch_tip(repo, "run")
@@ -443,7 +465,7 @@ def test_rebase_and_advance_from_four_threads_lands_every_change(repo: Path) -> 
     worktrees = [task_worktree(repo, f"task-{number}") for number in range(4)]
     for number, worktree in enumerate(worktrees):
         write(worktree, f"file-{number}.txt", f"from task {number}\n")
-        commit_all(worktree, f"task {number}")
+        commit_work(worktree, f"task {number}")
     barrier = threading.Barrier(len(worktrees))
     results: dict[int, MergeResult] = {}
 
@@ -467,7 +489,7 @@ def test_rebase_and_advance_refuses_a_branch_that_is_checked_out(repo: Path) -> 
     create_branch(repo, "run", "main")
     worktree = task_worktree(repo, "task")
     write(worktree, "a.txt", "changed\n")
-    commit_all(worktree, "change")
+    commit_work(worktree, "change")
     with pytest.raises(GitError, match="'main' is checked out at"):
         rebase_and_advance(worktree, "main")
 
@@ -481,7 +503,7 @@ def feature_branch(repo: Path, name: str, start: str, files: dict[str, str]) -> 
     add_worktree(repo, path, name, start)
     for relative, content in files.items():
         write(path, relative, content)
-    tip = commit_all(path, f"work on {name}")
+    tip = commit_work(path, f"work on {name}")
     remove_worktree(repo, path)
     assert tip is not None
     return tip

@@ -121,7 +121,7 @@ class Worktree:
 
 class WorktreeRun:
     def __init__(self, run: WorkspaceRun) -> None:
-        from orchestra.workspace import git
+        from orchestra.workspace import git, program_settings
 
         self.run = run
         repo = _repository(run.project_root)
@@ -139,14 +139,16 @@ class WorktreeRun:
         if run.resumed:
             self._repair()
         recorded = dict(run.checkpoint or {})
-        self.start = recorded.get("start") or self._make_branch()
-        if git.branch_tip(repo, self.branch) is None:  # removed (it held nothing) or by hand
-            git.create_branch(repo, self.branch, self.start)
+        # a branch a crash left before its start was recorded is kept as it is
+        current = git.branch_tip(repo, self.branch)
+        self.start = recorded.get("start") or current or self._new_start()
+        if current is None:  # not made yet, or removed (it held nothing) or by hand
+            current = git.create_branch(repo, self.branch, self.start)
         #: the run branch's tip as orchestra last moved it; any other move is refused
-        self.tip = self._trusted_tip(recorded.get("tip"))
+        self.tip = self._trusted_tip(recorded.get("tip"), current)
         #: task -> the attempt whose change is on the run branch (at most one per task)
         self.landed = _landings(repo, self.branch, run.run_id, self.start, self.tip)
-        self._config = _read_bytes(git.common_dir(repo) / "config")
+        self._settings = program_settings.SettingsGuard(repo)
         self._landing = threading.Lock()
         self._trees: dict[tuple[str, int], Tree] = {}
         self._base: dict[tuple[str, int], str] = {}
@@ -316,19 +318,14 @@ class WorktreeRun:
     def _key(self, request: ExecutionRequest) -> tuple[str, int]:
         return request.task.id, request.attempt
 
-    def _make_branch(self) -> str:
-        """Make the run branch, at HEAD, or at a snapshot of the uncommitted changes on
-        top of it (``include_uncommitted``); return where it starts. A branch a crash
-        left before its start was recorded is kept as it is."""
+    def _new_start(self) -> str:
+        """Where a new run branch starts: HEAD, or a snapshot of the uncommitted changes
+        on top of it (``include_uncommitted``)."""
         from orchestra.workspace import git
 
-        made = git.branch_tip(self.repo, self.branch)
-        if made is not None:
-            return made
-        start = git.head_commit(self.repo)
         if self.run.include_uncommitted:
-            start = git.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
-        return git.create_branch(self.repo, self.branch, start)
+            return git.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
+        return git.head_commit(self.repo)
 
     def _continue(self, tree: Tree, request: ExecutionRequest) -> str:
         """Apply the task's last unmerged change in its new worktree, uncommitted; return
@@ -366,14 +363,12 @@ class WorktreeRun:
         for done in repair.repair(self.repo, self.root, dead=lambda run: run == run_id):
             self.repairs.append(done.line())
 
-    def _trusted_tip(self, recorded: str | None) -> str:
-        """The run branch's tip to go on from: where orchestra last recorded it, plus the
-        landings of this run a crash kept from being recorded; a move by any other hand
-        is undone."""
+    def _trusted_tip(self, recorded: str | None, current: str) -> str:
+        """The run branch's tip to go on from (``current``, where it is now): where
+        orchestra last recorded it, plus the landings of this run a crash kept from being
+        recorded; a move by any other hand is undone."""
         from orchestra.workspace import git
 
-        current = git.branch_tip(self.repo, self.branch)
-        assert current is not None
         if recorded is None or recorded == current:
             return current
         if git.is_ancestor(self.repo, recorded, current) and all(
@@ -414,23 +409,15 @@ class WorktreeRun:
         )
 
     def _check_configuration(self) -> None:
-        """Refuse a change to the repository's ``.git/config`` (where a task could name a
-        program for the user's git to run): put the file back as it was."""
-        from orchestra.workspace import git
-
-        path = git.common_dir(self.repo) / "config"
-        now = _read_bytes(path)
-        if now == self._config or self._config is None:
-            return
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix="config.", delete=False) as new:
-            new.write(self._config)
-        os.replace(new.name, path)
-        raise WorkspaceViolation(
-            f"the repository's configuration {path} was changed while the attempt ran;"
-            " orchestra put it back as it was"
-        )
+        """Refuse a change to the settings of the repository's ``.git/config`` that name
+        a program (for the user's git to run): put them back as they were. The user's
+        other edits of the file stay."""
+        problem = self._settings.check()
+        if problem:
+            raise WorkspaceViolation(
+                f"the repository's configuration {self._settings.path} was changed while"
+                f" the attempt ran {problem}"
+            )
 
     def _check_worktree(self, tree: Tree, branch: str) -> None:
         """Refuse a worktree whose git records the attempt changed: its HEAD on another
@@ -494,13 +481,6 @@ def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, 
         if os.path.isabs(target) or where == ".." or where.startswith("../"):
             escapes.append((path, target))
     return tuple(escapes)
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 def _repository(project_root: str) -> Path | None:

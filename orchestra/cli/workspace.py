@@ -115,9 +115,10 @@ def gc(
     worktree with uncommitted changes (a crashed attempt's half-done work) is kept and
     listed, unless --force. The run branches (orchestra/RUN) hold the runs' results:
     they stay, unless --branches with --older-than, --keep or both says which go. Only
-    branches orchestra made go, never a running or interrupted run's, nor one moved
-    since its run (your commits on it). Each thing is reported; one that cannot be
-    removed is reported and the rest goes on (exit status 1).
+    branches orchestra made go, never one of a run that is running or that resume may
+    continue (interrupted, canceled), nor one moved since its run (your commits on
+    it). Each thing is reported; one that cannot be removed is reported and the rest
+    goes on (exit status 1).
     """
     import time
     from pathlib import Path
@@ -155,7 +156,7 @@ def gc(
             dry_run=dry_run,
             report_live=True,
         )
-        done += _sandbox_leftovers(dead, dry_run)
+        done += _sandbox_leftovers(store, dead, dry_run)
         if branches:
             done += _old_run_branches(repo, store, older_than, keep, time.time(), dry_run)
     finally:
@@ -177,6 +178,8 @@ def _old_run_branches(repo, store, older_than, keep, now: float, dry_run: bool) 
     """The run branches ``--older-than`` and ``--keep`` choose: removed, kept (and why),
     or what would be."""
     from orchestra.engine.orchestrator import checkpoint_key
+    from orchestra.engine.runs import RESUMABLE
+    from orchestra.engine.states import TERMINAL_RUN_STATES
     from orchestra.state import UnknownRun
     from orchestra.workspace import prune
 
@@ -190,8 +193,9 @@ def _old_run_branches(repo, store, older_than, keep, now: float, dry_run: bool) 
         protected = None
         if store.is_locked(run_id):
             protected = f"run {run_id} is running"
-        elif record.state.value in ("pending", "running", "interrupted"):
-            protected = f"run {run_id} is {record.state.value}: resume or cancel it first"
+        elif record.state not in TERMINAL_RUN_STATES or record.state in RESUMABLE:
+            # not ended (its process died: it is as good as interrupted), or resumable
+            protected = f"run {run_id} is {record.state.value}: resume may continue it"
         checkpoint = store.get_value(checkpoint_key("worktree", run_id)) or {}
         when = record.ended_at or record.created_at
         return prune.KnownRun(protected, record.created_at, when, checkpoint.get("tip"))
@@ -240,27 +244,28 @@ def say_if_uncommitted(state: CliState, workstream, settings) -> None:
     )
 
 
-def _sandbox_leftovers(dead, dry_run: bool) -> list:
+def _sandbox_leftovers(store, dead, dry_run: bool) -> list:
     """The private directories (``$TMPDIR/orchestra-<run>-*``) that killed runs'
-    sandboxes left, for runs no process drives: removed, or what would be."""
-    import glob
-    import re
-    import tempfile
-
-    from orchestra.engine.sandbox import remove_leftovers
+    sandboxes left, of runs this database knows and no process drives: removed, or what
+    would be. The temporary directory is shared: another project's runs, which this
+    database does not know, may be running, and their directories stay."""
+    from orchestra.engine.sandbox import leftover_labels, leftovers, remove_leftovers
+    from orchestra.state import UnknownRun
+    from orchestra.workspace.prune import RUN_ID
     from orchestra.workspace.repair import Repair
 
-    # orchestra-<run id>-<random>
-    leftover = re.compile(r"/orchestra-(\d{8}-\d{6}-[0-9a-f]{4})-[^/]+$")
+    if store is None:
+        return []
     done = []
-    found = glob.glob(f"{tempfile.gettempdir()}/orchestra-*-*")
-    runs = {match.group(1) for path in found if (match := leftover.search(path))}
-    for run_id in sorted(runs):
+    for run_id in sorted(label for label in leftover_labels() if RUN_ID.fullmatch(label)):
+        try:
+            store.run(run_id)
+        except UnknownRun:
+            continue
         if not dead(run_id):
             continue
         if dry_run:
-            pattern = f"{tempfile.gettempdir()}/orchestra-{glob.escape(run_id)}-*"
-            done += [Repair("would remove", f"directory {path}") for path in glob.glob(pattern)]
+            done += [Repair("would remove", f"directory {path}") for path in leftovers(run_id)]
             continue
         done += [
             Repair("removed", f"directory {path}", "a killed run's sandbox")

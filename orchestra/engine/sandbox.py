@@ -68,6 +68,9 @@ ROOT_OPTIONS = (
 # with its status; the command starts with SIGTERM as it should be (``--default-signal``).
 OUTER_SIGNALS = "--ignore-signal=TERM"
 INNER_SIGNALS = "--default-signal=TERM"
+#: the start of the name of an attempt's private directory, ``orchestra-<label>-<random>``
+#: in the system's temporary directory (the label is the run's id)
+PRIVATE_PREFIX = "orchestra-"
 #: how long the probe may take before bwrap counts as unusable
 PROBE_SECONDS = 10.0
 
@@ -306,7 +309,7 @@ class Sandbox:
         if self._private is None:
             import tempfile
 
-            prefix = f"orchestra-{self._label}-" if self._label else "orchestra-"
+            prefix = f"{PRIVATE_PREFIX}{self._label}-" if self._label else PRIVATE_PREFIX
             self._private = tempfile.mkdtemp(prefix=prefix)
             os.mkdir(os.path.join(self._private, "tmp"), 0o700)
         return self._private
@@ -320,17 +323,46 @@ class Sandbox:
         return self._views[root]
 
 
-def remove_leftovers(run_id: str) -> list[str]:
-    """Remove the private directories (``orchestra-<run>-*`` in the system's temporary
-    directory) that the attempts of run ``run_id`` left when their orchestrator was
-    killed; return their paths. Call it only when no process drives the run."""
-    import glob
-    import shutil
+def leftover_labels() -> set[str]:
+    """Return the labels (run ids) of the sandboxes' private directories in the system's
+    temporary directory: those of running runs, and those killed runs left. Whose run a
+    label names, and whether it is over, the caller finds out."""
     import tempfile
 
-    pattern = os.path.join(tempfile.gettempdir(), f"orchestra-{glob.escape(run_id)}-*")
+    try:
+        names = os.listdir(tempfile.gettempdir())
+    except OSError:
+        return set()
+    labels = set()
+    for name in names:
+        # orchestra-<label>-<random>: mkdtemp's random part has no "-"
+        label, dash, _ = name.removeprefix(PRIVATE_PREFIX).rpartition("-")
+        if name.startswith(PRIVATE_PREFIX) and dash and label:
+            labels.add(label)
+    return labels
+
+
+def leftovers(run_id: str) -> list[str]:
+    """Return the private directories (``orchestra-<run>-*`` in the system's temporary
+    directory) of run ``run_id``'s sandboxes, sorted: what its attempts left if no
+    process drives the run."""
+    import glob
+    import tempfile
+
+    pattern = os.path.join(tempfile.gettempdir(), f"{PRIVATE_PREFIX}{glob.escape(run_id)}-*")
+    return sorted(
+        path for path in glob.glob(pattern) if os.path.isdir(path) and not os.path.islink(path)
+    )
+
+
+def remove_leftovers(run_id: str) -> list[str]:
+    """Remove the private directories (``leftovers``) that the attempts of run ``run_id``
+    left when their orchestrator was killed; return their paths. Call it only when no
+    process drives the run."""
+    import shutil
+
     removed = []
-    for path in sorted(glob.glob(pattern)):
+    for path in leftovers(run_id):
         shutil.rmtree(path, ignore_errors=True)
         if not os.path.exists(path):
             removed.append(path)

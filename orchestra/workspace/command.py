@@ -175,8 +175,7 @@ def git_invocation(where: Where, *arguments: str) -> tuple[list[str], dict[str, 
     ARGUMENTS`` in ``where`` (see the module's docstring), for a caller that must run it
     itself (to give it stdin, say). Run it with ``cwd=where`` and stdin that is not a
     terminal."""
-    options = (*BASE_CONFIG, *driver_settings(where))
-    command = ["git", *(item for setting in options for item in ("-c", setting)), *arguments]
+    command = ["git", *_settings((*BASE_CONFIG, *driver_settings(where))), *arguments]
     env = environment()
     if isinstance(where, Tree):
         env.update(_tree_variables(where))
@@ -202,29 +201,28 @@ def run_git(
     file of the caller's to use instead of the work tree's (``GIT_INDEX_FILE``), so that
     a snapshot of the work tree leaves its own index alone.
     """
-    settings = [item for setting in config for item in ("-c", setting)]
-    command, env = git_invocation(where, *settings, *arguments)
+    command, env = git_invocation(where, *_settings(config), *arguments)
     if index is not None:
         env["GIT_INDEX_FILE"] = str(index)
     waited_until: float | None = None
-    for _ in range(1000):  # a bound, never reached: each turn removes a lock or waits
+    while True:
         completed = _run(command, where, env, errors)
         if completed.returncode == 0 or not wait_for_locks:
             break
         from orchestra.workspace import locks
 
-        lock = locks.lock_in(completed.stderr)
+        lock = locks.lock_in(completed.stderr, _working_directory(where))
         if lock is None:
             break
-        if not lock.exists():
-            continue  # released meanwhile
-        if locks.remove_if_stale(lock, _places(where)):
-            continue
+        # every turn counts against one deadline: a lock git keeps reporting that cannot
+        # be removed (gone when looked at, or not a file) must not make this spin
         now = time.monotonic()
         waited_until = waited_until or now + LOCK_WAIT
         if now >= waited_until:
             break
-        time.sleep(0.05)
+        if lock.exists() and locks.remove_if_stale(lock, _places(where)):
+            continue  # a killed git's: removed, so at once again
+        time.sleep(0.05)  # held by a live process, or released meanwhile
     if check and completed.returncode != 0:
         raise failure(where, arguments, completed.returncode, completed.stderr, completed.stdout)
     return completed
@@ -258,6 +256,21 @@ def _tree_variables(tree: Tree) -> dict[str, str]:
 
 def _path(where: Where) -> Path:
     return where.path if isinstance(where, Tree) else Path(where)
+
+
+def _working_directory(where: Where) -> Path:
+    """The directory git works in after finding the repository from ``where``, to which
+    the relative paths in its messages are relative: the top of the work tree (git goes
+    there from a subdirectory), or the git directory when git ran in one."""
+    start = _path(where).absolute()
+    if isinstance(where, Tree):
+        return start  # GIT_WORK_TREE: git works at its top
+    for directory in (start, *start.parents):
+        if os.path.lexists(directory / ".git"):
+            return directory
+        if (directory / "HEAD").is_file() and (directory / "objects").is_dir():
+            return directory  # a git directory itself
+    return start
 
 
 # -- the common git directory --
@@ -303,9 +316,12 @@ def _places(where: Where) -> tuple[Path, ...]:
 
 # the configuration's sections that name programs per driver, and what neutralises each
 _DRIVER_SECTION = re.compile(r"^(filter|merge)\.(.+)\.[^.]+$")
+#: the commit identity's keys, read with the drivers (``configured_identity``)
+_IDENTITY_KEYS = frozenset({"user.name", "user.email"})
 _DRIVERS_LOCK = threading.Lock()
-#: per repository: the (file, stat) pairs the answer was read from, and the answer
-_DRIVERS: dict[str, tuple[tuple, tuple[str, ...]]] = {}
+#: per repository: the (file, stat) pairs the answers were read from, and the answers
+#: (the drivers' settings, the identity keys configured)
+_DRIVERS: dict[str, tuple[tuple, tuple[str, ...], frozenset[str]]] = {}
 
 
 def driver_settings(where: Where) -> tuple[str, ...]:
@@ -314,37 +330,56 @@ def driver_settings(where: Where) -> tuple[str, ...]:
     passes the content through) and ``required`` false; ``merge.X.driver`` ``false`` (a
     conflict instead of the program). Read again whenever a configuration file changes.
     """
+    return _configuration(where)[1]
+
+
+def configured_identity(where: Where) -> frozenset[str]:
+    """Which of ``user.name`` and ``user.email`` the configuration sets (read with
+    ``driver_settings``, so asking costs no git process of its own)."""
+    return _configuration(where)[2]
+
+
+def _configuration(where: Where) -> tuple[tuple, tuple[str, ...], frozenset[str]]:
+    """What orchestra reads of the configuration where ``where`` is: the drivers'
+    settings and the identity keys, read once and again when a configuration file
+    changes."""
     try:
         common = common_dir(where)
     except GitError:
-        return ()
+        return (), (), frozenset()
     key = str(where.git_dir) if isinstance(where, Tree) else str(common)
     with _DRIVERS_LOCK:
         known = _DRIVERS.get(key)
         if known is not None and _stamp(known[0]) == known[0]:
-            return known[1]
-    files, settings = _read_drivers(where, common)
+            return known
+    read = _read_configuration(where, common)
     with _DRIVERS_LOCK:
-        _DRIVERS[key] = (files, settings)
-    return settings
+        _DRIVERS[key] = read
+    return read
 
 
-def _read_drivers(where: Where, common: Path) -> tuple[tuple, tuple[str, ...]]:
+def _read_configuration(
+    where: Where, common: Path
+) -> tuple[tuple, tuple[str, ...], frozenset[str]]:
     env = environment()
     if isinstance(where, Tree):
         env.update(_tree_variables(where))
-    arguments = ["config", "--show-origin", "--null", "--get-regexp", r"^(filter|merge)\."]
+    wanted = r"^(filter|merge)\.|^user\.(name|email)$"
+    arguments = ["config", "--show-origin", "--null", "--get-regexp", wanted]
     completed = _run(["git", *_settings(BASE_CONFIG), *arguments], where, env, "surrogateescape")
     origins = {common / "config", *_global_files()}
     if isinstance(where, Tree):
         origins.add(where.git_dir / "config.worktree")
-    filters, merges = set(), set()
+    filters, merges, identity = set(), set(), set()
     # records: "file:<path>\0<key>\n<value>\0"
     fields = completed.stdout.split("\0")
     for origin, entry in zip(fields[0::2], fields[1::2], strict=False):  # a trailing ""
         if origin.startswith("file:"):
-            origins.add(_path(where) / origin[5:])  # relative to where git ran
+            origins.add(_working_directory(where) / origin[5:])  # relative to where git was
         key = entry.split("\n", 1)[0]
+        if key in _IDENTITY_KEYS:
+            identity.add(key)
+            continue
         matched = _DRIVER_SECTION.match(key)
         if matched:
             (filters if matched.group(1) == "filter" else merges).add(matched.group(2))
@@ -353,7 +388,8 @@ def _read_drivers(where: Where, common: Path) -> tuple[tuple, tuple[str, ...]]:
         settings += [f"filter.{name}.{part}=" for part in ("clean", "smudge", "process")]
         settings.append(f"filter.{name}.required=false")
     settings += [f"merge.{name}.driver=false" for name in sorted(merges)]
-    return _stamp(tuple((path, None) for path in sorted(origins))), tuple(settings)
+    files = _stamp(tuple((path, None) for path in sorted(origins)))
+    return files, tuple(settings), frozenset(identity)
 
 
 def _global_files() -> list[Path]:
@@ -379,6 +415,7 @@ def _stamp(files: tuple) -> tuple:
 
 
 def _settings(options: tuple[str, ...]) -> list[str]:
+    """``-c`` before each of ``options``, as git's command line takes them."""
     return [item for setting in options for item in ("-c", setting)]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -33,15 +34,56 @@ from orchestra.workspace.command import (
     Tree,
     Where,
     common_dir,
+    configured_identity,
     failure,
     run_git,
 )
 
-__all__ = ["GitError", "Tree"]  # and the functions below
+__all__ = [
+    "ADVANCE_TRIES",
+    "LOCK_REASON",
+    "STRUCTURE_LOCK",
+    "BranchMoved",
+    "GitError",
+    "MergeResult",
+    "Tree",
+    "Worktree",
+    "add_worktree",
+    "apply_change",
+    "branch_tip",
+    "branches",
+    "commit_state",
+    "commit_time",
+    "commit_tree",
+    "commits_between",
+    "common_dir",
+    "count_changed_lines",
+    "create_branch",
+    "delete_branch",
+    "diff",
+    "has_uncommitted_changes",
+    "head_commit",
+    "is_ancestor",
+    "last_move",
+    "list_worktrees",
+    "merge_into",
+    "move_branch",
+    "paths_between",
+    "rebase_and_advance",
+    "remove_worktree",
+    "repository_root",
+    "snapshot_uncommitted",
+    "state_tree",
+    "uncommitted_paths",
+    "worktrees_locked",
+]
 
 _FALLBACK_NAME = "orchestra"
 _FALLBACK_EMAIL = "orchestra@localhost"
 _ZERO_OID = "0" * 40
+
+#: a full object id, SHA-1 or SHA-256
+_FULL_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 # How often rebase_and_advance rebases again when the target branch moved under it.
 ADVANCE_TRIES = 5
@@ -60,7 +102,6 @@ class Worktree:
     branch: str | None  # None when detached (or bare)
     head: str | None  # None before the first commit
     prunable: bool  # its directory is gone; `git worktree prune` forgets it
-    locked: str | None = None  # why it is locked, when it is ("" without a reason)
 
 
 @classes.frozen
@@ -73,10 +114,6 @@ class MergeResult:
 
 
 # -- running git --
-
-_git = run_git
-_failure = failure
-
 
 # git reads every worktree's metadata when it adds a worktree, lists them, deletes or
 # rebases a branch (is it checked out somewhere?), and fails when another git process is
@@ -91,10 +128,6 @@ _HELD = threading.local()
 STRUCTURE_LOCK = "orchestra-worktrees.lock"
 
 
-def _common_dir(path: Where) -> Path:
-    return common_dir(path)
-
-
 @contextlib.contextmanager
 def worktrees_locked(path: Where) -> Iterator[None]:
     """Hold the repository's worktree lock (reentrant within a thread)."""
@@ -107,7 +140,7 @@ def worktrees_locked(path: Where) -> Iterator[None]:
             finally:
                 _HELD.depth = depth
             return
-        lock_file = _common_dir(path) / STRUCTURE_LOCK
+        lock_file = common_dir(path) / STRUCTURE_LOCK
         descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
@@ -120,9 +153,6 @@ def worktrees_locked(path: Where) -> Iterator[None]:
             os.close(descriptor)  # releases the flock
 
 
-_worktrees_locked = worktrees_locked
-
-
 def _branch_ref(branch: str) -> str:
     """Return ``refs/heads/<branch>``; git checks the rest of the name where it is used."""
     if not branch or branch.startswith("-"):
@@ -130,10 +160,17 @@ def _branch_ref(branch: str) -> str:
     return f"refs/heads/{branch}"
 
 
-def _resolve(repo: Path, revision: str) -> str:
-    """Return the commit id ``revision`` names, so later commands never take it as an option."""
+def _resolve(repo: Where, revision: str) -> str:
+    """Return the commit id ``revision`` names, so later commands never take it as an option.
+
+    A full commit id (what orchestra passes around) is returned as it is, without a git
+    process: it cannot be taken as an option, and a command given one that names no
+    commit fails on its own.
+    """
+    if _FULL_ID.fullmatch(revision):
+        return revision
     verify = ("rev-parse", "--verify", "-q", "--end-of-options", f"{revision}^{{commit}}")
-    completed = _git(repo, *verify, check=False)
+    completed = run_git(repo, *verify, check=False)
     if completed.returncode != 0:
         raise GitError(f"git: {revision!r} names no commit in {repo}")
     return completed.stdout.strip()
@@ -144,14 +181,13 @@ def _paths(output: str) -> list[str]:
     return sorted({path for path in output.split("\0") if path})
 
 
-def _identity(repo: Path) -> tuple[str, ...]:
+def _identity(repo: Where) -> tuple[str, ...]:
     """Return the ``-c`` settings that give a commit an author when the repository has none.
 
     The configured user.name and user.email are kept; only the missing ones are filled
     in, on the command line, so the user's configuration is never written.
     """
-    completed = _git(repo, "config", "--get-regexp", r"^user\.(name|email)$", check=False)
-    configured = {line.split(" ", 1)[0] for line in completed.stdout.splitlines()}
+    configured = configured_identity(repo)
     settings = []
     if "user.name" not in configured:
         settings.append(f"user.name={_FALLBACK_NAME}")
@@ -160,16 +196,8 @@ def _identity(repo: Path) -> tuple[str, ...]:
     return tuple(settings)
 
 
-def _compare_and_swap(repo: Path, branch: str, new: str, old: str) -> bool:
-    """Point ``branch`` at ``new`` if it still points at ``old``; return whether it did."""
-    completed = _git(
-        repo, "update-ref", "-m", "orchestra: advance", _branch_ref(branch), new, old, check=False
-    )
-    return completed.returncode == 0
-
-
 def _unmerged_paths(worktree: Path) -> list[str]:
-    completed = _git(
+    completed = run_git(
         worktree,
         "diff",
         *DIFF_PROGRAMS_OFF,
@@ -196,36 +224,27 @@ def repository_root(path: Path) -> Path | None:
         directory = directory.parent
     if not has_git_marker(directory):
         return None
-    completed = _git(directory, "rev-parse", "--show-toplevel", check=False)
+    completed = run_git(directory, "rev-parse", "--show-toplevel", check=False)
     if completed.returncode != 0 or not completed.stdout.strip():
         return None
     return Path(completed.stdout.strip())
 
 
-def head_commit(repo: Path) -> str:
+def head_commit(repo: Where) -> str:
     """Return the commit id HEAD points at; GitError when the repository has no commit yet."""
-    completed = _git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    completed = run_git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
     if completed.returncode == 0:
         return completed.stdout.strip()
-    _git(repo, "rev-parse", "--git-dir")  # not a repository at all: git says so
+    run_git(repo, "rev-parse", "--git-dir")  # not a repository at all: git says so
     raise GitError(f"the git repository at {repo} has no commit yet: commit something first")
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:
     """Return the commit id branch ``branch`` points at, or None when there is no such branch."""
-    completed = _git(
+    completed = run_git(
         repo, "rev-parse", "--verify", "-q", f"{_branch_ref(branch)}^{{commit}}", check=False
     )
     return completed.stdout.strip() if completed.returncode == 0 else None
-
-
-def current_branch(repo: Path) -> str | None:
-    """Return the branch checked out in the work tree at ``repo``, or None when detached."""
-    completed = _git(repo, "symbolic-ref", "-q", "HEAD", check=False)
-    reference = completed.stdout.strip()
-    if completed.returncode != 0 or not reference.startswith("refs/heads/"):
-        return None
-    return reference.removeprefix("refs/heads/")
 
 
 def create_branch(repo: Path, branch: str, start: str) -> str:
@@ -240,12 +259,12 @@ def create_branch(repo: Path, branch: str, start: str) -> str:
     commit = _resolve(repo, start)
     # the empty old value: only if the ref does not exist yet
     arguments = ("update-ref", "-m", f"orchestra: from {start}", _branch_ref(branch), commit, "")
-    completed = _git(repo, *arguments, check=False)
+    completed = run_git(repo, *arguments, check=False)
     if completed.returncode == 0:
         return commit
     tip = branch_tip(repo, branch)  # another caller made it first, or the name is bad
     if tip is None:
-        raise _failure(repo, arguments, completed.returncode, completed.stderr)
+        raise failure(repo, arguments, completed.returncode, completed.stderr)
     return tip
 
 
@@ -259,7 +278,7 @@ def delete_branch(repo: Path, branch: str, expected: str | None = None) -> None:
     ``.git/config.lock``, which stops the user's own ``git config``.
     """
     reference = _branch_ref(branch)
-    with _worktrees_locked(repo):
+    with worktrees_locked(repo):
         where = _checked_out_at(repo, branch)
         if where is not None:
             raise GitError(f"cannot delete branch {branch!r}: it is checked out at {where}")
@@ -268,7 +287,7 @@ def delete_branch(repo: Path, branch: str, expected: str | None = None) -> None:
 
 def _delete_ref(repo: Path, reference: str, expected: str | None = None) -> None:
     old = (expected,) if expected else ()
-    completed = _git(
+    completed = run_git(
         repo, "update-ref", "-m", "orchestra: done", "-d", reference, *old, check=False
     )
     if completed.returncode == 0:
@@ -277,19 +296,17 @@ def _delete_ref(repo: Path, reference: str, expected: str | None = None) -> None
     if expected and now is not None and now != expected:
         raise BranchMoved(f"branch {reference.removeprefix('refs/heads/')!r} moved to {now[:12]}")
     if now is not None:
-        raise _failure(
-            repo, ("update-ref", "-d", reference), completed.returncode, completed.stderr
-        )
+        raise failure(repo, ("update-ref", "-d", reference), completed.returncode, completed.stderr)
 
 
 def _resolve_ref(repo: Where, reference: str) -> str | None:
-    completed = _git(repo, "rev-parse", "--verify", "-q", f"{reference}^{{commit}}", check=False)
+    completed = run_git(repo, "rev-parse", "--verify", "-q", f"{reference}^{{commit}}", check=False)
     return completed.stdout.strip() if completed.returncode == 0 else None
 
 
 def branches(repo: Path, prefix: str) -> dict[str, str]:
     """Return {branch: commit} of the branches whose names start with ``prefix``."""
-    completed = _git(
+    completed = run_git(
         repo, "for-each-ref", "--format=%(refname)%00%(objectname)", f"refs/heads/{prefix}"
     )
     found = {}
@@ -302,22 +319,26 @@ def branches(repo: Path, prefix: str) -> dict[str, str]:
 # -- worktrees --
 
 
-def add_worktree(repo: Path, path: Path, branch: str, start: str) -> Tree:
-    """Make a new worktree at ``path`` on ``branch``, which is made or reset to ``start``;
-    return it, addressed by its git directory.
+def add_worktree(repo: Path, path: Path, branch: str | None, start: str) -> Tree:
+    """Make a new worktree at ``path`` on ``branch``, which is made or reset to ``start``
+    (with ``branch`` None: at ``start``, detached); return it, addressed by its git
+    directory.
 
     Missing parent directories of ``path`` are made. git refuses when ``branch`` is checked
     out in another worktree or ``path`` is a directory that is not empty. The worktree is
     locked with the reason ``orchestra: <path>``, the first thing git writes for it, so that
-    what an interrupted ``git worktree add`` leaves can be told to be orchestra's.
+    what an interrupted ``git worktree add`` leaves can be told to be orchestra's; it is
+    made holding the worktrees lock, so that ``repair`` never finds it half-made.
     """
-    _branch_ref(branch)
+    on = ("--detach",) if branch is None else ("--no-track", "-B", branch)
+    if branch is not None:
+        _branch_ref(branch)
     commit = _resolve(repo, start)
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    arguments = ("worktree", "add", "--quiet", "--no-track", "--lock")
-    with _worktrees_locked(repo):
-        _git(repo, *arguments, "--reason", f"{LOCK_REASON}{path}", "-B", branch, str(path), commit)
+    arguments = ("worktree", "add", "--quiet", "--lock")
+    with worktrees_locked(repo):
+        run_git(repo, *arguments, "--reason", f"{LOCK_REASON}{path}", *on, str(path), commit)
         # written by git a moment ago, before any tool ran in the worktree
         pointer = (path / ".git").read_text().strip()
     git_dir = Path(pointer.removeprefix("gitdir:").strip())
@@ -334,23 +355,17 @@ def remove_worktree(repo: Path, path: Path | Tree) -> None:
     not know as a worktree is left alone: it is not orchestra's to delete.
     """
     target = Path(path.path if isinstance(path, Tree) else path).absolute().resolve()
-    with _worktrees_locked(repo):
+    with worktrees_locked(repo):
         registered = any(worktree.path.resolve() == target for worktree in list_worktrees(repo))
         if registered:
             # twice --force: even a locked worktree (orchestra locks its own)
-            _git(repo, "worktree", "remove", "--force", "--force", str(target))
-
-
-def prune_worktrees(repo: Path) -> None:
-    """Make git forget worktrees whose directories are gone."""
-    with _worktrees_locked(repo):
-        _git(repo, "worktree", "prune")
+            run_git(repo, "worktree", "remove", "--force", "--force", str(target))
 
 
 def list_worktrees(repo: Path) -> list[Worktree]:
     """Return every worktree of the repository, the main one first, as git lists them."""
-    with _worktrees_locked(repo):
-        completed = _git(repo, "worktree", "list", "--porcelain", "-z")
+    with worktrees_locked(repo):
+        completed = run_git(repo, "worktree", "list", "--porcelain", "-z")
     worktrees = []
     fields: dict[str, str] = {}
     for line in [*completed.stdout.split("\0"), ""]:
@@ -367,7 +382,6 @@ def list_worktrees(repo: Path) -> list[Worktree]:
                     branch=branch.removeprefix("refs/heads/") if branch else None,
                     head=head if head and head != _ZERO_OID else None,
                     prunable="prunable" in fields,
-                    locked=fields.get("locked"),
                 )
             )
         fields = {}
@@ -377,59 +391,12 @@ def list_worktrees(repo: Path) -> list[Worktree]:
 # -- what changed --
 
 
-def changed_paths(worktree: Path, base: str) -> list[str]:
-    """Return every path whose content in the worktree differs from commit ``base``.
-
-    That is what was committed since ``base``, staged, changed but not staged, deleted, and
-    untracked files that are not ignored; a rename gives both names. A file changed and
-    changed back is not listed.
-    """
-    commit = _resolve(worktree, base)
-    # the working tree against the commit: committed, staged and unstaged changes together
-    tracked = _git(
-        worktree,
-        "diff",
-        *DIFF_PROGRAMS_OFF,
-        "--name-only",
-        "-z",
-        "--no-renames",
-        "--no-relative",
-        commit,
-    )
-    untracked = _git(
-        worktree, "ls-files", "-z", "--others", "--exclude-standard", "--full-name", "--", ":/"
-    )
-    return _paths(tracked.stdout + "\0" + untracked.stdout)
-
-
 def has_uncommitted_changes(worktree: Path, *, untracked: bool = True) -> bool:
     """Return whether anything is staged, changed but not staged, or (unless ``untracked``
     is False) untracked and not ignored."""
     which = "--untracked-files=normal" if untracked else "--untracked-files=no"
-    completed = _git(worktree, "status", "--porcelain", "-z", which)
+    completed = run_git(worktree, "status", "--porcelain", "-z", which)
     return bool(completed.stdout)
-
-
-def commit_all(worktree: Where, message: str, base: str | None = None) -> str | None:
-    """Commit every change in the worktree (``git add -A``); return the commit id, or None
-    when there was nothing to commit.
-
-    With ``base``, the result is one commit on top of ``base`` whatever was committed in
-    the worktree meanwhile (a tool's own commits are folded in), so that only orchestra's
-    message, and its trailers, reach the run's branch. The author is the repository's
-    user.name and user.email, or "orchestra <orchestra@localhost>" for whichever is not
-    configured.
-    """
-    _git(worktree, "add", "-A", "--", ":/")
-    if base is not None and head_commit(worktree) != base:
-        _git(worktree, "reset", "--soft", "--quiet", _resolve(worktree, base))
-    staged = _git(worktree, "diff", *DIFF_PROGRAMS_OFF, "--cached", "--quiet", check=False)
-    if staged.returncode == 0:
-        return None
-    if staged.returncode != 1:
-        raise _failure(worktree, ("diff", "--cached", "--quiet"), staged.returncode, staged.stderr)
-    _git(worktree, "commit", "--quiet", "-m", message, config=_identity(worktree))
-    return head_commit(worktree)
 
 
 # -- snapshots: what a work tree holds, as a tree object, its own index left alone --
@@ -439,7 +406,7 @@ def uncommitted_paths(repo: Path) -> list[str]:
     """Return the tracked files whose content in the work tree at ``repo`` (or in its
     index) differs from HEAD: changed, staged, deleted, or added with ``git add``.
     Untracked files are not listed."""
-    completed = _git(
+    completed = run_git(
         repo,
         "diff",
         *DIFF_PROGRAMS_OFF,
@@ -465,29 +432,29 @@ def snapshot_uncommitted(repo: Path, message: str) -> str:
         if own is not None and own.is_file():
             shutil.copy2(own, index)  # what the user staged; its time keeps racy-git checks
         else:
-            _git(repo, "read-tree", head, index=index)
-        _git(repo, "add", "--update", "--", ":/", index=index)
-        state = _git(repo, "write-tree", index=index).stdout.strip()
+            run_git(repo, "read-tree", head, index=index)
+        run_git(repo, "add", "--update", "--", ":/", index=index)
+        state = run_git(repo, "write-tree", index=index).stdout.strip()
     if state == _resolve_tree(repo, head):
         return head
     return commit_tree(repo, state, head, message)
 
 
-def state_tree(worktree: Where, ignore: Sequence[str] = (), since: str = "HEAD") -> str:
+def state_tree(worktree: Where, ignore: Sequence[str] = ()) -> str:
     """Return the tree object of everything the work tree holds now: its tracked files
     as they are (deleted ones gone) and its untracked files, but those git ignores and
     those matching ``ignore`` (gitignore patterns). The work tree's own index is only
-    read (a copy is used); ``since`` fills the copy when there is no index."""
+    read (a copy is used; HEAD's tree when there is no index)."""
     with _scratch(worktree, "orchestra-state-") as scratch:
         index = Path(scratch) / "index"
         own = _index_file(worktree)
         if own is not None and own.is_file():
             shutil.copy2(own, index)  # with its time: git then re-reads racily clean files
         else:
-            _git(worktree, "read-tree", _resolve(worktree, since), index=index)
-        _git(worktree, "add", "--update", "--", ":/", index=index)
+            run_git(worktree, "read-tree", _resolve(worktree, "HEAD"), index=index)
+        run_git(worktree, "add", "--update", "--", ":/", index=index)
         excluded = [item for pattern in ignore for item in ("--exclude", pattern)]
-        others = _git(
+        others = run_git(
             worktree,
             *("ls-files", "-z", "--others", "--exclude-standard", *excluded),
             *("--full-name", "--", ":/"),
@@ -496,13 +463,13 @@ def state_tree(worktree: Where, ignore: Sequence[str] = (), since: str = "HEAD")
         if others.strip("\0"):
             listing = Path(scratch) / "untracked"
             listing.write_text(others, errors="surrogateescape")
-            _git(  # --force: ls-files has decided what is ignored; add must not differ
+            run_git(  # --force: ls-files has decided what is ignored; add must not differ
                 worktree,
                 *("--literal-pathspecs", "add", "--force"),
                 *(f"--pathspec-from-file={listing}", "--pathspec-file-nul"),
                 index=index,
             )
-        return _git(worktree, "write-tree", index=index).stdout.strip()
+        return run_git(worktree, "write-tree", index=index).stdout.strip()
 
 
 def _scratch(where: Where, prefix: str) -> tempfile.TemporaryDirectory:
@@ -516,19 +483,19 @@ def _scratch(where: Where, prefix: str) -> tempfile.TemporaryDirectory:
 def _index_file(worktree: Where) -> Path | None:
     if isinstance(worktree, Tree):
         return worktree.git_dir / "index"
-    completed = _git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index")
+    completed = run_git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index")
     return Path(completed.stdout.strip())
 
 
 def _resolve_tree(repo: Where, commit: str) -> str:
-    return _git(repo, "rev-parse", "--verify", "-q", f"{commit}^{{tree}}").stdout.strip()
+    return run_git(repo, "rev-parse", "--verify", "-q", f"{commit}^{{tree}}").stdout.strip()
 
 
 def commit_tree(repo: Where, tree: str, parent: str, message: str) -> str:
     """Return a new commit of ``tree`` on ``parent`` with ``message``, made by the
     repository's user (or orchestra's fallback identity); no branch moves."""
     arguments = ("commit-tree", tree, "-p", _resolve(repo, parent), "-m", message)
-    return _git(repo, *arguments, config=_identity(repo)).stdout.strip()
+    return run_git(repo, *arguments, config=_identity(repo)).stdout.strip()
 
 
 def commit_state(worktree: Tree, branch: str, state: str, base: str, message: str) -> str | None:
@@ -541,17 +508,17 @@ def commit_state(worktree: Tree, branch: str, state: str, base: str, message: st
     if state != _resolve_tree(worktree, base_commit):
         commit = commit_tree(worktree, state, base_commit, message)
     why = "orchestra: the attempt's change"
-    _git(worktree, "update-ref", "-m", why, _branch_ref(branch), commit or base_commit)
-    _git(worktree, "reset", "--hard", "--quiet")
+    run_git(worktree, "update-ref", "-m", why, _branch_ref(branch), commit or base_commit)
+    run_git(worktree, "reset", "--hard", "--quiet")
     # untracked files left (a check's output) could stop the rebase that lands the change
-    _git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
+    run_git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
     return commit
 
 
 def paths_between(where: Where, old: str, new: str) -> list[str]:
     """Return every path whose content differs between commits ``old`` and ``new`` (a
     rename gives both names)."""
-    completed = _git(
+    completed = run_git(
         where,
         *("diff", *DIFF_PROGRAMS_OFF, "--name-only", "-z", "--no-renames", "--no-relative"),
         *(_resolve(where, old), _resolve(where, new), "--"),
@@ -574,7 +541,7 @@ def diff(worktree: Path, base: str, head: str = "HEAD", *, limit: int = 1_000_00
     ``limit`` characters and ends with a line that says so.
     """
     old, new = _resolve(worktree, base), _resolve(worktree, head)
-    completed = _git(worktree, "diff", *_DIFF_OPTIONS, old, new, "--", errors="replace")
+    completed = run_git(worktree, "diff", *_DIFF_OPTIONS, old, new, "--", errors="replace")
     text = completed.stdout
     if len(text) <= limit:
         return text
@@ -591,7 +558,7 @@ def count_changed_lines(worktree: Path, base: str, head: str = "HEAD") -> int:
     that changed in it.
     """
     old, new = _resolve(worktree, base), _resolve(worktree, head)
-    completed = _git(
+    completed = run_git(
         worktree, "diff", *DIFF_PROGRAMS_OFF, "--numstat", "--no-relative", "-M", old, new, "--"
     )
     total = 0
@@ -607,7 +574,7 @@ def apply_change(worktree: Tree, old: str, new: str) -> bool:
     uncommitted (new files marked with ``git add --intent-to-add``, so that ``git diff``
     shows them too), by a three-way merge where the files moved on since ``old``; return
     True. When it does not apply, put the work tree back as its HEAD and return False."""
-    patch = _git(worktree, "diff", *_DIFF_OPTIONS, "--binary", "--full-index", old, new, "--")
+    patch = run_git(worktree, "diff", *_DIFF_OPTIONS, "--binary", "--full-index", old, new, "--")
     if not patch.stdout:
         return True
     with _scratch(worktree, "orchestra-change-") as scratch:
@@ -615,16 +582,16 @@ def apply_change(worktree: Tree, old: str, new: str) -> bool:
         change.write_text(patch.stdout, errors="surrogateescape")
         # not `apply --intent-to-add`: git 2.39's writes an index of the new files alone
         plain = ("apply", "--whitespace=nowarn", str(change))
-        if _git(worktree, *plain, check=False).returncode == 0:
-            _git(worktree, "add", "--intent-to-add", "--", ":/")
+        if run_git(worktree, *plain, check=False).returncode == 0:
+            run_git(worktree, "add", "--intent-to-add", "--", ":/")
             return True
         merged = ("apply", "--3way", "--whitespace=nowarn", str(change))
-        if _git(worktree, *merged, check=False).returncode == 0:
-            _git(worktree, "reset", "--quiet")  # staged by the merge: unstaged, as above
-            _git(worktree, "add", "--intent-to-add", "--", ":/")
+        if run_git(worktree, *merged, check=False).returncode == 0:
+            run_git(worktree, "reset", "--quiet")  # staged by the merge: unstaged, as above
+            run_git(worktree, "add", "--intent-to-add", "--", ":/")
             return True
-    _git(worktree, "reset", "--hard", "--quiet")
-    _git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
+    run_git(worktree, "reset", "--hard", "--quiet")
+    run_git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
     return False
 
 
@@ -633,7 +600,7 @@ def apply_change(worktree: Tree, old: str, new: str) -> bool:
 
 def _rebase_in_progress(worktree: Path) -> bool:
     where = ("--path-format=absolute", "--git-path", "rebase-merge", "--git-path", "rebase-apply")
-    completed = _git(worktree, "rev-parse", *where)
+    completed = run_git(worktree, "rev-parse", *where)
     return any(Path(line).exists() for line in completed.stdout.splitlines())
 
 
@@ -646,8 +613,8 @@ def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
     """Rebase the worktree's branch onto ``onto_commit``; return the conflicting paths, if
     any, after putting the worktree back as it was."""
     arguments = ("rebase", "--quiet", "--no-autostash", onto_commit)
-    with _worktrees_locked(worktree):
-        completed = _git(
+    with worktrees_locked(worktree):
+        completed = run_git(
             worktree,
             *arguments,
             config=(*_REBASE_CONFIG, *_identity(worktree)),
@@ -658,10 +625,10 @@ def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
             return ()
         if _rebase_in_progress(worktree):
             conflicts = _unmerged_paths(worktree)
-            _git(worktree, "rebase", "--abort")
+            run_git(worktree, "rebase", "--abort")
             if conflicts:
                 return tuple(conflicts)
-    raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
+    raise failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
 
 
 def _checked_out_at(repo: Path, branch: str) -> Path | None:
@@ -697,7 +664,7 @@ def rebase_and_advance(worktree: Where, onto: str, expected: str | None = None) 
         if conflicts:
             return MergeResult(False, None, conflicts)
         new = head_commit(worktree)
-        if _compare_and_swap(worktree, onto, new, old):
+        if move_branch(worktree, onto, new, old):
             return MergeResult(True, new)
         if expected is not None:
             raise BranchMoved(f"branch {onto!r} is not at {expected[:12]} any more")
@@ -711,23 +678,23 @@ class BranchMoved(GitError):
     """A branch was not where the caller last left it."""
 
 
-def _merge(worktree: Path, source: str, commit: str, target: str, *, fast_forward: bool) -> None:
+def _merge(worktree: Where, source: str, commit: str, target: str, *, fast_forward: bool) -> None:
     """Merge ``commit`` into the branch or detached HEAD of ``worktree``; on a conflict,
     abort and raise GitError naming the files."""
     message = f"Merge branch '{source}' into {target}"
     strategy = "--ff" if fast_forward else "--no-ff"
     arguments = ("merge", "--quiet", "--no-edit", strategy, "-m", message, commit)
-    completed = _git(worktree, *arguments, config=_identity(worktree), check=False)
+    completed = run_git(worktree, *arguments, config=_identity(worktree), check=False)
     if completed.returncode == 0:
         return
     conflicts = _unmerged_paths(worktree)
     if conflicts:
-        _git(worktree, "merge", "--abort")
+        run_git(worktree, "merge", "--abort")
         raise GitError(
             f"merging branch {source!r} into {target!r} conflicts in {', '.join(conflicts)}; "
             "nothing was changed"
         )
-    raise _failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
+    raise failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
 
 
 def merge_into(repo: Path, source: str, target: str, *, expected: str | None = None) -> str:
@@ -752,9 +719,9 @@ def merge_into(repo: Path, source: str, target: str, *, expected: str | None = N
             f"branch {source!r} is at {source_commit[:12]}, not where the run left it"
             f" ({expected[:12]}): it was moved by another hand"
         )
-    fast_forward = _is_ancestor(repo, target_commit, source_commit)
+    fast_forward = is_ancestor(repo, target_commit, source_commit)
     outcome = "fast-forward" if fast_forward else "merge"
-    if _is_ancestor(repo, source_commit, target_commit):
+    if is_ancestor(repo, source_commit, target_commit):
         return "fast-forward"  # nothing to bring
 
     where = _checked_out_at(repo, target)
@@ -773,42 +740,37 @@ def merge_into(repo: Path, source: str, target: str, *, expected: str | None = N
             f"branch {target!r} is checked out at {where}: merge {source!r} into it there"
         )
     if fast_forward:
-        if not _compare_and_swap(repo, target, source_commit, target_commit):
+        if not move_branch(repo, target, source_commit, target_commit):
             raise GitError(f"branch {target!r} moved while {source!r} was merged into it")
         return outcome
     with tempfile.TemporaryDirectory(prefix="orchestra-merge-") as scratch:
-        merge_tree = Path(scratch) / "worktree"
         # detached, so that the target branch is never checked out, even for a moment
-        reason = f"{LOCK_REASON}{merge_tree}"
-        arguments = ("worktree", "add", "--quiet", "--lock", "--reason", reason, "--detach")
-        _git(repo, *arguments, str(merge_tree), target_commit)
+        merge_tree = add_worktree(repo, Path(scratch) / "worktree", None, target_commit)
         try:
             _merge(merge_tree, source, source_commit, target, fast_forward=False)
             merged = head_commit(merge_tree)
         finally:
             remove_worktree(repo, merge_tree)
-    if not _compare_and_swap(repo, target, merged, target_commit):
+    if not move_branch(repo, target, merged, target_commit):
         raise GitError(f"branch {target!r} moved while {source!r} was merged into it")
     return outcome
 
 
-def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+def is_ancestor(repo: Where, ancestor: str, descendant: str) -> bool:
+    """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors."""
     arguments = ("merge-base", "--is-ancestor", ancestor, descendant)
-    completed = _git(repo, *arguments, check=False)
+    completed = run_git(repo, *arguments, check=False)
     if completed.returncode not in (0, 1):
-        raise _failure(repo, arguments, completed.returncode, completed.stderr)
+        raise failure(repo, arguments, completed.returncode, completed.stderr)
     return completed.returncode == 0
 
 
-def is_ancestor(repo: Where, ancestor: str, descendant: str) -> bool:
-    """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors."""
-    return _is_ancestor(repo, ancestor, descendant)
-
-
-def move_branch(repo: Where, branch: str, new: str, old: str, why: str) -> bool:
+def move_branch(
+    repo: Where, branch: str, new: str, old: str, why: str = "orchestra: advance"
+) -> bool:
     """Point ``branch`` at ``new`` if it still points at ``old`` (compare-and-swap);
     return whether it did. ``why`` goes into the branch's reflog."""
-    completed = _git(repo, "update-ref", "-m", why, _branch_ref(branch), new, old, check=False)
+    completed = run_git(repo, "update-ref", "-m", why, _branch_ref(branch), new, old, check=False)
     return completed.returncode == 0
 
 
@@ -829,7 +791,7 @@ def commits_between(
     if limit is not None:
         arguments.append(f"--max-count={limit}")
     arguments.append(f"{old}..{new}" if old else new)
-    completed = _git(repo, *arguments, "--")
+    completed = run_git(repo, *arguments, "--")
     found = []
     for record in completed.stdout.split("\x1e"):
         record = record.strip("\n")
@@ -848,14 +810,14 @@ def commits_between(
 
 def commit_time(repo: Where, commit: str) -> float:
     """Return when ``commit`` was committed, as UNIX time."""
-    completed = _git(repo, "log", "-1", "--format=%ct", _resolve(repo, commit), "--")
+    completed = run_git(repo, "log", "-1", "--format=%ct", _resolve(repo, commit), "--")
     return float(completed.stdout.strip())
 
 
 def last_move(repo: Where, branch: str) -> str | None:
     """Return what the reflog says of the last move of ``branch`` (its message), or None."""
     reference = _branch_ref(branch)
-    completed = _git(repo, "reflog", "show", "-n", "1", "--format=%gs", reference, check=False)
+    completed = run_git(repo, "reflog", "show", "-n", "1", "--format=%gs", reference, check=False)
     if completed.returncode != 0:
         return None
     return completed.stdout.strip() or None

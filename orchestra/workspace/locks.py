@@ -19,21 +19,28 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-_MESSAGES = (
-    re.compile(r"Unable to create '([^']+\.lock)': File exists"),
-    re.compile(r"could not lock config file (\S+): File exists"),
-)
+# git names the lock itself ("Unable to create '<lock>'"), except for a configuration
+# file, where it names the file: its lock is ``<file>.lock`` beside it. git 2.39 prints
+# that path relative to the directory it worked in when it found the repository itself
+# (".git/config", "config"), absolute otherwise.
+_LOCK_MESSAGE = re.compile(r"Unable to create '([^'\n]+\.lock)': File exists")
+_CONFIG_MESSAGE = re.compile(r"could not lock config file (.+): File exists", re.MULTILINE)
+#: the ending of every lock file git takes; nothing else is ever removed here
+SUFFIX = ".lock"
 
 #: what was removed, newest last, for whoever reports repairs (``take_removed``)
 _REMOVED: collections.deque[Path] = collections.deque(maxlen=1000)
 
 
-def lock_in(stderr: str) -> Path | None:
-    """Return the lock file a git error message says exists, or None."""
-    for pattern in _MESSAGES:
-        found = pattern.search(stderr)
-        if found:
-            return Path(found.group(1))
+def lock_in(stderr: str, where: Path) -> Path | None:
+    """Return the lock file a git error message says exists, or None; a relative path in
+    the message is taken as relative to ``where``, the directory git worked in."""
+    found = _LOCK_MESSAGE.search(stderr)
+    if found:
+        return Path(where, found.group(1))
+    found = _CONFIG_MESSAGE.search(stderr)
+    if found:
+        return Path(where, found.group(1) + SUFFIX)
     return None
 
 
@@ -41,9 +48,9 @@ def remove_if_stale(lock: Path, places: Iterable[Path]) -> bool:
     """Remove ``lock`` when no live process can hold it; return whether it was removed.
 
     ``places`` are where a git working on the repository would run (its worktrees and its
-    git directory).
+    git directory). A path that does not name a lock file (``*.lock``) is never removed.
     """
-    if held(lock, places):
+    if not lock.name.endswith(SUFFIX) or lock.name == SUFFIX or held(lock, places):
         return False
     try:
         lock.unlink()
