@@ -315,3 +315,51 @@ def test_gc_removes_the_private_directories_a_killed_runs_sandboxes_left(tmp_pat
     for path in left:
         assert f"removed directory {path}: a killed run's sandbox" in cleaned.stdout
         assert not path.exists()
+
+
+def test_a_record_half_removed_by_a_kill_goes_on_resume(tmp_path):
+    repo, run_id, env = hanging_run(tmp_path)
+    # what a kill during `git worktree remove` leaves: a record naming no directory
+    record = repo / ".git" / "worktrees" / "t1.9"
+    record.mkdir()
+    (record / "ORIG_HEAD").write_text("0" * 40 + "\n")
+    empty = repo / ".git" / "worktrees" / "t1.8"
+    empty.mkdir()
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=repo, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["state"] == "succeeded"
+    assert leftovers(repo) == []
+    assert git(repo, "fsck", "--no-progress", check=False).returncode == 0
+
+
+def test_a_record_a_git_add_is_still_making_is_left_alone(tmp_path):
+    repo, run_id, env = hanging_run(tmp_path)
+    # `git worktree add` writes `locked` first: such a record is someone's work in progress
+    theirs = repo / ".git" / "worktrees" / "users-own"
+    theirs.mkdir()
+    (theirs / "locked").write_text("initializing")
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=repo, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert worktree_admin(repo) == [theirs]
+
+
+def test_a_resume_with_nothing_left_to_run_still_removes_what_the_dead_run_left(tmp_path):
+    repo, run_id, env = hanging_run(tmp_path)
+    assert leftovers(repo)  # the killed attempt's worktree and branch
+    # the attempt's change had landed and the step was recorded done just before the kill
+    with sqlite3.connect(repo / ".orchestra" / "orchestra.db") as db:
+        db.execute("UPDATE steps SET state = 'succeeded' WHERE run_id = ?", (run_id,))
+        db.execute(
+            "UPDATE attempts SET outcome = 'succeeded', ended_at = started_at + 1 WHERE run_id = ?",
+            (run_id,),
+        )
+
+    resumed = run_orchestra("resume", run_id, "--json", cwd=repo, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["state"] == "succeeded"
+    assert leftovers(repo) == []

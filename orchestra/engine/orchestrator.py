@@ -845,6 +845,22 @@ class Orchestrator:
             self.store.set_value(checkpoint_key(name, self.run_id), value)
             self._checkpoints[name] = value
 
+    def _open_every_space(self) -> None:
+        """Open each workspace the run's tasks use, if nothing opened it yet: a resume that
+        had nothing left to run still puts right, and then removes, what the dead
+        orchestrator left in them (a half-removed worktree of an attempt that landed)."""
+        seen: set[str] = set()
+        for task in self.workstream.tasks:
+            name = self._space_name(task)
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                self._space(task)
+            except Exception as error:  # the run's outcome stands; say what was left
+                note = f"could not open to clean up: {type(error).__name__}: {error}"
+                self._record_event("workspace.cleaned", {"workspace": name, "done": [note]})
+
     def _close_spaces(self) -> None:
         """Let each workspace remove what is left of the run (``close``), and record what
         it did; a workspace that fails to is recorded, and the run's outcome stands."""
@@ -1007,6 +1023,8 @@ class Orchestrator:
             final = RunState.SUCCEEDED
         summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
         payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
+        if self._workspace_run.resumed:
+            self._open_every_space()
         self._close_spaces()
         self._set_run(final, payload=payload, error=self._budget_reason)
         return RunOutcome(

@@ -98,6 +98,8 @@ def _repair_worktrees(
         if path is None:
             if recorded:
                 remaining.add(Path(recorded).parent.absolute())
+            elif not (entry / "locked").exists():
+                _remove_ownerless(entry, dry_run, done)
             continue
         run = _run_of(path, root)
         if run is None and path.exists():
@@ -128,6 +130,22 @@ def _repair_worktrees(
             continue
         done.append(Repair("removed", f"worktree {path}", broken or ""))
     return remaining
+
+
+def _remove_ownerless(entry: Path, dry_run: bool, done: list[Repair]) -> None:
+    """Remove git's record of a worktree that names neither its directory nor a lock:
+    what a kill during ``git worktree remove`` leaves (git itself would prune it; a
+    ``git worktree add`` in progress always holds a ``locked`` file)."""
+    what = f"git's record {entry.name} of a half-removed worktree"
+    if dry_run:
+        done.append(Repair("would remove", what, "it names no directory"))
+        return
+    try:
+        shutil.rmtree(entry)
+    except OSError as error:
+        done.append(Repair("failed", f"to remove {what}", str(error)))
+        return
+    done.append(Repair("removed", what, "it named no directory"))
 
 
 def _repair_branches(
