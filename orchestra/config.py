@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from orchestra import classes
 from orchestra.durations import parse_duration
-from orchestra.errors import ConfigError, ConfigInvalid, SpecError
+from orchestra.errors import ConfigError, ConfigInvalid, SpecError, did_you_mean
 from orchestra.models import Budget, Defaults, ToolProfile, duration, size
 from orchestra.sizes import parse_size
+
+if TYPE_CHECKING:
+    from orchestra.protocols import PluginSetting
 
 CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"
@@ -71,10 +74,8 @@ class Config:
     max_parallel: int | None = None
     routing: str | None = None
     scheduler: str | None = None
-    #: where attempts run: ``local`` or an executor plugin's name (``ray``)
+    #: where attempts run: ``local`` or an executor plugin's name
     executor: str | None = None
-    #: the Ray cluster the ``ray`` executor joins (``ray://host:10001``, ``host:6379``)
-    ray_address: str | None = None
     sinks: tuple[str, ...] | None = None
     max_attempts: int | None = None
     timeout: float | None = duration()
@@ -92,6 +93,12 @@ class Config:
     #: ``[sink.NAME]`` tables: each sink's options (the jsonl file, the webhook's url …)
     sink: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, hash=False)
     tools: Mapping[str, ToolProfile] = attrs.field(factory=dict, hash=False)
+    #: the keys orchestra does not know itself, as the file has them: plugins' settings
+    #: (``orchestra_register_settings``), checked once the plugins are loaded
+    #: (``plugin_settings_problems``); never a key of the file
+    plugin_settings: Mapping[str, Any] = attrs.field(
+        factory=dict, hash=False, metadata={"internal": True}
+    )
 
     @property
     def workspace_name(self) -> str | None:
@@ -182,10 +189,14 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
 
     from orchestra.spec import converter, structuring_problems
 
+    own = {key: value for key, value in document.items() if key in CONFIG_KEYS}
     try:
-        config = converter().structure(document, Config)
+        config = converter().structure(own, Config)
     except (ClassValidationError, IterableValidationError) as error:
-        raise ConfigInvalid(file, structuring_problems(error, document, file)) from None
+        raise ConfigInvalid(file, structuring_problems(error, own, file)) from None
+    others = {key: value for key, value in document.items() if key not in CONFIG_KEYS}
+    if others:
+        config = attrs.evolve(config, plugin_settings=others)
     problems = []
     if config.max_parallel is not None and config.max_parallel < 1:
         problems.append(ConfigError("must be at least 1", file=file, field="max_parallel"))
@@ -305,8 +316,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_parallel", 4, _parse_int, "how many tasks run at the same time"),
     Setting("routing", "auto", str, "the routing strategy for tasks that pin no tool", True),
     Setting("scheduler", "eager", str, "the scheduling strategy that orders ready tasks"),
-    Setting("executor", "local", str, "where attempts run: local, or ray (orchestra-ray)"),
-    Setting("ray_address", None, str, "the Ray cluster the ray executor joins"),
+    Setting("executor", "local", str, "where attempts run: local, or a plugin's executor"),
     Setting("sinks", ("console",), _parse_names, "where a run's events go", flag="--sink"),
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
@@ -335,7 +345,23 @@ SETTINGS: tuple[Setting, ...] = (
         "whether a run in a worktree starts from your uncommitted changes too",
     ),
 )
-SETTING_NAMES = {setting.name: setting for setting in SETTINGS}
+#: the keys of the configuration file that are orchestra's own; the others are plugins'
+CONFIG_KEYS = frozenset(
+    field.name for field in attrs.fields(Config) if not field.metadata.get("internal")
+)
+#: the parameters of ``run`` and ``resume`` that are not settings, by their names and
+#: their options' (tests/test_plugin_settings.py keeps this in step with the commands)
+COMMAND_OPTIONS = frozenset(
+    {"paths", "run_id", "help", "fail_fast", "force", "merge_into", "plain", "quiet"}
+    | {"json", "as_json", "sink", "sink_names"}
+    | {"format", "from", "file_format", "include_done", "tag", "id", "set_id", "title"}
+    | {"set_title", "workstream_id"}  # the loaders' options, and their name in a record
+)
+#: what a plugin's setting cannot be called: orchestra's settings, its configuration's
+#: keys, the options of run and resume, and what a run records beside its settings
+RESERVED_NAMES = frozenset(
+    {setting.name for setting in SETTINGS} | CONFIG_KEYS | COMMAND_OPTIONS | {"loader_options"}
+)
 
 
 @classes.frozen
@@ -369,11 +395,16 @@ def resolve_settings(
     flags: Mapping[str, Any] | None = None,
     defaults: Defaults | None = None,
     environ: Mapping[str, str] | None = None,
+    declared: Iterable[PluginSetting] | None = None,
 ) -> Settings:
     """Return the settings: flag > ORCHESTRA_* variable > [defaults] > config > built-in.
 
     ``flags`` maps setting names to values given on the command line (None = not given).
-    Raises ConfigError naming the variable when an ORCHESTRA_* value cannot be read.
+    ``declared`` are the settings plugins add: given, they are resolved too (flag >
+    variable > config > the plugin's default), and the configuration's keys that neither
+    orchestra nor a plugin knows are refused (ConfigInvalid); not given, those keys are
+    left alone. Raises ConfigError naming the variable when an ORCHESTRA_* value cannot
+    be read.
     """
     environ = os.environ if environ is None else environ
     flags = flags or {}
@@ -383,7 +414,84 @@ def resolve_settings(
     db = Path(values["db"].value)
     if not db.is_absolute():
         values["db"] = attrs.evolve(values["db"], value=str(project.root / db))
+    if declared is not None:
+        declared = list(declared)
+        problems = plugin_settings_problems(project, declared)
+        if problems:
+            raise ConfigInvalid(str(project.config_file), problems)
+        for plugin_setting in declared:
+            values[plugin_setting.name] = _resolve_plugin_setting(
+                plugin_setting, project, flags, environ
+            )
     return Settings(values)
+
+
+# -- the settings plugins add -------------------------------------------------------------
+
+
+def plugin_settings_problems(
+    project: Project, declared: Sequence[PluginSetting]
+) -> list[ConfigError]:
+    """Return one error per key of the configuration that is neither orchestra's nor a
+    declared setting, and per declared setting whose value there has the wrong type."""
+    file = str(project.config_file)
+    by_name = {setting.name: setting for setting in declared}
+    known = [*CONFIG_KEYS, *by_name]
+    problems = []
+    for key, value in project.config.plugin_settings.items():
+        setting = by_name.get(key)
+        if setting is None:
+            hint = did_you_mean(key, known) or " (neither orchestra nor a plugin uses it)"
+            problems.append(ConfigError(f"unknown key {key!r}{hint}", file=file, field=key))
+            continue
+        wrong = _wrong_type(setting, value)
+        if wrong is not None:
+            problems.append(ConfigError(wrong, file=file, field=key))
+    return problems
+
+
+#: how messages name the value a plugin's setting wants
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+def _wrong_type(setting: PluginSetting, value: Any) -> str | None:
+    """Say what is wrong with a configuration value of ``setting``, or None when its
+    type is right (an integer is a number; a boolean is not an integer)."""
+    from orchestra.spec import describe
+
+    accepted = (int, float) if setting.type is float else (setting.type,)
+    if isinstance(value, accepted) and not (isinstance(value, bool) and setting.type is not bool):
+        return None
+    return f"expected {_TYPE_WORDS[setting.type]}, got {describe(value)}"
+
+
+def _parse_plugin_value(setting: PluginSetting, text: str) -> Any:
+    """Read an ORCHESTRA_* variable's text as a value of ``setting``'s type."""
+    if setting.type is bool:
+        return _parse_bool(text)
+    return setting.type(text)
+
+
+def _resolve_plugin_setting(
+    setting: PluginSetting,
+    project: Project,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+) -> Resolved:
+    flag = flags.get(setting.name)
+    if flag is not None:
+        return Resolved(flag, f"command line (--{setting.name.replace('_', '-')})")
+    variable = f"ORCHESTRA_{setting.name.upper()}"
+    text = environ.get(variable)
+    if text:
+        try:
+            return Resolved(_parse_plugin_value(setting, text), f"environment ({variable})")
+        except ValueError as error:
+            raise ConfigError(f"environment variable {variable}={text!r}: {error}") from None
+    value = project.config.plugin_settings.get(setting.name)
+    if value is not None:
+        return Resolved(float(value) if setting.type is float else value, project.config_label)
+    return Resolved(setting.default, "plugin default")
 
 
 def _resolve_one(

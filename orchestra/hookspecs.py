@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from orchestra.protocols import (
         EventSink,
         Executor,
+        PluginSetting,
         RoutingStrategy,
         SchedulingStrategy,
         ToolAdapter,
@@ -53,7 +54,7 @@ def orchestra_register_routers(register: Callable[[RoutingStrategy], None]) -> N
 
 @hookspec
 def orchestra_register_schedulers(register: Callable[[SchedulingStrategy], None]) -> None:
-    """Register scheduling strategies: ``order(ready, dependencies) -> list[Task]``.
+    """Register scheduling strategies: ``order(ready, context) -> list[Task]``.
 
     Selected by name (``scheduler = "critical_path"``); the default is ``eager``.
     """
@@ -79,9 +80,10 @@ def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None
 @hookspec
 def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
     """Register executors, which decide where attempts run: ``open(run) -> RunExecutor``,
-    whose ``submit(launch)`` starts an attempt and ``close()`` ends the run's use of it.
+    whose ``submit(launch)`` starts an attempt (an ``AttemptLaunch``) and ``close()`` ends
+    the run's use of it.
 
-    Selected by name (``executor = "local"``, the default; ``orchestra-ray`` adds ``ray``).
+    Selected by name (``executor = "local"``, the default, or a plugin's executor).
     """
 
 
@@ -93,6 +95,18 @@ def orchestra_register_loaders(register: Callable[[WorkstreamLoader], None]) -> 
     ``sniff(path, head) -> bool`` (does the file's first bytes look like this format?) and
     ``load(path, context) -> Workstream``. ``--format NAME`` picks a loader by name;
     otherwise the one loader whose sniff accepts the file is used.
+    """
+
+
+@hookspec
+def orchestra_register_settings(register: Callable[[PluginSetting], None]) -> None:
+    """Register the plugin's settings: each an ``orchestra.PluginSetting`` (name, type,
+    help, default), a configuration key, an ``ORCHESTRA_*`` variable and an option of
+    ``run`` and ``resume``.
+
+    ``validate`` checks their values' types and ``run --help`` lists their options; a
+    run's values reach executors in ``ExecutorRun.options`` and tools in
+    ``ExecutionRequest.settings``.
     """
 
 

@@ -241,6 +241,9 @@ class ExecutionRequest:
     #: its workspace made it; None when the workspace does not say. The host sets it
     #: once the directory is ready; tools say it in a retry's prompt (``start_note``)
     start: str | None = None
+    #: the run's values of the settings plugins add (``orchestra_register_settings``), by
+    #: name; one mapping shared by the run's attempts: read it, never change it
+    settings: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
 #: What an attempt's directory can hold when its tool starts (``ExecutionRequest.start``):
@@ -352,11 +355,11 @@ class WorkspaceRun:
 class ExecutorRun:
     """What an executor knows of the run it serves (``Executor.open``).
 
-    ``work(launch)`` carries out one attempt on this machine and posts its result to the
-    run loop, as the local executor does; an executor that runs attempts elsewhere hands
-    it a launch whose ``adapter`` forwards the attempt (the run loop prepares, judges and
-    lands the change around it). ``event(task_id, attempt, kind, payload)`` records an
-    event of an attempt; it may be called from any thread.
+    ``work(launch)`` carries out one attempt (an ``AttemptLaunch``) on this machine and
+    posts its result to the run loop, as the local executor does; an executor that runs
+    attempts elsewhere hands it a launch whose ``adapter`` forwards the attempt (the run
+    loop prepares, judges and lands the change around it). ``event(task_id, attempt,
+    kind, payload)`` records an event of an attempt; it may be called from any thread.
     """
 
     run_id: str
@@ -368,7 +371,8 @@ class ExecutorRun:
     )
     #: the events recorded so far in this run, oldest first (a resumed run's history)
     history: Callable[[], list[Any]] = attrs.field(eq=False, repr=False, default=list)
-    #: the run's resolved settings by name (an executor reads its own: ``ray_address``)
+    #: the run's resolved settings by name, orchestra's and the plugins' (an executor
+    #: reads the ones its plugin adds)
     options: Mapping[str, Any] = attrs.field(factory=dict)
     #: the project root and orchestra's state directory beside the run database
     project_root: str = ""

@@ -7,19 +7,27 @@ runs anything: a plan says what a run would do and why. Both warn, with
 
 from __future__ import annotations
 
+import functools
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from orchestra import classes, graph
 from orchestra.config import Project, Settings, resolve_settings
-from orchestra.engine.router import RoutingDecision, route
+from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
+from orchestra.engine.ready import STOP, TAKE, ReadyQueue
+from orchestra.engine.router import RoutingDecision
 from orchestra.errors import ConfigError, SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.models import Availability, Task, Workstream
 from orchestra.plugins import PluginHost
+from orchestra.protocols import SchedulingContext
+
+if TYPE_CHECKING:
+    from orchestra.state import Store
 
 
 @classes.frozen
@@ -42,11 +50,18 @@ class Plan:
 
     def unroutable(self) -> list[Task]:
         """Return the tasks no installed, available tool can carry out."""
-        return [task for task in self.workstream.tasks if self.decision_of[task.id].tool is None]
+        return [
+            task
+            for task in self.workstream.tasks
+            if self.decision_of[task.id].tool is None
+            and not waits_for_breaker(self.decision_of[task.id])
+        ]
 
-
-#: the distribution that provides a tool people often name before installing it
-PLUGIN_FOR_TOOL = {"aider": "orchestra-aider", "codex": "orchestra-codex"}
+    def waiting(self) -> list[Task]:
+        """Return the tasks a run would hold until a tool's breaker lets it in again."""
+        return [
+            task for task in self.workstream.tasks if waits_for_breaker(self.decision_of[task.id])
+        ]
 
 
 def check_names(
@@ -60,6 +75,18 @@ def check_names(
     def unknown(kind: str, name: str, known: list[str]) -> str:
         listing = f"installed: {', '.join(sorted(known))}" if known else "none installed"
         return f"unknown {kind} {name!r}{did_you_mean(name, known)} ({listing})"
+
+    def unknown_tool(name: str) -> str:
+        """The message for a tool no plugin registered, saying where to look for it (the
+        host knows no tool plugin by name: it asks what is installed or blocked)."""
+        known = tools.names()
+        message = unknown("tool", name, known)
+        if did_you_mean(name, known):
+            return message
+        blocked = host.info(name)
+        if blocked is not None and blocked.status == "disabled":
+            return f"{message}: a plugin called {name!r} ({blocked.origin}) is blocked"
+        return f"{message}: is a plugin that provides it installed? ('orchestra plugins')"
 
     for setting, registry, kind in (
         ("routing", routers, "routing strategy"),
@@ -91,10 +118,8 @@ def check_names(
             names = (named,) if isinstance(named, str) else (named or ())
             for name in names:
                 if name not in tools:
-                    hint = PLUGIN_FOR_TOOL.get(name)
                     yield SpecError(
-                        unknown("tool", name, tools.names())
-                        + (f": install the plugin {hint} to use it" if hint else ""),
+                        unknown_tool(name),
                         file=file,
                         task=task_id,
                         field=prefix + field_name,
@@ -145,7 +170,10 @@ def load_checked(
 
     loaded = load_source(file, host, file_format=file_format, options=options, on_notice=on_notice)
     workstream = loaded.workstream
-    settings = resolve_settings(project, flags=flags, defaults=workstream.defaults)
+    declared = [registration.item for registration in host.settings()]
+    settings = resolve_settings(
+        project, flags=flags, defaults=workstream.defaults, declared=declared
+    )
     chosen = Resolved(loaded.format, loaded.reason)
     values = {**settings.values, "format": chosen}
     given = {name: value for name, value in (options or {}).items() if value}
@@ -162,63 +190,194 @@ def load_checked(
 
 
 def make_plan(
-    workstream: Workstream, host: PluginHost, project: Project, settings: Settings
+    workstream: Workstream,
+    host: PluginHost,
+    project: Project,
+    settings: Settings,
+    store: Store | None = None,
 ) -> Plan:
-    """Return the plan of ``workstream``: waves, critical path and a routing decision per task.
+    """Return the plan of ``workstream``: waves, critical path and, for each task, the
+    tool a run started now would pick and why.
 
-    Tasks that route alike (same pinned or allowed tools, capabilities and strategy) share
-    one decision, so planning a 100,000-task workstream routes only a handful of times.
+    Each task is routed by the code ``run`` routes with (``engine/choice.py``), in the
+    order a run would start the tasks (``start_order``), from what the run database
+    ``store`` holds now: the track record of earlier attempts, the breakers and the
+    strategies' memory (None: no run yet, nothing recorded). ``store`` is only read: what
+    a strategy remembers (round robin's position) goes on from task to task in the plan
+    alone. Equal decisions are one object; a decision that asks no strategy is made once
+    for all the tasks that allow the same tools and need the same capabilities, which
+    keeps planning a 100,000-task workstream quick.
     """
     dependencies = graph.of_tasks(workstream.tasks)
     waves = graph.waves(dependencies)
     wave_of = {task_id: number for number, wave in enumerate(waves) for task_id in wave}
     order = [task_id for wave in waves for task_id in wave]
     _, chain = graph.critical_path(dependencies, order=order)
-    availability_cache: dict[str, Availability] = {}
-    tools = host.tools()
-    routers = host.routers()
-
-    def availability(name: str) -> Availability:
-        if name not in availability_cache:
-            availability_cache[name] = tools.get(name).available(project.profile(name))
-        return availability_cache[name]
-
-    defaults = workstream.defaults
-    decisions: dict[tuple, RoutingDecision] = {}
-    decision_of = {}
-    for task in workstream.tasks:
-        strategy = task.routing or settings.routing
-        key = (task.kind, task.tool, task.tools, task.capabilities, strategy)
-        decision = decisions.get(key)
-        if decision is None:
-            decision = route(
-                task,
-                defaults=defaults,
-                strategy_name=strategy,
-                tools=tools,
-                routers=routers,
-                profile=project.profile,
-                availability=availability,
-            )
-            decisions[key] = decision
-        decision_of[task.id] = decision
+    remembered: list[str] = []
+    choice = plan_choice(workstream, host, project, settings, store, remembered.append)
+    decision_of = _route_each(workstream.tasks, choice, until=remembered)
+    if remembered:
+        # a strategy carries something from task to task (round robin's turn): route
+        # again, from what the database holds, in the order a run would start the tasks
+        choice.start_over(stored_memory(store, write=False))
+        scheduler = host.schedulers().get(settings.scheduler)
+        slots = settings.max_parallel
+        starts = start_order(workstream.tasks, dependencies, waves, scheduler, slots)
+        decision_of = _route_each(starts, choice)
     edges = graph.edge_count(dependencies)
     cannot_run = {}
+    found: dict[tuple[str, str], bool] = {}
     for task in workstream.tasks:
-        missing = missing_program(task, defaults)
+        missing = missing_program(task, workstream.defaults, found)
         if missing:
             cannot_run[task.id] = missing
     return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges, cannot_run)
+
+
+def plan_choice(
+    workstream: Workstream,
+    host: PluginHost,
+    project: Project,
+    settings: Settings,
+    store: Store | None,
+    on_remember: Callable[[str], None] | None = None,
+) -> ToolChoice:
+    """Return the tool choice a run of ``workstream`` would start with, reading ``store``
+    (the run database, or None) and writing nothing to it; ``on_remember(key)`` hears
+    of each value a strategy remembers."""
+    from orchestra.engine.resilience import Breakers
+
+    profile = functools.cache(project.profile)
+    breakers = None
+    if store is not None:
+        breakers = Breakers(store, profile, on_event=lambda kind, payload: None)
+    return ToolChoice(
+        tools=host.tools(),
+        routers=host.routers(),
+        defaults=workstream.defaults,
+        routing=settings.routing,
+        profile=profile,
+        memory=stored_memory(store, write=False, on_change=on_remember),
+        track_record=store.track_record if store is not None else None,
+        breakers=breakers,
+        settled=True,  # no attempt starts or ends while planning
+    )
+
+
+def _route_each(
+    tasks: Sequence[Task], choice: ToolChoice, until: Sequence[object] = ()
+) -> dict[str, RoutingDecision]:
+    """Return each task's decision, in the order given (equal decisions are one object);
+    stop early once ``until`` is not empty."""
+    equal: dict[RoutingDecision, RoutingDecision] = {}
+    decision_of = {}
+    for task in tasks:
+        decision = choice.decide(task)
+        decision_of[task.id] = equal.setdefault(decision, decision)
+        if until:
+            break
+    return decision_of
+
+
+def start_order(
+    tasks: Sequence[Task],
+    dependencies: Mapping[str, Sequence[str]],
+    waves: Sequence[Sequence[str]],
+    scheduler: Any,
+    max_parallel: int,
+) -> list[Task]:
+    """Return ``tasks`` in the order a run would start them, were each to succeed and the
+    first started to end first: the run's ready queue (``engine/ready.py``) with
+    ``max_parallel`` slots. A scheduler with only ``order``, which a run asks about all
+    the ready tasks whenever a slot frees, is asked once per wave instead, with the
+    waves before it finished: exact for ``waves``, and quick on a large workstream. A
+    task the scheduler never offers comes last, in file order."""
+    by_id = {task.id: task for task in tasks}
+    finished: set[str] = set()
+    ready = ReadyQueue(
+        scheduler,
+        SchedulingContext(dependencies, finished),
+        {task.id: position for position, task in enumerate(tasks)},
+    )
+    order: list[Task] = []
+
+    def take(task: Task) -> str:
+        order.append(task)
+        return TAKE
+
+    if getattr(scheduler, "key", None) is None:
+        for wave in waves:
+            for task_id in wave:
+                ready.add(by_id[task_id])
+            ready.offer(take)
+            for task_id in wave:
+                ready.discard(task_id)
+            finished.update(wave)
+    else:
+        _offer_as_a_run(ready, by_id, dependencies, finished, max_parallel, order)
+    if len(order) < len(tasks):
+        started = {task.id for task in order}
+        order.extend(task for task in tasks if task.id not in started)
+    return order
+
+
+def _offer_as_a_run(
+    ready: ReadyQueue,
+    by_id: Mapping[str, Task],
+    dependencies: Mapping[str, Sequence[str]],
+    finished: set[str],
+    max_parallel: int,
+    order: list[Task],
+) -> None:
+    """Start tasks from ``ready`` into ``order`` as a run would: whenever a slot is free,
+    the first started task ending first, its dependents ready once all they need ended."""
+    dependents = graph.dependents_of(dependencies)
+    waiting = {task_id: len(needs) for task_id, needs in dependencies.items()}
+    for task_id, count in waiting.items():
+        if not count:
+            ready.add(by_id[task_id])
+    running: deque[str] = deque()
+
+    def start(task: Task) -> str:
+        if len(running) >= max_parallel:
+            return STOP
+        running.append(task.id)
+        order.append(task)
+        return TAKE
+
+    while True:
+        ready.offer(start)
+        if not running:
+            return
+        done = running.popleft()
+        finished.add(done)
+        for dependent in dependents[done]:
+            waiting[dependent] -= 1
+            if not waiting[dependent]:
+                ready.add(by_id[dependent])
+
+
+def open_history(settings: Settings) -> Store | None:
+    """Return the run database of ``settings`` opened for reading only (None when there
+    is none yet): what routing reads there, ``plan`` reads too."""
+    from orchestra.state import Store
+
+    if not Path(settings.db).exists():
+        return None
+    return Store.open(settings.db, read_only=True)
 
 
 #: programs people may not know by their file's name
 KNOWN_PROGRAMS = {"pwsh": "PowerShell", "powershell": "PowerShell"}
 
 
-def missing_program(task: Task, defaults: Any, found: dict[str, bool] | None = None) -> str | None:
+def missing_program(
+    task: Task, defaults: Any, found: dict[tuple[str, str], bool] | None = None
+) -> str | None:
     """Return why ``task`` cannot run here: the first program its command or its checks
     start that is not on PATH (a program named by a path may be made by an earlier
-    task, and is not looked for); None when every one is there."""
+    task, and is not looked for); None when every one is there. ``found`` remembers,
+    across tasks, whether each (PATH, program) was found."""
     import shutil
 
     found = {} if found is None else found
@@ -235,9 +394,9 @@ def missing_program(task: Task, defaults: Any, found: dict[str, bool] | None = N
         program = command[0]
         if "/" in program:
             continue
-        if program not in found:
-            found[program] = shutil.which(program, path=path) is not None
-        if not found[program]:
+        if (path, program) not in found:
+            found[path, program] = shutil.which(program, path=path) is not None
+        if not found[path, program]:
             known = f" ({KNOWN_PROGRAMS[program]})" if program in KNOWN_PROGRAMS else ""
             return f"its {what} needs {program!r}{known}, which is not installed here (not on PATH)"
     return None

@@ -1,4 +1,5 @@
-"""What a registered object must provide: tool adapters, strategies, sinks, workspaces, executors.
+"""What a registered object must provide: tool adapters, strategies, sinks, workspaces,
+executors, loaders; and what plugins are handed: contexts, launches, their settings.
 
 Plugins register objects of these shapes through the hooks in ``orchestra.hookspecs``.
 They are ``typing.Protocol`` classes: a plugin's class need not inherit from them, only
@@ -7,10 +8,11 @@ have the attributes. The registry checks the attributes when a plugin registers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -18,6 +20,7 @@ from orchestra import classes
 from orchestra.models import (
     Availability,
     Change,
+    Check,
     ExecutionRequest,
     ExecutorRun,
     Landing,
@@ -27,6 +30,9 @@ from orchestra.models import (
     WorkspaceRun,
     Workstream,
 )
+
+if TYPE_CHECKING:
+    from orchestra.engine.process import LocalContext
 
 
 class ExecutionContext(Protocol):
@@ -316,15 +322,38 @@ class Executor(Protocol):
         ...
 
 
-class RunExecutor(Protocol):
-    """One run's executor: takes the attempts the run loop starts.
+@classes.frozen
+class AttemptLaunch:
+    """One attempt the run loop has recorded as started: what ``RunExecutor.submit`` gets.
 
-    A launch holds ``running`` (task, attempt, tool), ``adapter``, ``request``,
-    ``context`` (the attempt's ``LocalContext``), ``checks`` and ``space`` (its
-    ``RunWorkspace``); it is an attrs class, so ``attrs.evolve`` makes a changed copy.
+    ``ExecutorRun.work(launch)`` carries it out on this machine: the workspace prepares
+    the attempt's directory, the pre-flight checks, the adapter and the checks run there
+    through ``context``, the change is judged against the task's scope and landed, and
+    the result goes to the run loop. An executor that runs the tool elsewhere hands
+    ``work`` a changed copy, ``attrs.evolve(launch, adapter=..., checks=(), context=...)``,
+    whose adapter forwards the attempt (the ``ray`` executor of orchestra-ray does).
     """
 
-    def submit(self, launch: Any) -> None:
+    #: the tool that carries out the attempt
+    adapter: ToolAdapter
+    #: what the adapter is asked: the task, the attempt's number, the tool's profile,
+    #: timeouts, feedback, the plugins' settings; ``workdir`` is the project's root until
+    #: the workspace has made the attempt's directory
+    request: ExecutionRequest
+    #: the attempt's context on this machine: ``run``, its log (``log_path``), its
+    #: environment (``env``), its cancel and hurry events, its secrets' redaction
+    context: LocalContext
+    #: the task's checks: the pre-flight ones (``before``) run before the tool, the
+    #: others after it
+    checks: Sequence[Check]
+    #: the run's workspace the attempt runs in
+    workspace: RunWorkspace
+
+
+class RunExecutor(Protocol):
+    """One run's executor: takes the attempts the run loop starts."""
+
+    def submit(self, launch: AttemptLaunch) -> None:
         """Start the attempt; its result must reach the run loop (``run.work`` posts it),
         whatever happens to it, or the run waits for it for ever."""
         ...
@@ -372,3 +401,66 @@ class WorkstreamLoader(Protocol):
         """Return the workstream in ``path``; raise ``SpecError`` or ``WorkstreamInvalid``
         naming the file, the task and the field for what is wrong."""
         ...
+
+
+#: the types a plugin's setting may have: its value in the configuration, the environment
+#: and on the command line is checked against it
+SETTING_TYPES: tuple[type, ...] = (str, int, float, bool)
+#: what a plugin's setting may be called: a TOML key, the end of an ORCHESTRA_* variable
+#: and, with dashes, an option
+SETTING_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _check_setting_name(setting: Any, attribute: Any, name: str) -> None:
+    from orchestra.config import RESERVED_NAMES  # on use: config is not needed to import this
+
+    if not isinstance(name, str) or not SETTING_NAME.fullmatch(name):
+        raise ValueError(
+            f"setting name {name!r} is not lowercase letters, digits and '_' (a letter first)"
+        )
+    if name in RESERVED_NAMES:
+        raise ValueError(f"setting name {name!r} is orchestra's own: put the plugin's name in it")
+
+
+def _check_setting_type(setting: Any, attribute: Any, kind: Any) -> None:
+    if kind not in SETTING_TYPES:
+        raise ValueError(f"setting {setting.name!r}: type must be str, int, float or bool")
+
+
+def _check_setting_default(setting: Any, attribute: Any, default: Any) -> None:
+    if default is None:
+        return
+    wanted = setting.type
+    accepted = (int, float) if wanted is float else (wanted,)
+    if not isinstance(default, accepted) or (isinstance(default, bool) and wanted is not bool):
+        raise ValueError(
+            f"setting {setting.name!r}: default {default!r} is not of type {wanted.__name__}"
+        )
+
+
+@classes.frozen
+class PluginSetting:
+    """A setting a plugin adds (``orchestra_register_settings``): a key of orchestra.toml
+    (or ``[tool.orchestra]``), the variable ``ORCHESTRA_<NAME>``, and an option of
+    ``run`` and ``resume``, ``--<name>`` with dashes for underscores.
+
+    Its value is resolved as orchestra's own settings are (flag > variable > configuration
+    > ``default``); ``validate``, ``plan``, ``run`` and ``resume`` refuse a value of the
+    wrong type, in one line naming the file and the key. The run's value reaches
+    executors in ``ExecutorRun.options`` and tools in ``ExecutionRequest.settings``; a
+    resumed run keeps the value it started with unless ``resume`` is given the option.
+    """
+
+    #: the key; put the plugin's name in it (``ray_address``): every plugin shares the table
+    name: str = attrs.field(validator=_check_setting_name)
+    #: ``str``, ``int``, ``float`` or ``bool`` (an option ``--name/--no-name``)
+    type: type = attrs.field(validator=_check_setting_type)
+    #: one sentence for ``--help``
+    help: str
+    #: the value when nothing sets it
+    default: Any = attrs.field(default=None, validator=_check_setting_default)
+    #: what ``--help`` shows for the option's value (``ADDRESS``)
+    metavar: str | None = None
+    #: whether ``run`` and ``resume`` take the option (else only the configuration and
+    #: the variable set it)
+    option: bool = True

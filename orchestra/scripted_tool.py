@@ -1,7 +1,7 @@
 """A scripted tool for tests: a real program whose behaviour per attempt comes from a script.
 
-Run as ``python -m orchestra.scripted_tool --script PATH [--prompt-file F]`` (or the
-console script ``orchestra-scripted-tool``). The script is a TOML file with one
+Run as ``python -m orchestra.scripted_tool --script PATH [--prompt-file F]``. The
+script is a TOML file with one
 ``[[attempt]]`` table per attempt: attempt N (``ORCHESTRA_ATTEMPT``, default 1) plays step
 N, and the last step repeats. ``[[tasks.ID.attempt]]`` gives one task steps of its own
 (``ORCHESTRA_TASK_ID``). A step prints its ``output``, makes its edits, waits ``seconds``
@@ -21,8 +21,11 @@ so a test can assert what a retry's prompt carried.
 ``ScriptedToolAdapter`` runs the program through the attempt's ``ExecutionContext``. This
 module is also the plugin ``scripted``: it registers one adapter per entry of
 ``ORCHESTRA_SCRIPTED_TOOLS`` (``alpha=/path/alpha.toml,beta=/path/beta.toml:prompt+rust``)
-and nothing when the variable is unset. Every orchestra command imports this module, so
-it imports only the standard library at the top.
+and nothing when the variable is unset. No entry point of orchestra's distribution names
+it: it is the one plugin of the distribution ``orchestra-testing``, in
+``orchestra/testing_site``, which only ``orchestra.testing.scripted_tools_env`` puts on a
+test's ``PYTHONPATH``. Every orchestra command of such a test imports this module, so it
+imports only the standard library at the top.
 """
 
 from __future__ import annotations
@@ -254,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="orchestra-scripted-tool", description="A tool that does what its script says."
+        prog="python -m orchestra.scripted_tool",
+        description="A tool that does what its script says.",
     )
     parser.add_argument("--script", required=True, type=Path)
     parser.add_argument("--prompt-file", type=Path)
@@ -267,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _record_call(arguments, attempt, task_id, number, step)
         return _play(step)
     except (ScriptError, OSError, ValueError) as error:
-        print(f"orchestra-scripted-tool: {arguments.script}: {error}", file=sys.stderr)
+        print(f"orchestra.scripted_tool: {arguments.script}: {error}", file=sys.stderr)
         return 2
 
 

@@ -1,10 +1,11 @@
 """Test helpers for orchestra and for plugin authors.
 
-Installing orchestra registers this module as a pytest plugin (entry point ``pytest11``),
-so its fixtures are there in every test suite of a project that has orchestra. They
-give real things, not mocks: a git repository on disk, distributions that Python's
-entry-point machinery really finds, the real ``orchestra`` program in a subprocess, and
-a plugin host in which a test registers a throwaway plugin object for its own duration.
+They give real things, not mocks: a git repository on disk, distributions that Python's
+entry-point machinery really finds, the real ``orchestra`` program in a subprocess,
+scripted tools that are real programs, and a plugin host of a test's own in which it
+registers throwaway plugin objects. This module imports without pytest; the pytest
+fixtures built on it (``plugin_host``, ``register_plugin``, ``git_repo`` …) are in
+``orchestra.testing_fixtures``, which installing orchestra registers as a pytest plugin.
 """
 
 from __future__ import annotations
@@ -14,18 +15,31 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import click.testing
-import pytest
 
 from orchestra import classes
+from orchestra.loaders import LoadContext as LoadContext
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
-from orchestra.plugins import PluginHost
+from orchestra.plugins import PluginHost as PluginHost
+
+#: a directory that, put on PYTHONPATH, installs the distribution ``orchestra-testing``,
+#: whose one plugin, ``scripted``, registers the tools ``ORCHESTRA_SCRIPTED_TOOLS`` names:
+#: only ``scripted_tools_env`` puts it there, so no user ever sees that plugin
+TESTING_SITE = Path(__file__).with_name("testing_site")
+
+
+def builtin_plugin_host() -> PluginHost:
+    """Return a plugin host of one test's own, holding orchestra's built-in plugins and
+    nothing else installed: what a test registers on it is all it adds."""
+    host = PluginHost()
+    host.load_entry_points(builtin_only=True)
+    return host
 
 
 def orchestra_program() -> str:
@@ -266,63 +280,6 @@ def invoke_cli(
         os.chdir(previous)
 
 
-@pytest.fixture
-def plugin_host() -> PluginHost:
-    """A plugin host with every installed plugin loaded, as the CLI would have it."""
-    return PluginHost.from_environment(environ={})
-
-
-@pytest.fixture
-def register_plugin(plugin_host: PluginHost) -> Iterator:
-    """Register throwaway plugin objects on ``plugin_host`` for one test.
-
-    ``register_plugin(obj, name="x")`` returns the name; all are unregistered afterwards.
-    """
-    names: list[str] = []
-
-    def register(plugin: object, name: str | None = None) -> str:
-        registered = plugin_host.register(plugin, name=name)
-        names.append(registered)
-        return registered
-
-    yield register
-    for name in names:
-        plugin_host.unregister(name)
-
-
-@pytest.fixture
-def git_repo(tmp_path: Path) -> Path:
-    """A git repository with one commit, in a temporary directory."""
-    return make_git_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-def empty_dir(tmp_path: Path) -> Path:
-    """An empty directory, to use as a PATH on which no program is found."""
-    path = tmp_path / "empty"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def fake_program(tmp_path: Path) -> Callable[[str, str], Path]:
-    """A function that writes an executable ``/bin/sh`` script and returns its path.
-
-    For the failures a real program cannot be made to show on demand (a ``--version``
-    that exits 1, say); use the real program for everything else.
-    """
-
-    def write(name: str, body: str) -> Path:
-        directory = tmp_path / "fake-bin"
-        directory.mkdir(exist_ok=True)
-        path = directory / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
-        return path
-
-    return write
-
-
 # -- scripted tools: a real program per tool, its behaviour per attempt from a TOML script --
 
 
@@ -352,8 +309,11 @@ def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
     keyword: ``scripted_tools_env(alpha=script)`` or ``alpha=(script, {"prompt", "rust"})``
     to set the capabilities. Pass it as ``run_orchestra(..., env=...)``.
 
-    The program records its calls beside its script, outside any worktree: that file is
-    made writable in the attempts' sandbox (``sandbox_writable``), and nothing else."""
+    The plugin that registers them, ``scripted``, is installed only where this
+    environment goes: its ``PYTHONPATH`` puts ``TESTING_SITE`` in front of the one this
+    process has. The program records its calls beside its script, outside any worktree:
+    that file is made writable in the attempts' sandbox (``sandbox_writable``), and
+    nothing else."""
     from orchestra.scripted_tool import calls_path
 
     entries, logs = [], []
@@ -364,9 +324,11 @@ def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
             entry += ":" + "+".join(sorted(capabilities))
         entries.append(entry)
         logs.append(str(calls_path(Path(script).absolute())))
+    inherited = os.environ.get("PYTHONPATH")
     return {
         "ORCHESTRA_SCRIPTED_TOOLS": ",".join(entries),
         "ORCHESTRA_SANDBOX_WRITABLE": ",".join(logs),
+        "PYTHONPATH": os.pathsep.join([str(TESTING_SITE), *([inherited] if inherited else [])]),
     }
 
 

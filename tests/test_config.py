@@ -79,9 +79,16 @@ def test_configuration_mistakes_are_all_reported(tmp_path):
     with pytest.raises(OrchestraError) as caught:
         find_project(tmp_path)
     joined = "\n".join(caught.value.lines())
-    assert "field 'max_paralel': unknown key 'max_paralel' (did you mean 'max_parallel'?)" in joined
     assert "field 'routing': expected a string, got an integer (5)" in joined
     assert "field 'tools.codex.args': expected an array" in joined
+    # a key orchestra does not know may be a plugin's: refused once the plugins are known
+    (tmp_path / "orchestra.toml").write_text("max_paralel = 2\n")
+    project = find_project(tmp_path)
+    with pytest.raises(OrchestraError) as caught:
+        resolve_settings(project, declared=[])
+    assert caught.value.lines() == [
+        f"{tmp_path / 'orchestra.toml'}: field 'max_paralel': unknown key 'max_paralel' (did you mean 'max_parallel'?)"
+    ]
     # range checks run once the types are right
     (tmp_path / "orchestra.toml").write_text("[tools.aider]\nmax_concurrency = 0\n")
     with pytest.raises(OrchestraError) as caught:

@@ -3,10 +3,12 @@
 import pytest
 
 from orchestra.builtin import routing, scheduling, shell
+from orchestra.config import Project, resolve_settings
 from orchestra.engine.router import route
 from orchestra.errors import PluginError
 from orchestra.markers import hookimpl
-from orchestra.models import Availability, Defaults, Task, ToolProfile
+from orchestra.models import Availability, Defaults, Task, ToolProfile, Workstream
+from orchestra.planning import make_plan, start_order
 from orchestra.plugins import PluginHost
 from orchestra.protocols import Memory, RoutingChoice, SchedulingContext, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
@@ -212,6 +214,66 @@ def test_a_strategy_choosing_outside_the_candidates_is_its_error(tools):
         match=r"routing strategy 'rogue' chose 'gone', which is not a candidate \(alpha, beta\)",
     ):
         decide(tools, Task(id="t", prompt="x", tools=("alpha", "beta")), strategy="rogue")
+
+
+def test_a_plan_asks_the_strategy_for_each_task_and_shares_the_rest(tools, tmp_path):
+    asked = []
+
+    class ById:
+        name = "by_id"
+
+        def choose(self, task, candidates, context):
+            asked.append(task.id)
+            chosen = candidates[len(task.id) % len(candidates)].name
+            return RoutingChoice(chosen, f"by_id: {task.id} -> {chosen}")
+
+    tools.register(RoutersPlugin(ById()), name="by-id-plugin")
+    pair = ("alpha", "beta")
+    workstream = Workstream(
+        id="w",
+        tasks=(
+            *(Task(id=id, prompt="p", tools=pair) for id in ("a", "bb", "ccc")),
+            Task(id="x", command=("true",)),
+            Task(id="y", command=("true",)),
+        ),
+        defaults=Defaults(routing="by_id"),
+    )
+    project = Project(root=tmp_path)
+    settings = resolve_settings(project, defaults=workstream.defaults, environ={})
+
+    plan = make_plan(workstream, tools, project, settings)
+
+    assert sorted(asked) == ["a", "bb", "ccc"]
+    chosen = {task: plan.decision_of[task].reason for task in ("a", "bb", "ccc")}
+    assert chosen == {
+        "a": "by_id: a -> beta",
+        "bb": "by_id: bb -> alpha",
+        "ccc": "by_id: ccc -> beta",
+    }
+    # no strategy was asked for the command tasks: they share one decision
+    assert plan.decision_of["x"] is plan.decision_of["y"]
+    assert plan.decision_of["x"].reason == "shell is the only tool that can run it"
+
+
+def test_a_plan_orders_the_tasks_as_the_run_starts_them(tools):
+    # b waits for a but comes before c once a has ended, by its priority (eager);
+    # waves holds b back until the whole first wave has ended
+    tasks = (
+        Task(id="a", prompt="p"),
+        Task(id="b", prompt="p", depends_on=("a",), priority=5),
+        Task(id="c", prompt="p"),
+        Task(id="d", prompt="p", depends_on=("c",)),
+    )
+    dependencies = {task.id: task.depends_on for task in tasks}
+    waves = [["a", "c"], ["b", "d"]]
+
+    def order(scheduler, slots):
+        found = start_order(tasks, dependencies, waves, tools.schedulers().get(scheduler), slots)
+        return [task.id for task in found]
+
+    assert order("eager", 1) == ["a", "b", "c", "d"]
+    assert order("eager", 2) == ["a", "c", "b", "d"]
+    assert order("waves", 1) == ["a", "c", "b", "d"]
 
 
 class RoutersPlugin:

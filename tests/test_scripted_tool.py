@@ -212,10 +212,12 @@ def test_orchestra_lists_scripted_tools_only_when_asked_and_survives_a_bad_value
     assert scripted["beta"]["capabilities"] == ["prompt", "rust"]
     assert not scripted["beta"]["available"]  # its script was never written
 
-    bad = run_orchestra("tools", cwd=tmp_path, env={"ORCHESTRA_SCRIPTED_TOOLS": "alpha"})
+    bad_value = {**scripted_tools_env(), "ORCHESTRA_SCRIPTED_TOOLS": "alpha"}
+    bad = run_orchestra("tools", cwd=tmp_path, env=bad_value)
     assert bad.returncode == 0 and "shell" in bad.stdout
     assert (
-        "warning: plugin 'scripted' (orchestra 0.1.0) is broken: orchestra_register_tools raised "
+        "warning: plugin 'scripted' (orchestra-testing 0.1.0) is broken: "
+        "orchestra_register_tools raised "
         "ValueError: ORCHESTRA_SCRIPTED_TOOLS: entry 'alpha' is not NAME=SCRIPT or "
         "NAME=SCRIPT:CAP+CAP"
     ) in bad.stderr

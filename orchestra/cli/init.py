@@ -92,8 +92,8 @@ def config_text(found: list[tuple[str, str | None]]) -> str:
     ]
     if not found:
         lines += [
-            "# No AI coding tool was found on PATH. Install one (orchestra-aider with aider-chat,",
-            "# or orchestra-codex with @openai/codex), then add a [tools.NAME] table for it.",
+            "# No AI coding tool was found on PATH. Install one and the orchestra plugin that",
+            "# drives it ('orchestra tools' lists them), then add a [tools.NAME] table for it.",
         ]
     for name, version in found:
         lines += [

@@ -158,8 +158,8 @@ def render_text(the_plan) -> str:
         )
     if the_plan.cannot_run:
         lines.append("")
-        count = len(the_plan.cannot_run)
-        lines.append(f"{count} task(s) cannot run on this machine as they are:")
+        stuck = len(the_plan.cannot_run)
+        lines.append(f"{stuck} task(s) cannot run on this machine as they are:")
         lines.extend(f"  {task_id}: {why}" for task_id, why in the_plan.cannot_run.items())
     return "\n".join(lines)
 
@@ -168,7 +168,9 @@ def _shown_reason(decision) -> str:
     """The decision's reason, and the tools a breaker keeps out for now."""
     from orchestra.engine.choice import waits_for_breaker
 
-    kept = [f"{name}: {why}" for name, why in decision.rejected.items() if why.startswith("breaker")]
+    kept = [
+        f"{name}: {why}" for name, why in decision.rejected.items() if why.startswith("breaker")
+    ]
     if not kept:
         return decision.reason
     if waits_for_breaker(decision):

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from orchestra.cli.convert import echo_notice, loader_options
 from orchestra.cli.runs import db_path
 from orchestra.cli.state import CliState, pass_state
 from orchestra.cli.workspace import say_if_uncommitted
+
+if TYPE_CHECKING:
+    from orchestra.protocols import PluginSetting
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
@@ -134,7 +137,69 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
         click.echo(f"to go on with it: orchestra resume {outcome.run_id}")
 
 
-@click.command()
+class TakesPluginSettings(click.Command):
+    """A command that takes, beside its own options, one per setting plugins add
+    (``orchestra_register_settings``): ``--help`` lists them after the others, and each
+    reaches the command as a keyword argument named after its setting (None when not
+    given)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        # made once per invocation: click tells parameters apart by identity
+        key = f"orchestra.plugin_options.{self.name}"
+        if key not in ctx.meta:
+            ctx.meta[key] = _plugin_options(ctx, resuming=self.name == "resume")
+        added = ctx.meta[key]
+        help_option = self.get_help_option(ctx)
+        if params and params[-1] is help_option:
+            return [*params[:-1], *added, help_option]
+        return [*params, *added]
+
+
+#: the click type and the default metavar of a plugin setting's option, by its type
+_OPTION_TYPES: dict[type, tuple[click.ParamType, str]] = {
+    str: (click.STRING, "TEXT"),
+    int: (click.INT, "N"),
+    float: (click.FLOAT, "NUMBER"),
+}
+
+
+def _plugin_options(ctx: click.Context, *, resuming: bool) -> list[click.Option]:
+    """The options of the settings the installed plugins add, loading the plugins."""
+    import os
+
+    from orchestra.errors import OrchestraError
+    from orchestra.plugins import PluginHost
+
+    state = ctx.ensure_object(CliState)
+    try:
+        registry = state.host.settings()
+    except OrchestraError:
+        # the configuration cannot be read: the options of the plugins the environment
+        # leaves, so that the command gets as far as saying what is wrong with it
+        try:
+            registry = PluginHost.from_environment(environ=os.environ).settings()
+        except OrchestraError:
+            return []
+    return [_option(item.item, resuming) for item in registry if item.item.option]
+
+
+def _option(setting: PluginSetting, resuming: bool) -> click.Option:
+    """The option ``--<name>`` of a plugin's setting; on ``resume`` it changes the value
+    the run started with."""
+    flag = "--" + setting.name.replace("_", "-")
+    help_text = setting.help
+    if resuming:
+        help_text = f"{help_text.rstrip('.')} (default: as the run started)."
+    if setting.type is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", setting.name], default=None, help=help_text)
+    kind, metavar = _OPTION_TYPES[setting.type]
+    return click.Option(
+        [flag, setting.name], type=kind, metavar=setting.metavar or metavar, help=help_text
+    )
+
+
+@click.command(cls=TakesPluginSettings)
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "--routing",
@@ -184,9 +249,8 @@ def _report(outcome, as_json: bool, merged: str | None = None) -> None:
 @click.option(
     "--executor",
     metavar="NAME",
-    help="Where attempts run: local (the default) or ray (plugin orchestra-ray).",
+    help="Where attempts run: local (the default) or a plugin's executor.",
 )
-@click.option("--ray-address", metavar="ADDRESS", help="The Ray cluster the ray executor joins.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option(
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
@@ -208,12 +272,12 @@ def run(
     log_limit: int | None,
     db: str | None,
     executor: str | None,
-    ray_address: str | None,
     quiet: bool,
     plain: bool,
     as_json: bool,
     file_format: str | None,
     reading: dict[str, Any],
+    **plugin_flags: Any,
 ) -> None:
     """Run the workstream in PATH to its end, recording every step in the run database.
 
@@ -225,7 +289,7 @@ def run(
     cancels the run (a second Ctrl-C stops at once); `orchestra resume RUN` continues
     a canceled run, or one whose process died. Exit status: 0 succeeded, 1 failed,
     2 bad input, 75 the disk is full (free space, then resume), 130 canceled or
-    interrupted.
+    interrupted. Installed plugins add options for their settings, listed last.
     """
     from orchestra.engine.runs import start_run
     from orchestra.planning import load_checked
@@ -239,8 +303,8 @@ def run(
         "log_limit": log_limit,
         "sinks": tuple(sink_names) or None,
         "executor": executor,
-        "ray_address": ray_address,
         "include_uncommitted": include_uncommitted or None,
+        **plugin_flags,
     }
     try:
         workstream, settings = load_checked(
@@ -333,12 +397,11 @@ RESUMED_SETTINGS = (
     "idle_timeout",
     "log_limit",
     "executor",
-    "ray_address",
     "include_uncommitted",
 )
 
 
-@click.command()
+@click.command(cls=TakesPluginSettings)
 @click.argument("run_id", metavar="RUN")
 @click.option("--force", is_flag=True, help="Resume even if the workstream file changed.")
 @click.option(
@@ -349,11 +412,6 @@ RESUMED_SETTINGS = (
 )
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
-@click.option(
-    "--ray-address",
-    metavar="ADDRESS",
-    help="The Ray cluster to go on with (default: the one the run started on).",
-)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option(
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
@@ -367,10 +425,10 @@ def resume(
     max_parallel: int | None,
     fail_fast: bool,
     db: str | None,
-    ray_address: str | None,
     quiet: bool,
     plain: bool,
     as_json: bool,
+    **plugin_flags: Any,
 ) -> None:
     """Continue an interrupted or canceled RUN; what succeeded is not run again.
 
@@ -378,10 +436,10 @@ def resume(
     running are recorded as interrupted and their tasks tried again. Of a canceled run,
     the canceled tasks and those skipped because of them run again; failed ones stay
     failed. The run keeps --fail-fast and the settings it started with (parallelism,
-    timeouts, attempts, routing, scheduler, executor, log limit, and the uncommitted
-    changes it may have started from); --max-parallel, --fail-fast and
-    --ray-address given here change them. Refuses if the workstream file changed since
-    the run started, unless --force.
+    timeouts, attempts, routing, scheduler, executor, log limit, the plugins' settings,
+    and the uncommitted changes it may have started from); --max-parallel, --fail-fast
+    and the plugins' options given here change them. Refuses if the workstream file
+    changed since the run started, unless --force.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
@@ -391,11 +449,11 @@ def resume(
     settings = resolve_settings(state.project, flags={"db": db_path(db)})
     store = open_existing_store(settings)
     record = store.run(run_id)
-    flags = {name: record.settings.get(name) for name in RESUMED_SETTINGS}
+    kept = [*RESUMED_SETTINGS, *state.host.settings().names()]
+    flags = {name: record.settings.get(name) for name in kept}
     if max_parallel is not None:
         flags["max_parallel"] = max_parallel
-    if ray_address is not None:
-        flags["ray_address"] = ray_address
+    flags.update({name: value for name, value in plugin_flags.items() if value is not None})
     flags["db"] = db_path(db)
     try:
         workstream, settings = load_checked(

@@ -33,6 +33,7 @@ import attrs
 from orchestra import classes, graph
 from orchestra.config import Project, Settings
 from orchestra.engine import sandbox, scope
+from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
 from orchestra.engine.faults import one_line, says_disk_full
 from orchestra.engine.process import LocalContext, Redactor, build_environment, secret_values
 from orchestra.engine.queue_ahead import LINGER_SECONDS, QueueAhead
@@ -52,13 +53,14 @@ from orchestra.engine.resilience import (
     repeats,
     retry_policy,
 )
-from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
+from orchestra.engine.router import RoutingDecision, capability_key
 from orchestra.engine.secrets import masked_command
 from orchestra.engine.states import RunState, StepState
 from orchestra.errors import DiskFull, OrchestraError, WorkspaceError, WorkspaceViolation
 from orchestra.models import (
     Availability,
     Budget,
+    Check,
     ExecutionRequest,
     ExecutorRun,
     RetryPolicy,
@@ -71,7 +73,7 @@ from orchestra.models import (
     Workstream,
 )
 from orchestra.plugins import PluginHost
-from orchestra.protocols import Memory, SchedulingContext, ToolStats
+from orchestra.protocols import AttemptLaunch, SchedulingContext, ToolAdapter
 
 #: step states after which a step never changes again in this run
 FINISHED = frozenset(
@@ -91,8 +93,6 @@ LOOP_CLASSES = frozenset(
 #: events written only to the database, never handed to the sinks (an attempt's end is
 #: told by its step's next state)
 DATABASE_ONLY = frozenset({"run.created", "run.claimed", "attempt.started", "attempt.finished"})
-#: how many recent durations of a tool the track record averages
-RECENT_DURATIONS = 20
 #: pytest's exit status when it collected no test
 PYTEST_NO_TESTS = 5
 #: how often the loop looks at the cancel flag while attempts run
@@ -132,18 +132,6 @@ class _Running:
     ended: float | None = None
 
 
-@classes.define
-class _Launch:
-    """An attempt recorded as started, waiting for the commit to reach a worker."""
-
-    running: _Running
-    adapter: Any
-    request: ExecutionRequest
-    context: LocalContext
-    checks: Sequence[Any]
-    space: Any  # the RunWorkspace the attempt runs in
-
-
 class Orchestrator:
     """Drives one run of a workstream to its end, recording everything in the store."""
 
@@ -169,6 +157,12 @@ class Orchestrator:
         self.run_id = run_id
         self.workstream = workstream
         self.settings = settings
+        #: the values of the settings plugins add, in every attempt's request
+        self.plugin_settings = {
+            registration.name: settings.values[registration.name].value
+            for registration in host.settings()
+            if registration.name in settings.values
+        }
         self.project = project
         self.host = host
         self.sinks = list(sinks)
@@ -195,17 +189,10 @@ class Orchestrator:
         self.running: dict[str, _Running] = {}
         self.in_use: dict[str, int] = {}  # running attempts per tool
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.decisions: dict[str, RoutingDecision] = {}
-        self._availability: dict[str, Availability] = {}
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._profiles: dict[str, ToolProfile] = {}
         self._queue_ok: dict[str, bool] = {}
-        #: the capability filter's answers (profiles and availability hold for the run)
-        self._filtered: dict = {}
         self.queue_ahead = QueueAhead(self.settings.max_parallel)
-        #: track records read so far: capabilities key -> tool -> (attempts, successes,
-        #: recent durations)
-        self._records: dict[str, dict[str, tuple]] = {}
         self._state_dirs: dict[str, str] = {}
         self._scratch_root = str(log_root / "scratch")
         self._log_prefix = f"{log_root}{os.sep}"
@@ -220,9 +207,17 @@ class Orchestrator:
         self.meter = BudgetMeter(
             Budget(settings.budget_cost, settings.budget_tokens), store.usage_by_task(run_id)
         )
-        self.memory = Memory(
-            load=lambda key: store.get_value(f"routing.{key}"),
-            save=lambda key, value: store.set_value(f"routing.{key}", value),
+        #: which tool each attempt gets (the same code ``orchestra plan`` asks)
+        self.choice = ToolChoice(
+            tools=host.tools(),
+            routers=host.routers(),
+            defaults=workstream.defaults,
+            routing=settings.routing,
+            profile=self._profile,
+            memory=stored_memory(store, write=True),
+            track_record=store.track_record,
+            breakers=self.breakers,
+            in_use=self.in_use,
         )
         #: per task: what the next attempt is told to fix, the tool of the last attempt,
         #: and the fingerprints of its attempts' failures (None where none counts)
@@ -234,8 +229,6 @@ class Orchestrator:
         self.failures: dict[str, list[str | None]] = {}
         #: per task: a digest of each attempt's change (None when it changed nothing)
         self.changes: dict[str, list[str | None]] = {}
-        #: when a tool kept out by its breaker may be tried again (the loop wakes then)
-        self.wake_at: float | None = None
         #: the run's workspaces by name, opened when a task first needs one, and what
         #: each last asked to keep for a resume (``checkpoint``)
         self.spaces: dict[str, Any] = {}
@@ -460,8 +453,9 @@ class Orchestrator:
         timeout = POLL_SECONDS
         if self.retry_heap:
             timeout = max(0.0, min(timeout, self.retry_heap[0][0] - time.time()))
-        if self.wake_at is not None:
-            timeout = max(0.0, min(timeout, self.wake_at - time.time()))
+        wake_at = self.choice.wake_at  # a tool kept out by its breaker may be let in then
+        if wake_at is not None:
+            timeout = max(0.0, min(timeout, wake_at - time.time()))
         try:
             messages = [self.inbox.get(timeout=timeout)]
         except queue.Empty:
@@ -538,14 +532,14 @@ class Orchestrator:
                 del self.retry_at[task_id]
                 self.ready.add(self.tasks[task_id])
 
-    def _start_attempts(self) -> list[_Launch]:
+    def _start_attempts(self) -> list[AttemptLaunch]:
         """Record the start of as many attempts as there are free slots, in the
         scheduler's order, and return them for the workers."""
         if self.retry_heap:
             self._release_due_retries()
-        if self.wake_at is not None and self.wake_at <= time.time():
-            self.wake_at = None
-        launches: list[_Launch] = []
+        if self.choice.wake_at is not None and self.choice.wake_at <= time.time():
+            self.choice.wake_at = None
+        launches: list[AttemptLaunch] = []
         exhausted = self.meter.run_exhausted()
         if exhausted is not None:
             self._stop("budget", exhausted)
@@ -562,7 +556,7 @@ class Orchestrator:
                 return STOP  # it waits for a free worker (and, in order, so do the rest)
             decision = self._route(task)
             if decision.tool is None:
-                if any(why.startswith("breaker") for why in decision.rejected.values()):
+                if waits_for_breaker(decision):
                     return KEEP  # a breaker keeps its tool out for now: wait for it
                 self._set_step(task.id, StepState.FAILED, reason=decision.reason)
                 self._after_failure()
@@ -579,94 +573,31 @@ class Orchestrator:
     def _route(self, task: Task) -> RoutingDecision:
         """Return the tool for the task's next attempt: the same as before, unless its
         breaker keeps it out now or the task asks to retry with another tool."""
-        cached = self.decisions.get(task.id)
         avoid: tuple[str, ...] = ()
         if self.attempts.get(task.id) and task.id in self.last_tool:
             if self._policy(task).retry_with_other_tool:
                 avoid = (self.last_tool[task.id],)
-        if cached is not None and cached.tool is not None and not avoid:
-            if self._blocked(cached.tool) is None:
-                return cached
-        decision = route(
-            task,
-            defaults=self.workstream.defaults,
-            strategy_name=task.routing or self.settings.routing,
-            tools=self.host.tools(),
-            routers=self.host.routers(),
-            profile=self._profile,
-            availability=self._available,
-            history=self._history,
-            blocked=self._blocked,
-            avoid=avoid,
-            memory=self.memory,
-            filtered=self._filtered,
-        )
-        self.decisions[task.id] = decision
-        return decision
-
-    def _blocked(self, tool: str) -> str | None:
-        """Why the tool's breaker keeps it out now; notes when to look again."""
-        found = self.breakers.blocked(tool)
-        if found is None:
-            return None
-        reason, until = found
-        if until is not None and (self.wake_at is None or until < self.wake_at):
-            self.wake_at = until
-        return reason
-
-    def _history(self, needed: tuple[str, ...], names: tuple[str, ...]) -> dict[str, ToolStats]:
-        """The candidates' track record on tasks asking for the same capabilities: read
-        from the store once per run and key, then kept up to date by ``_remember``."""
-        record = self._track_record(",".join(sorted(set(needed))))
-        history = {}
-        for name in names:
-            attempts, successes, durations = record.get(name, (0, 0, ()))
-            mean = sum(durations) / len(durations) if durations else None
-            history[name] = ToolStats(attempts, successes, mean, self.in_use.get(name, 0))
-        return history
-
-    def _track_record(self, key: str) -> dict[str, tuple]:
-        if key not in self._records:
-            self._records[key] = self.store.track_record(key)
-        return self._records[key]
+        return self.choice.decide(task, avoid)
 
     def _remember(self, current: _Running, result: StepResult) -> None:
-        """Add a finished attempt to the track record routing reads (when it was read)."""
-        if result.outcome == "canceled" or not self._records:
+        """Add a finished attempt to the track record routing reads."""
+        if result.outcome == "canceled":
             return
-        key = capability_key(current.task, self.workstream.defaults)
-        if key not in self._records:
-            return
-        attempts, successes, durations = self._records[key].get(current.tool, (0, 0, ()))
         seconds = (current.ended or time.time()) - current.started
-        self._records[key][current.tool] = (
-            attempts + 1,
-            successes + (result.outcome == "succeeded"),
-            (*durations, seconds)[-RECENT_DURATIONS:],
-        )
+        self.choice.remember(current.task, current.tool, result.outcome == "succeeded", seconds)
 
     def _policy(self, task: Task) -> RetryPolicy:
         return retry_policy(task, self.workstream.defaults, self.settings.max_attempts)
 
     def _available(self, tool: str) -> Availability:
-        if tool not in self._availability:
-            adapter = self.host.tools().get(tool)
-            self._availability[tool] = adapter.available(self._profile(tool))
-        return self._availability[tool]
+        return self.choice.available(tool)
 
     def _queueable(self, task: Task) -> bool:
         """Whether the task may wait in the pool's queue: only when none of its candidate
         tools has a breaker. Routing and a breaker must see an attempt when it starts,
         not one attempt early (a queued attempt starts even if its breaker opened)."""
         if task.id not in self._queue_ok:
-            candidates = candidate_tools(
-                task,
-                defaults=self.workstream.defaults,
-                tools=self.host.tools(),
-                profile=self._profile,
-                availability=self._available,
-                filtered=self._filtered,
-            )
+            candidates = self.choice.candidates(task)
             self._queue_ok[task.id] = bool(candidates) and not any(
                 getattr(adapter, "circuit_breaker", True) for adapter in candidates
             )
@@ -703,7 +634,7 @@ class Orchestrator:
         env["ORCHESTRA_ATTEMPT"] = str(number)
         return env, secrets
 
-    def _launch(self, task: Task, decision: RoutingDecision) -> _Launch:
+    def _launch(self, task: Task, decision: RoutingDecision) -> AttemptLaunch:
         """Record the attempt's start (committed with the rest of this wake's changes)
         and return what its worker needs."""
         tool = decision.tool
@@ -747,6 +678,7 @@ class Orchestrator:
             idle_timeout=idle,
             feedback=self.feedback.get(task.id),
             continues=number > 1 and continues_after(self.last_error.get(task.id)),
+            settings=self.plugin_settings,
         )
         inbox = self.inbox
 
@@ -782,7 +714,7 @@ class Orchestrator:
         self.running[task.id] = running
         self.in_use[tool] = self.in_use.get(tool, 0) + 1
         adapter = self.host.tools().get(tool)
-        return _Launch(running, adapter, request, context, checks or (), space)
+        return AttemptLaunch(adapter, request, context, checks or (), space)
 
     def _sandbox(self, space: Any, request: ExecutionRequest) -> sandbox.Sandbox | None:
         """The attempt's sandbox, when the run's attempts are confined: it may write what
@@ -805,9 +737,10 @@ class Orchestrator:
             visible=[self._workspace_run.project_root],
         )
 
-    def _work(self, launch: _Launch) -> None:
+    def _work(self, launch: AttemptLaunch) -> None:
         """Carry out one attempt (worker thread) and post its result to the inbox."""
-        launch.running.started = time.time()  # when a worker took it, not when queued
+        current = self.running[launch.request.task.id]  # stays until its result is handled
+        current.started = time.time()  # when a worker took it, not when queued
         try:
             result = run_attempt(launch, self.workstream.defaults)
         except BaseException as error:  # never lose a result: the loop waits for it
@@ -815,8 +748,8 @@ class Orchestrator:
             result = StepResult("failed", error_class="crashed", message=message)
         finally:
             launch.context.cleanup()
-        launch.running.ended = time.time()  # not when the orchestrator gets to record it
-        self.inbox.put(("finished", launch.running, result))
+        current.ended = time.time()  # not when the orchestrator gets to record it
+        self.inbox.put(("finished", current, result))
 
     def _space(self, task: Task) -> Any:
         """The run's workspace for ``task`` (its own, the setting, or worktree in a git
@@ -1001,7 +934,7 @@ class Orchestrator:
                     self._set_step(task_id, final, reason=self._stop_reason())
         self.retry_at.clear()
         self.retry_heap.clear()
-        self.wake_at = None
+        self.choice.wake_at = None
 
     def _stop_reason(self) -> str:
         if self._stopping == "canceled":
@@ -1194,10 +1127,10 @@ def _directory_alone(directory: str) -> list[str]:
     return [directory]
 
 
-def run_attempt(launch: _Launch, defaults: Any) -> StepResult:
+def run_attempt(launch: AttemptLaunch, defaults: Any) -> StepResult:
     """One attempt in its workspace (worker thread): prepare the directory, run the tool and
     the checks there, judge the change against the task's scope, land it, clean up."""
-    space, context = launch.space, launch.context
+    space, context = launch.workspace, launch.context
     request = launch.request
     try:
         directory = space.prepare(request, context)
@@ -1285,17 +1218,21 @@ def _discard(space: Any, request: ExecutionRequest, directory: str, context: Any
 
 
 def execute_attempt(
-    adapter: Any,
+    adapter: ToolAdapter,
     request: ExecutionRequest,
     context: LocalContext,
-    checks: Sequence[Any],
+    checks: Sequence[Check],
     after_tool: Callable[[], None] | None = None,
 ) -> StepResult:
-    """Run the pre-flight checks, the tool, then the checks, and return how the attempt
-    went (worker thread).
+    """Run the pre-flight checks, the tool, then the checks in ``request.workdir`` through
+    ``context``, and return how the attempt went (on the calling thread).
 
-    ``after_tool`` is called between the tool and the checks (the workspace notes what
-    the tool left: what the checks write is not the attempt's change)."""
+    What ``ExecutorRun.work`` does between the workspace's ``prepare`` and ``changes``; an
+    executor that runs attempts on other machines calls it there (``orchestra.execute_attempt``).
+    A pre-flight check that fails ends the attempt ``preflight_failed``, an adapter that
+    raises ``crashed``, a failing check ``check_failed``. ``after_tool`` is called between
+    the tool and the checks (the workspace notes what the tool left: what the checks
+    write is not the attempt's change)."""
     preflight = [check for check in checks if check.before]
     if preflight:
         checks = [check for check in checks if not check.before]

@@ -69,6 +69,7 @@ def route(
     avoid: tuple[str, ...] = (),
     memory: Memory | None = None,
     filtered: dict | None = None,
+    settled: dict | None = None,
 ) -> RoutingDecision:
     """Return the routing decision for ``task``; ``availability`` should cache its answers.
 
@@ -79,9 +80,53 @@ def route(
     what it must remember across runs (round_robin's position). ``filtered``, a dict the
     caller keeps while profiles and availability stay the same (a run), remembers the
     capability filter's answer for each set of allowed tools and needed capabilities.
+    ``settled``, a dict the caller keeps while ``blocked`` answers the same too (a plan),
+    remembers the decisions that asked no strategy (no candidate, or one and no pinned
+    tool): those depend on the allowed tools and needed capabilities alone.
     """
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
+    if settled is not None:
+        key = (allowed, needed, task.tool is not None, strategy_name, avoid)
+        if key in settled:
+            return settled[key]
+    decision, asked = _decide(
+        task,
+        allowed,
+        needed,
+        strategy_name=strategy_name,
+        tools=tools,
+        routers=routers,
+        profile=profile,
+        availability=availability,
+        history=history,
+        blocked=blocked,
+        avoid=avoid,
+        memory=memory,
+        filtered=filtered,
+    )
+    if settled is not None and not asked:
+        settled[key] = decision
+    return decision
+
+
+def _decide(
+    task: Task,
+    allowed: tuple[str, ...] | None,
+    needed: tuple[str, ...],
+    *,
+    strategy_name: str,
+    tools: Registry,
+    routers: Registry,
+    profile: Callable[[str], ToolProfile],
+    availability: Callable[[str], Availability],
+    history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None,
+    blocked: Callable[[str], str | None] | None,
+    avoid: tuple[str, ...],
+    memory: Memory | None,
+    filtered: dict | None,
+) -> tuple[RoutingDecision, bool]:
+    """Return ``route``'s decision (made afresh) and whether the strategy was asked."""
     rejected: dict[str, str] = {}
     candidates = []
     for registration, why_not in _filtered(allowed, needed, tools, profile, availability, filtered):
@@ -106,14 +151,15 @@ def route(
         reasons = (
             "; ".join(f"{name}: {why}" for name, why in rejected.items()) or "no tools installed"
         )
-        return RoutingDecision(None, None, f"no tool can run this task ({reasons})", (), rejected)
+        reason = f"no tool can run this task ({reasons})"
+        return RoutingDecision(None, None, reason, (), rejected), False
     if task.tool is not None:
         strategy_name = "fixed"
     strategy: RoutingStrategy = routers.get(strategy_name)
     names = tuple(adapter.name for adapter in candidates)
     if len(candidates) == 1 and task.tool is None:
         reason = f"{names[0]} is the only tool that can run it"
-        return RoutingDecision(names[0], strategy_name, reason, names, rejected)
+        return RoutingDecision(names[0], strategy_name, reason, names, rejected), False
     context = RoutingContext(
         history(needed, names) if history is not None else {},
         {name: profile(name) for name in names},
@@ -125,7 +171,7 @@ def route(
             f"routing strategy {strategy_name!r} chose {choice.tool!r}, "
             f"which is not a candidate ({', '.join(names)})"
         )
-    return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected)
+    return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected), True
 
 
 def candidate_tools(

@@ -90,13 +90,21 @@ class Store:
         self.lock_directory = path.parent / "locks"
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Store:
+    def open(cls, path: str | os.PathLike, *, read_only: bool = False) -> Store:
         """Return the store at ``path``, creating the file and its directories if needed
         and applying the migrations the database lacks.
 
         A database in a directory this process cannot write is opened read-only, so that
-        reading commands still work; a write then raises a one-line ``StoreError``."""
+        reading commands still work; a write then raises a one-line ``StoreError``.
+        ``read_only`` opens an existing database so for a command that must not change
+        it (``orchestra plan``): nothing is made or migrated (a database an older
+        orchestra wrote cannot be opened so: OrchestraError)."""
         path = Path(path)
+        if read_only:
+            try:
+                return cls(_connect(path, read_only=True), path)
+            except sqlite3.Error as error:
+                raise _open_fault(error, path) from None
         try:
             if not path.parent.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)

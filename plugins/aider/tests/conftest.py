@@ -21,7 +21,7 @@ from fake_openai import API_KEY, FakeOpenAI
 from orchestra_aider import AiderAdapter
 
 import orchestra
-from orchestra.engine.process import LocalContext, build_environment
+from orchestra import LocalContext, build_environment
 from orchestra.testing import make_git_repo
 
 REPO = Path(__file__).resolve().parents[3]

@@ -13,7 +13,7 @@ import pytest
 from orchestra_aider import AiderAdapter, configured
 
 import orchestra
-from orchestra.engine.process import LocalContext, build_environment, processes_of_run
+from orchestra import LocalContext, build_environment, processes_of_run
 from orchestra.testing import run_orchestra
 
 pytestmark = pytest.mark.slow  # the real aider

@@ -21,7 +21,7 @@ from fake_responses import API_KEY, FakeResponses, Reply, Status
 from orchestra_codex import CodexAdapter
 
 import orchestra
-from orchestra.engine.process import LocalContext, build_environment
+from orchestra import LocalContext, build_environment
 from orchestra.testing import make_git_repo
 
 REPO = Path(__file__).resolve().parents[3]

@@ -118,7 +118,7 @@ def test_a_workstream_for_aider_and_codex_runs_end_to_end(tmp_path, native_codex
     assert "hello, world" in landed("greet.js")
 
 
-def test_with_only_the_codex_plugin_an_aider_task_fails_validation_naming_the_plugin(tmp_path):
+def test_with_the_aider_plugin_blocked_an_aider_task_fails_validation_naming_the_plugin(tmp_path):
     root = make_git_repo(tmp_path / "project", {"hello.py": HELLO_PY})
     (root / "ws.toml").write_text(
         'id = "w"\n[[tasks]]\nid = "python"\nprompt = "p"\ntool = "aider"\n'
@@ -130,4 +130,4 @@ def test_with_only_the_codex_plugin_an_aider_task_fails_validation_naming_the_pl
 
     assert checked.returncode == 2
     assert "unknown tool 'aider'" in checked.stderr
-    assert "install the plugin orchestra-aider" in checked.stderr
+    assert "a plugin called 'aider' (orchestra-aider 0.1.0) is blocked" in checked.stderr

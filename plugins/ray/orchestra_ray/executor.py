@@ -22,10 +22,9 @@ from typing import Any
 
 import attrs
 
-from orchestra.engine.process import ALLOWED_VARIABLES
-from orchestra.errors import OrchestraError
-from orchestra.models import ExecutionRequest, ExecutorRun, ProcessResult, StepResult
-from orchestra_ray import repository
+import orchestra
+from orchestra import ExecutionRequest, ExecutorRun, OrchestraError, ProcessResult, StepResult
+from orchestra_ray import ADDRESS, repository
 from orchestra_ray.worker import NodeJob, NodeOutcome, forget_run, run_on_node, sweep_node
 
 #: how often a waiting attempt looks at the run's cancel flag
@@ -53,7 +52,7 @@ class RayRun:
         import ray
 
         self.run = run
-        self.address = _address(run.options.get("ray_address"))
+        self.address = _address(run.options.get(ADDRESS))
         self._connected_here = not ray.is_initialized()
         if self._connected_here:
             _reachable(self.address)
@@ -79,10 +78,10 @@ class RayRun:
         if run.resumed:
             self._cancel_leftovers()
 
-    def submit(self, launch: Any) -> None:
+    def submit(self, launch: orchestra.AttemptLaunch) -> None:
         forwarded = attrs.evolve(
             launch,
-            adapter=RayAttempt(self, launch.adapter, tuple(launch.checks), launch.space),
+            adapter=RayAttempt(self, launch.adapter, tuple(launch.checks), launch.workspace),
             checks=(),
             context=HereContext(launch.context),
         )
@@ -343,14 +342,11 @@ def _address(configured: str | None) -> str:
 
 def _shareable_environment(env: dict[str, str], request: ExecutionRequest) -> dict[str, str]:
     """The attempt's variables that may travel: those the configuration, the workstream
-    and orchestra set. What this machine's environment gave (``PATH``, ``HOME`` …) and
-    what the profile passes through (its secrets) the node takes from its own."""
-    passed = set(request.profile.pass_env)
-    return {
-        name: value
-        for name, value in env.items()
-        if name not in ALLOWED_VARIABLES and not name.startswith("LC_") and name not in passed
-    }
+    and orchestra set. What this machine's environment gives every attempt (``PATH``,
+    ``HOME`` …: what ``build_environment`` keeps of it) and what the profile passes
+    through (its secrets) the node takes from its own."""
+    here = orchestra.build_environment(env, {}, request.profile.pass_env)
+    return {name: value for name, value in env.items() if name not in here}
 
 
 def _append_log(log_path: str, text: bytes) -> None:

@@ -19,9 +19,15 @@ from typing import Any
 
 import attrs
 
-from orchestra.engine.orchestrator import execute_attempt
-from orchestra.engine.process import LocalContext, build_environment, secret_values
-from orchestra.models import ExecutionRequest, StepResult
+from orchestra import (
+    ExecutionRequest,
+    LocalContext,
+    StepResult,
+    build_environment,
+    execute_attempt,
+    processes_of_run,
+    stop_process_groups,
+)
 from orchestra_ray import repository
 
 #: how often the node looks at a cancel request while the attempt runs
@@ -131,7 +137,7 @@ def _context(
         timeout=request.timeout,
         idle_timeout=request.idle_timeout,
         cancel=cancel,
-        secrets=secret_values(env, profile.secrets),
+        secret_names=profile.secrets,
         emit=lambda kind, payload: events.append((kind, dict(payload))),
         scratch_root=home / "scratch",
         state_dir=repository.tool_directory(profile.name),
@@ -178,8 +184,6 @@ def sweep_node(run_id: str) -> dict[str, Any]:
     """Stop what a dead orchestrator's attempts left running on this node (their
     processes carry ``ORCHESTRA_RUN_ID``) and remove their worktrees; say what went."""
     import ray
-
-    from orchestra.engine.process import processes_of_run, stop_process_groups
 
     left = processes_of_run(run_id)
     if left:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.engine.process import processes_of_run, stop_process_groups
+from orchestra import processes_of_run, stop_process_groups
 from orchestra.testing import (
     make_git_repo,
     orchestra_program,

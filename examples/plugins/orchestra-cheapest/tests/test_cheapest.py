@@ -1,5 +1,4 @@
 import orchestra
-from orchestra.plugins import PluginHost
 
 import orchestra_cheapest
 
@@ -11,15 +10,10 @@ class Fake:
         self.name = name
 
 
-def test_cheapest_is_registered():
-    host = PluginHost()  # no entry points loaded: only what the test adds
-    host.register(orchestra_cheapest, name="cheapest")
-    try:
-        assert "cheapest" in host.routers()
-        assert host.routers().registration("cheapest").plugin == "cheapest"
-    finally:
-        host.unregister("cheapest")
-    assert "cheapest" not in host.routers()
+def test_cheapest_is_registered(plugin_host, register_plugin):
+    # orchestra.testing's fixtures: a plugin host, and plugins registered for one test
+    register_plugin(orchestra_cheapest, name="cheapest")
+    assert plugin_host.routers().registration("cheapest").plugin == "cheapest"
 
 
 def test_cheapest_prefers_the_lower_cost():
