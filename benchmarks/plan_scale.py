@@ -231,7 +231,7 @@ def measure_interleaved(
 def check_validate_output(path: Path, tasks: int, edges: int) -> None:
     """Fail unless ``orchestra validate`` reported the workstream with its size."""
     text = path.read_text()
-    expected = f"{tasks} tasks, {edges} dependencies"
+    expected = f"{tasks:,} tasks, {edges:,} dependencies"
     if not text.startswith("ok: ") or expected not in text:
         raise SystemExit(f"FAILED: validate printed {text.strip()!r}, expected {expected!r}")
 
