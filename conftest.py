@@ -9,6 +9,7 @@ codex refuses to make its helper links there.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def suite_cache_directory() -> Iterator[Path]:
-    cache = Path(__file__).resolve().parent / ".pytest_cache" / "xdg-cache"
+    # one per pytest process: the -n 2 workers (and two people's runs in one checkout)
+    # must not remove each other's cache while they use it
+    cache = Path(__file__).resolve().parent / ".pytest_cache" / f"xdg-cache-{os.getpid()}"
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
     with pytest.MonkeyPatch.context() as patch:
