@@ -1,8 +1,11 @@
 """What ``orchestra run`` costs over a minimal runner, on workstreams of ``/bin/true`` tasks.
 
-Generates layered workstreams (plan_scale.py's generator: layers of 500, each task after
-the first layer depending on two tasks of the layer before) of 1,000 and 10,000 tasks whose
-command is ``/bin/true``, and runs each as a whole process two ways, interleaved: ``orchestra
+Generates layered workstreams (plan_scale.py's generator: each task after the first layer
+depending on two tasks of the layer before) of 1,000 and 10,000 tasks whose command is
+``/bin/true``, in two shapes: wide (layers of 500, so there is always more ready work than
+workers) and narrow (layers of 10, so every few tasks a worker waits for the run loop to
+mark a task done and start the next: its latency is on the critical path). It runs each as
+a whole process two ways, interleaved: ``orchestra
 run --max-parallel 2 --quiet FILE`` in a fresh working directory (so a fresh database,
 ``.orchestra/orchestra.db``), and ``benchmarks/reference_runner.py FILE DB`` on a fresh
 database (graphlib, two threads, ``subprocess.run``, one SQLite row per task start and end).
@@ -11,8 +14,8 @@ run of each comes first, and its database is checked: every task ran and succeed
 run with Python's bytecode cache on, as an installed program does (see
 ``plan_scale.child_environment``); the untimed runs fill it.
 
-Targets: orchestra's median at most 1.2 times the reference's; orchestra's peak RSS under
-150 MB (at 10,000 tasks, and so at fewer).
+Targets, for both shapes: orchestra's median at most 1.2 times the reference's; orchestra's
+peak RSS under 150 MB (at 10,000 tasks, and so at fewer).
 
 To show where a ratio comes from, a 1-task workstream is timed too (the start-up: the
 interpreter, imports, loading, the database) and each size's time is split into that
@@ -20,7 +23,8 @@ start-up and the time per task beyond it. These figures are for reading, not tar
 
 Run with the project's virtualenv, which has orchestra installed::
 
-    .venv/bin/python benchmarks/overhead.py [--tasks 1000,10000] [--runs R] [--record]
+    .venv/bin/python benchmarks/overhead.py [--tasks 1000,10000] [--shapes wide,narrow]
+        [--runs R] [--sandbox auto|bwrap|none] [--record]
 
 ``--record`` appends the figures to benchmarks/RESULTS.md. Standard library only.
 """
@@ -56,6 +60,9 @@ COMMAND = "/bin/true"
 MAX_RATIO = 1.2
 MAX_RSS_MB = 150.0
 RSS_TARGET_TASKS = 10_000  # the memory target is set for this many tasks (or fewer)
+#: shape name -> tasks per layer: wide keeps both workers busy from ready work alone; narrow
+#: makes each task's start wait on the run loop noticing its dependencies' ends
+SHAPES = {"wide": plan_scale.LAYER_WIDTH, "narrow": 10}
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class Comparison:
     """Both runners on one workstream."""
 
     tasks: int
+    width: int  # tasks per layer
     orchestra: Measurement
     reference: Measurement
 
@@ -87,9 +95,10 @@ class Comparison:
 # -- the workstream ---------------------------------------------------------------------
 
 
-def write_workstream(path: Path, tasks: int) -> int:
-    """Write plan_scale's layered workstream with ``/bin/true`` as every command; return its edges."""
-    edges = plan_scale.write_workstream(path, tasks)
+def write_workstream(path: Path, tasks: int, width: int) -> int:
+    """Write plan_scale's workstream, layers of ``width``, with ``/bin/true`` as every
+    command; return its edges."""
+    edges = plan_scale.write_workstream(path, tasks, width)
     text = path.read_text(encoding="utf-8")
     generated = 'command = ["true"]'
     if text.count(generated) != tasks:
@@ -218,7 +227,7 @@ def reference_once(workstream: Path, scratch: Path) -> tuple[Run, Path]:
     return run, workdir
 
 
-def compare(workstream: Path, tasks: int, runs: int, scratch: Path) -> Comparison:
+def compare(workstream: Path, tasks: int, width: int, runs: int, scratch: Path) -> Comparison:
     """Check one run of each, then time ``runs`` of each, interleaved, each on a fresh database."""
     print("  checking one untimed run of each")
     _, workdir = orchestra_once(workstream, scratch, stdout=str(scratch / "orchestra-stdout.txt"))
@@ -240,7 +249,7 @@ def compare(workstream: Path, tasks: int, runs: int, scratch: Path) -> Compariso
             )
             results[label].append(run)
     orchestra, reference = (Measurement(label, tuple(results[label])) for label in runners)
-    return Comparison(tasks, orchestra, reference)
+    return Comparison(tasks, width, orchestra, reference)
 
 
 # -- reporting --------------------------------------------------------------------------
@@ -250,6 +259,7 @@ def markdown_table(comparisons: Sequence[Comparison]) -> str:
     """Return one row per workstream as a Markdown table, padded so it also reads as text."""
     header = (
         "tasks",
+        "per layer",
         "orchestra median",
         "min",
         "reference median",
@@ -262,6 +272,7 @@ def markdown_table(comparisons: Sequence[Comparison]) -> str:
     cells = [header] + [
         (
             f"{found.tasks:,}",
+            f"{found.width:,}",
             f"{found.orchestra.median:.2f} s",
             f"{found.orchestra.fastest:.2f} s",
             f"{found.reference.median:.2f} s",
@@ -307,8 +318,8 @@ def decomposition(comparisons: Sequence[Comparison], start: Comparison) -> list[
             )
         )
         lines.append(
-            f"Per task after it, at {found.tasks:,} tasks: orchestra {ours:.3f} ms, "
-            f"reference {theirs:.3f} ms ({ours / theirs:.2f})."
+            f"Per task after it, at {found.tasks:,} tasks in layers of {found.width:,}: "
+            f"orchestra {ours:.3f} ms, reference {theirs:.3f} ms ({ours / theirs:.2f})."
         )
     return lines
 
@@ -324,12 +335,13 @@ def record(comparisons: Sequence[Comparison], start: Comparison, runs: int) -> N
     """Append a dated section with the table to RESULTS.md."""
     facts = plan_scale.machine_description()
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %z")
-    sizes = " and ".join(f"{found.tasks:,}" for found in comparisons)
+    sizes = " and ".join(sorted({f"{found.tasks:,}" for found in comparisons}, key=len))
+    widths = " and ".join(f"{width:,}" for width in dict.fromkeys(f.width for f in comparisons))
     section = [
         f"## {stamp} — run overhead (benchmarks/overhead.py)",
         "",
         *(f"- {name}: {value}" for name, value in facts.items()),
-        f"- workstreams: {sizes} tasks of `{COMMAND}`, layers of {plan_scale.LAYER_WIDTH}, "
+        f"- workstreams: {sizes} tasks of `{COMMAND}`, in layers of {widths}, "
         "two dependencies per task after the first layer",
         f"- `orchestra run --max-parallel {MAX_PARALLEL} --quiet FILE` in a fresh directory, "
         f"against `benchmarks/reference_runner.py FILE DB` ({reference_runner.MAX_WORKERS} "
@@ -366,6 +378,16 @@ def task_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def shape_names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in SHAPES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown shape {', '.join(unknown) or text!r}: choose from {', '.join(SHAPES)}"
+        )
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -373,6 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=task_counts,
         default=DEFAULT_TASKS,
         help="comma-separated task counts (default: 1000,10000)",
+    )
+    parser.add_argument(
+        "--shapes",
+        type=shape_names,
+        default=tuple(SHAPES),
+        help="comma-separated shapes: wide (layers of 500), narrow (layers of 10); default both",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs of each")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
@@ -391,18 +419,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_orchestra_run()
 
     comparisons = []
-    sizes = options.tasks if START_UP_TASKS in options.tasks else (START_UP_TASKS, *options.tasks)
+    # the start-up workstream (one task: its shape does not matter) first, then each shape
+    workloads = [(START_UP_TASKS, SHAPES[options.shapes[0]])] + [
+        (tasks, SHAPES[shape])
+        for shape in options.shapes
+        for tasks in options.tasks
+        if tasks != START_UP_TASKS
+    ]
     with tempfile.TemporaryDirectory(prefix="orchestra-bench-") as scratch:
         scratch_dir = Path(scratch)
         os.chdir(scratch_dir)
-        for tasks in sizes:
-            workstream = scratch_dir / f"true-{tasks}.toml"
-            edges = write_workstream(workstream, tasks)
-            print(f"workstream: {tasks:,} tasks of {COMMAND}, {edges:,} dependencies")
-            comparisons.append(compare(workstream, tasks, options.runs, scratch_dir))
+        for tasks, width in workloads:
+            workstream = scratch_dir / f"true-{tasks}-by-{width}.toml"
+            edges = write_workstream(workstream, tasks, width)
+            print(
+                f"workstream: {tasks:,} tasks of {COMMAND} in layers of {width}, "
+                f"{edges:,} dependencies"
+            )
+            comparisons.append(compare(workstream, tasks, width, options.runs, scratch_dir))
         os.chdir(plan_scale.REPO)
 
-    start = next(found for found in comparisons if found.tasks == START_UP_TASKS)
+    start = comparisons[0]
     if START_UP_TASKS not in options.tasks:  # measured for the split only, not judged
         comparisons.remove(start)
     print()

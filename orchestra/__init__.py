@@ -52,13 +52,36 @@ _PUBLIC = {
     "AttemptLaunch": "orchestra.protocols",
     "Executor": "orchestra.protocols",
     "RunExecutor": "orchestra.protocols",
-    "execute_attempt": "orchestra.engine.orchestrator",
-    "LocalContext": "orchestra.engine.process",
-    "build_environment": "orchestra.engine.process",
-    "processes_of_run": "orchestra.engine.process",
-    "stop_process_groups": "orchestra.engine.process",
+    "execute_attempt": "orchestra.engine.attempts",
+    "LocalContext": "orchestra.engine.context",
+    "build_environment": "orchestra.engine.environment",
+    "processes_of_run": "orchestra.engine.leftovers",
+    "stop_process_groups": "orchestra.engine.leftovers",
     # the settings a plugin adds (orchestra_register_settings)
     "PluginSetting": "orchestra.protocols",
+    # for a plugin's type checker: what the registration hooks hand over, and the shapes
+    # of what they register, their optional members each a protocol of its own
+    "Register": "orchestra.protocols",
+    "RoutingStrategy": "orchestra.protocols",
+    "SchedulingStrategy": "orchestra.protocols",
+    "EventSink": "orchestra.protocols",
+    "Workspace": "orchestra.protocols",
+    "RunWorkspace": "orchestra.protocols",
+    "WorkstreamLoader": "orchestra.protocols",
+    "LoadContext": "orchestra.protocols",
+    "ToolCircuitBreaker": "orchestra.protocols",
+    "ToolConfigurationProblems": "orchestra.protocols",
+    "ContextSandbox": "orchestra.protocols",
+    "SchedulerKey": "orchestra.protocols",
+    "SinkOpen": "orchestra.protocols",
+    "SinkWantsOutput": "orchestra.protocols",
+    "WorkspaceLanded": "orchestra.protocols",
+    "RunWorkspaceCheckpoint": "orchestra.protocols",
+    "RunWorkspaceClose": "orchestra.protocols",
+    "RunWorkspaceRepairs": "orchestra.protocols",
+    "RunWorkspaceWritablePaths": "orchestra.protocols",
+    "RunWorkspaceStarted": "orchestra.protocols",
+    "RunWorkspaceToolDone": "orchestra.protocols",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
@@ -109,16 +132,34 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "processes_of_run",
     "stop_process_groups",
     "PluginSetting",
+    "Register",
+    "RoutingStrategy",
+    "SchedulingStrategy",
+    "EventSink",
+    "Workspace",
+    "RunWorkspace",
+    "WorkstreamLoader",
+    "LoadContext",
+    "ToolCircuitBreaker",
+    "ToolConfigurationProblems",
+    "ContextSandbox",
+    "SchedulerKey",
+    "SinkOpen",
+    "SinkWantsOutput",
+    "WorkspaceLanded",
+    "RunWorkspaceCheckpoint",
+    "RunWorkspaceClose",
+    "RunWorkspaceRepairs",
+    "RunWorkspaceWritablePaths",
+    "RunWorkspaceStarted",
+    "RunWorkspaceToolDone",
 ]
 
 if TYPE_CHECKING:
-    from orchestra.engine.orchestrator import execute_attempt
-    from orchestra.engine.process import (
-        LocalContext,
-        build_environment,
-        processes_of_run,
-        stop_process_groups,
-    )
+    from orchestra.engine.attempts import execute_attempt
+    from orchestra.engine.context import LocalContext
+    from orchestra.engine.environment import build_environment
+    from orchestra.engine.leftovers import processes_of_run, stop_process_groups
     from orchestra.engine.resilience import start_note
     from orchestra.errors import (
         OrchestraError,
@@ -150,23 +191,45 @@ if TYPE_CHECKING:
     )
     from orchestra.protocols import (
         AttemptLaunch,
+        ContextSandbox,
+        EventSink,
         ExecutionContext,
         Executor,
+        LoadContext,
         PluginSetting,
+        Register,
         RoutingChoice,
         RoutingContext,
+        RoutingStrategy,
         RunExecutor,
+        RunWorkspace,
+        RunWorkspaceCheckpoint,
+        RunWorkspaceClose,
+        RunWorkspaceRepairs,
+        RunWorkspaceStarted,
+        RunWorkspaceToolDone,
+        RunWorkspaceWritablePaths,
+        SchedulerKey,
         SchedulingContext,
+        SchedulingStrategy,
+        SinkOpen,
+        SinkWantsOutput,
         ToolAdapter,
+        ToolCircuitBreaker,
+        ToolConfigurationProblems,
         ToolSetup,
         ToolStats,
+        Workspace,
+        WorkspaceLanded,
+        WorkstreamLoader,
     )
     from orchestra.spec import load_workstream
     from orchestra.toolversion import find_version
     from orchestra.workspace.command import GitError, git_invocation, run_git
 
 
-def __getattr__(name: str) -> Any:
+def _import_public(name: str) -> Any:
+    """Return the public name ``name``, imported on first use (and kept)."""
     module_name = _PUBLIC.get(name)
     if module_name is None:
         raise AttributeError(f"module 'orchestra' has no attribute {name!r}")
@@ -175,3 +238,9 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
+
+
+# Not for type checkers: they read the imports above, so that a misspelt name
+# (orchestra.Availabilty) is an error for them rather than Any.
+if not TYPE_CHECKING:
+    __getattr__ = _import_public

@@ -6,38 +6,35 @@ classes, nearly all imported by every ``orchestra run``, and those compiles were
 are ``attrs.frozen`` and ``attrs.define`` without that one method; the class gets
 ``fields_repr`` instead, which prints what attrs' would: ``Name(field=value, ...)``, the
 fields declared with ``repr=False`` left out.
+
+Type checkers are shown attrs' own decorators, which they know: the classes keep their
+``__init__`` from their fields, and ``attrs.evolve`` and ``attrs.fields`` accept them.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-
-if sys.version_info >= (3, 11):
-    from typing import dataclass_transform
-else:  # Python 3.10: type checkers then see plain functions
-
-    def dataclass_transform(**_: Any) -> Any:
-        return lambda function: function
-
 
 C = TypeVar("C", bound=type)
 
 
-# dataclass_transform tells type checkers what attrs' own decorators tell them: the
-# class gets an __init__ from its fields (attrs.field declares one with options)
-@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
-def frozen(cls: C) -> C:
+def _frozen(cls: C) -> C:
     """``attrs.frozen``: immutable, slotted, compared and hashed by value."""
     return _with_fields_repr(attrs.frozen(cls, repr=False))
 
 
-@dataclass_transform(field_specifiers=(attrs.field,))
-def define(cls: C) -> C:
+def _define(cls: C) -> C:
     """``attrs.define``: mutable and slotted."""
     return _with_fields_repr(attrs.define(cls, repr=False))
+
+
+if TYPE_CHECKING:  # "as": exported even to a checker that wants it said (--strict)
+    from attrs import define as define
+    from attrs import frozen as frozen
+else:
+    frozen, define = _frozen, _define
 
 
 def fields_repr(self: Any) -> str:
@@ -54,5 +51,5 @@ def fields_repr(self: Any) -> str:
 
 def _with_fields_repr(cls: C) -> C:
     if "__repr__" not in cls.__dict__:  # a class's own __repr__ wins, as with attrs
-        cls.__repr__ = fields_repr
+        setattr(cls, "__repr__", fields_repr)  # noqa: B010 - a method put on a made class
     return cls

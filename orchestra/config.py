@@ -187,7 +187,7 @@ def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
     """Return the Config a parsed document describes; every problem is reported at once."""
     from cattrs.errors import ClassValidationError, IterableValidationError
 
-    from orchestra.spec import converter, structuring_problems
+    from orchestra.spec import budget_problems, converter, structuring_problems
 
     own = {key: value for key, value in document.items() if key in CONFIG_KEYS}
     try:
@@ -257,16 +257,6 @@ def _parse_cost(text: str) -> float:
     return value
 
 
-def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:
-    """Return (field, message) for each impossible value of a budget."""
-    problems = []
-    if budget is not None and budget.cost is not None and not budget.cost > 0:
-        problems.append(("cost", "must be more than zero"))
-    if budget is not None and budget.tokens is not None and budget.tokens < 1:
-        problems.append(("tokens", "must be at least 1"))
-    return problems
-
-
 def _parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in ("1", "true", "yes", "on"):
@@ -321,7 +311,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_attempts", 3, _parse_int, "attempts per task before it fails", True),
     Setting("timeout", 1800.0, _parse_seconds, "wall-clock limit of one attempt", True),
     Setting("idle_timeout", 600.0, _parse_seconds, "limit on an attempt printing nothing", True),
-    # 10 MB: engine/process.py's DEFAULT_LOG_LIMIT (not imported: config loads for every command)
+    # 10 MB: attempt_log.py's DEFAULT_LOG_LIMIT (not imported: config loads for every command)
     Setting("log_limit", 10_000_000, parse_size, "how much output an attempt's log keeps", True),
     # not in [defaults]: a workstream file, which may come from elsewhere, cannot widen it
     Setting(

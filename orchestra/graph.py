@@ -133,8 +133,8 @@ def critical_path(
     longest, previous = _longest_paths(dependencies, weights, order)
     end = max(longest, key=longest.__getitem__)
     chain = [end]
-    while previous[chain[-1]] is not None:
-        chain.append(previous[chain[-1]])
+    while (before := previous[chain[-1]]) is not None:
+        chain.append(before)
     chain.reverse()
     return longest[end], chain
 

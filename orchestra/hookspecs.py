@@ -1,17 +1,16 @@
 """Every hook orchestra calls: this module is the plugin API.
 
 A plugin is a module or object with functions marked ``@orchestra.hookimpl`` whose names
-are the hooks below. Registration hooks receive a ``register`` function: call it once per
-object, ``register(obj)`` (the name is ``obj.name``) or ``register(obj, name="x")``. The
-host refuses a name that another plugin already registered and remembers which plugin
-registered what. Configuration picks registered objects by name, so installing a plugin
-never silently changes what a run does. ``docs/hooks.md`` documents each hook; a test
-keeps the two in step.
+are the hooks below. Registration hooks receive a ``register`` function (a ``Register``
+of the kind they register): call it once per object, ``register(obj)`` (the name is
+``obj.name``) or ``register(obj, name="x")``. The host refuses a name that another
+plugin already registered and remembers which plugin registered what. Configuration
+picks registered objects by name, so installing a plugin never silently changes what a
+run does. ``docs/hooks.md`` documents each hook; a test keeps the two in step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
         EventSink,
         Executor,
         PluginSetting,
+        Register,
         RoutingStrategy,
         SchedulingStrategy,
         ToolAdapter,
@@ -34,7 +34,7 @@ hookspec = pluggy.HookspecMarker("orchestra")
 
 
 @hookspec
-def orchestra_register_tools(register: Callable[[ToolAdapter], None]) -> None:
+def orchestra_register_tools(register: Register[ToolAdapter]) -> None:
     """Register tool adapters: AI coding tools or command runners that carry out tasks.
 
     Each adapter has a ``name``, ``capabilities`` (a frozenset of words such as
@@ -44,7 +44,7 @@ def orchestra_register_tools(register: Callable[[ToolAdapter], None]) -> None:
 
 
 @hookspec
-def orchestra_register_routers(register: Callable[[RoutingStrategy], None]) -> None:
+def orchestra_register_routers(register: Register[RoutingStrategy]) -> None:
     """Register routing strategies: ``choose(task, candidates, context) -> RoutingChoice``.
 
     ``context`` holds each candidate's track record and tool profile. A workstream or
@@ -53,7 +53,7 @@ def orchestra_register_routers(register: Callable[[RoutingStrategy], None]) -> N
 
 
 @hookspec
-def orchestra_register_schedulers(register: Callable[[SchedulingStrategy], None]) -> None:
+def orchestra_register_schedulers(register: Register[SchedulingStrategy]) -> None:
     """Register scheduling strategies: ``order(ready, context) -> list[Task]``.
 
     Selected by name (``scheduler = "critical_path"``); the default is ``eager``.
@@ -61,7 +61,7 @@ def orchestra_register_schedulers(register: Callable[[SchedulingStrategy], None]
 
 
 @hookspec
-def orchestra_register_sinks(register: Callable[[EventSink], None]) -> None:
+def orchestra_register_sinks(register: Register[EventSink]) -> None:
     """Register event sinks: ``emit(event)`` for every event of a run, ``close()`` at its end.
 
     Selected by name (``sinks = ["console", "jsonl"]``).
@@ -69,7 +69,7 @@ def orchestra_register_sinks(register: Callable[[EventSink], None]) -> None:
 
 
 @hookspec
-def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None:
+def orchestra_register_workspaces(register: Register[Workspace]) -> None:
     """Register workspaces: ``open(run) -> RunWorkspace``, which prepares a directory per
     attempt, reports its change and lands it.
 
@@ -78,7 +78,7 @@ def orchestra_register_workspaces(register: Callable[[Workspace], None]) -> None
 
 
 @hookspec
-def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
+def orchestra_register_executors(register: Register[Executor]) -> None:
     """Register executors, which decide where attempts run: ``open(run) -> RunExecutor``,
     whose ``submit(launch)`` starts an attempt (an ``AttemptLaunch``) and ``close()`` ends
     the run's use of it.
@@ -88,7 +88,7 @@ def orchestra_register_executors(register: Callable[[Executor], None]) -> None:
 
 
 @hookspec
-def orchestra_register_loaders(register: Callable[[WorkstreamLoader], None]) -> None:
+def orchestra_register_loaders(register: Register[WorkstreamLoader]) -> None:
     """Register workstream loaders: file formats that load into a ``Workstream``.
 
     Each loader has a ``name``, the file ``patterns`` it claims (``"*.toml"``),
@@ -99,7 +99,7 @@ def orchestra_register_loaders(register: Callable[[WorkstreamLoader], None]) -> 
 
 
 @hookspec
-def orchestra_register_settings(register: Callable[[PluginSetting], None]) -> None:
+def orchestra_register_settings(register: Register[PluginSetting]) -> None:
     """Register the plugin's settings: each an ``orchestra.PluginSetting`` (name, type,
     help, default), a configuration key, an ``ORCHESTRA_*`` variable and an option of
     ``run`` and ``resume``.

@@ -21,10 +21,16 @@ from orchestra.config import Project, Settings, resolve_settings
 from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
 from orchestra.engine.ready import STOP, TAKE, ReadyQueue
 from orchestra.engine.router import RoutingDecision
-from orchestra.errors import ConfigError, SpecError, WorkstreamInvalid, did_you_mean
-from orchestra.models import Availability, Task, Workstream
+from orchestra.errors import (
+    ConfigError,
+    OrchestraError,
+    SpecError,
+    WorkstreamInvalid,
+    did_you_mean,
+)
+from orchestra.models import Availability, Defaults, Task, ToolProfile, Workstream
 from orchestra.plugins import PluginHost
-from orchestra.protocols import SchedulingContext
+from orchestra.protocols import SchedulingContext, ToolAdapter
 
 if TYPE_CHECKING:
     from orchestra.state import Store
@@ -66,7 +72,7 @@ class Plan:
 
 def check_names(
     workstream: Workstream, host: PluginHost, settings: Settings
-) -> Iterator[SpecError]:
+) -> Iterator[OrchestraError]:
     """Yield an error for each tool or strategy name that no installed plugin registered."""
     file = workstream.source
     tools = host.tools()
@@ -106,7 +112,9 @@ def check_names(
                 yield ConfigError(
                     f"{setting}: {name!r} from {source}: {unknown(kind, name, registry.names())}"
                 )
-    scopes: list[tuple[str | None, str, object]] = [(None, "defaults.", workstream.defaults)]
+    scopes: list[tuple[str | None, str, Defaults | Task]] = [
+        (None, "defaults.", workstream.defaults)
+    ]
     scopes.extend(
         (task.id, "", task)
         for task in workstream.tasks
@@ -183,7 +191,7 @@ def load_checked(
     problems = list(check_names(workstream, host, settings))
     if problems:
         for problem in problems:  # in a set of files, each task's own file
-            if problem.task in loaded.file_of:
+            if problem.task is not None and problem.task in loaded.file_of:
                 problem.file = loaded.file_of[problem.task]
         raise WorkstreamInvalid(workstream.source or str(file), problems)
     return workstream, settings
@@ -411,7 +419,7 @@ def configuration_warnings(
 
     Availability is asked only of a tool with a problem: ``validate`` runs no tool's
     ``--version`` otherwise."""
-    from orchestra.engine.process import build_environment
+    from orchestra.engine.environment import build_environment
     from orchestra.engine.router import candidate_tools
     from orchestra.protocols import ToolSetup
 
@@ -421,8 +429,8 @@ def configuration_warnings(
     def assume_available(name: str) -> Availability:  # asked below, of fewer tools
         return assumed
 
-    filtered: dict = {}
-    may_pick: dict[str, Any] = {}
+    filtered: dict[Any, Any] = {}
+    may_pick: dict[str, ToolAdapter] = {}
     for task in workstream.tasks:
         for adapter in candidate_tools(
             task,
@@ -433,9 +441,12 @@ def configuration_warnings(
             filtered=filtered,
         ):
             may_pick.setdefault(adapter.name, adapter)
-    lines = []
+    lines: list[str] = []
     for name, adapter in may_pick.items():
-        check = getattr(adapter, "configuration_problems", None)
+        # a ToolConfigurationProblems, when the adapter has the method
+        check: Callable[[ToolProfile, ToolSetup], list[str]] | None = getattr(
+            adapter, "configuration_problems", None
+        )
         if check is None:
             continue
         profile = project.profile(name)

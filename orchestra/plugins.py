@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import pluggy
@@ -20,6 +20,20 @@ import pluggy
 from orchestra import classes, hookspecs
 from orchestra.errors import ConfigError, PluginError, did_you_mean
 from orchestra.registry import Registry
+
+if TYPE_CHECKING:  # imported on use at run time: `orchestra --help` needs none
+    import click
+
+    from orchestra.protocols import (
+        EventSink,
+        Executor,
+        PluginSetting,
+        RoutingStrategy,
+        SchedulingStrategy,
+        ToolAdapter,
+        Workspace,
+        WorkstreamLoader,
+    )
 
 ENTRY_POINT_GROUP = "orchestra"
 #: the distribution whose plugins are the built-ins: they keep their names against any plugin
@@ -118,7 +132,7 @@ class PluginHost:
         self._disabled = set(disabled)
         self._trace_to = (trace_to or sys.stderr) if trace else None
         self._infos: dict[str, PluginInfo] = {}
-        self._registries: dict[str, Registry] = {}
+        self._registries: dict[str, Registry[Any]] = {}
 
     @classmethod
     def from_environment(
@@ -295,16 +309,17 @@ class PluginHost:
 
     # -- calling hooks -----------------------------------------------------------------
 
-    def registry(self, kind: str) -> Registry:
-        """Return the registry of ``kind`` ("tools", "routers" …), filled on first use."""
+    def registry(self, kind: str) -> Registry[Any]:
+        """Return the registry of ``kind`` ("tools", "routers" …), filled on first use;
+        ``tools()``, ``routers()`` … give each typed."""
         if kind not in self._registries:
             from orchestra import protocols  # imported on use: `orchestra --help` needs none
 
             hook_name, label, protocol_name = KINDS[kind]
             protocol = getattr(protocols, protocol_name)
-            registry: Registry = Registry(label, protocol)
+            registry: Registry[Any] = Registry(label, protocol)
             for plugin_name, implementation in self._implementations(hook_name):
-                staged: Registry = Registry(label, protocol)
+                staged: Registry[Any] = Registry(label, protocol)
                 try:
                     self._call(
                         plugin_name,
@@ -320,28 +335,36 @@ class PluginHost:
             self._registries[kind] = registry
         return self._registries[kind]
 
-    def tools(self) -> Registry:
+    def tools(self) -> Registry[ToolAdapter]:
+        """Return the registered tool adapters."""
         return self.registry("tools")
 
-    def routers(self) -> Registry:
+    def routers(self) -> Registry[RoutingStrategy]:
+        """Return the registered routing strategies."""
         return self.registry("routers")
 
-    def schedulers(self) -> Registry:
+    def schedulers(self) -> Registry[SchedulingStrategy]:
+        """Return the registered scheduling strategies."""
         return self.registry("schedulers")
 
-    def sinks(self) -> Registry:
+    def sinks(self) -> Registry[EventSink]:
+        """Return the registered event sinks."""
         return self.registry("sinks")
 
-    def workspaces(self) -> Registry:
+    def workspaces(self) -> Registry[Workspace]:
+        """Return the registered workspaces."""
         return self.registry("workspaces")
 
-    def executors(self) -> Registry:
+    def executors(self) -> Registry[Executor]:
+        """Return the registered executors."""
         return self.registry("executors")
 
-    def loaders(self) -> Registry:
+    def loaders(self) -> Registry[WorkstreamLoader]:
+        """Return the registered workstream loaders."""
         return self.registry("loaders")
 
-    def settings(self) -> Registry:
+    def settings(self) -> Registry[PluginSetting]:
+        """Return the settings plugins added."""
         return self.registry("settings")
 
     def collect_all(self) -> None:
@@ -349,7 +372,7 @@ class PluginHost:
         for kind in KINDS:
             self.registry(kind)
 
-    def register_commands(self, cli: Any, reserved: Iterable[str] = ()) -> None:
+    def register_commands(self, cli: click.Group, reserved: Iterable[str] = ()) -> None:
         """Let every plugin add its commands to the click group ``cli``.
 
         A plugin whose command takes a ``reserved`` (built-in) name or one another plugin
@@ -371,11 +394,11 @@ class PluginHost:
             taken = [name for name in added if name in owner]
             if taken:
                 cli.commands = before
-                error = PluginError(
+                clash = PluginError(
                     f"plugin {plugin_name!r} added command {taken[0]!r}, "
                     f"which {owner[taken[0]]!r} already provides"
                 )
-                self._mark_broken(plugin_name, hook_name, error)
+                self._mark_broken(plugin_name, hook_name, clash)
                 continue
             owner.update(dict.fromkeys(added, plugin_name))
             info = self._infos.get(plugin_name)

@@ -4,6 +4,10 @@ executors, loaders; and what plugins are handed: contexts, launches, their setti
 Plugins register objects of these shapes through the hooks in ``orchestra.hookspecs``.
 They are ``typing.Protocol`` classes: a plugin's class need not inherit from them, only
 have the attributes. The registry checks the attributes when a plugin registers.
+
+An optional member, which the host looks up by name (a tool's ``circuit_breaker``, a
+sink's ``open`` …), is a small protocol of its own named after the protocol and the
+member (``SinkOpen``), so that a plugin's type checker can check it too.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -24,6 +28,8 @@ from orchestra.models import (
     ExecutionRequest,
     ExecutorRun,
     Landing,
+    ProcessResult,
+    SinkContext,
     StepResult,
     Task,
     ToolProfile,
@@ -32,7 +38,20 @@ from orchestra.models import (
 )
 
 if TYPE_CHECKING:
-    from orchestra.engine.process import LocalContext
+    from orchestra.engine.context import LocalContext
+
+#: what a registry holds (contravariant: a register for tools takes any tool)
+Item = TypeVar("Item", contravariant=True)
+
+
+class Register(Protocol[Item]):
+    """The ``register`` a registration hook is handed (``Register[ToolAdapter]`` …).
+
+    ``register(item)`` records ``item`` under ``item.name``; ``register(item, name="x")``
+    under ``x``.
+    """
+
+    def __call__(self, item: Item, name: str | None = None) -> None: ...
 
 
 class ExecutionContext(Protocol):
@@ -44,8 +63,6 @@ class ExecutionContext(Protocol):
 
     #: the attempt's working directory (the repository, or the attempt's worktree)
     cwd: str
-    # Optional, read with getattr: ``sandbox``, the attempt's sandbox when its processes
-    # run confined (orchestra's LocalContext), else None (docs/sandbox.md).
 
     def run(
         self,
@@ -53,10 +70,9 @@ class ExecutionContext(Protocol):
         *,
         env: Mapping[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
-    ) -> Any:
+    ) -> ProcessResult:
         """Run ``argv`` (no shell) in ``cwd`` with ``env`` on top of the attempt's
-        environment; ``on_line`` gets each line of output, redacted. Returns a
-        ``ProcessResult``."""
+        environment; ``on_line`` gets each line of output, redacted."""
         ...
 
     def emit(self, kind: str, payload: Mapping[str, Any] | None = None) -> None:
@@ -81,6 +97,15 @@ class ExecutionContext(Protocol):
 
 
 @runtime_checkable
+class ContextSandbox(Protocol):
+    """An ``ExecutionContext``'s optional ``sandbox``: the attempt's sandbox when its
+    processes run confined (orchestra's ``LocalContext``), else None (docs/sandbox.md)."""
+
+    @property
+    def sandbox(self) -> object | None: ...
+
+
+@runtime_checkable
 class ToolAdapter(Protocol):
     """A tool orchestra can hand a task to: an AI coding tool, or a command runner.
 
@@ -100,12 +125,30 @@ class ToolAdapter(Protocol):
         """Carry out one attempt through ``ctx`` and return how it went."""
         ...
 
-    # An adapter may also define ``configuration_problems(profile, setup) -> list[str]``
-    # (``setup`` a ``ToolSetup``): what in its configuration keeps an attempt from
-    # working without a person, one sentence each (no model, no key reaching the tool);
-    # [] when nothing. ``orchestra plan`` and ``validate`` ask it for each tool routing
-    # may pick and print each sentence as a warning; it must start no process and be
-    # quick (docs/hooks.md).
+    # Optional: ``circuit_breaker`` (ToolCircuitBreaker) and ``configuration_problems``
+    # (ToolConfigurationProblems).
+
+
+@runtime_checkable
+class ToolCircuitBreaker(Protocol):
+    """A tool adapter's optional ``circuit_breaker``: False, and the tool gets no circuit
+    breaker (the shell tool, whose failures are its commands'); True, or no such member,
+    and it gets one."""
+
+    @property
+    def circuit_breaker(self) -> bool: ...
+
+
+@runtime_checkable
+class ToolConfigurationProblems(Protocol):
+    """A tool adapter's optional check of its configuration."""
+
+    def configuration_problems(self, profile: ToolProfile, setup: ToolSetup) -> list[str]:
+        """Return what in the tool's configuration keeps an attempt from working without a
+        person, one sentence each (no model, no key reaching the tool); [] when nothing.
+        ``orchestra plan`` and ``validate`` ask it for each tool routing may pick and
+        print each sentence as a warning: start no process, be quick (docs/hooks.md)."""
+        ...
 
 
 @classes.frozen
@@ -225,10 +268,19 @@ class SchedulingStrategy(Protocol):
         """Return the ready tasks to start, in order. Leaving a task out holds it back."""
         ...
 
-    # A strategy may also define ``key(task, context)``, returning a sortable value
-    # (smaller starts first; ties go to the task earlier in the file). The run loop then
-    # asks it once per task, when the task becomes ready, keeps ready tasks in a heap and
-    # does not call ``order``: the way to stay fast with thousands of ready tasks.
+    # Optional: ``key`` (SchedulerKey).
+
+
+@runtime_checkable
+class SchedulerKey(Protocol):
+    """A scheduling strategy's optional ``key``: the way to stay fast with thousands of
+    ready tasks."""
+
+    def key(self, task: Task, context: SchedulingContext) -> Any:
+        """Return a sortable value for a ready task: smaller starts first, ties go to the
+        task earlier in the file. The run loop then asks once per task, when it becomes
+        ready, keeps ready tasks in a heap and does not call ``order``."""
+        ...
 
 
 @runtime_checkable
@@ -245,11 +297,29 @@ class EventSink(Protocol):
         """Flush and release whatever the sink holds; called once at the end of a run."""
         ...
 
-    # A sink may also define ``open(context: SinkContext)``, called once when a run starts
-    # (or resumes), before any event: its options from ``[sink.NAME]``, the run id, and
-    # ``context.warn(message)`` to record a ``sink.warning`` event (a webhook that keeps
-    # failing). A sink that raises, here or in ``emit``, is disabled for the rest of the
-    # run, and the event ``sink.disabled`` names it and its plugin.
+    # Optional: ``open`` (SinkOpen) and ``wants_output`` (SinkWantsOutput). A sink that
+    # raises, in ``open`` or ``emit``, is disabled for the rest of the run, and the event
+    # ``sink.disabled`` names it and its plugin.
+
+
+@runtime_checkable
+class SinkOpen(Protocol):
+    """An event sink's optional ``open``."""
+
+    def open(self, context: SinkContext) -> None:
+        """Start serving a run, called once when it starts (or resumes), before any
+        event: its options from ``[sink.NAME]``, the run id, and ``context.warn(message)``
+        to record a ``sink.warning`` event (a webhook that keeps failing)."""
+        ...
+
+
+@runtime_checkable
+class SinkWantsOutput(Protocol):
+    """An event sink's optional ``wants_output``: True makes the run loop keep each
+    running task's last line of output, for ``SinkContext.last_line`` (a live view)."""
+
+    @property
+    def wants_output(self) -> bool: ...
 
 
 class RunWorkspace(Protocol):
@@ -258,17 +328,8 @@ class RunWorkspace(Protocol):
     Called from the attempts' worker threads, several at once: an implementation
     serialises what must be (landing changes one after the other).
 
-    Optional, looked up by name: ``checkpoint() -> dict`` (what the run database keeps
-    for a resume, handed back to ``open`` as ``WorkspaceRun.checkpoint``), ``close() ->
-    list[str]`` (remove what is left of the run at its end; each line is recorded),
-    ``repairs: list[str]`` (what ``open`` put right when the run resumed), and
-    ``writable_paths(request, directory) -> list[str]`` (what the attempt's sandbox lets
-    its processes write, asked at each process, setup included; without it, the
-    directory the process runs in; see docs/sandbox.md), ``started(request) -> str``
-    (what the prepared directory holds, one of ``models.STARTS``: it becomes
-    ``ExecutionRequest.start``, which a retry's prompt states) and ``tool_done(request,
-    directory)`` (called between the tool and the checks: what the checks write
-    afterwards is not the attempt's change).
+    Optional, looked up by name: ``checkpoint``, ``close``, ``repairs``,
+    ``writable_paths``, ``started`` and ``tool_done`` (the protocols below).
     """
 
     def prepare(self, request: ExecutionRequest, ctx: ExecutionContext) -> str:
@@ -297,17 +358,85 @@ class RunWorkspace(Protocol):
 
 
 @runtime_checkable
+class RunWorkspaceCheckpoint(Protocol):
+    """A run workspace's optional ``checkpoint``."""
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Return what the run database keeps for a resume (JSON), handed back to
+        ``open`` as ``WorkspaceRun.checkpoint``; asked after each attempt's end."""
+        ...
+
+
+@runtime_checkable
+class RunWorkspaceClose(Protocol):
+    """A run workspace's optional ``close``."""
+
+    def close(self) -> list[str]:
+        """Remove what is left of the run at its end; each line returned is recorded."""
+        ...
+
+
+@runtime_checkable
+class RunWorkspaceRepairs(Protocol):
+    """A run workspace's optional ``repairs``: what ``open`` put right when the run
+    resumed, one line each."""
+
+    @property
+    def repairs(self) -> list[str]: ...
+
+
+@runtime_checkable
+class RunWorkspaceWritablePaths(Protocol):
+    """A run workspace's optional ``writable_paths``."""
+
+    def writable_paths(self, request: ExecutionRequest, directory: str) -> list[str]:
+        """Return what the attempt's sandbox lets its processes write, asked at each
+        process, setup included; without it, the directory the process runs in (see
+        docs/sandbox.md)."""
+        ...
+
+
+@runtime_checkable
+class RunWorkspaceStarted(Protocol):
+    """A run workspace's optional ``started``."""
+
+    def started(self, request: ExecutionRequest) -> str | None:
+        """Return what the prepared directory holds, one of ``models.STARTS`` (or None):
+        it becomes ``ExecutionRequest.start``, which a retry's prompt states."""
+        ...
+
+
+@runtime_checkable
+class RunWorkspaceToolDone(Protocol):
+    """A run workspace's optional ``tool_done``."""
+
+    def tool_done(self, request: ExecutionRequest, directory: str) -> None:
+        """Hear that the tool is done and the checks are next: what the checks write
+        afterwards is not the attempt's change."""
+        ...
+
+
+@runtime_checkable
 class Workspace(Protocol):
     """Gives attempts directories to work in and brings their changes together."""
 
     name: str
 
     def open(self, run: WorkspaceRun) -> RunWorkspace:
-        """Return the workspace of one run (called when the run starts or resumes).
+        """Return the workspace of one run (called when the run starts or resumes)."""
+        ...
 
-        Optional: ``landed(run) -> dict[str, int]``, the tasks whose change already
-        reached the run's result with the attempt that brought it (resume asks, so that
-        a landing the crash left unrecorded is not made again)."""
+    # Optional: ``landed`` (WorkspaceLanded).
+
+
+@runtime_checkable
+class WorkspaceLanded(Protocol):
+    """A workspace's optional ``landed``."""
+
+    def landed(self, run: WorkspaceRun) -> dict[str, int]:
+        """Return the tasks whose change already reached the run's result, with the
+        attempt that brought it (resume asks, so that a landing the crash left
+        unrecorded is not made again)."""
         ...
 
 

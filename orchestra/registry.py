@@ -8,11 +8,14 @@ which plugin registered each name, so that messages can say where a thing came f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from orchestra import classes
 from orchestra.errors import PluginError, UnknownName, did_you_mean
+
+if TYPE_CHECKING:  # protocols is imported only where a registry is filled
+    from orchestra.protocols import Register
 
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -35,7 +38,7 @@ class Registry(Generic[T]):
         self.required = protocol_members(protocol) if protocol is not None else ()
         self._entries: dict[str, Registration[T]] = {}
 
-    def registrar(self, plugin: str) -> Callable[..., None]:
+    def registrar(self, plugin: str) -> Register[T]:
         """Return the ``register(item, name=None)`` function handed to ``plugin``'s hook."""
 
         def register(item: T, name: str | None = None) -> None:

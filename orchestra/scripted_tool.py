@@ -277,9 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_step(script: Path, attempt: int, task_id: str | None) -> tuple[int, dict[str, Any]]:
     """Return the step number (from 1) and the checked step that ``attempt`` plays."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:
         import tomli as tomllib
 
     document = tomllib.loads(script.read_text())

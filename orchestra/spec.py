@@ -14,11 +14,12 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.errors import (
+    AttributeValidationNote,
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
@@ -32,6 +33,7 @@ from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.gcpause import paused_gc
 from orchestra.models import (
     ERROR_CLASSES,
+    Budget,
     Check,
     Command,
     Defaults,
@@ -40,6 +42,9 @@ from orchestra.models import (
     Workstream,
 )
 from orchestra.sizes import parse_size
+
+if TYPE_CHECKING:
+    from attrs import AttrsInstance
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -161,7 +166,10 @@ def _structure_str(value: Any, _: Any) -> str:
     return value
 
 
-def _in_range(value: int | float) -> int | float:
+Number = TypeVar("Number", int, float)
+
+
+def _in_range(value: Number) -> Number:
     """Return ``value`` if TOML allows it: a 64-bit integer (tomli reads any size) or a
     finite float."""
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -284,7 +292,7 @@ def _tuple_hook(type_: Any, conv: cattrs.Converter):
                 items.append(item_hook(item, item_type))
             except Exception as error:
                 note = IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
-                error.__notes__ = [*getattr(error, "__notes__", []), note]
+                _add_note(error, note)
                 errors.append(error)
         if errors:
             raise IterableValidationError("invalid items", errors, type_)
@@ -293,7 +301,14 @@ def _tuple_hook(type_: Any, conv: cattrs.Converter):
     return structure_tuple
 
 
-def _class_hook(cls: type, conv: cattrs.Converter):
+def _add_note(error: Exception, note: IterableValidationNote) -> None:
+    """Attach ``note`` to ``error`` as cattrs does, in ``__notes__`` (PEP 678), which its
+    exception groups read on Python 3.10 too."""
+    # setattr: Python 3.10's Exception declares no __notes__, yet takes one
+    setattr(error, "__notes__", [*getattr(error, "__notes__", []), note])  # noqa: B010
+
+
+def _class_hook(cls: type[AttrsInstance], conv: cattrs.Converter):
     overrides = {
         field.name: override(struct_hook=_structure_duration)
         for field in attrs.fields(cls)
@@ -318,7 +333,8 @@ def _class_hook(cls: type, conv: cattrs.Converter):
         conv,
         _cattrs_forbid_extra_keys=True,
         _cattrs_detailed_validation=True,
-        **overrides,
+        # the fields' overrides: mypy cannot tell their names from cattrs' own arguments
+        **overrides,  # type: ignore[arg-type]
     )
     wanted = "a [[tasks]] table" if cls is Task else "a table"
 
@@ -362,7 +378,7 @@ def _tool_profiles_hook(conv: cattrs.Converter):
                 profiles[name] = attrs.evolve(profile, options=options)
             except Exception as error:
                 note = IterableValidationNote(f"Structuring [tools.{name}]", name, ToolProfile)
-                error.__notes__ = [*getattr(error, "__notes__", []), note]
+                _add_note(error, note)
                 errors.append(error)
         if errors:
             raise IterableValidationError("invalid tool profiles", errors, dict)
@@ -423,7 +439,7 @@ def _leaf_errors(error: BaseException, path: list) -> Iterator[tuple[list, BaseE
     if isinstance(error, (ClassValidationError, IterableValidationError)):
         with_notes, without = error.group_exceptions()
         for inner, note in with_notes:
-            step = note.name if isinstance(error, ClassValidationError) else note.index
+            step = note.name if isinstance(note, AttributeValidationNote) else note.index
             yield from _leaf_errors(inner, [*path, step])
         for inner in without:
             yield from _leaf_errors(inner, path)
@@ -681,8 +697,6 @@ def _check_common(
     if values.same_failure_limit is not None and values.same_failure_limit < 1:
         yield problem("must be at least 1", task_id, f"{prefix}same_failure_limit")
     if values.budget is not None:
-        from orchestra.config import budget_problems
-
         for name, message in budget_problems(values.budget):
             yield problem(message, task_id, f"{prefix}budget.{name}")
     for name in values.env:
@@ -696,6 +710,17 @@ def _check_common(
             yield problem("empty program name", task_id, where)
         if check.timeout is not None and check.timeout <= 0:
             yield problem("must be longer than zero", task_id, f"{prefix}checks[{index}].timeout")
+
+
+def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:
+    """Return (field, message) for each impossible value of a budget: a task's, the
+    defaults' or orchestra.toml's (config.py asks here, as it does for its TOML)."""
+    problems = []
+    if budget is not None and budget.cost is not None and not budget.cost > 0:
+        problems.append(("cost", "must be more than zero"))
+    if budget is not None and budget.tokens is not None and budget.tokens < 1:
+        problems.append(("tokens", "must be at least 1"))
+    return problems
 
 
 def _path_problem(pattern: str) -> str | None:

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click.testing
@@ -27,6 +27,9 @@ from orchestra.loaders import LoadContext as LoadContext
 from orchestra.markers import hookimpl
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
 from orchestra.plugins import PluginHost as PluginHost
+
+if TYPE_CHECKING:
+    from orchestra.protocols import Register, ToolAdapter
 
 #: a directory that, put on PYTHONPATH, installs the distribution ``orchestra-testing``,
 #: whose one plugin, ``scripted``, registers the tools ``ORCHESTRA_SCRIPTED_TOOLS`` names:
@@ -49,9 +52,9 @@ def orchestra_program() -> str:
 
 def run_orchestra(
     *arguments: str,
-    cwd: str | os.PathLike | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
-    extra_path: Sequence[str | os.PathLike] = (),
+    extra_path: Sequence[str | os.PathLike[str]] = (),
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``orchestra`` program and return its exit status, stdout and stderr.
@@ -74,9 +77,9 @@ def run_orchestra(
 
 def start_orchestra(
     *arguments: str,
-    cwd: str | os.PathLike | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
-    extra_path: Sequence[str | os.PathLike] = (),
+    extra_path: Sequence[str | os.PathLike[str]] = (),
     new_session: bool = False,
 ) -> subprocess.Popen[str]:
     """Start the real ``orchestra`` program and return it running, its stdout and stderr
@@ -97,7 +100,7 @@ def start_orchestra(
 
 def run_orchestra_on_a_terminal(
     *arguments: str,
-    cwd: str | os.PathLike | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     columns: int = 120,
     timeout: float = 60.0,
 ) -> tuple[int | None, str]:
@@ -156,7 +159,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = ""
 
 
 def _environment(
-    env: Mapping[str, str] | None, extra_path: Sequence[str | os.PathLike]
+    env: Mapping[str, str] | None, extra_path: Sequence[str | os.PathLike[str]]
 ) -> dict[str, str]:
     inherited = {
         name: value for name, value in os.environ.items() if not name.startswith("ORCHESTRA_")
@@ -246,11 +249,11 @@ class ScriptedTool:
 class ToolsPlugin:
     """A throwaway plugin that registers the given tool adapters."""
 
-    def __init__(self, *tools: object) -> None:
+    def __init__(self, *tools: ToolAdapter) -> None:
         self.tools = tools
 
     @hookimpl
-    def orchestra_register_tools(self, register) -> None:
+    def orchestra_register_tools(self, register: Register[ToolAdapter]) -> None:
         for tool in self.tools:
             register(tool)
 
@@ -284,7 +287,7 @@ def invoke_cli(
 
 
 def write_tool_script(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     steps: Sequence[Mapping[str, object]],
     tasks: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
 ) -> Path:
@@ -304,7 +307,9 @@ def write_tool_script(
     return path
 
 
-def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
+def scripted_tools_env(
+    **scripts: str | os.PathLike[str] | tuple[str | os.PathLike[str], Iterable[str]],
+) -> dict[str, str]:
     """Return the environment that makes ``orchestra`` register scripted tools, one per
     keyword: ``scripted_tools_env(alpha=script)`` or ``alpha=(script, {"prompt", "rust"})``
     to set the capabilities. Pass it as ``run_orchestra(..., env=...)``.
@@ -332,7 +337,7 @@ def scripted_tools_env(**scripts: str | os.PathLike | tuple) -> dict[str, str]:
     }
 
 
-def tool_calls(script: str | os.PathLike) -> list[dict]:
+def tool_calls(script: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Return what a scripted tool was asked, one dict per call, oldest first: ``attempt``,
     ``step``, ``action``, ``task``, ``run``, ``prompt``, ``feedback``, ``cwd``, ``pid``."""
     from orchestra.scripted_tool import read_calls

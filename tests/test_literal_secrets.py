@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from orchestra.engine.process import build_environment, run_process
+from orchestra.engine.environment import build_environment
+from orchestra.engine.process import run_process
 from orchestra.engine.secrets import literal_secrets, mask_arguments, masked_command
 from orchestra.testing import run_orchestra
 

@@ -70,7 +70,7 @@ def test_every_plugin_file_imports_only_orchestra_and_orchestra_testing():
     [
         ("import orchestra.engine.process", True),
         ("import orchestra.testing, orchestra.models", True),
-        ("from orchestra.engine.orchestrator import execute_attempt", True),
+        ("from orchestra.engine.attempts import execute_attempt", True),
         ("from orchestra import engine", True),
         ("from orchestra import models as m", True),
         ("def f():\n    from orchestra.plugins import PluginHost\n", True),

@@ -14,13 +14,10 @@ import time
 import pytest
 
 from orchestra.builtin.shell import ShellTool
-from orchestra.engine.process import (
-    LocalContext,
-    Redactor,
-    build_environment,
-    run_process,
-    secret_values,
-)
+from orchestra.engine.context import LocalContext
+from orchestra.engine.environment import build_environment
+from orchestra.engine.process import run_process
+from orchestra.engine.secrets import Redactor, secret_values
 from orchestra.models import ExecutionRequest, Task, ToolProfile
 
 SECRET = "sk-test-1234567890"

@@ -191,6 +191,11 @@ def test_tools_reset_closes_an_open_breaker(tmp_path):
 
     assert reset.returncode == 0 and "breaker closed (was open)" in reset.stdout
     assert "open until" not in run_orchestra("tools", cwd=tmp_path, env=env).stdout
+    saved = rows(tmp_path, "SELECT * FROM breakers WHERE tool = 'alpha'")[0]
+    assert (saved["state"], saved["failures"], saved["open_until"]) == ("closed", 0, None)
+    assert saved["last_error_class"] is None  # a fresh start: nothing of the failures kept
+    again = run_orchestra("tools", "reset", "alpha", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "alpha: breaker already closed" in again.stdout
     unknown = run_orchestra("tools", "reset", "nope", cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and "no tool named 'nope'" in unknown.stderr
 

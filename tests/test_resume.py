@@ -260,3 +260,17 @@ def test_the_live_view_keeps_what_resume_did_above_it(tmp_path, stopped, expecte
     assert "\x1b[" in shown  # the live view
     for line in expected:
         assert line in shown, shown
+
+
+def test_resume_refuses_a_run_that_recorded_no_workstream_file(tmp_path):
+    """A run made through the library API may record no file: resume says so in one line."""
+    from orchestra.state import Store
+
+    repo = make_git_repo(tmp_path / "repo")
+    with Store.open(repo / ".orchestra" / "orchestra.db") as store:
+        run_id = store.create_run("w", None, None, ["a"], {})
+    refused = run_orchestra("resume", run_id, cwd=repo)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == (
+        f"error: run {run_id} recorded no workstream file: it cannot be resumed"
+    )

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.engine.process import LocalContext, build_environment
+from orchestra.engine.context import LocalContext
+from orchestra.engine.environment import build_environment
 from orchestra.models import ExecutionRequest, StepResult, Task, ToolProfile, Usage
 from orchestra.scripted_tool import parse_tools_variable
 from orchestra.testing import (

@@ -15,13 +15,6 @@ import types
 
 import pytest
 
-from orchestra.engine.states import (
-    RUN_TRANSITIONS,
-    STEP_TRANSITIONS,
-    IllegalTransition,
-    RunState,
-    StepState,
-)
 from orchestra.errors import OrchestraError
 from orchestra.models import Usage
 from orchestra.state import (
@@ -32,6 +25,13 @@ from orchestra.state import (
     UnknownRun,
 )
 from orchestra.state import store as store_module
+from orchestra.state.lifecycle import (
+    RUN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    IllegalTransition,
+    RunState,
+    StepState,
+)
 from orchestra.state.migrations import MIGRATIONS, migrate
 from orchestra.testing import make_git_repo
 
@@ -356,8 +356,9 @@ def test_unknown_runs_and_tasks_are_user_errors(store):
 def test_attempts_are_numbered_per_step_and_record_how_they_ended(store):
     run_id = new_run(store)
     store.set_step_state(run_id, "api", "ready")
-    store.set_step_state(run_id, "api", "running")
-    first = store.start_attempt(run_id, "api", "aider", ["aider", "--msg", "add login"], "a.log")
+    first = store.begin_attempt(
+        run_id, "api", "ready", "aider", command="aider --msg 'add login'", log_path="a.log"
+    )
     store.finish_attempt(
         run_id,
         "api",
@@ -370,8 +371,7 @@ def test_attempts_are_numbered_per_step_and_record_how_they_ended(store):
         usage=Usage(input_tokens=100, cached_input_tokens=40, output_tokens=7, cost_usd=0.01),
     )
     store.set_step_state(run_id, "api", "retrying", reason="rate_limited")
-    store.set_step_state(run_id, "api", "running")
-    second = store.start_attempt(run_id, "api", "codex", "codex exec '***'")
+    second = store.begin_attempt(run_id, "api", "retrying", "codex", command="codex exec '***'")
     store.finish_attempt(run_id, "api", second, outcome="succeeded", exit_code=0, diff="+x\n")
     assert (first, second) == (1, 2)
     assert store.step(run_id, "api").attempts == 2
@@ -419,15 +419,17 @@ def test_attempts_are_numbered_per_step_and_record_how_they_ended(store):
     assert store.attempts(run_id, "models") == []
 
 
-def test_attempts_only_start_on_a_running_step_with_no_open_attempt(store):
+def test_attempts_only_start_from_a_step_that_may_run_and_end_once(store):
     run_id = new_run(store)
-    with pytest.raises(RuntimeError, match="is pending: an attempt needs it running"):
-        store.start_attempt(run_id, "api", "shell")
+    for said in ("pending", "ready"):  # what the step is, or what the caller thinks
+        with pytest.raises(IllegalTransition, match="cannot go from pending to running"):
+            store.begin_attempt(run_id, "api", said, "shell")
     store.set_step_state(run_id, "api", "ready")
-    store.set_step_state(run_id, "api", "running")
-    number = store.start_attempt(run_id, "api", "shell")
-    with pytest.raises(RuntimeError, match="attempt 1 has not finished"):
-        store.start_attempt(run_id, "api", "shell")
+    with pytest.raises(RuntimeError, match="is ready, not retrying"):
+        store.begin_attempt(run_id, "api", "retrying", "shell")
+    number = store.begin_attempt(run_id, "api", "ready", "shell")
+    with pytest.raises(IllegalTransition, match="cannot go from running to running"):
+        store.begin_attempt(run_id, "api", "ready", "shell")  # the step runs already
     store.finish_attempt(run_id, "api", number, outcome="succeeded")
     with pytest.raises(RuntimeError, match="already finished"):
         store.finish_attempt(run_id, "api", number, outcome="failed")

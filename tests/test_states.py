@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from orchestra.engine.states import (
+from orchestra.errors import OrchestraError
+from orchestra.state.lifecycle import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     TERMINAL_RUN_STATES,
@@ -15,7 +16,6 @@ from orchestra.engine.states import (
     check_run_transition,
     check_step_transition,
 )
-from orchestra.errors import OrchestraError
 
 # The design, written out independently of the module's tables (DESIGN.md "States").
 RUN_EDGES = {

@@ -439,7 +439,7 @@ class CommandSink(_CourierSink):
         self._timeout = options.number("timeout", 10.0)
         pass_env = options.strings("pass_env", "names of variables the command may see")
         capacity = options.integer("queue_size", 100, minimum=1)
-        from orchestra.engine.process import build_environment
+        from orchestra.engine.environment import build_environment
 
         base = build_environment(os.environ, {}, pass_env)
         timeout, cwd, shown = self._timeout, context.project_root, argv[-1] if shell else argv[0]

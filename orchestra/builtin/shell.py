@@ -32,7 +32,8 @@ class ShellTool:
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
         """Run the command through the host and judge it by its exit status."""
         task = request.task
-        argv = ["/bin/sh", "-c", task.command] if task.shell else list(task.command)
+        command = task.command  # one string exactly when shell = true (validation checks)
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command or ())
         finished = ctx.run(argv, env=dict(task.env))
         stopped = stopped_result(finished)
         if stopped is not None:
@@ -77,10 +78,12 @@ _STOPPED = {
 
 
 def _signal_name(signum: int | None) -> str:
-    try:
-        return f"signal {signum} ({signal.Signals(signum).name})"
-    except (TypeError, ValueError):
-        return f"signal {signum}"
+    if signum is not None:
+        try:
+            return f"signal {signum} ({signal.Signals(signum).name})"
+        except ValueError:  # a number no signal has here
+            pass
+    return f"signal {signum}"
 
 
 @hookimpl

@@ -249,6 +249,7 @@ class WorktreeRun:
                 return Landing(merged=True, tip=self.tip)
             result = git.rebase_and_advance(tree, self.branch, expected=self.tip)
             if result.merged:
+                assert result.tip is not None  # a merge has made a tip
                 self.tip = result.tip
                 self.landed[request.task.id] = request.attempt
                 self.unmerged.pop(request.task.id, None)

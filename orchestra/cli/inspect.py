@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestra.cli.state import CliState, pass_state
+
+if TYPE_CHECKING:
+    from orchestra.engine.sandbox import SandboxChoice
+    from orchestra.state import BreakerRecord, Store
 
 
 @click.command()
@@ -24,7 +29,7 @@ def plugins(state: CliState, as_json: bool) -> None:
 
     state.plugin_commands  # noqa: B018 - collects which plugin adds which command
     infos = state.host.plugins()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": info.name,
             "distribution": info.distribution,
@@ -55,7 +60,7 @@ def plugins(state: CliState, as_json: bool) -> None:
     )
 
 
-def _registered_text(row: dict, kinds: list[str]) -> str:
+def _registered_text(row: dict[str, Any], kinds: list[str]) -> str:
     """What a plugin registered, kind by kind: 'tools: shell; commands: hello', or '-'."""
     parts = [f"{kind}: {', '.join(row[kind])}" for kind in kinds if row[kind]]
     return "; ".join(parts) or "-"
@@ -81,7 +86,7 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
 
     state: CliState = context.ensure_object(CliState)
     breakers = {record.tool: record for record in _breakers(state, db)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for registration in state.host.tools():
         profile = state.project.profile(registration.name)
         found = registration.item.available(profile)
@@ -129,7 +134,7 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
     click.echo(f"\n{sandboxing.describe()}")
 
 
-def _sandboxing(state: CliState):
+def _sandboxing(state: CliState) -> SandboxChoice:
     """Whether a run's attempts would be sandboxed here (engine/sandbox.py)."""
     from orchestra.config import resolve_settings
     from orchestra.engine import sandbox
@@ -143,6 +148,7 @@ def _sandboxing(state: CliState):
 @pass_state
 def reset(state: CliState, name: str, db: str | None) -> None:
     """Close tool NAME's circuit breaker, so routing uses the tool again at once."""
+    from orchestra.engine.resilience import Breakers
     from orchestra.errors import OrchestraError
 
     if name not in state.host.tools():
@@ -153,15 +159,16 @@ def reset(state: CliState, name: str, db: str | None) -> None:
         click.echo(f"{name}: no breaker recorded (no run database yet)")
         return
     with store:
-        record = store.breaker(name)
-        if record is None or record.state == "closed":
-            click.echo(f"{name}: breaker already closed")
-            return
-        store.set_breaker(name, "closed", failures=0)
-    click.echo(f"{name}: breaker closed (was {record.state})")
+        # no run is going on to hear of it: the breaker's saved row is the whole change
+        breakers = Breakers(store, state.project.profile, on_event=lambda kind, payload: None)
+        was = breakers.reset(name)
+    if was == "closed":
+        click.echo(f"{name}: breaker already closed")
+    else:
+        click.echo(f"{name}: breaker closed (was {was})")
 
 
-def _open(state: CliState, db: str | None):
+def _open(state: CliState, db: str | None) -> Store | None:
     """The run database if there is one (never made just to read breakers)."""
     from pathlib import Path
 
@@ -173,7 +180,7 @@ def _open(state: CliState, db: str | None):
     return Store.open(path) if Path(path).exists() else None
 
 
-def _breakers(state: CliState, db: str | None) -> list:
+def _breakers(state: CliState, db: str | None) -> list[BreakerRecord]:
     store = _open(state, db)
     if store is None:
         return []
@@ -181,7 +188,7 @@ def _breakers(state: CliState, db: str | None) -> list:
         return store.breakers()
 
 
-def _breaker_row(record) -> dict | None:
+def _breaker_row(record: BreakerRecord | None) -> dict[str, Any] | None:
     if record is None:
         return None
     return {
@@ -192,8 +199,8 @@ def _breaker_row(record) -> dict | None:
     }
 
 
-def _breaker_text(breaker: dict | str | None) -> str:
-    if breaker == "none":
+def _breaker_text(breaker: dict[str, Any] | str | None) -> str:
+    if isinstance(breaker, str):  # "none": the tool has no breaker
         return "-"
     if breaker is None or breaker["state"] == "closed":
         return "closed"

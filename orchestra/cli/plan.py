@@ -88,6 +88,8 @@ def plan(
     }
     store = _history(settings)
     try:
+        # kept for its speed: planning and rendering 100,000 tasks (plan_scale.py's
+        # workstream) make no cycles, and the collector would take ~0.2 s of their ~0.95 s
         with paused_gc():
             the_plan = make_plan(workstream, state.host, state.project, settings, store)
             output = render[output_format](the_plan)

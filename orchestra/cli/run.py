@@ -18,7 +18,8 @@ from orchestra.cli.state import CliState, pass_state
 from orchestra.cli.workspace import say_if_uncommitted
 
 if TYPE_CHECKING:
-    from orchestra.protocols import PluginSetting
+    from orchestra.config import Settings
+    from orchestra.protocols import EventSink, PluginSetting
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
@@ -74,7 +75,9 @@ def _say_if_unconfined(settings) -> None:
         click.echo(f"orchestra: {choice.describe()}", err=True)
 
 
-def _sinks(state: CliState, settings, quiet: bool, plain: bool = False) -> list:
+def _sinks(
+    state: CliState, settings: Settings, quiet: bool, plain: bool = False
+) -> list[EventSink]:
     """The configured sinks; --quiet and --json silence only the console, --plain turns
     its live view into lines."""
     names = [name for name in settings.sinks if not (quiet and name == "console")]
@@ -443,12 +446,15 @@ def resume(
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
+    from orchestra.errors import OrchestraError
     from orchestra.loaders.sets import arguments_of
     from orchestra.planning import load_checked
 
     settings = resolve_settings(state.project, flags={"db": db_path(db)})
     store = open_existing_store(settings)
     record = store.run(run_id)
+    if record.workstream_file is None:  # made with the Store's API, not by `run`
+        raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
     kept = [*RESUMED_SETTINGS, *state.host.settings().names()]
     flags = {name: record.settings.get(name) for name in kept}
     if max_parallel is not None:

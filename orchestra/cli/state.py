@@ -41,7 +41,7 @@ class CliState:
     def plugin_commands(self) -> dict[str, click.Command]:
         """Return the commands plugins add, collected on a scratch group so that the
         module-level ``cli`` group is never changed by one invocation's plugins."""
-        from orchestra.cli import BUILTIN_COMMANDS
+        from orchestra.cli.commands import BUILTIN_COMMANDS
 
         scratch = click.Group()
         self.host.register_commands(scratch, reserved=BUILTIN_COMMANDS)

@@ -3,10 +3,15 @@ crashed runs left behind."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from orchestra.cli.runs import _store, chosen_attempt, db_option, db_path
 from orchestra.cli.state import CliState, pass_state
+
+if TYPE_CHECKING:
+    from orchestra.state import AttemptRecord
 
 
 @click.command()
@@ -31,17 +36,17 @@ def diff(
     if task_id is None:
         if attempt is not None:
             raise OrchestraError("--attempt needs a TASK")
-        last: dict[str, object] = {}
+        last: dict[str, AttemptRecord] = {}
         for record in store.attempts(run_id):
             last[record.task_id] = record
-        shown = [record for record in last.values() if record.diff]
+        shown = [(record, record.diff) for record in last.values() if record.diff]
         if not shown:
             click.echo(f"(no attempt of run {run_id} changed anything)", err=True)
-        for record in shown:
+        for record, change in shown:
             click.echo(
                 f"# {record.task_id}, attempt {record.number} ({record.tool}): {_landing(record)}"
             )
-            click.echo(record.diff, nl=not record.diff.endswith("\n"))
+            click.echo(change, nl=not change.endswith("\n"))
         return
     chosen = chosen_attempt(store, run_id, task_id, attempt)
     if not chosen.diff:
@@ -177,10 +182,10 @@ def gc(
 def _old_run_branches(repo, store, older_than, keep, now: float, dry_run: bool) -> list:
     """The run branches ``--older-than`` and ``--keep`` choose: removed, kept (and why),
     or what would be."""
-    from orchestra.engine.orchestrator import checkpoint_key
+    from orchestra.engine.run_workspaces import checkpoint_key
     from orchestra.engine.runs import RESUMABLE
-    from orchestra.engine.states import TERMINAL_RUN_STATES
     from orchestra.state import UnknownRun
+    from orchestra.state.lifecycle import TERMINAL_RUN_STATES
     from orchestra.workspace import prune
 
     def known(run_id: str) -> prune.KnownRun | None:
@@ -212,7 +217,7 @@ def say_if_uncommitted(state: CliState, workstream, settings) -> None:
     """One line on stderr when tasks of the run work in worktrees and the user's tracked
     files have uncommitted changes: which (a few, and how many more), and that tasks will
     not see them, or, with ``include_uncommitted``, that the run starts from them."""
-    from orchestra.engine.orchestrator import default_workspace
+    from orchestra.engine.run_workspaces import default_workspace
     from orchestra.workspace import git
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}

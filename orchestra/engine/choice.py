@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import Memory, ToolStats
+from orchestra.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
 from orchestra.registry import Registry
 
 #: how many recent durations of a tool the track record averages
@@ -40,8 +40,8 @@ class ToolChoice:
     def __init__(
         self,
         *,
-        tools: Registry,
-        routers: Registry,
+        tools: Registry[ToolAdapter],
+        routers: Registry[RoutingStrategy],
         defaults: Defaults,
         routing: str,
         profile: Callable[[str], ToolProfile],
@@ -103,7 +103,7 @@ class ToolChoice:
         self.memory = memory
         self._decisions.clear()
 
-    def candidates(self, task: Task) -> list[object]:
+    def candidates(self, task: Task) -> list[ToolAdapter]:
         """Return the adapters that pass the capability filter for ``task`` (no breaker,
         no strategy: nothing is decided or remembered)."""
         return candidate_tools(

@@ -201,16 +201,17 @@ class Hierarchy:
 
 def _pids_hierarchy_of(mountinfo: str, cgroups: str) -> Hierarchy | None:
     """The pids hierarchy named by /proc/self/mountinfo and /proc/self/cgroup, if any."""
-    mount = root = None
+    mounted: tuple[str, str] | None = None  # the hierarchy's root and where it is mounted
     for line in mountinfo.splitlines():
         before, _, after = line.partition(" - ")
         fields, described = before.split(), after.split()
         if len(fields) >= 5 and len(described) >= 3 and described[0] == "cgroup":
             if "pids" in described[2].split(","):
-                root, mount = fields[3], fields[4]
+                mounted = fields[3], fields[4]
                 break
-    if mount is None:
+    if mounted is None:
         return None
+    root, mount = mounted
     for line in cgroups.splitlines():
         _, controllers, path = line.split(":", 2)
         if "pids" in controllers.split(","):

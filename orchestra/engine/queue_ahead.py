@@ -6,7 +6,7 @@ next. That is what a run of thousands of quick commands needs, and what a run of
 ones does not: an attempt waiting in the pool is recorded as running. So the depth follows
 how long the recent attempts took: enough of them to cover ``AHEAD_SECONDS`` of a worker's
 time, at least one and at most ``MOST_PER_WORKER`` per worker. Only attempts of tools
-without a circuit breaker wait in the pool (see ``Orchestrator._queueable``).
+without a circuit breaker wait in the pool (see ``running.RunningAttempts.queueable``).
 
 When the pool holds that much, the run loop also lingers a moment after the first news
 (``LINGER_SECONDS``) to take the ends that follow in the same wake: one commit and one

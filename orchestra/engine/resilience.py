@@ -296,11 +296,12 @@ class Breakers:
         profile = self._profile(tool)
         threshold = _number(profile.options.get("breaker_failures"), BREAKER_FAILURES)
         cooldown = _number(profile.options.get("breaker_cooldown"), BREAKER_COOLDOWN)
-        rate_limited = result.error_class == "rate_limited" and result.retry_after is not None
-        if breaker.state == "half_open" or breaker.failures >= threshold or rate_limited:
+        # a rate limit that says when to come back opens the breaker until then
+        wait = result.retry_after if result.error_class == "rate_limited" else None
+        if breaker.state == "half_open" or breaker.failures >= threshold or wait is not None:
             breaker.state = "open"
             breaker.opened_at = now
-            breaker.until = now + (result.retry_after if rate_limited else cooldown)
+            breaker.until = now + (wait if wait is not None else cooldown)
             payload = {
                 "tool": tool,
                 "failures": breaker.failures,
@@ -311,13 +312,15 @@ class Breakers:
         else:
             self._save(breaker)
 
-    def reset(self, tool: str) -> None:
-        """Close ``tool``'s breaker (``orchestra tools reset``)."""
-        breaker = self._breakers.setdefault(tool, Breaker(tool))
-        breaker.state, breaker.failures = "closed", 0
-        breaker.opened_at = breaker.until = None
-        breaker.trial_running = False
-        self._save(breaker, "breaker.closed", {"tool": tool, "reset": True})
+    def reset(self, tool: str) -> str:
+        """Close ``tool``'s breaker at once, forgetting its failures (``orchestra tools
+        reset``), and return the state it was in; a closed one is left as it is."""
+        breaker = self._breakers.get(tool)
+        if breaker is None or breaker.state == "closed":
+            return "closed"
+        self._breakers[tool] = closed = Breaker(tool)
+        self._save(closed, "breaker.closed", {"tool": tool, "reset": True})
+        return breaker.state
 
     def _save(self, breaker: Breaker, event: str | None = None, payload=None) -> None:
         self._store.set_breaker(

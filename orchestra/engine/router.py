@@ -16,8 +16,8 @@ import attrs
 from orchestra import classes
 from orchestra.errors import PluginError
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import Memory, RoutingContext, RoutingStrategy, ToolStats
-from orchestra.registry import Registry
+from orchestra.protocols import Memory, RoutingContext, RoutingStrategy, ToolAdapter, ToolStats
+from orchestra.registry import Registration, Registry
 
 
 @classes.frozen
@@ -48,7 +48,7 @@ def allowed_tools(task: Task, defaults: Defaults) -> tuple[str, ...] | None:
     return defaults.tools
 
 
-def tool_capabilities(adapter: object, profile: ToolProfile) -> frozenset[str]:
+def tool_capabilities(adapter: ToolAdapter, profile: ToolProfile) -> frozenset[str]:
     """Return a tool's capabilities: the profile's list when configured, else the adapter's."""
     if profile.capabilities is not None:
         return frozenset(profile.capabilities)
@@ -60,16 +60,16 @@ def route(
     *,
     defaults: Defaults,
     strategy_name: str,
-    tools: Registry,
-    routers: Registry,
+    tools: Registry[ToolAdapter],
+    routers: Registry[RoutingStrategy],
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
     history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None = None,
     blocked: Callable[[str], str | None] | None = None,
     avoid: tuple[str, ...] = (),
     memory: Memory | None = None,
-    filtered: dict | None = None,
-    settled: dict | None = None,
+    filtered: dict[Any, Any] | None = None,
+    settled: dict[Any, RoutingDecision] | None = None,
 ) -> RoutingDecision:
     """Return the routing decision for ``task``; ``availability`` should cache its answers.
 
@@ -116,19 +116,19 @@ def _decide(
     needed: tuple[str, ...],
     *,
     strategy_name: str,
-    tools: Registry,
-    routers: Registry,
+    tools: Registry[ToolAdapter],
+    routers: Registry[RoutingStrategy],
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
     history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None,
     blocked: Callable[[str], str | None] | None,
     avoid: tuple[str, ...],
     memory: Memory | None,
-    filtered: dict | None,
+    filtered: dict[Any, Any] | None,
 ) -> tuple[RoutingDecision, bool]:
     """Return ``route``'s decision (made afresh) and whether the strategy was asked."""
     rejected: dict[str, str] = {}
-    candidates = []
+    candidates: list[ToolAdapter] = []
     for registration, why_not in _filtered(allowed, needed, tools, profile, availability, filtered):
         if why_not is None and blocked is not None:
             why_not = blocked(registration.name)
@@ -178,11 +178,11 @@ def candidate_tools(
     task: Task,
     *,
     defaults: Defaults,
-    tools: Registry,
+    tools: Registry[ToolAdapter],
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
-    filtered: dict | None = None,
-) -> list[object]:
+    filtered: dict[Any, Any] | None = None,
+) -> list[ToolAdapter]:
     """Return the adapters that pass the capability filter for ``task`` (no breakers, no
     strategy: nothing is decided or remembered); ``filtered`` as for ``route``."""
     allowed = allowed_tools(task, defaults)
@@ -194,11 +194,11 @@ def candidate_tools(
 def _filtered(
     allowed: tuple[str, ...] | None,
     needed: tuple[str, ...],
-    tools: Registry,
+    tools: Registry[ToolAdapter],
     profile: Callable[[str], ToolProfile],
     availability: Callable[[str], Availability],
-    cache: dict | None,
-) -> tuple[tuple[Any, str | None], ...]:
+    cache: dict[Any, Any] | None,
+) -> tuple[tuple[Registration[ToolAdapter], str | None], ...]:
     """Return (registration, why it cannot take the task or None) for every tool, in the
     registry's order; from ``cache`` when it has the answer."""
     key = (allowed, needed)
@@ -230,7 +230,7 @@ def capability_key(task: Task, defaults: Defaults) -> str:
 
 def _filter(
     name: str,
-    adapter: object,
+    adapter: ToolAdapter,
     allowed: tuple[str, ...] | None,
     needed: tuple[str, ...],
     profile: ToolProfile,

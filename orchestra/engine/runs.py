@@ -12,15 +12,16 @@ from typing import Any
 
 from orchestra.config import Project, Settings
 from orchestra.engine.containment import remove_run_cgroups, supervise_run
-from orchestra.engine.faults import is_disk_full_error
-from orchestra.engine.orchestrator import Orchestrator, RunOutcome
-from orchestra.engine.process import processes_of_run, stop_process_groups
-from orchestra.engine.states import RunState, StepState
+from orchestra.engine.leftovers import processes_of_run, stop_process_groups
+from orchestra.engine.orchestrator import Orchestrator
+from orchestra.engine.outcome import RunOutcome
 from orchestra.errors import DiskFull, OrchestraError
+from orchestra.faults import is_disk_full_error
 from orchestra.loaders.sets import arguments_of
 from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.state import Store, StoreError
+from orchestra.state.lifecycle import RunState, StepState
 from orchestra.state.records import StepRecord
 
 
@@ -125,7 +126,7 @@ def _changed(recorded_paths: str, content_hash: str | None, host: PluginHost) ->
 def check_workspaces(workstream: Workstream, settings: Settings, project: Project) -> None:
     """Refuse, before a run is recorded, a workspace that cannot work here (worktree
     outside a git repository, or in one without a commit)."""
-    from orchestra.engine.orchestrator import default_workspace
+    from orchestra.engine.run_workspaces import default_workspace
 
     wanted = {task.workspace or settings.workspace for task in workstream.tasks}
     if "worktree" in wanted and default_workspace(project.root) != "worktree":
@@ -248,7 +249,7 @@ def _landed(
 ) -> dict[str, int]:
     """The tasks whose change reached the run's result before its orchestrator died,
     with the attempt that brought it, as the run's workspaces tell (``landed``)."""
-    from orchestra.engine.orchestrator import checkpoint_key, default_workspace
+    from orchestra.engine.run_workspaces import checkpoint_key, default_workspace
     from orchestra.models import WorkspaceRun
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}
@@ -344,11 +345,7 @@ def _drive(
         with supervise_run(run_id, log_limit=settings.log_limit, hurry=hurry):  # no leftovers
             outcome = orchestrator.run()
     finally:
-        for sink in sinks:
-            try:
-                sink.close()
-            except Exception:  # a sink failing to close must not hide the run's outcome
-                pass
+        orchestrator.close_sinks()  # a sink failing to close does not hide the outcome
     try:
         orchestrator.record_late_events()  # what the sinks warned about while closing
     except (StoreError, DiskFull):

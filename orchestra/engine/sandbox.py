@@ -257,7 +257,7 @@ class Sandbox:
         argv: Sequence[str],
         cwd: str,
         env: Mapping[str, str],
-        also_writable: Iterable[str | os.PathLike | None] = (),
+        also_writable: Iterable[str | os.PathLike[str] | None] = (),
     ) -> tuple[list[str], dict[str, str]]:
         """Return the command line and environment that run ``argv`` in ``cwd`` inside the
         sandbox; ``also_writable`` are the attempt's scratch and state directories (None or
@@ -280,9 +280,10 @@ class Sandbox:
             writable = any(_inside(path, root) for root in roots)
             if path and _inside(path, HIDDEN) and not writable and os.path.exists(path):
                 mounts.append(("--ro-bind", path, path))
-        for path in (*also_writable, *self._extra):
-            if path is not None and os.path.exists(path):  # a missing one cannot be made
-                real = os.path.realpath(path)
+        for writable_path in (*also_writable, *self._extra):
+            # a missing one cannot be made
+            if writable_path is not None and os.path.exists(writable_path):
+                real = os.path.realpath(writable_path)
                 mounts.append(("--bind", real, real))
         mounts.append(("--bind", temporary, temporary))
         resolver = os.path.realpath("/etc/resolv.conf")
@@ -407,6 +408,7 @@ class _GitView:
         marker = _git_marker(root)
         if marker is None:
             return None
+        gitdir: str | None
         if os.path.isdir(marker):
             marker = gitdir = common = os.path.realpath(marker)
         else:

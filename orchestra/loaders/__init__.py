@@ -13,7 +13,7 @@ import codecs
 from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -31,6 +31,9 @@ from orchestra.models import Workstream
 from orchestra.plugins import PluginHost
 from orchestra.registry import Registration, Registry
 from orchestra.spec import checked_workstream, read_file
+
+if TYPE_CHECKING:
+    from orchestra.protocols import WorkstreamLoader
 
 #: how much of a file the loaders' sniff sees
 HEAD_SIZE = 4096
@@ -74,8 +77,8 @@ def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
 
 
 def choose_loader(
-    path: Path, loaders: Registry, file_format: str | None = None
-) -> tuple[Registration, str]:
+    path: Path, loaders: Registry[WorkstreamLoader], file_format: str | None = None
+) -> tuple[Registration[WorkstreamLoader], str]:
     """Return the loader for ``path`` and why it was chosen.
 
     Raises SpecError naming the loaders tried when the format is unknown or ambiguous.
@@ -108,7 +111,7 @@ def choose_loader(
     return accepted[0], "detected from its content"
 
 
-def _claims(loader: Any, path: Path) -> bool:
+def _claims(loader: WorkstreamLoader, path: Path) -> bool:
     return any(fnmatch(path.name, pattern) for pattern in loader.patterns)
 
 
@@ -164,7 +167,9 @@ def load_source(
             source.files[0], host, file_format=file_format, options=options, on_notice=on_notice
         )
     context = LoadContext(options=dict(options or {}), in_set=True)
-    parts, problems, formats = [], [], set()
+    parts: list[tuple[Path, Workstream]] = []
+    problems: list[OrchestraError] = []
+    formats: set[str] = set()
     with paused_gc():
         for path in source.files:
             try:
@@ -244,13 +249,13 @@ def source_digest(arguments: Sequence[str], host: PluginHost) -> str:
     return digest(expand_source(arguments, host.loaders()))
 
 
-def expand_source(arguments: Sequence[str], loaders: Registry) -> Source:
+def expand_source(arguments: Sequence[str], loaders: Registry[WorkstreamLoader]) -> Source:
     """Return the files ``arguments`` name, directories expanded (see ``sets.expand``)."""
     patterns = [pattern for entry in loaders for pattern in getattr(entry.item, "patterns", ())]
     return expand(arguments, list(dict.fromkeys(patterns)))
 
 
-def _guarded(entry: Registration, method: str, *arguments: Any) -> Any:
+def _guarded(entry: Registration[WorkstreamLoader], method: str, *arguments: Any) -> Any:
     """Call a loader's method; a plugin's bug becomes one line naming the plugin."""
     try:
         return getattr(entry.item, method)(*arguments)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
@@ -109,7 +109,7 @@ def _read_tag(reader: _Reader, tag: str | None, tasks: Any, file: str, prefix: s
     reader.skipped.update(prefix + task_id for task_id in part.skipped)
 
 
-def _is_pattern(wanted: Any) -> bool:
+def _is_pattern(wanted: Any) -> TypeGuard[str]:
     return isinstance(wanted, str) and any(mark in wanted for mark in "*?[")
 
 
@@ -168,7 +168,8 @@ class _Reader:
 
     def read(self, tasks: list[Any]) -> None:
         top_ids = {_id(task.get("id")) for task in tasks if isinstance(task, dict)}
-        pending: list[tuple[dict[str, Any], list[str], str | None]] = []
+        #: each task's table, the ids it needs (None: one that names no task) and its id
+        pending: list[tuple[dict[str, Any], list[str | None], str | None]] = []
         for number, task in enumerate(tasks, start=1):
             if not isinstance(task, dict):
                 message = f"expected a task object, got {describe(task)}"
@@ -176,7 +177,7 @@ class _Reader:
                 continue
             parent_id = _id(task.get("id")) or f"#{number}"
             parent_done = task.get("status") == DONE and not self.include_done
-            subtask_ids = []
+            subtask_ids: list[str] = []
             subtasks = task.get("subtasks") or []
             if not isinstance(subtasks, list):
                 message = f"expected a list of subtasks, got {describe(subtasks)}"

@@ -498,7 +498,10 @@ class _Reading:
             )
             return
         bundle_id = base.get("id")
-        step_ids = {table.get("_step"): table.get("id") for table in tables}
+        # a step's id within the bundle -> its task id (a step without one has neither)
+        step_ids: dict[str, str] = {
+            table["_step"]: table["id"] for table in tables if "_step" in table
+        }
         needed: set[str] = set()
         previous: str | None = None
         for table in tables:
@@ -713,7 +716,7 @@ def _objects(fields: Fields, key: str) -> list[tuple[int, Mapping[str, Any]]]:
     if not isinstance(values, list):
         fields.problem(key, f"expected a list of step objects, got {describe(values)}")
         return []
-    found = []
+    found: list[tuple[int, Mapping[str, Any]]] = []
     for index, item in enumerate(values):
         if isinstance(item, dict):
             found.append((index, item))

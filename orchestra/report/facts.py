@@ -8,10 +8,15 @@ the database does not hold).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestra import classes
 from orchestra.report.diffs import FileChange, summarize_diff
+
+if TYPE_CHECKING:
+    from orchestra.state import StepRecord
 
 #: how many lines of the last attempt's log the report shows
 LOG_TAIL_LINES = 20
@@ -267,10 +272,10 @@ def _workstream_of(record, task_ids: list[str], host=None):
 def _read(paths: list[str], record, host):
     """Return (the workstream in ``paths``, their digest), read as the run read them."""
     if host is None:
-        from orchestra.engine.orchestrator import content_hash
+        from orchestra.loaders.sets import digest, expand
         from orchestra.spec import load_workstream
 
-        return load_workstream(paths[0]), content_hash(paths[0])
+        return load_workstream(paths[0]), digest(expand(paths[:1], ()))
     from orchestra.loaders import load_source, source_digest
 
     loaded = load_source(
@@ -302,15 +307,15 @@ def _check_text(check) -> str:
         return check.name
     if isinstance(check.command, str):
         return check.command
-    from orchestra.engine.process import command_line  # quoted as the log quotes it
+    from orchestra.engine.attempt_log import command_line  # quoted as the log quotes it
 
     return command_line(check.command)
 
 
-def _dependencies_from_reasons(steps) -> dict[str, tuple[str, ...]]:
+def _dependencies_from_reasons(steps: Sequence[StepRecord]) -> dict[str, tuple[str, ...]]:
     """What the database alone says of the graph: a task skipped because a dependency failed."""
     known = {step.task_id for step in steps}
-    found = {}
+    found: dict[str, tuple[str, ...]] = {}
     for step in steps:
         match = _SKIPPED_FOR.match(step.reason or "") if step.state.value == "skipped" else None
         found[step.task_id] = (match[1],) if match and match[1] in known else ()

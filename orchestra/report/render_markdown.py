@@ -17,10 +17,10 @@ from orchestra.report.formatting import (
     tokens_used,
 )
 
-TASK_COLUMNS = ("task", "state", "tool", "attempts", "time", "files", "+", "-", "tokens", "cost")
-TASK_COLUMNS += ("reason",)
-ATTEMPT_COLUMNS = ("#", "tool", "outcome", "exit", "started", "took", "waited", "error")
-ATTEMPT_COLUMNS += ("files", "tokens", "cost", "routing")
+TASK_COLUMNS: tuple[str, ...] = ("task", "state", "tool", "attempts", "time", "files", "+", "-")
+TASK_COLUMNS += ("tokens", "cost", "reason")
+ATTEMPT_COLUMNS: tuple[str, ...] = ("#", "tool", "outcome", "exit", "started", "took", "waited")
+ATTEMPT_COLUMNS += ("error", "files", "tokens", "cost", "routing")
 
 
 def render_markdown(run: RunFacts) -> str:
@@ -48,7 +48,7 @@ def cell(value: object) -> str:
 
 
 def _summary_rows(run: RunFacts) -> list[tuple[str, ...]]:
-    rows = [
+    rows: list[tuple[str, ...]] = [
         ("run", run.id),
         ("workstream", run.workstream + (f" — {run.title}" if run.title else "")),
         ("file", run.file or "-"),

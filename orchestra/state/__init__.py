@@ -1,8 +1,9 @@
 """The SQLite store of runs, steps, attempts, events and breakers.
 
 ``Store.open(path)`` opens (and creates or upgrades) the database; see ``store.py`` for
-what it promises about transactions, threads and secrets, ``migrations.py`` for the
-schema, and ``lock.py`` for how two orchestrators are kept off the same run.
+what it promises about transactions, threads and secrets, ``lifecycle.py`` for the
+states a run and a step move through, ``migrations.py`` for the schema, and ``lock.py``
+for how two orchestrators are kept off the same run.
 """
 
 from orchestra.state.errors import RunLocked, SchemaTooNew, StoreError, UnknownRun

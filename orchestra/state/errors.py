@@ -57,7 +57,7 @@ def database_fault(
     if primary == _SQLITE_FULL:
         return DiskFull(f"{doing or 'cannot write the run database'}: {error}", file=file)
     if primary == _SQLITE_IOERR:
-        from orchestra.engine.faults import no_room
+        from orchestra.faults import no_room
 
         # SQLite says "full" for a write the disk refused, but only "I/O error" when it
         # could not grow its shared-memory file: look whether the disk has room

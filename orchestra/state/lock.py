@@ -76,9 +76,9 @@ def acquire(directory: str | os.PathLike, run_id: str) -> RunLock:
                 os.close(fd)
                 raise RunLocked(f"run {run_id} is being driven by {holder}") from None
             time.sleep(0.005)
-    holder = f"{os.getpid()} {os.uname().nodename}\n".encode()
-    os.pwrite(fd, holder, 0)  # written before truncating: a reader never sees it empty
-    os.ftruncate(fd, len(holder))
+    this_process = f"{os.getpid()} {os.uname().nodename}\n".encode()
+    os.pwrite(fd, this_process, 0)  # written before truncating: a reader never sees it empty
+    os.ftruncate(fd, len(this_process))
     return RunLock(run_id=run_id, path=path, fd=fd)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import attrs
 
 from orchestra import classes
-from orchestra.engine.states import RunState, StepState
 from orchestra.models import Usage
+from orchestra.state.lifecycle import RunState, StepState
 
 
 @classes.frozen

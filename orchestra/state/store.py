@@ -1,7 +1,7 @@
 """The run database: runs, their steps, attempts and events, and the tools' breakers.
 
 Every change of state is one transaction that reads the current state, checks the move
-against ``orchestra.engine.states``, writes the new state and appends its event; so the
+against ``lifecycle.py``'s tables, writes the new state and appends its event; so the
 state a reader sees always has its event, and an illegal move changes nothing.
 
 Nothing stored may hold a secret. The store writes what it is given: commands, messages,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sqlite3
 import threading
 import time
@@ -28,8 +27,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestra.engine.faults import is_disk_full_error
-from orchestra.engine.states import (
+from orchestra.errors import DiskFull, OrchestraError
+from orchestra.faults import is_disk_full_error
+from orchestra.models import Usage
+from orchestra.state import lock
+from orchestra.state.errors import StoreError, UnknownRun, database_fault
+from orchestra.state.lifecycle import (
     TERMINAL_RUN_STATES,
     TERMINAL_STEP_STATES,
     RunState,
@@ -37,10 +40,6 @@ from orchestra.engine.states import (
     check_run_transition,
     check_step_transition,
 )
-from orchestra.errors import DiskFull, OrchestraError
-from orchestra.models import Usage
-from orchestra.state import lock
-from orchestra.state.errors import StoreError, UnknownRun, database_fault
 from orchestra.state.migrations import migrate
 from orchestra.state.records import (
     AttemptRecord,
@@ -259,7 +258,8 @@ class Store:
         self, state: RunState | str | None = None, limit: int | None = None
     ) -> list[RunRecord]:
         """Return the runs, newest first; only those in ``state`` if given; at most ``limit``."""
-        sql, parameters = "SELECT * FROM runs", []
+        sql = "SELECT * FROM runs"
+        parameters: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"
             parameters.append(RunState(state).value)
@@ -362,61 +362,6 @@ class Store:
 
     # -- attempts -----------------------------------------------------------------------
 
-    def start_attempt(
-        self,
-        run_id: str,
-        task_id: str,
-        tool: str,
-        command: str | Sequence[str] | None = None,
-        log_path: str | os.PathLike | None = None,
-    ) -> int:
-        """Record a new attempt of a running step and return its number (1, 2, …).
-
-        ``command`` is stored as text (an argument list is joined shell-style) and must
-        already be redacted. Writes the event ``attempt.started``. The step must be
-        ``running`` and its previous attempt finished; anything else is a bug.
-        """
-        now = time.time()
-        if command is not None and not isinstance(command, str):
-            command = shlex.join(command)
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT state, attempts FROM steps WHERE run_id = ? AND task_id = ?",
-                (run_id, task_id),
-            ).fetchone()
-            if row is None:
-                raise self._unknown_step(db, run_id, task_id)
-            entity = f"step {task_id!r} of run {run_id}"
-            if row["state"] != StepState.RUNNING.value:
-                raise RuntimeError(f"{entity} is {row['state']}: an attempt needs it running")
-            unfinished = db.execute(
-                "SELECT number FROM attempts WHERE run_id = ? AND task_id = ? AND ended_at IS NULL",
-                (run_id, task_id),
-            ).fetchone()
-            if unfinished:
-                raise RuntimeError(f"{entity}: attempt {unfinished['number']} has not finished")
-            number = row["attempts"] + 1
-            db.execute(
-                "UPDATE steps SET attempts = ? WHERE run_id = ? AND task_id = ?",
-                (number, run_id, task_id),
-            )
-            db.execute(
-                "INSERT INTO attempts (run_id, task_id, number, tool, started_at, command,"
-                " log_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    task_id,
-                    number,
-                    tool,
-                    now,
-                    command,
-                    None if log_path is None else str(log_path),
-                ),
-            )
-            payload = {"tool": tool, "log_path": None if log_path is None else str(log_path)}
-            self._append_event(db, run_id, now, "attempt.started", payload, task_id, number)
-        return number
-
     def begin_attempt(
         self,
         run_id: str,
@@ -486,7 +431,9 @@ class Store:
                     capabilities,
                 ),
             )
-            self._attempt_rows[(run_id, task_id, number)] = cursor.lastrowid
+            row_id = cursor.lastrowid
+            assert row_id is not None  # an INSERT's
+            self._attempt_rows[(run_id, task_id, number)] = row_id
             details = {"from": before, "to": StepState.RUNNING.value, **(payload or {})}
             self._append_event(db, run_id, now, "step.running", details, task_id)
             started = {"tool": tool, "log_path": log}
@@ -940,7 +887,7 @@ _DRIVEN_STATES = (RunState.RUNNING.value, RunState.PENDING.value)
 
 #: each step state's plain string, by the state or by the string itself (a state is a
 #: str equal to its value): Enum calls and ``.value`` cost the run loop ten times more
-_STEP_VALUES = {state: state.value for state in StepState}
+_STEP_VALUES: dict[str, str] = {state: state.value for state in StepState}
 
 
 def _step_value(state: StepState | str) -> str:
@@ -968,11 +915,12 @@ def _not_serialisable(value: Any) -> Any:
 # json's C encoder made once: JSONEncoder.encode makes one per call, a third of the cost
 # of the small payloads the run loop writes by the thousand. No check for cycles: payloads
 # are plain data the store's callers build.
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # private: typeshed has none
 _C_ENCODE = (
-    json.encoder.c_make_encoder(
+    _MAKE_ENCODER(
         None, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, True
     )
-    if json.encoder.c_make_encoder is not None
+    if _MAKE_ENCODER is not None
     else None
 )
 

@@ -319,9 +319,11 @@ _DRIVER_SECTION = re.compile(r"^(filter|merge)\.(.+)\.[^.]+$")
 #: the commit identity's keys, read with the drivers (``configured_identity``)
 _IDENTITY_KEYS = frozenset({"user.name", "user.email"})
 _DRIVERS_LOCK = threading.Lock()
+#: files, each with what ``stat`` said of it (inode, size, mtime) or None when missing
+Stamped = tuple[tuple[Path, tuple[int, int, int] | None], ...]
 #: per repository: the (file, stat) pairs the answers were read from, and the answers
 #: (the drivers' settings, the identity keys configured)
-_DRIVERS: dict[str, tuple[tuple, tuple[str, ...], frozenset[str]]] = {}
+_DRIVERS: dict[str, tuple[Stamped, tuple[str, ...], frozenset[str]]] = {}
 
 
 def driver_settings(where: Where) -> tuple[str, ...]:
@@ -339,7 +341,7 @@ def configured_identity(where: Where) -> frozenset[str]:
     return _configuration(where)[2]
 
 
-def _configuration(where: Where) -> tuple[tuple, tuple[str, ...], frozenset[str]]:
+def _configuration(where: Where) -> tuple[Stamped, tuple[str, ...], frozenset[str]]:
     """What orchestra reads of the configuration where ``where`` is: the drivers'
     settings and the identity keys, read once and again when a configuration file
     changes."""
@@ -360,7 +362,7 @@ def _configuration(where: Where) -> tuple[tuple, tuple[str, ...], frozenset[str]
 
 def _read_configuration(
     where: Where, common: Path
-) -> tuple[tuple, tuple[str, ...], frozenset[str]]:
+) -> tuple[Stamped, tuple[str, ...], frozenset[str]]:
     env = environment()
     if isinstance(where, Tree):
         env.update(_tree_variables(where))
@@ -370,7 +372,9 @@ def _read_configuration(
     origins = {common / "config", *_global_files()}
     if isinstance(where, Tree):
         origins.add(where.git_dir / "config.worktree")
-    filters, merges, identity = set(), set(), set()
+    filters: set[str] = set()
+    merges: set[str] = set()
+    identity: set[str] = set()
     # records: "file:<path>\0<key>\n<value>\0"
     fields = completed.stdout.split("\0")
     for origin, entry in zip(fields[0::2], fields[1::2], strict=False):  # a trailing ""
@@ -402,9 +406,9 @@ def _global_files() -> list[Path]:
     return files
 
 
-def _stamp(files: tuple) -> tuple:
+def _stamp(files: Stamped) -> Stamped:
     """Each file with what ``stat`` says of it now (None when it is missing)."""
-    stamped = []
+    stamped: list[tuple[Path, tuple[int, int, int] | None]] = []
     for path, _ in files:
         try:
             status = os.stat(path)

@@ -196,7 +196,7 @@ def _identity(repo: Where) -> tuple[str, ...]:
     return tuple(settings)
 
 
-def _unmerged_paths(worktree: Path) -> list[str]:
+def _unmerged_paths(worktree: Where) -> list[str]:
     completed = run_git(
         worktree,
         "diff",
@@ -239,7 +239,7 @@ def head_commit(repo: Where) -> str:
     raise GitError(f"the git repository at {repo} has no commit yet: commit something first")
 
 
-def branch_tip(repo: Path, branch: str) -> str | None:
+def branch_tip(repo: Where, branch: str) -> str | None:
     """Return the commit id branch ``branch`` points at, or None when there is no such branch."""
     completed = run_git(
         repo, "rev-parse", "--verify", "-q", f"{_branch_ref(branch)}^{{commit}}", check=False
@@ -362,7 +362,7 @@ def remove_worktree(repo: Path, path: Path | Tree) -> None:
             run_git(repo, "worktree", "remove", "--force", "--force", str(target))
 
 
-def list_worktrees(repo: Path) -> list[Worktree]:
+def list_worktrees(repo: Where) -> list[Worktree]:
     """Return every worktree of the repository, the main one first, as git lists them."""
     with worktrees_locked(repo):
         completed = run_git(repo, "worktree", "list", "--porcelain", "-z")
@@ -391,7 +391,7 @@ def list_worktrees(repo: Path) -> list[Worktree]:
 # -- what changed --
 
 
-def has_uncommitted_changes(worktree: Path, *, untracked: bool = True) -> bool:
+def has_uncommitted_changes(worktree: Where, *, untracked: bool = True) -> bool:
     """Return whether anything is staged, changed but not staged, or (unless ``untracked``
     is False) untracked and not ignored."""
     which = "--untracked-files=normal" if untracked else "--untracked-files=no"
@@ -534,7 +534,7 @@ _DIFF_OPTIONS = (
 )
 
 
-def diff(worktree: Path, base: str, head: str = "HEAD", *, limit: int = 1_000_000) -> str:
+def diff(worktree: Where, base: str, head: str = "HEAD", *, limit: int = 1_000_000) -> str:
     """Return the unified diff from ``base`` to ``head``, at most ``limit`` characters.
 
     A binary file shows as git's "Binary files … differ" line. A longer diff is cut at
@@ -551,7 +551,7 @@ def diff(worktree: Path, base: str, head: str = "HEAD", *, limit: int = 1_000_00
     return kept + f"[diff cut at {limit:,} of {len(text):,} characters]\n"
 
 
-def count_changed_lines(worktree: Path, base: str, head: str = "HEAD") -> int:
+def count_changed_lines(worktree: Where, base: str, head: str = "HEAD") -> int:
     """Return the lines added plus the lines deleted from ``base`` to ``head``.
 
     A binary file counts 0. Renames are detected, so a moved file counts only the lines
@@ -598,7 +598,7 @@ def apply_change(worktree: Tree, old: str, new: str) -> bool:
 # -- bringing work together --
 
 
-def _rebase_in_progress(worktree: Path) -> bool:
+def _rebase_in_progress(worktree: Where) -> bool:
     where = ("--path-format=absolute", "--git-path", "rebase-merge", "--git-path", "rebase-apply")
     completed = run_git(worktree, "rev-parse", *where)
     return any(Path(line).exists() for line in completed.stdout.splitlines())
@@ -609,7 +609,7 @@ def _rebase_in_progress(worktree: Path) -> bool:
 _REBASE_CONFIG = ("rebase.autoStash=false", "rebase.updateRefs=false", "rerere.enabled=false")
 
 
-def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
+def _rebase(worktree: Where, onto_commit: str) -> tuple[str, ...]:
     """Rebase the worktree's branch onto ``onto_commit``; return the conflicting paths, if
     any, after putting the worktree back as it was."""
     arguments = ("rebase", "--quiet", "--no-autostash", onto_commit)
@@ -631,7 +631,7 @@ def _rebase(worktree: Path, onto_commit: str) -> tuple[str, ...]:
     raise failure(worktree, arguments, completed.returncode, completed.stderr, completed.stdout)
 
 
-def _checked_out_at(repo: Path, branch: str) -> Path | None:
+def _checked_out_at(repo: Where, branch: str) -> Path | None:
     """Return the path of the worktree that has ``branch`` checked out, or None."""
     for worktree in list_worktrees(repo):
         if worktree.branch == branch and not worktree.prunable:

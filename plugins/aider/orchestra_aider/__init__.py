@@ -65,9 +65,11 @@ class AiderAdapter:
         if refusal:
             return orchestra.StepResult("failed", "tool_missing", refusal)
         ctx.emit("version", {"version": found.version, "path": found.path})
+        program = found.path
+        assert program is not None  # _refusal refuses a tool it did not find
         try:
             before = worktree.snapshot(ctx.cwd)
-            invocation = command.build(request, ctx.scratch_dir, ctx.cwd, found.path, ctx.redact)
+            invocation = command.build(request, ctx.scratch_dir, ctx.cwd, program, ctx.redact)
         except (worktree.NotARepository, command.ProfileError) as error:
             return orchestra.StepResult("failed", "tool_missing", str(error))
         ctx.emit("started", {"files": invocation.chat_files, "read": invocation.read_files})

@@ -162,7 +162,11 @@ def model_metadata(profile: orchestra.ToolProfile) -> dict[str, dict[str, Any]]:
     return {profile.model: entry}
 
 
-_KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+_KINDS: dict[type | tuple[type, ...], str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+}
 
 
 def _option(options: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

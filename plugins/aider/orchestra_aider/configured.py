@@ -25,9 +25,9 @@ DEFAULT_MODEL_KEYS = (
     "VERTEXAI_PROJECT",
 )
 #: aider's flags that name the model: ``--model`` and its shortcuts (aider/deprecated.py)
-MODEL_FLAGS = ("--model", "--opus", "--sonnet", "--haiku", "--4", "-4", "--4o", "--mini")
-MODEL_FLAGS += ("--4-turbo", "--35turbo", "--35-turbo", "--3", "-3", "--deepseek")
-MODEL_FLAGS += ("--o1-mini", "--o1-preview")
+MODEL_FLAGS: tuple[str, ...] = ("--model", "--opus", "--sonnet", "--haiku", "--4", "-4")
+MODEL_FLAGS += ("--4o", "--mini", "--4-turbo", "--35turbo", "--35-turbo", "--3", "-3")
+MODEL_FLAGS += ("--deepseek", "--o1-mini", "--o1-preview")
 #: flags that give a key on the command line (documented as a bad idea, but they work)
 KEY_FLAGS = ("--api-key", "--openai-api-key", "--anthropic-api-key")
 #: model prefixes of providers that run without a key (a local server)

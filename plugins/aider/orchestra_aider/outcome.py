@@ -84,7 +84,7 @@ class AiderOutput:
     def error_message(self, name: str) -> str:
         """Return the text of aider's last report of error ``name``, unwrapped."""
         start = max(i for i, line in enumerate(self.lines) if line.startswith(f"litellm.{name}"))
-        message = []
+        message: list[str] = []
         for line in self.lines[start:]:
             if not line.strip() or (message and line.startswith(("Retrying in", "The API"))):
                 break
@@ -133,8 +133,8 @@ def usage_from_analytics(path: Path) -> orchestra.Usage | None:
             continue
         properties = event.get("properties") or {}
         seen = True
-        sent += _number(properties.get("prompt_tokens"))
-        received += _number(properties.get("completion_tokens"))
+        sent += round(_number(properties.get("prompt_tokens")))  # a count: an integer
+        received += round(_number(properties.get("completion_tokens")))
         cost += _number(properties.get("cost"))
     if not seen:
         return None

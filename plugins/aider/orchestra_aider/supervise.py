@@ -58,6 +58,7 @@ def main(argv: list[str]) -> int:
     except OSError as error:
         sys.stderr.write(f"orchestra-aider: cannot run {command[0]!r}: {error.strerror}\n")
         return 127
+    assert child.stdout is not None  # stdout=PIPE
     stop = _relay(child.stdout.fileno())
     if stop is not None:
         _stop(child)

@@ -227,7 +227,9 @@ def _cut(text: str) -> str:
 
 
 def _signal_name(signum: int | None) -> str:
-    try:
-        return f"signal {signum} ({signal.Signals(signum).name})"
-    except (TypeError, ValueError):
-        return f"signal {signum}"
+    if signum is not None:
+        try:
+            return f"signal {signum} ({signal.Signals(signum).name})"
+        except ValueError:  # a number no signal has here
+            pass
+    return f"signal {signum}"

@@ -94,7 +94,8 @@ def _checked(tool: str, name: str, value: Any, kind: Any) -> Any:
         raise SettingsError(f"[tools.{tool}] {name} must not be negative, not {value!r}")
     if isinstance(value, str) and not value:
         raise SettingsError(f"[tools.{tool}] {name} must not be empty")
-    return float(value) if "float" in str(kind) else value
+    # a number where a float is wanted is made one (10 -> 10.0)
+    return float(value) if isinstance(value, (int, float)) and "float" in str(kind) else value
 
 
 def config_toml(settings: CodexSettings, secrets: Iterable[str] = ()) -> str:

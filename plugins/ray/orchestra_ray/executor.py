@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -79,11 +79,14 @@ class RayRun:
             self._cancel_leftovers()
 
     def submit(self, launch: orchestra.AttemptLaunch) -> None:
+        # HereContext forwards every attribute of the LocalContext but ``run``: a proxy
+        # that mypy cannot see as the class it stands in for
+        here = cast("orchestra.LocalContext", HereContext(launch.context))
         forwarded = attrs.evolve(
             launch,
             adapter=RayAttempt(self, launch.adapter, tuple(launch.checks), launch.workspace),
             checks=(),
-            context=HereContext(launch.context),
+            context=here,
         )
         self.pool.submit(self.run.work, forwarded)
 
@@ -156,7 +159,7 @@ class HereContext:
     from is made here, but no process of the attempt runs here: ``[workspace] setup``,
     the tool and the checks run on the node."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: orchestra.LocalContext) -> None:
         self._context = context
         self.cwd = context.cwd
 
@@ -171,12 +174,24 @@ class RayAttempt:
     """Stands in for the tool in the run loop: sends the attempt to a node and makes
     the node's change in the worktree the run loop prepared here."""
 
-    def __init__(self, run: RayRun, adapter: Any, checks: tuple, space: Any) -> None:
+    def __init__(
+        self,
+        run: RayRun,
+        adapter: orchestra.ToolAdapter,
+        checks: tuple[orchestra.Check, ...],
+        space: Any,
+    ) -> None:
         self.ray_run = run
         self.adapter = adapter
         self.name = adapter.name
+        self.capabilities = adapter.capabilities
         self.checks = checks
         self.space = space
+
+    def available(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
+        """Return the tool's availability as its own adapter says (the node that runs the
+        attempt has the tool; routing asked before the attempt started)."""
+        return self.adapter.available(profile)
 
     def execute(self, request: ExecutionRequest, ctx: Any) -> StepResult:
         """Run the attempt on a node with the tool; return its result, its change made

@@ -1,8 +1,9 @@
-"""Run and step state machines: the states, the legal transitions, and nothing else.
+"""Run and step lifecycles: the states, the legal transitions, and nothing else.
 
-The store (``orchestra.state``) checks every change of state against these tables inside
-the transaction that writes it, so a run or a step can only ever move along an edge
-listed here. Anything else is a bug in orchestra and raises ``IllegalTransition``.
+The store (``store.py`` beside this module) checks every change of state against these
+tables inside the transaction that writes it, so a run or a step can only ever move along
+an edge listed here. Anything else is a bug in orchestra and raises ``IllegalTransition``.
+The engine reads the states from here; the store needs nothing of the engine.
 
 Ended states are final but for one door: ``resume`` continues a canceled run, and with it
 reopens its canceled steps (and those skipped because of them).

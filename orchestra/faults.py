@@ -5,6 +5,9 @@ write, a directory made), SQLite's "database or disk is full", and git's many wo
 it ("No space left on device", "write error. Out of diskspace", or only "couldn't write
 '…lock'"). The last kind names no cause, so a failed write counts as a full disk when
 the file system it went to has no free block or inode left.
+
+Both the store (a database write) and the engine (a log, a worktree, git) meet full disks,
+so this sits at the root, below both.
 """
 
 from __future__ import annotations

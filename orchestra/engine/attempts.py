@@ -1,0 +1,247 @@
+"""One attempt, on a worker: its workspace, its pre-flight checks, the tool, its checks,
+its change judged against the task's scope and landed.
+
+This is the worker's side of the run loop. It gets an ``AttemptLaunch`` (protocols.py)
+and gives back a ``StepResult``; it never touches the store. ``execute_attempt`` is the
+part between the workspace's ``prepare`` and ``changes``, public as
+``orchestra.execute_attempt``: an executor that runs attempts on other machines calls it
+there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from orchestra.engine import scope
+from orchestra.engine.resilience import (
+    FEEDBACK_LINES,
+    check_feedback,
+    conflict_feedback,
+    refusal_feedback,
+)
+from orchestra.errors import WorkspaceError, WorkspaceViolation
+from orchestra.models import StepResult, Usage
+
+if TYPE_CHECKING:
+    from orchestra.engine.context import LocalContext
+    from orchestra.models import Check, Defaults, ExecutionRequest, ProcessResult
+    from orchestra.protocols import AttemptLaunch, RunWorkspace, ToolAdapter
+
+#: pytest's exit status when it collected no test
+PYTEST_NO_TESTS = 5
+
+
+def carry_out(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
+    """Return how the attempt went (``run_attempt``); whatever it raises fails it
+    ``crashed``, for the loop waits for every attempt's result. The attempt's context
+    is cleaned up either way."""
+    try:
+        return run_attempt(launch, defaults)
+    except BaseException as error:  # never lose a result
+        message = launch.context.redact(f"{type(error).__name__}: {error}")
+        return StepResult("failed", error_class="crashed", message=message)
+    finally:
+        launch.context.cleanup()
+
+
+def run_attempt(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
+    """One attempt in its workspace (worker thread): prepare the directory, run the tool and
+    the checks there, judge the change against the task's scope, land it, clean up."""
+    space, context = launch.workspace, launch.context
+    request = launch.request
+    try:
+        directory = space.prepare(request, context)
+    except WorkspaceError as error:
+        _discard(space, request, context.cwd, context)
+        return StepResult("failed", error_class="setup_failed", message=str(error))
+    try:
+        context.cwd = directory
+        request = _in_directory(space, request, directory)
+        tool_done = getattr(space, "tool_done", None)
+        result = execute_attempt(
+            launch.adapter,
+            request,
+            context,
+            launch.checks,
+            after_tool=None
+            if tool_done is None
+            else functools.partial(tool_done, request, directory),
+        )
+        if result.outcome == "canceled":
+            return result
+        return _judge_change(space, request, directory, result, defaults)
+    finally:
+        _discard(space, request, directory, context)
+
+
+def _in_directory(
+    space: RunWorkspace, request: ExecutionRequest, directory: str
+) -> ExecutionRequest:
+    """The request for the attempt's directory, with what the directory holds (the
+    workspace's ``started``, if it says)."""
+    started = getattr(space, "started", None)
+    start = started(request) if started is not None else None
+    if request.workdir != directory or request.start != start:
+        request = attrs.evolve(request, workdir=directory, start=start)
+    return request
+
+
+def _judge_change(
+    space: RunWorkspace,
+    request: ExecutionRequest,
+    directory: str,
+    result: StepResult,
+    defaults: Defaults,
+) -> StepResult:
+    """The attempt's result once its change is known: kept with it, refused if it reaches
+    beyond the task's scope or its workspace, landed if the attempt succeeded."""
+    try:
+        change = space.changes(request, directory)
+    except WorkspaceViolation as violation:
+        return _violated(result, str(violation))
+    if result.diff != change.diff:
+        result = attrs.evolve(result, diff=change.diff)
+    if result.outcome != "succeeded":
+        return result
+    problems = scope.violations(request.task, defaults, change)
+    if problems:
+        return attrs.evolve(
+            result,
+            outcome="failed",
+            error_class="scope_violation",
+            message="; ".join(problems),
+            feedback=refusal_feedback("; ".join(problems)),
+        )
+    try:
+        landing = space.land(request, directory)
+    except WorkspaceViolation as violation:
+        return _violated(result, str(violation))
+    if not landing.merged:
+        files = ", ".join(landing.conflicts) or "unknown files"
+        return attrs.evolve(
+            result,
+            outcome="failed",
+            error_class="merge_conflict",
+            message=f"merge conflict in {files}",
+            feedback=conflict_feedback(files),
+        )
+    return result
+
+
+def _violated(result: StepResult, message: str) -> StepResult:
+    """The attempt's result once it turned out to have reached beyond its workspace."""
+    return attrs.evolve(
+        result,
+        outcome="failed",
+        error_class="scope_violation",
+        message=message,
+        feedback=refusal_feedback(message),
+    )
+
+
+def _discard(space: RunWorkspace, request: ExecutionRequest, directory: str, context: Any) -> None:
+    """Let the workspace remove the attempt's directory. A clean-up that fails (a git lock
+    held too long) changes nothing of the attempt's result, whose change may have landed
+    already: it is said in the attempt's log, and the workspace's ``close`` at the run's
+    end removes what is left."""
+    try:
+        space.discard(request, directory)
+    except Exception as error:
+        note = f"orchestra: could not clean up the attempt's workspace: {error}\n"
+        try:
+            with open(context.log_path, "ab") as log:
+                log.write(context.redact(note).encode(errors="replace"))
+        except OSError:
+            pass
+
+
+def execute_attempt(
+    adapter: ToolAdapter,
+    request: ExecutionRequest,
+    context: LocalContext,
+    checks: Sequence[Check],
+    after_tool: Callable[[], None] | None = None,
+) -> StepResult:
+    """Run the pre-flight checks, the tool, then the checks in ``request.workdir`` through
+    ``context``, and return how the attempt went (on the calling thread).
+
+    What ``ExecutorRun.work`` does between the workspace's ``prepare`` and ``changes``; an
+    executor that runs attempts on other machines calls it there (``orchestra.execute_attempt``).
+    A pre-flight check that fails ends the attempt ``preflight_failed``, an adapter that
+    raises ``crashed``, a failing check ``check_failed``. ``after_tool`` is called between
+    the tool and the checks (the workspace notes what the tool left: what the checks
+    write is not the attempt's change)."""
+    preflight = [check for check in checks if check.before]
+    if preflight:
+        checks = [check for check in checks if not check.before]
+        refused = _run_checks(preflight, context, "preflight_failed", None)
+        if refused is not None:
+            return refused
+    try:
+        result = adapter.execute(request, context)
+    except NotImplementedError as error:  # an adapter that cannot run tasks (yet): no retry
+        message = f"tool {adapter.name!r} cannot carry out tasks: {error}"
+        return StepResult("failed", error_class="tool_missing", message=context.redact(message))
+    except Exception as error:  # an adapter's bug fails the attempt, not the run
+        message = context.redact(f"{type(error).__name__}: {error}")
+        return StepResult("failed", error_class="crashed", message=message)
+    if result.outcome != "succeeded":
+        return result
+    if checks and after_tool is not None:
+        after_tool()
+    failed = _run_checks(checks, context, "check_failed", result)
+    return result if failed is None else failed
+
+
+def _run_checks(
+    checks: Sequence[Check],
+    context: LocalContext,
+    error_class: str,
+    result: StepResult | None,
+) -> StepResult | None:
+    """Run ``checks`` in order; return the attempt's failure at the first that fails
+    (``error_class``, the tool's ``result`` usage kept), or None when all pass."""
+    kind = "pre-flight check" if error_class == "preflight_failed" else "check"
+    for check in checks:
+        command = check.command  # a string exactly when the check opted into a shell
+        argv = (
+            ["/bin/sh", "-c", command]
+            if check.shell and isinstance(command, str)
+            else list(command)
+        )
+        output: deque[str] = deque(maxlen=FEEDBACK_LINES)
+        finished = context.run(argv, timeout=check.timeout, on_line=output.append)
+        if finished.stopped == "canceled":
+            return StepResult("canceled", message=f"canceled during {kind}s")
+        if finished.exit_code != 0:
+            why = _check_failure(check, finished)
+            return StepResult(
+                "failed",
+                error_class=error_class,
+                message=f"{kind} {check.label!r} {why}",
+                exit_code=finished.exit_code,
+                usage=result.usage if result is not None else Usage(),
+                feedback=check_feedback(check.label, why, list(output)),
+            )
+        # always in the log, even when silent: a check is a process of its own (far
+        # dearer than the line), and an attempt without checks keeps its lazy log
+        context.note(f"{kind} {check.label!r} passed (exit status 0)")
+    return None
+
+
+def _check_failure(check: Check, finished: ProcessResult) -> str:
+    """Say how a check failed: could not start, timed out, collected no tests, exited N."""
+    if finished.error:
+        return f"could not start: {finished.error}"
+    if finished.stopped:
+        return f"timed out ({finished.stopped})"
+    if finished.exit_code == PYTEST_NO_TESTS and "pytest" in check.label:
+        return f"collected no tests (exit {PYTEST_NO_TESTS}): a check that runs nothing fails"
+    if finished.exit_code is None:
+        return f"was killed by signal {finished.signal}"
+    return f"exited {finished.exit_code}"

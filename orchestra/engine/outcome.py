@@ -1,0 +1,32 @@
+"""How a run ended: what ``start_run`` and ``resume_run`` return, for the CLI to print."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from orchestra import classes
+
+
+@classes.frozen
+class RunOutcome:
+    """How a run ended: its final state and the count of steps in each state."""
+
+    run_id: str
+    state: str
+    counts: Mapping[str, int]
+    failed: Sequence[str]
+    #: why the run stopped short (its budget ran out), if it did
+    error: str | None = None
+    #: where the run's result is (its workspaces' summaries: the run branch …)
+    notes: Sequence[str] = ()
+    #: seconds this process drove the run
+    seconds: float = 0.0
+    tokens: int = 0
+    cost: float = 0.0
+    #: why each failed (or quarantined) task ended so
+    reasons: Mapping[str, str] = attrs.field(factory=dict)
+    #: what each workspace last asked to keep (the worktree's: the run branch's tip)
+    checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
