@@ -82,7 +82,7 @@ def repo(tmp_path: Path) -> Path:
 def test_the_guard_puts_back_a_changed_program_and_keeps_the_users_one(repo: Path) -> None:
     guard = SettingsGuard(repo)
     assert guard.check() is None  # nothing changed: no git process either
-    config(repo, "filter.lfs.clean", "/tmp/evil %f")
+    config(repo, "filter.lfs.clean", "/opt/evil/clean %f")
     config(repo, "--add", "credential.helper", "store")
     config(repo, "core.editor", "vim")
     config(repo, "user.name", "someone")  # not a program
