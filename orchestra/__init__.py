@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "hookimpl": "orchestra.markers",
+    "hookimpl": "orchestra.plugin.markers",
     "Availability": "orchestra.models",
     "Backoff": "orchestra.models",
     "Check": "orchestra.models",
@@ -30,13 +30,13 @@ _PUBLIC = {
     "Landing": "orchestra.models",
     "SinkContext": "orchestra.models",
     "WorkspaceRun": "orchestra.models",
-    "ExecutionContext": "orchestra.protocols",
-    "RoutingChoice": "orchestra.protocols",
-    "RoutingContext": "orchestra.protocols",
-    "SchedulingContext": "orchestra.protocols",
-    "ToolAdapter": "orchestra.protocols",
-    "ToolSetup": "orchestra.protocols",
-    "ToolStats": "orchestra.protocols",
+    "ExecutionContext": "orchestra.plugin.protocols",
+    "RoutingChoice": "orchestra.plugin.protocols",
+    "RoutingContext": "orchestra.plugin.protocols",
+    "SchedulingContext": "orchestra.plugin.protocols",
+    "ToolAdapter": "orchestra.plugin.protocols",
+    "ToolSetup": "orchestra.plugin.protocols",
+    "ToolStats": "orchestra.plugin.protocols",
     "OrchestraError": "orchestra.errors",
     "SpecError": "orchestra.errors",
     "WorkspaceError": "orchestra.errors",
@@ -44,44 +44,44 @@ _PUBLIC = {
     "WorkstreamInvalid": "orchestra.errors",
     "load_workstream": "orchestra.spec",
     "find_version": "orchestra.toolversion",
-    "run_git": "orchestra.workspace.command",
-    "git_invocation": "orchestra.workspace.command",
-    "GitError": "orchestra.workspace.command",
+    "run_git": "orchestra.git.command",
+    "git_invocation": "orchestra.git.command",
+    "GitError": "orchestra.git.command",
     "start_note": "orchestra.engine.resilience",
     # executors: the attempt the run loop hands them, and what running one elsewhere needs
-    "AttemptLaunch": "orchestra.protocols",
-    "Executor": "orchestra.protocols",
-    "RunExecutor": "orchestra.protocols",
+    "AttemptLaunch": "orchestra.plugin.protocols",
+    "Executor": "orchestra.plugin.protocols",
+    "RunExecutor": "orchestra.plugin.protocols",
     "execute_attempt": "orchestra.engine.attempts",
     "LocalContext": "orchestra.engine.context",
     "build_environment": "orchestra.engine.environment",
     "processes_of_run": "orchestra.engine.leftovers",
     "stop_process_groups": "orchestra.engine.leftovers",
     # the settings a plugin adds (orchestra_register_settings)
-    "PluginSetting": "orchestra.protocols",
+    "PluginSetting": "orchestra.plugin.protocols",
     # for a plugin's type checker: what the registration hooks hand over, and the shapes
     # of what they register, their optional members each a protocol of its own
-    "Register": "orchestra.protocols",
-    "RoutingStrategy": "orchestra.protocols",
-    "SchedulingStrategy": "orchestra.protocols",
-    "EventSink": "orchestra.protocols",
-    "Workspace": "orchestra.protocols",
-    "RunWorkspace": "orchestra.protocols",
-    "WorkstreamLoader": "orchestra.protocols",
-    "LoadContext": "orchestra.protocols",
-    "ToolCircuitBreaker": "orchestra.protocols",
-    "ToolConfigurationProblems": "orchestra.protocols",
-    "ContextSandbox": "orchestra.protocols",
-    "SchedulerKey": "orchestra.protocols",
-    "SinkOpen": "orchestra.protocols",
-    "SinkWantsOutput": "orchestra.protocols",
-    "WorkspaceLanded": "orchestra.protocols",
-    "RunWorkspaceCheckpoint": "orchestra.protocols",
-    "RunWorkspaceClose": "orchestra.protocols",
-    "RunWorkspaceRepairs": "orchestra.protocols",
-    "RunWorkspaceWritablePaths": "orchestra.protocols",
-    "RunWorkspaceStarted": "orchestra.protocols",
-    "RunWorkspaceToolDone": "orchestra.protocols",
+    "Register": "orchestra.plugin.protocols",
+    "RoutingStrategy": "orchestra.plugin.protocols",
+    "SchedulingStrategy": "orchestra.plugin.protocols",
+    "EventSink": "orchestra.plugin.protocols",
+    "Workspace": "orchestra.plugin.protocols",
+    "RunWorkspace": "orchestra.plugin.protocols",
+    "WorkstreamLoader": "orchestra.plugin.protocols",
+    "LoadContext": "orchestra.plugin.protocols",
+    "ToolCircuitBreaker": "orchestra.plugin.protocols",
+    "ToolConfigurationProblems": "orchestra.plugin.protocols",
+    "ContextSandbox": "orchestra.plugin.protocols",
+    "SchedulerKey": "orchestra.plugin.protocols",
+    "SinkOpen": "orchestra.plugin.protocols",
+    "SinkWantsOutput": "orchestra.plugin.protocols",
+    "WorkspaceLanded": "orchestra.plugin.protocols",
+    "RunWorkspaceCheckpoint": "orchestra.plugin.protocols",
+    "RunWorkspaceClose": "orchestra.plugin.protocols",
+    "RunWorkspaceRepairs": "orchestra.plugin.protocols",
+    "RunWorkspaceWritablePaths": "orchestra.plugin.protocols",
+    "RunWorkspaceStarted": "orchestra.plugin.protocols",
+    "RunWorkspaceToolDone": "orchestra.plugin.protocols",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
@@ -168,7 +168,7 @@ if TYPE_CHECKING:
         WorkspaceViolation,
         WorkstreamInvalid,
     )
-    from orchestra.markers import hookimpl
+    from orchestra.git.command import GitError, git_invocation, run_git
     from orchestra.models import (
         Availability,
         Backoff,
@@ -189,7 +189,8 @@ if TYPE_CHECKING:
         WorkspaceRun,
         Workstream,
     )
-    from orchestra.protocols import (
+    from orchestra.plugin.markers import hookimpl
+    from orchestra.plugin.protocols import (
         AttemptLaunch,
         ContextSandbox,
         EventSink,
@@ -225,7 +226,6 @@ if TYPE_CHECKING:
     )
     from orchestra.spec import load_workstream
     from orchestra.toolversion import find_version
-    from orchestra.workspace.command import GitError, git_invocation, run_git
 
 
 def _import_public(name: str) -> Any:

@@ -24,7 +24,7 @@ from orchestra.models import Budget, Defaults, ToolProfile, duration, size
 from orchestra.sizes import parse_size
 
 if TYPE_CHECKING:
-    from orchestra.protocols import PluginSetting
+    from orchestra.plugin.protocols import PluginSetting
 
 CONFIG_FILE = "orchestra.toml"
 PYPROJECT = "pyproject.toml"

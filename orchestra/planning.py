@@ -29,11 +29,11 @@ from orchestra.errors import (
     did_you_mean,
 )
 from orchestra.models import Availability, Defaults, Task, ToolProfile, Workstream
-from orchestra.plugins import PluginHost
-from orchestra.protocols import SchedulingContext, ToolAdapter
+from orchestra.plugin.host import PluginHost
+from orchestra.plugin.protocols import SchedulingContext, ToolAdapter
 
 if TYPE_CHECKING:
-    from orchestra.state import Store
+    from orchestra.store import Store
 
 
 @classes.frozen
@@ -368,7 +368,7 @@ def _offer_as_a_run(
 def open_history(settings: Settings) -> Store | None:
     """Return the run database of ``settings`` opened for reading only (None when there
     is none yet): what routing reads there, ``plan`` reads too."""
-    from orchestra.state import Store
+    from orchestra.store import Store
 
     if not Path(settings.db).exists():
         return None
@@ -421,7 +421,7 @@ def configuration_warnings(
     ``--version`` otherwise."""
     from orchestra.engine.environment import build_environment
     from orchestra.engine.router import candidate_tools
-    from orchestra.protocols import ToolSetup
+    from orchestra.plugin.protocols import ToolSetup
 
     tools = host.tools()
     assumed = Availability(True)

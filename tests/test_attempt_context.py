@@ -9,9 +9,9 @@ from pathlib import Path
 
 from orchestra.config import find_project
 from orchestra.engine.runs import start_run
-from orchestra.markers import hookimpl
 from orchestra.models import Availability, StepResult
 from orchestra.planning import load_checked
+from orchestra.plugin.markers import hookimpl
 
 
 class RecordingTool:

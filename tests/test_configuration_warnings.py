@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestra.models import Availability, ToolProfile
-from orchestra.plugins import PluginHost
-from orchestra.protocols import ToolSetup
+from orchestra.plugin.host import PluginHost
+from orchestra.plugin.protocols import ToolSetup
 from orchestra.testing import ScriptedTool, ToolsPlugin, invoke_cli
 
 WORKSTREAM = 'id = "w"\n[[tasks]]\nid = "t"\nprompt = "p"\n[defaults.env]\nFROM_DEFAULTS = "1"\n'

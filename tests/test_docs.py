@@ -4,7 +4,7 @@ import inspect
 import re
 from pathlib import Path
 
-from orchestra import hookspecs
+from orchestra.plugin import hookspecs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 HEADING = re.compile(r"^## (orchestra_\w+)\((.*)\)$", re.MULTILINE)

@@ -6,7 +6,7 @@ from importlib.metadata import entry_points as installed
 
 import pytest
 
-from orchestra.entry_points import entry_points
+from orchestra.plugin.entry_points import entry_points
 from orchestra.testing import make_distribution
 
 

@@ -115,9 +115,9 @@ def test_an_executor_written_against_the_public_api_carries_a_run(tmp_path):
 def test_the_launch_is_documented_field_by_field_and_typed_in_the_protocol():
     import typing
 
-    from orchestra.protocols import RunExecutor
+    from orchestra.plugin.protocols import RunExecutor
 
-    hints = typing.get_type_hints(RunExecutor.submit, vars(orchestra.protocols))
+    hints = typing.get_type_hints(RunExecutor.submit, vars(orchestra.plugin.protocols))
     assert hints["launch"] is orchestra.AttemptLaunch
     executors = (ROOT / "docs" / "hooks.md").read_text().split("## orchestra_register_executors")
     section = re.split(r"^## ", executors[1], flags=re.M)[0]

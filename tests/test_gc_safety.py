@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from orchestra.state import lock
+from orchestra.store import lock
 from orchestra.testing import make_git_repo, run_orchestra, start_orchestra, wait_for
 
 QUICK = 'id = "w"\n[[tasks]]\nid = "t"\nshell = true\ncommand = "echo x >> x.txt"\n'

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.testing import make_git_repo
-from orchestra.workspace import git as git_ops
-from orchestra.workspace.git import (
+from orchestra.git import git as git_ops
+from orchestra.git.git import (
     GitError,
     MergeResult,
     add_worktree,
@@ -39,6 +38,7 @@ from orchestra.workspace.git import (
     repository_root,
     state_tree,
 )
+from orchestra.testing import make_git_repo
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestra.git import git
 from orchestra.testing import make_git_repo
-from orchestra.workspace import git
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestra.git import command, git, locks
 from orchestra.testing import make_git_repo
-from orchestra.workspace import command, git, locks
 
 
 def user_git(repo: Path, *arguments: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from orchestra import hookimpl
 from orchestra.errors import PluginError
-from orchestra.plugins import KINDS
+from orchestra.plugin.host import KINDS
 from orchestra.testing import ScriptedTool, invoke_cli, make_distribution, run_orchestra
 
 

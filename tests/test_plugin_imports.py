@@ -73,7 +73,7 @@ def test_every_plugin_file_imports_only_orchestra_and_orchestra_testing():
         ("from orchestra.engine.attempts import execute_attempt", True),
         ("from orchestra import engine", True),
         ("from orchestra import models as m", True),
-        ("def f():\n    from orchestra.plugins import PluginHost\n", True),
+        ("def f():\n    from orchestra.plugin.host import PluginHost\n", True),
         ("import orchestra", False),
         ("import orchestra.testing", False),
         ("from orchestra import StepResult, LocalContext", False),

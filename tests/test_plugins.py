@@ -9,7 +9,7 @@ import pytest
 from orchestra import hookimpl
 from orchestra.errors import PluginError
 from orchestra.models import Availability
-from orchestra.plugins import KINDS, PluginHost
+from orchestra.plugin.host import KINDS, PluginHost
 from orchestra.testing import (
     ScriptedTool,
     ToolsPlugin,

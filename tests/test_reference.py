@@ -1,5 +1,5 @@
 """The hook reference says what the code does: docs/hooks.md names every member of every
-protocol in orchestra/protocols.py with its real parameters, in the sections of the hooks
+protocol in orchestra/plugin/protocols.py with its real parameters, in the sections of the hooks
 that hand those objects out, and the hookspecs' docstrings do not contradict them.
 
 The convention a page follows, and this test reads: a member is written in backticks as a
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import pytest
 
 import orchestra
-from orchestra import hookspecs, protocols
+from orchestra.plugin import hookspecs, protocols
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS_PAGE = ROOT / "docs" / "hooks.md"
@@ -94,7 +94,7 @@ def real_parameters(function: Any, bound: bool) -> list[Parameter]:
 
 
 def protocol_classes() -> dict[str, type]:
-    """Return every Protocol defined in orchestra/protocols.py, by name."""
+    """Return every Protocol defined in orchestra/plugin/protocols.py, by name."""
     return {
         name: value
         for name, value in vars(protocols).items()
@@ -241,7 +241,9 @@ def test_a_hookspecs_docstring_writes_members_with_their_real_parameters(hook):
         for name, parameters in filter(None, map(written_signature, code_spans(function.__doc__)))
         if name in real and parameters not in real[name]
     ]
-    assert not wrong, f"orchestra/hookspecs.py, {hook}'s docstring writes {wrong}: not the code's"
+    assert not wrong, (
+        f"orchestra/plugin/hookspecs.py, {hook}'s docstring writes {wrong}: not the code's"
+    )
 
 
 def test_the_plugin_page_lists_every_public_name():

@@ -264,7 +264,7 @@ def test_the_live_view_keeps_what_resume_did_above_it(tmp_path, stopped, expecte
 
 def test_resume_refuses_a_run_that_recorded_no_workstream_file(tmp_path):
     """A run made through the library API may record no file: resume says so in one line."""
-    from orchestra.state import Store
+    from orchestra.store import Store
 
     repo = make_git_repo(tmp_path / "repo")
     with Store.open(repo / ".orchestra" / "orchestra.db") as store:

@@ -6,11 +6,11 @@ from orchestra.builtin import routing, scheduling, shell
 from orchestra.config import Project, resolve_settings
 from orchestra.engine.router import route
 from orchestra.errors import PluginError
-from orchestra.markers import hookimpl
 from orchestra.models import Availability, Defaults, Task, ToolProfile, Workstream
 from orchestra.planning import make_plan, start_order
-from orchestra.plugins import PluginHost
-from orchestra.protocols import Memory, RoutingChoice, SchedulingContext, ToolStats
+from orchestra.plugin.host import PluginHost
+from orchestra.plugin.markers import hookimpl
+from orchestra.plugin.protocols import Memory, RoutingChoice, SchedulingContext, ToolStats
 from orchestra.testing import ScriptedTool, ToolsPlugin
 
 

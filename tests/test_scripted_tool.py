@@ -13,7 +13,6 @@ import pytest
 from orchestra.engine.context import LocalContext
 from orchestra.engine.environment import build_environment
 from orchestra.models import ExecutionRequest, StepResult, Task, ToolProfile, Usage
-from orchestra.scripted_tool import parse_tools_variable
 from orchestra.testing import (
     ScriptedToolAdapter,
     make_git_repo,
@@ -22,6 +21,7 @@ from orchestra.testing import (
     tool_calls,
     write_tool_script,
 )
+from orchestra.testing.scripted_tool import parse_tools_variable
 
 
 def running(pid: int) -> bool:

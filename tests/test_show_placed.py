@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from orchestra.state.store import Store
+from orchestra.store.database import Store
 from orchestra.testing import make_git_repo, run_orchestra
 
 

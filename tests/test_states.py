@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from orchestra.errors import OrchestraError
-from orchestra.state.lifecycle import (
+from orchestra.store.lifecycle import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     TERMINAL_RUN_STATES,

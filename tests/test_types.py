@@ -156,7 +156,7 @@ def test_each_mistake_in_a_plugin_is_a_mypy_error_on_its_line(check):
 def test_every_protocol_is_a_public_name():
     """A plugin imports only ``orchestra``: each protocol its type checker needs is there."""
     import orchestra
-    from orchestra import protocols
+    from orchestra.plugin import protocols
 
     declared = {
         name

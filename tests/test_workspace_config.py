@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestra.git import command
+from orchestra.git.program_settings import PROGRAM_KEYS, SettingsGuard
 from orchestra.testing import make_git_repo, run_orchestra
-from orchestra.workspace import command
-from orchestra.workspace.program_settings import PROGRAM_KEYS, SettingsGuard
 
 NO_SANDBOX = {"ORCHESTRA_SANDBOX": "none"}
 

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestra.scripted_tool import read_calls
 from orchestra.testing import (
     make_git_repo,
     run_orchestra,
@@ -24,6 +23,7 @@ from orchestra.testing import (
     wait_for,
     write_tool_script,
 )
+from orchestra.testing.scripted_tool import read_calls
 
 
 def git(repo: Path, *arguments: str) -> str:

@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from orchestra.scripted_tool import read_calls
 from orchestra.testing import (
     make_git_repo,
     orchestra_program,
@@ -17,6 +16,7 @@ from orchestra.testing import (
     scripted_tools_env,
     write_tool_script,
 )
+from orchestra.testing.scripted_tool import read_calls
 
 
 def git(repo: Path, *arguments: str) -> str:
@@ -332,7 +332,7 @@ def test_a_setup_line_that_cannot_be_split_and_a_missing_merge_target_are_refuse
 
 
 def test_a_project_outside_git_runs_in_place_and_needs_no_git_program(tmp_path):
-    from orchestra.workspace import has_git_marker
+    from orchestra.git import has_git_marker
 
     project = tmp_path / "project"
     project.mkdir()

@@ -24,8 +24,8 @@ from typing import Any
 
 from orchestra import __version__
 from orchestra.errors import ConfigError, did_you_mean
-from orchestra.markers import hookimpl
 from orchestra.models import SinkContext
+from orchestra.plugin.markers import hookimpl
 
 #: the command sink's events when ``kinds`` is not set: the end of the run
 RUN_ENDS = ("run.succeeded", "run.failed", "run.canceled")

@@ -6,8 +6,8 @@ import queue
 import threading
 from typing import Any
 
-from orchestra.markers import hookimpl
 from orchestra.models import ExecutorRun
+from orchestra.plugin.markers import hookimpl
 
 #: what a worker takes from the queue to know it is done
 _DONE = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestra.markers import hookimpl
 from orchestra.models import Task
-from orchestra.protocols import RoutingChoice, RoutingContext, ToolAdapter
+from orchestra.plugin.markers import hookimpl
+from orchestra.plugin.protocols import RoutingChoice, RoutingContext, ToolAdapter
 
 
 class Fixed:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from orchestra import graph
-from orchestra.markers import hookimpl
 from orchestra.models import Task
-from orchestra.protocols import SchedulingContext
+from orchestra.plugin.markers import hookimpl
+from orchestra.plugin.protocols import SchedulingContext
 
 
 class _PerGraph:

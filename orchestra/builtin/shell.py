@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 
-from orchestra.markers import hookimpl
 from orchestra.models import (
     Availability,
     ExecutionRequest,
@@ -12,7 +11,8 @@ from orchestra.models import (
     StepResult,
     ToolProfile,
 )
-from orchestra.protocols import ExecutionContext
+from orchestra.plugin.markers import hookimpl
+from orchestra.plugin.protocols import ExecutionContext
 
 
 class ShellTool:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from orchestra.markers import hookimpl
+from orchestra.plugin.markers import hookimpl
 
 
 def describe_event(event: Mapping[str, Any]) -> str | None:

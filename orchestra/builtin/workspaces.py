@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestra.errors import WorkspaceError, WorkspaceViolation
-from orchestra.markers import hookimpl
 from orchestra.models import Change, ExecutionRequest, Landing, WorkspaceRun
+from orchestra.plugin.markers import hookimpl
 
 if TYPE_CHECKING:
-    from orchestra.workspace.command import Tree
+    from orchestra.git.command import Tree
 
 #: where a run's worktrees live, under orchestra's directory beside the database
 WORKTREES = "worktrees"
@@ -110,7 +110,7 @@ class Worktree:
         """The tasks whose change already reached the run's branch, each with the attempt
         that brought it (read from orchestra's trailers on the branch's commits); resume
         asks, so that a change whose landing the crash left unrecorded is not made twice."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         repo = _repository(run.project_root)
         branch = run_branch(run.run_id)
@@ -121,7 +121,7 @@ class Worktree:
 
 class WorktreeRun:
     def __init__(self, run: WorkspaceRun) -> None:
-        from orchestra.workspace import git, program_settings
+        from orchestra.git import git, program_settings
 
         self.run = run
         repo = _repository(run.project_root)
@@ -166,7 +166,7 @@ class WorktreeRun:
         self.removed = False
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         key = self._key(request)
         path = worktree_path(self.root, self.run.run_id, *key)
@@ -199,7 +199,7 @@ class WorktreeRun:
     def tool_done(self, request: ExecutionRequest, directory: str) -> None:
         """Note what the attempt's tool left in the worktree, before the checks run: that
         is the attempt's change; what the checks write afterwards is not."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         key = self._key(request)
         self._tool_states[key] = git.state_tree(self._trees[key], self._ignore)
@@ -209,7 +209,7 @@ class WorktreeRun:
         output; not what its checks wrote) and say what that is; raise WorkspaceViolation
         when the attempt reached beyond its worktree (moved the run branch or its own
         HEAD, changed the repository's configuration), after putting those back."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
@@ -236,7 +236,7 @@ class WorktreeRun:
         )
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
@@ -256,7 +256,7 @@ class WorktreeRun:
         return Landing(result.merged, tuple(result.conflicts), result.tip)
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         key = self._key(request)
         self._base.pop(key, None)
@@ -268,7 +268,7 @@ class WorktreeRun:
         except git.GitError:
             if tree is None:
                 raise
-            from orchestra.workspace import repair
+            from orchestra.git import repair
 
             repair.remove_tree(self.repo, tree, self.root)  # its .git file was rewritten
         git.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
@@ -286,7 +286,7 @@ class WorktreeRun:
         """Remove whatever of the run is left in the repository (worktrees, attempt
         branches, directories an attempt's clean-up could not remove), and check the run
         branch one last time; return what was done, one line each."""
-        from orchestra.workspace import repair
+        from orchestra.git import repair
 
         notes = []
         with self._landing:
@@ -322,7 +322,7 @@ class WorktreeRun:
     def _new_start(self) -> str:
         """Where a new run branch starts: HEAD, or a snapshot of the uncommitted changes
         on top of it (``include_uncommitted``)."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         if self.run.include_uncommitted:
             return git.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
@@ -332,7 +332,7 @@ class WorktreeRun:
         """Apply the task's last unmerged change in its new worktree, uncommitted; return
         ``continued``, ``unapplied`` (it does not apply to the run's work now: the
         worktree is left clean) or ``clean`` (there is none: it changed nothing)."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         with self._landing:
             previous = self.unmerged.get(request.task.id)
@@ -346,7 +346,7 @@ class WorktreeRun:
     def _remove_branch(self) -> str:
         """Remove the run branch of a run that merged nothing (call with ``_landing``
         held); return what was done. A resume makes it again from its recorded start."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         try:
             git.delete_branch(self.repo, self.branch, expected=self.start)
@@ -358,7 +358,7 @@ class WorktreeRun:
     def _repair(self) -> None:
         """Put right what the run's dead orchestrator left: half-made, vanished or
         leftover worktrees, their branches and directories, stale git locks."""
-        from orchestra.workspace import repair
+        from orchestra.git import repair
 
         run_id = self.run.run_id
         for done in repair.repair(self.repo, self.root, dead=lambda run: run == run_id):
@@ -368,7 +368,7 @@ class WorktreeRun:
         """The run branch's tip to go on from (``current``, where it is now): where
         orchestra last recorded it, plus the landings of this run a crash kept from being
         recorded; a move by any other hand is undone."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         if recorded is None or recorded == current:
             return current
@@ -386,7 +386,7 @@ class WorktreeRun:
     def _check_run_branch(self) -> None:
         """Refuse a run branch that moved since orchestra last moved it: put it back and
         raise WorkspaceViolation saying what moved it (call with ``_landing`` held)."""
-        from orchestra.workspace import git
+        from orchestra.git import git
 
         current = git.branch_tip(self.repo, self.branch)
         if current == self.tip:
@@ -423,7 +423,7 @@ class WorktreeRun:
     def _check_worktree(self, tree: Tree, branch: str) -> None:
         """Refuse a worktree whose git records the attempt changed: its HEAD on another
         branch, or its git directory pointing elsewhere."""
-        from orchestra.workspace import repair
+        from orchestra.git import repair
 
         problem = repair.tampered(tree, branch)
         if problem:
@@ -453,7 +453,7 @@ def _landings(
     """Task -> attempt of the commits on ``branch`` (down from ``tip``) that this run
     landed, found by their trailers, from ``start`` (or, without it, as far back as the
     run's own commits go)."""
-    from orchestra.workspace import git
+    from orchestra.git import git
 
     tip = tip or git.branch_tip(repo, branch)
     if tip is None:
@@ -485,7 +485,7 @@ def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, 
 
 
 def _repository(project_root: str) -> Path | None:
-    from orchestra.workspace import git
+    from orchestra.git import git
 
     return git.repository_root(Path(project_root))
 

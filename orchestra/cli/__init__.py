@@ -18,7 +18,7 @@ import click
 
 from orchestra import __version__
 from orchestra.cli.commands import BUILTIN_COMMANDS
-from orchestra.cli.state import CliState
+from orchestra.cli.session import CliSession
 
 
 class OrchestraGroup(click.Group):
@@ -36,7 +36,7 @@ class OrchestraGroup(click.Group):
             return getattr(importlib.import_module(module_name), attribute)
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        return ctx.ensure_object(CliState).plugin_commands.get(cmd_name)
+        return ctx.ensure_object(CliSession).plugin_commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):
         from orchestra.errors import OrchestraError

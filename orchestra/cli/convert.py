@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 
 def loader_options(*, format_flag: bool = True) -> Callable[[Callable], Callable]:
@@ -116,9 +116,9 @@ def echo_notice(message: str) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite the --output file if it exists.")
 @loader_options()
-@pass_state
+@pass_session
 def convert(
-    state: CliState,
+    session: CliSession,
     paths: tuple[str, ...],
     target: str,
     output: str | None,
@@ -140,7 +140,7 @@ def convert(
 
     loaded = load_source(
         paths,
-        state.host,
+        session.host,
         file_format=file_format,
         options=reading,
         on_notice=echo_notice,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 from orchestra.errors import OrchestraError
 
 EXAMPLE_FILE = Path("workstreams") / "example.toml"
@@ -23,8 +23,8 @@ EXAMPLE_FILE = Path("workstreams") / "example.toml"
     show_default=True,
     help="The project directory to set up.",
 )
-@pass_state
-def init(state: CliState, directory: Path) -> None:
+@pass_session
+def init(session: CliSession, directory: Path) -> None:
     """Set up orchestra in a project directory.
 
     Writes orchestra.toml, listing the AI tools found installed on this machine, and an
@@ -41,11 +41,11 @@ def init(state: CliState, directory: Path) -> None:
         ) from None
     project = find_project(directory)  # profiles of the project being set up, not the cwd's
     found = []
-    for registration in state.host.tools():
+    for registration in session.host.tools():
         availability = registration.item.available(project.profile(registration.name))
         if availability.available and "prompt" in registration.item.capabilities:
             found.append((registration.name, availability.version))
-    state.warn()
+    session.warn()
     _write_new(directory / "orchestra.toml", config_text(found))
     _write_new(directory / EXAMPLE_FILE, example_text([name for name, _ in found]))
     click.echo(f"next: orchestra plan {directory / EXAMPLE_FILE}")

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 if TYPE_CHECKING:
     from orchestra.engine.sandbox import SandboxChoice
-    from orchestra.state import BreakerRecord, Store
+    from orchestra.store import BreakerRecord, Store
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-@pass_state
-def plugins(state: CliState, as_json: bool) -> None:
+@pass_session
+def plugins(session: CliSession, as_json: bool) -> None:
     """List installed plugins: name, distribution, version, status, and what each
     registered (tools, routers, schedulers, sinks, workspaces, executors, loaders,
     commands).
@@ -25,10 +25,10 @@ def plugins(state: CliState, as_json: bool) -> None:
     Status is ok, disabled (blocked by ORCHESTRA_DISABLE_PLUGINS or disable_plugins), or
     broken, with the reason (an import error, an unknown hook, a duplicate name …).
     """
-    from orchestra.plugins import KINDS
+    from orchestra.plugin.host import KINDS
 
-    state.plugin_commands  # noqa: B018 - collects which plugin adds which command
-    infos = state.host.plugins()
+    session.plugin_commands  # noqa: B018 - collects which plugin adds which command
+    infos = session.host.plugins()
     rows: list[dict[str, Any]] = [
         {
             "name": info.name,
@@ -84,13 +84,13 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
         return
     from orchestra.engine.router import tool_capabilities
 
-    state: CliState = context.ensure_object(CliState)
-    breakers = {record.tool: record for record in _breakers(state, db)}
+    session: CliSession = context.ensure_object(CliSession)
+    breakers = {record.tool: record for record in _breakers(session, db)}
     rows: list[dict[str, Any]] = []
-    for registration in state.host.tools():
-        profile = state.project.profile(registration.name)
+    for registration in session.host.tools():
+        profile = session.project.profile(registration.name)
         found = registration.item.available(profile)
-        info = state.host.info(registration.plugin)
+        info = session.host.info(registration.plugin)
         breaker = breakers.get(registration.name)
         rows.append(
             {
@@ -110,11 +110,11 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
                 ),
             }
         )
-    state.warn()
+    session.warn()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    sandboxing = _sandboxing(state)
+    sandboxing = _sandboxing(session)
     _print_table(
         ["tool", "plugin", "capabilities", "available", "version", "breaker", "path"],
         [
@@ -134,33 +134,33 @@ def tools(context: click.Context, as_json: bool, db: str | None) -> None:
     click.echo(f"\n{sandboxing.describe()}")
 
 
-def _sandboxing(state: CliState) -> SandboxChoice:
+def _sandboxing(session: CliSession) -> SandboxChoice:
     """Whether a run's attempts would be sandboxed here (engine/sandbox.py)."""
     from orchestra.config import resolve_settings
     from orchestra.engine import sandbox
 
-    return sandbox.choose(resolve_settings(state.project))
+    return sandbox.choose(resolve_settings(session.project))
 
 
 @tools.command()
 @click.argument("name")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to change.")
-@pass_state
-def reset(state: CliState, name: str, db: str | None) -> None:
+@pass_session
+def reset(session: CliSession, name: str, db: str | None) -> None:
     """Close tool NAME's circuit breaker, so routing uses the tool again at once."""
     from orchestra.engine.resilience import Breakers
     from orchestra.errors import OrchestraError
 
-    if name not in state.host.tools():
-        known = ", ".join(registration.name for registration in state.host.tools())
+    if name not in session.host.tools():
+        known = ", ".join(registration.name for registration in session.host.tools())
         raise OrchestraError(f"no tool named {name!r} (installed: {known})")
-    store = _open(state, db)
+    store = _open(session, db)
     if store is None:
         click.echo(f"{name}: no breaker recorded (no run database yet)")
         return
     with store:
         # no run is going on to hear of it: the breaker's saved row is the whole change
-        breakers = Breakers(store, state.project.profile, on_event=lambda kind, payload: None)
+        breakers = Breakers(store, session.project.profile, on_event=lambda kind, payload: None)
         was = breakers.reset(name)
     if was == "closed":
         click.echo(f"{name}: breaker already closed")
@@ -168,20 +168,20 @@ def reset(state: CliState, name: str, db: str | None) -> None:
         click.echo(f"{name}: breaker closed (was {was})")
 
 
-def _open(state: CliState, db: str | None) -> Store | None:
+def _open(session: CliSession, db: str | None) -> Store | None:
     """The run database if there is one (never made just to read breakers)."""
     from pathlib import Path
 
     from orchestra.cli.runs import db_path
     from orchestra.config import resolve_settings
-    from orchestra.state import Store
+    from orchestra.store import Store
 
-    path = resolve_settings(state.project, flags={"db": db_path(db)}).db
+    path = resolve_settings(session.project, flags={"db": db_path(db)}).db
     return Store.open(path) if Path(path).exists() else None
 
 
-def _breakers(state: CliState, db: str | None) -> list[BreakerRecord]:
-    store = _open(state, db)
+def _breakers(session: CliSession, db: str | None) -> list[BreakerRecord]:
+    store = _open(session, db)
     if store is None:
         return []
     with store:

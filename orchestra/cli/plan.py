@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from orchestra.cli.convert import echo_notice, loader_options
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 FORMATS = ("text", "json", "dot", "mermaid")
 
@@ -42,9 +42,9 @@ FORMATS = ("text", "json", "dot", "mermaid")
     "routing reads (it is never written).",
 )
 @loader_options(format_flag=False)
-@pass_state
+@pass_session
 def plan(
-    state: CliState,
+    session: CliSession,
     paths: tuple[str, ...],
     output_format: str,
     routing: str | None,
@@ -71,15 +71,15 @@ def plan(
     try:
         workstream, settings = load_checked(
             paths,
-            state.project,
-            state.host,
+            session.project,
+            session.host,
             flags,
             file_format=file_format,
             options=reading,
             on_notice=echo_notice,
         )
     finally:
-        state.warn()  # a broken plugin may be why a name is unknown
+        session.warn()  # a broken plugin may be why a name is unknown
     render = {
         "text": render_text,
         "json": render_json,
@@ -91,13 +91,13 @@ def plan(
         # kept for its speed: planning and rendering 100,000 tasks (plan_scale.py's
         # workstream) make no cycles, and the collector would take ~0.2 s of their ~0.95 s
         with paused_gc():
-            the_plan = make_plan(workstream, state.host, state.project, settings, store)
+            the_plan = make_plan(workstream, session.host, session.project, settings, store)
             output = render[output_format](the_plan)
     finally:
         if store is not None:
             store.close()
     click.echo(output)
-    for line in configuration_warnings(workstream, state.host, state.project, settings):
+    for line in configuration_warnings(workstream, session.host, session.project, settings):
         click.echo(f"warning: {line}", err=True)
 
 

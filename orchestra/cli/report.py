@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from orchestra.cli.runs import _store, db_option
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 
 @click.command()
@@ -28,9 +28,9 @@ from orchestra.cli.state import CliState, pass_state
     " directory for html, stdout for md and json.",
 )
 @db_option
-@pass_state
+@pass_session
 def report(
-    state: CliState, run_id: str, format_name: str, output: str | None, db: str | None
+    session: CliSession, run_id: str, format_name: str, output: str | None, db: str | None
 ) -> None:
     """Write a report of RUN: its outcome and figures, a timeline of its attempts, its
     dependency graph, and per task the tool, routing, checks, change, usage and log tail.
@@ -40,8 +40,8 @@ def report(
     """
     from orchestra.report import gather, render
 
-    store = _store(state, db)
-    text = render(gather(store, run_id, state.host), format_name)
+    store = _store(session, db)
+    text = render(gather(store, run_id, session.host), format_name)
     if output is None and format_name == "html":
         output = f"report-{run_id}.html"
     if output is None or output == "-":

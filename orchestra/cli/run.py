@@ -14,12 +14,12 @@ import click
 
 from orchestra.cli.convert import echo_notice, loader_options
 from orchestra.cli.runs import db_path
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 from orchestra.cli.workspace import say_if_uncommitted
 
 if TYPE_CHECKING:
     from orchestra.config import Settings
-    from orchestra.protocols import EventSink, PluginSetting
+    from orchestra.plugin.protocols import EventSink, PluginSetting
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
@@ -76,12 +76,12 @@ def _say_if_unconfined(settings) -> None:
 
 
 def _sinks(
-    state: CliState, settings: Settings, quiet: bool, plain: bool = False
+    session: CliSession, settings: Settings, quiet: bool, plain: bool = False
 ) -> list[EventSink]:
     """The configured sinks; --quiet and --json silence only the console, --plain turns
     its live view into lines."""
     names = [name for name in settings.sinks if not (quiet and name == "console")]
-    sinks = [state.host.sinks().get(name) for name in names]
+    sinks = [session.host.sinks().get(name) for name in names]
     for sink in sinks:
         if hasattr(sink, "plain"):
             sink.plain = plain
@@ -172,11 +172,11 @@ def _plugin_options(ctx: click.Context, *, resuming: bool) -> list[click.Option]
     import os
 
     from orchestra.errors import OrchestraError
-    from orchestra.plugins import PluginHost
+    from orchestra.plugin.host import PluginHost
 
-    state = ctx.ensure_object(CliState)
+    session = ctx.ensure_object(CliSession)
     try:
-        registry = state.host.settings()
+        registry = session.host.settings()
     except OrchestraError:
         # the configuration cannot be read: the options of the plugins the environment
         # leaves, so that the command gets as far as saying what is wrong with it
@@ -260,9 +260,9 @@ def _option(setting: PluginSetting, resuming: bool) -> click.Option:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @loader_options()
-@pass_state
+@pass_session
 def run(
-    state: CliState,
+    session: CliSession,
     paths: tuple[str, ...],
     routing: str | None,
     max_parallel: int | None,
@@ -312,33 +312,33 @@ def run(
     try:
         workstream, settings = load_checked(
             paths,
-            state.project,
-            state.host,
+            session.project,
+            session.host,
             flags,
             file_format=file_format,
             options=reading,
             on_notice=echo_notice,
         )
     finally:
-        state.warn()
+        session.warn()
     if merge_into:
-        _check_merge_target(state, merge_into)
+        _check_merge_target(session, merge_into)
     _say_if_unconfined(settings)
-    say_if_uncommitted(state, workstream, settings)
-    sinks = _sinks(state, settings, quiet or as_json, plain)
+    say_if_uncommitted(session, workstream, settings)
+    sinks = _sinks(session, settings, quiet or as_json, plain)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = start_run(
             paths,
             workstream,
             settings,
-            state.project,
-            state.host,
+            session.project,
+            session.host,
             sinks=sinks,
             cancel=cancel,
             hurry=hurry,
             fail_fast=fail_fast,
         )
-    merged = _merge(state, outcome, merge_into) if merge_into else None
+    merged = _merge(session, outcome, merge_into) if merge_into else None
     _report(outcome, as_json, merged)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
 
@@ -355,26 +355,26 @@ def _size(text: str | None) -> int | None:
         raise click.BadParameter(str(error)) from None
 
 
-def _check_merge_target(state: CliState, target: str) -> None:
+def _check_merge_target(session: CliSession, target: str) -> None:
     """Refuse --merge-into a branch that does not exist, before anything runs."""
     from orchestra.errors import OrchestraError
-    from orchestra.workspace import git
+    from orchestra.git import git
 
-    repo = git.repository_root(state.project.root)
+    repo = git.repository_root(session.project.root)
     if repo is None:
-        raise OrchestraError(f"--merge-into: {state.project.root} is not in a git repository")
+        raise OrchestraError(f"--merge-into: {session.project.root} is not in a git repository")
     if git.branch_tip(repo, target) is None:
         raise OrchestraError(f"--merge-into: there is no branch {target!r} in {repo}")
 
 
-def _merge(state: CliState, outcome, target: str) -> str:
+def _merge(session: CliSession, outcome, target: str) -> str:
     """Bring a succeeded run's branch into ``target``; say what happened."""
     from orchestra.builtin.workspaces import run_branch
-    from orchestra.workspace import git
+    from orchestra.git import git
 
     if outcome.state != "succeeded":
         return f"not merged into {target}: the run {outcome.state}"
-    repo = git.repository_root(state.project.root)
+    repo = git.repository_root(session.project.root)
     source = run_branch(outcome.run_id)
     checkpoint = outcome.checkpoints.get("worktree") or {}
     if checkpoint and checkpoint.get("tip") == checkpoint.get("start"):
@@ -420,9 +420,9 @@ RESUMED_SETTINGS = (
     "--plain", is_flag=True, help="One line per change instead of the live view on a terminal."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-@pass_state
+@pass_session
 def resume(
-    state: CliState,
+    session: CliSession,
     run_id: str,
     force: bool,
     max_parallel: int | None,
@@ -450,12 +450,12 @@ def resume(
     from orchestra.loaders.sets import arguments_of
     from orchestra.planning import load_checked
 
-    settings = resolve_settings(state.project, flags={"db": db_path(db)})
+    settings = resolve_settings(session.project, flags={"db": db_path(db)})
     store = open_existing_store(settings)
     record = store.run(run_id)
     if record.workstream_file is None:  # made with the Store's API, not by `run`
         raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
-    kept = [*RESUMED_SETTINGS, *state.host.settings().names()]
+    kept = [*RESUMED_SETTINGS, *session.host.settings().names()]
     flags = {name: record.settings.get(name) for name in kept}
     if max_parallel is not None:
         flags["max_parallel"] = max_parallel
@@ -464,24 +464,24 @@ def resume(
     try:
         workstream, settings = load_checked(
             arguments_of(record.workstream_file),
-            state.project,
-            state.host,
+            session.project,
+            session.host,
             flags,
             file_format=record.settings.get("format"),
             options=record.settings.get("loader_options"),
         )
     finally:
-        state.warn()
+        session.warn()
     _say_if_unconfined(settings)
     with _cancel_on_signals() as (cancel, hurry):
         outcome = resume_run(
             run_id,
             workstream,
             settings,
-            state.project,
-            state.host,
+            session.project,
+            session.host,
             store=store,
-            sinks=_sinks(state, settings, quiet or as_json, plain),
+            sinks=_sinks(session, settings, quiet or as_json, plain),
             cancel=cancel,
             hurry=hurry,
             force=force,
@@ -494,8 +494,8 @@ def resume(
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
-@pass_state
-def cancel(state: CliState, run_id: str, db: str | None) -> None:
+@pass_session
+def cancel(session: CliSession, run_id: str, db: str | None) -> None:
     """Cancel RUN from another terminal, as Ctrl-C would in its own.
 
     The process driving the run stops launching tasks, stops the running ones and
@@ -506,5 +506,5 @@ def cancel(state: CliState, run_id: str, db: str | None) -> None:
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, request_cancel
 
-    store = open_existing_store(resolve_settings(state.project, flags={"db": db_path(db)}))
+    store = open_existing_store(resolve_settings(session.project, flags={"db": db_path(db)}))
     click.echo(request_cancel(store, run_id))

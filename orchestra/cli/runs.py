@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 db_option = click.option("--db", type=click.Path(dir_okay=False), help="The run database to read.")
 RUN_STATES = ("pending", "running", "succeeded", "failed", "canceled", "interrupted")
@@ -23,22 +23,22 @@ def db_path(db: str | None) -> str | None:
     return None if db is None else os.path.abspath(db)
 
 
-def _store(state: CliState, db: str | None):
+def _store(session: CliSession, db: str | None):
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store
 
-    return open_existing_store(resolve_settings(state.project, flags={"db": db_path(db)}))
+    return open_existing_store(resolve_settings(session.project, flags={"db": db_path(db)}))
 
 
-def _store_if_any(state: CliState, db: str | None):
+def _store_if_any(session: CliSession, db: str | None):
     """The run database, or None when there is none yet (a listing then lists nothing:
     the database is never made just to be read)."""
     from orchestra.config import resolve_settings
 
-    settings = resolve_settings(state.project, flags={"db": db_path(db)})
+    settings = resolve_settings(session.project, flags={"db": db_path(db)})
     if not Path(settings.db).exists():
         return None
-    return _store(state, db)
+    return _store(session, db)
 
 
 def _when(seconds: float | None) -> str:
@@ -77,7 +77,7 @@ def _usage_text(usage: dict) -> str:
     return f"{tokens}, {cost}"
 
 
-def _metadata(state: CliState, record) -> dict[str, dict]:
+def _metadata(session: CliSession, record) -> dict[str, dict]:
     """Each task's metadata, read from the run's workstream file when it is still the
     file the run started with (the database does not keep it); empty otherwise."""
     from pathlib import Path
@@ -92,11 +92,11 @@ def _metadata(state: CliState, record) -> dict[str, dict]:
     from orchestra.loaders import load_source, source_digest
 
     try:
-        if source_digest(paths, state.host) != record.content_hash:
+        if source_digest(paths, session.host) != record.content_hash:
             return {}
         loaded = load_source(
             paths,
-            state.host,
+            session.host,
             file_format=record.settings.get("format"),
             options=record.settings.get("loader_options"),
         )
@@ -143,12 +143,12 @@ def _tail(path: str | None, lines: int = 5) -> tuple[str, ...]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @db_option
-@pass_state
+@pass_session
 def runs(
-    state: CliState, state_filter: str | None, limit: int, as_json: bool, db: str | None
+    session: CliSession, state_filter: str | None, limit: int, as_json: bool, db: str | None
 ) -> None:
     """List recorded runs, newest first."""
-    store = _store_if_any(state, db)
+    store = _store_if_any(session, db)
     records = [] if store is None else store.runs(state=state_filter, limit=limit)
     rows = []
     for record in records:
@@ -184,10 +184,10 @@ def runs(
 @click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @db_option
-@pass_state
-def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
+@pass_session
+def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> None:
     """Show RUN: its steps, their attempts, durations and errors with the log's tail."""
-    store = _store(state, db)
+    store = _store(session, db)
     record = store.run(run_id)
     attempts_of: dict[str, list] = {}
     for attempt in store.attempts(run_id):
@@ -228,7 +228,7 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
             }
         )
     usage = _usage(store, run_id, record.settings)
-    metadata = _metadata(state, record)
+    metadata = _metadata(session, record)
     for step in steps:
         step["metadata"] = metadata.get(step["task"], {})
     if as_json:
@@ -299,9 +299,9 @@ def show(state: CliState, run_id: str, as_json: bool, db: str | None) -> None:
     help="Start at the last LINES lines (read from the end of the log).",
 )
 @db_option
-@pass_state
+@pass_session
 def logs(
-    state: CliState,
+    session: CliSession,
     run_id: str,
     task_id: str,
     attempt: int | None,
@@ -314,7 +314,7 @@ def logs(
 
     from orchestra.logtail import BLOCK, tail_start
 
-    store = _store(state, db)
+    store = _store(session, db)
     chosen = chosen_attempt(store, run_id, task_id, attempt)
     path = Path(chosen.log_path or "")
     while not path.exists():  # made at the attempt's first output or failure
@@ -380,9 +380,9 @@ def _ended(store, run_id: str, task_id: str, number: int) -> bool:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print where the run stands as JSON.")
 @db_option
-@pass_state
+@pass_session
 def status(
-    state: CliState,
+    session: CliSession,
     run_id: str | None,
     watch: bool,
     interval: float,
@@ -399,7 +399,7 @@ def status(
 
     if watch and as_json:
         raise OrchestraError("--watch and --json do not go together: --json prints once")
-    store = _store(state, db)
+    store = _store(session, db)
     if run_id is None:
         newest = store.runs(limit=1)
         if not newest:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from orchestra.cli.convert import echo_notice, loader_options
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 
 @click.command()
@@ -19,9 +19,9 @@ from orchestra.cli.state import CliState, pass_state
     "instead of each on its own.",
 )
 @loader_options()
-@pass_state
+@pass_session
 def validate(
-    state: CliState,
+    session: CliSession,
     paths: tuple[str, ...],
     together: bool,
     file_format: str | None,
@@ -40,7 +40,7 @@ def validate(
     from orchestra.errors import OrchestraError
     from orchestra.planning import configuration_warnings, load_checked
 
-    project = state.project  # a broken configuration stops here, once
+    project = session.project  # a broken configuration stops here, once
     failed = False
     for file in [paths] if together else [(path,) for path in paths]:
         label = ", ".join(file)
@@ -48,7 +48,7 @@ def validate(
             workstream, settings = load_checked(
                 file,
                 project,
-                state.host,
+                session.host,
                 file_format=file_format,
                 options=reading,
                 on_notice=echo_notice,
@@ -64,9 +64,9 @@ def validate(
             f"{count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
             f"{count(len(graph.waves(dependencies)), 'wave')}"
         )
-        for line in configuration_warnings(workstream, state.host, project, settings):
+        for line in configuration_warnings(workstream, session.host, project, settings):
             click.echo(f"warning: {label}: {line}", err=True)
-    state.warn()
+    session.warn()
     if failed:
         raise SystemExit(2)
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestra.cli.runs import _store, chosen_attempt, db_option, db_path
-from orchestra.cli.state import CliState, pass_state
+from orchestra.cli.session import CliSession, pass_session
 
 if TYPE_CHECKING:
-    from orchestra.state import AttemptRecord
+    from orchestra.store import AttemptRecord
 
 
 @click.command()
@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 @click.argument("task_id", metavar="[TASK]", required=False)
 @click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the last).")
 @db_option
-@pass_state
+@pass_session
 def diff(
-    state: CliState, run_id: str, task_id: str | None, attempt: int | None, db: str | None
+    session: CliSession, run_id: str, task_id: str | None, attempt: int | None, db: str | None
 ) -> None:
     """Print the change of TASK's attempt in RUN as a unified diff; without TASK, the last
     attempt of every task that changed something, in the run's order.
@@ -31,7 +31,7 @@ def diff(
     """
     from orchestra.errors import OrchestraError
 
-    store = _store(state, db)
+    store = _store(session, db)
     store.run(run_id)  # an unknown run is an error naming it
     if task_id is None:
         if attempt is not None:
@@ -101,9 +101,9 @@ def _duration(context, parameter, value: str | None) -> float | None:
     help="With --branches: keep the branches of the N most recent runs.",
 )
 @db_option
-@pass_state
+@pass_session
 def gc(
-    state: CliState,
+    session: CliSession,
     force: bool,
     dry_run: bool,
     branches: bool,
@@ -131,17 +131,17 @@ def gc(
     from orchestra.builtin.workspaces import WORKTREES
     from orchestra.config import resolve_settings
     from orchestra.errors import OrchestraError
-    from orchestra.state import Store
-    from orchestra.workspace import git, repair
+    from orchestra.git import git, repair
+    from orchestra.store import Store
 
     if branches and older_than is None and keep is None:
         raise OrchestraError("--branches needs --older-than, --keep or both: which to remove")
     if not branches and (older_than is not None or keep is not None):
         raise OrchestraError("--older-than and --keep choose run branches: add --branches")
-    repo = git.repository_root(state.project.root)
+    repo = git.repository_root(session.project.root)
     if repo is None:
-        raise OrchestraError(f"{state.project.root} is not in a git repository: nothing to do")
-    database = Path(resolve_settings(state.project, flags={"db": db_path(db)}).db)
+        raise OrchestraError(f"{session.project.root} is not in a git repository: nothing to do")
+    database = Path(resolve_settings(session.project, flags={"db": db_path(db)}).db)
     store = Store.open(database) if database.exists() else None
 
     def dead(run_id: str) -> bool:
@@ -184,9 +184,9 @@ def _old_run_branches(repo, store, older_than, keep, now: float, dry_run: bool) 
     or what would be."""
     from orchestra.engine.run_workspaces import checkpoint_key
     from orchestra.engine.runs import RESUMABLE
-    from orchestra.state import UnknownRun
-    from orchestra.state.lifecycle import TERMINAL_RUN_STATES
-    from orchestra.workspace import prune
+    from orchestra.git import prune
+    from orchestra.store import UnknownRun
+    from orchestra.store.lifecycle import TERMINAL_RUN_STATES
 
     def known(run_id: str) -> prune.KnownRun | None:
         if store is None:
@@ -213,18 +213,18 @@ def _old_run_branches(repo, store, older_than, keep, now: float, dry_run: bool) 
 NAMED_FILES = 3
 
 
-def say_if_uncommitted(state: CliState, workstream, settings) -> None:
+def say_if_uncommitted(session: CliSession, workstream, settings) -> None:
     """One line on stderr when tasks of the run work in worktrees and the user's tracked
     files have uncommitted changes: which (a few, and how many more), and that tasks will
     not see them, or, with ``include_uncommitted``, that the run starts from them."""
     from orchestra.engine.run_workspaces import default_workspace
-    from orchestra.workspace import git
+    from orchestra.git import git
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}
     if None in names:
         names.discard(None)
-        names.add(default_workspace(state.project.root))
-    repo = git.repository_root(state.project.root) if "worktree" in names else None
+        names.add(default_workspace(session.project.root))
+    repo = git.repository_root(session.project.root) if "worktree" in names else None
     if repo is None:
         return
     try:
@@ -255,9 +255,9 @@ def _sandbox_leftovers(store, dead, dry_run: bool) -> list:
     would be. The temporary directory is shared: another project's runs, which this
     database does not know, may be running, and their directories stay."""
     from orchestra.engine.sandbox import leftover_labels, leftovers, remove_leftovers
-    from orchestra.state import UnknownRun
-    from orchestra.workspace.prune import RUN_ID
-    from orchestra.workspace.repair import Repair
+    from orchestra.git.prune import RUN_ID
+    from orchestra.git.repair import Repair
+    from orchestra.store import UnknownRun
 
     if store is None:
         return []

@@ -30,7 +30,7 @@ from orchestra.models import StepResult, Usage
 if TYPE_CHECKING:
     from orchestra.engine.context import LocalContext
     from orchestra.models import Check, Defaults, ExecutionRequest, ProcessResult
-    from orchestra.protocols import AttemptLaunch, RunWorkspace, ToolAdapter
+    from orchestra.plugin.protocols import AttemptLaunch, RunWorkspace, ToolAdapter
 
 #: pytest's exit status when it collected no test
 PYTEST_NO_TESTS = 5

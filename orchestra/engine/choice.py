@@ -16,8 +16,8 @@ from typing import Any
 
 from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
-from orchestra.registry import Registry
+from orchestra.plugin.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
+from orchestra.plugin.registry import Registry
 
 #: how many recent durations of a tool the track record averages
 RECENT_DURATIONS = 20

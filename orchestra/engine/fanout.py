@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestra.models import SinkContext
-    from orchestra.plugins import PluginHost
+    from orchestra.plugin.host import PluginHost
 
 #: events written only to the database, never handed to the sinks (an attempt's end is
 #: told by its step's next state)

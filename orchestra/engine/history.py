@@ -15,7 +15,7 @@ from orchestra.engine.resilience import change_digest, continues_after, fingerpr
 
 if TYPE_CHECKING:
     from orchestra.models import StepResult
-    from orchestra.state.records import AttemptRecord
+    from orchestra.store.records import AttemptRecord
 
 #: failures the loop breaker counts: the tool did its work and it came out wrong the same
 #: way. Transient failures (rate limits, timeouts, provider errors) repeat by nature.

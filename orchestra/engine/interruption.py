@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from orchestra.engine.messages import AttemptEnded
 from orchestra.errors import DiskFull
 from orchestra.faults import one_line, says_disk_full
-from orchestra.state.lifecycle import RunState
+from orchestra.store.lifecycle import RunState
 
 if TYPE_CHECKING:
     from orchestra.engine.messages import Inbox, Message, Running
     from orchestra.engine.running import RunningAttempts
     from orchestra.models import StepResult
-    from orchestra.protocols import RunExecutor
+    from orchestra.plugin.protocols import RunExecutor
 
 
 class Interruption:

@@ -20,14 +20,14 @@ from orchestra.engine.environment import build_environment
 from orchestra.engine.messages import EventPosted
 from orchestra.engine.secrets import Redactor, masked_command, secret_values
 from orchestra.models import ExecutionRequest
-from orchestra.protocols import AttemptLaunch
+from orchestra.plugin.protocols import AttemptLaunch
 
 if TYPE_CHECKING:
     from orchestra.config import Project, Settings
     from orchestra.engine.messages import Message
     from orchestra.models import Check, Defaults, Task, ToolProfile
-    from orchestra.plugins import PluginHost
-    from orchestra.protocols import RunWorkspace
+    from orchestra.plugin.host import PluginHost
+    from orchestra.plugin.protocols import RunWorkspace
 
 
 def _directory_alone(directory: str) -> list[str]:

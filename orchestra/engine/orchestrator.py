@@ -48,15 +48,15 @@ from orchestra.engine.steps import Steps
 from orchestra.engine.verdict import judge
 from orchestra.errors import DiskFull
 from orchestra.models import Budget, ExecutorRun, SinkContext
-from orchestra.state.lifecycle import RunState, StepState
+from orchestra.store.lifecycle import RunState, StepState
 
 if TYPE_CHECKING:
     from orchestra.config import Project, Settings
     from orchestra.engine.messages import Message, Running
     from orchestra.engine.router import RoutingDecision
     from orchestra.models import RetryPolicy, StepResult, Task, ToolProfile, Workstream
-    from orchestra.plugins import PluginHost
-    from orchestra.protocols import AttemptLaunch, RunExecutor
+    from orchestra.plugin.host import PluginHost
+    from orchestra.plugin.protocols import AttemptLaunch, RunExecutor
 
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2

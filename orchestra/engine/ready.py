@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestra.models import Task
-from orchestra.protocols import SchedulingContext, SchedulingStrategy
+from orchestra.plugin.protocols import SchedulingContext, SchedulingStrategy
 
 #: what a caller of ``offer`` answers for each task: take it, keep it ready, or stop asking
 TAKE, KEEP, STOP = "take", "keep", "stop"

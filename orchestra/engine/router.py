@@ -16,8 +16,14 @@ import attrs
 from orchestra import classes
 from orchestra.errors import PluginError
 from orchestra.models import Availability, Defaults, Task, ToolProfile
-from orchestra.protocols import Memory, RoutingContext, RoutingStrategy, ToolAdapter, ToolStats
-from orchestra.registry import Registration, Registry
+from orchestra.plugin.protocols import (
+    Memory,
+    RoutingContext,
+    RoutingStrategy,
+    ToolAdapter,
+    ToolStats,
+)
+from orchestra.plugin.registry import Registration, Registry
 
 
 @classes.frozen

@@ -21,8 +21,8 @@ from orchestra.models import WorkspaceRun
 if TYPE_CHECKING:
     from orchestra.config import Project, Settings
     from orchestra.models import Task
-    from orchestra.plugins import PluginHost
-    from orchestra.protocols import RunWorkspace
+    from orchestra.plugin.host import PluginHost
+    from orchestra.plugin.protocols import RunWorkspace
 
 
 def checkpoint_key(workspace: str, run_id: str) -> str:
@@ -34,13 +34,13 @@ def checkpoint_key(workspace: str, run_id: str) -> str:
 def default_workspace(project_root: Path) -> str:
     """``worktree`` where the project is in a git repository that has a commit, else
     ``inplace``."""
-    from orchestra.workspace import has_git_marker
+    from orchestra.git import has_git_marker
 
     # repository_root makes this check too; made here first, outside git the run needs
     # not even import git.py
     if not has_git_marker(Path(project_root).absolute()):
         return "inplace"
-    from orchestra.workspace import git
+    from orchestra.git import git
 
     repo = git.repository_root(Path(project_root))
     if repo is None:

@@ -19,10 +19,10 @@ from orchestra.errors import DiskFull, OrchestraError
 from orchestra.faults import is_disk_full_error
 from orchestra.loaders.sets import arguments_of
 from orchestra.models import Workstream
-from orchestra.plugins import PluginHost
-from orchestra.state import Store, StoreError
-from orchestra.state.lifecycle import RunState, StepState
-from orchestra.state.records import StepRecord
+from orchestra.plugin.host import PluginHost
+from orchestra.store import Store, StoreError
+from orchestra.store.lifecycle import RunState, StepState
+from orchestra.store.records import StepRecord
 
 
 class ResumeRefused(OrchestraError):

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra import graph
 from orchestra.engine.ready import ReadyQueue
-from orchestra.protocols import SchedulingContext
-from orchestra.state.lifecycle import RunState, StepState
+from orchestra.plugin.protocols import SchedulingContext
+from orchestra.store.lifecycle import RunState, StepState
 
 if TYPE_CHECKING:
     from orchestra.engine.fanout import SinkFanout
     from orchestra.models import Workstream
-    from orchestra.protocols import SchedulingStrategy
-    from orchestra.state.records import StepRecord
-    from orchestra.state.store import Store
+    from orchestra.plugin.protocols import SchedulingStrategy
+    from orchestra.store.database import Store
+    from orchestra.store.records import StepRecord
 
 #: step states after which a step never changes again in this run
 FINISHED = frozenset(

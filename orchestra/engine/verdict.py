@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra import classes
 from orchestra.engine.resilience import backoff_delay, oscillates, repeats
-from orchestra.state.lifecycle import StepState
+from orchestra.store.lifecycle import StepState
 
 if TYPE_CHECKING:
     from orchestra.models import RetryPolicy, StepResult

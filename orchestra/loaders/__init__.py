@@ -1,6 +1,6 @@
 """Workstream file formats as plugins: choosing the loader for a file, and loading it.
 
-A loader (``orchestra.protocols.WorkstreamLoader``) is registered through
+A loader (``orchestra.plugin.protocols.WorkstreamLoader``) is registered through
 ``orchestra_register_loaders``. ``--format NAME`` picks one by name; otherwise each
 loader sniffs the file's first 4 KiB and the one that accepts it is used (when several
 do, the one whose file patterns match the name). Whatever a loader returns goes through
@@ -28,12 +28,12 @@ from orchestra.errors import (
 from orchestra.gcpause import paused_gc
 from orchestra.loaders.sets import Source, digest, expand, merge, resolve_aliases
 from orchestra.models import Workstream
-from orchestra.plugins import PluginHost
-from orchestra.registry import Registration, Registry
+from orchestra.plugin.host import PluginHost
+from orchestra.plugin.registry import Registration, Registry
 from orchestra.spec import checked_workstream, read_file
 
 if TYPE_CHECKING:
-    from orchestra.protocols import WorkstreamLoader
+    from orchestra.plugin.protocols import WorkstreamLoader
 
 #: how much of a file the loaders' sniff sees
 HEAD_SIZE = 4096

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
-from orchestra.markers import hookimpl
+from orchestra.plugin.markers import hookimpl
 from orchestra.spec import structure_workstream
 
 if TYPE_CHECKING:
     from orchestra.models import Workstream
-    from orchestra.protocols import LoadContext
+    from orchestra.plugin.protocols import LoadContext
 
 TASK_MASTER_SHAPE = re.compile(rb'"tasks"\s*:\s*\[\s*\{|"(testStrategy|subtasks)"\s*:')
 MAPPED = frozenset(

@@ -6,12 +6,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestra.markers import hookimpl
+from orchestra.plugin.markers import hookimpl
 from orchestra.spec import read_toml, structure_workstream
 
 if TYPE_CHECKING:
     from orchestra.models import Workstream
-    from orchestra.protocols import LoadContext
+    from orchestra.plugin.protocols import LoadContext
 
 #: a line that only a TOML workstream starts with: a task table, or its top-level id
 TOML_SHAPE = re.compile(rb'^[ \t]*(\[\[tasks\]\]|id[ \t]*=[ \t]*["\'])', re.MULTILINE)

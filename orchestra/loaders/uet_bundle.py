@@ -37,12 +37,12 @@ from orchestra.loaders.jsonfile import (
     skip_comments,
     without_nulls,
 )
-from orchestra.markers import hookimpl
+from orchestra.plugin.markers import hookimpl
 from orchestra.spec import SHELL_OPERATORS, _shell_tokens, check_graph, structure_workstream
 
 if TYPE_CHECKING:
     from orchestra.models import Workstream
-    from orchestra.protocols import LoadContext
+    from orchestra.plugin.protocols import LoadContext
 
 #: keys a bundle's first bytes hold and other JSON files rarely do
 BUNDLE_KEYS = re.compile(

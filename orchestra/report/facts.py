@@ -16,7 +16,7 @@ from orchestra import classes
 from orchestra.report.diffs import FileChange, summarize_diff
 
 if TYPE_CHECKING:
-    from orchestra.state import StepRecord
+    from orchestra.store import StepRecord
 
 #: how many lines of the last attempt's log the report shows
 LOG_TAIL_LINES = 20

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.plugins import PluginHost
+from orchestra.plugin.host import PluginHost
 from orchestra.testing import builtin_plugin_host, make_git_repo
 
 

@@ -17,22 +17,22 @@ import pytest
 
 from orchestra.errors import OrchestraError
 from orchestra.models import Usage
-from orchestra.state import (
+from orchestra.store import (
     RunLocked,
     SchemaTooNew,
     Store,
     StoreError,
     UnknownRun,
 )
-from orchestra.state import store as store_module
-from orchestra.state.lifecycle import (
+from orchestra.store import database as store_module
+from orchestra.store.lifecycle import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
     IllegalTransition,
     RunState,
     StepState,
 )
-from orchestra.state.migrations import MIGRATIONS, migrate
+from orchestra.store.migrations import MIGRATIONS, migrate
 from orchestra.testing import make_git_repo
 
 TABLES = {"_migrations", "runs", "steps", "attempts", "events", "breakers", "kv"}
@@ -511,7 +511,7 @@ def test_two_stores_never_drive_the_same_run(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import subprocess, sys
-    from orchestra.state import Store
+    from orchestra.store import Store
 
     store = Store.open(sys.argv[1])
     store.claim_run(sys.argv[2])
@@ -575,7 +575,7 @@ def test_a_killed_driver_leaves_its_run_free_and_interrupted(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from orchestra.state import Store
+    from orchestra.store import Store
 
     store = Store.open(sys.argv[1])
     run_id = sys.argv[2]

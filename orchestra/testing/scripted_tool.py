@@ -1,6 +1,6 @@
 """A scripted tool for tests: a real program whose behaviour per attempt comes from a script.
 
-Run as ``python -m orchestra.scripted_tool --script PATH [--prompt-file F]``. The
+Run as ``python -m orchestra.testing.scripted_tool --script PATH [--prompt-file F]``. The
 script is a TOML file with one
 ``[[attempt]]`` table per attempt: attempt N (``ORCHESTRA_ATTEMPT``, default 1) plays step
 N, and the last step repeats. ``[[tasks.ID.attempt]]`` gives one task steps of its own
@@ -23,7 +23,7 @@ module is also the plugin ``scripted``: it registers one adapter per entry of
 ``ORCHESTRA_SCRIPTED_TOOLS`` (``alpha=/path/alpha.toml,beta=/path/beta.toml:prompt+rust``)
 and nothing when the variable is unset. No entry point of orchestra's distribution names
 it: it is the one plugin of the distribution ``orchestra-testing``, in
-``orchestra/testing_site``, which only ``orchestra.testing.scripted_tools_env`` puts on a
+``orchestra/testing/site``, which only ``orchestra.testing.scripted_tools_env`` puts on a
 test's ``PYTHONPATH``. Every orchestra command of such a test imports this module, so it
 imports only the standard library at the top.
 """
@@ -39,11 +39,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestra.markers import hookimpl
+from orchestra.plugin.markers import hookimpl
 
 if TYPE_CHECKING:
     from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
-    from orchestra.protocols import ExecutionContext
+    from orchestra.plugin.protocols import ExecutionContext
 
 #: the environment variable naming the scripted tools to register
 TOOLS_VARIABLE = "ORCHESTRA_SCRIPTED_TOOLS"
@@ -174,7 +174,13 @@ class ScriptedToolAdapter:
         from orchestra.builtin.shell import stopped_result
         from orchestra.models import StepResult
 
-        argv = [sys.executable, "-m", "orchestra.scripted_tool", "--script", str(self.script)]
+        argv = [
+            sys.executable,
+            # run as a file, not with -m: no import of the orchestra.testing package
+            str(Path(__file__)),
+            "--script",
+            str(self.script),
+        ]
         from orchestra.engine.resilience import start_note
 
         prompt = request.task.prompt or ""
@@ -257,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m orchestra.scripted_tool",
+        prog="python orchestra/testing/scripted_tool.py",
         description="A tool that does what its script says.",
     )
     parser.add_argument("--script", required=True, type=Path)
@@ -271,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _record_call(arguments, attempt, task_id, number, step)
         return _play(step)
     except (ScriptError, OSError, ValueError) as error:
-        print(f"orchestra.scripted_tool: {arguments.script}: {error}", file=sys.stderr)
+        print(f"orchestra.testing.scripted_tool: {arguments.script}: {error}", file=sys.stderr)
         return 2
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.workspace import git
-from orchestra.workspace.command import GitError
-from orchestra.workspace.repair import RUN_BRANCHES, Repair
+from orchestra.git import git
+from orchestra.git.command import GitError
+from orchestra.git.repair import RUN_BRANCHES, Repair
 
 #: a run id: the UTC time the run was made, then 4 hex digits (``20261126-031522-ab12``)
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")

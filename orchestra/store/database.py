@@ -30,9 +30,9 @@ from typing import Any
 from orchestra.errors import DiskFull, OrchestraError
 from orchestra.faults import is_disk_full_error
 from orchestra.models import Usage
-from orchestra.state import lock
-from orchestra.state.errors import StoreError, UnknownRun, database_fault
-from orchestra.state.lifecycle import (
+from orchestra.store import lock
+from orchestra.store.errors import StoreError, UnknownRun, database_fault
+from orchestra.store.lifecycle import (
     TERMINAL_RUN_STATES,
     TERMINAL_STEP_STATES,
     RunState,
@@ -40,8 +40,8 @@ from orchestra.state.lifecycle import (
     check_run_transition,
     check_step_transition,
 )
-from orchestra.state.migrations import migrate
-from orchestra.state.records import (
+from orchestra.store.migrations import migrate
+from orchestra.store.records import (
     AttemptRecord,
     BreakerRecord,
     EventRecord,

@@ -18,7 +18,7 @@ get), git must not see. So every command runs:
   ``.git`` file in it, which an attempt could point at the user's repository;
 - and a command refused because a git lock file exists waits for the lock (up to
   ``LOCK_WAIT`` seconds), or, when no live process can hold it, removes it as what a
-  killed git left behind and tries again (``orchestra.workspace.locks``).
+  killed git left behind and tries again (``orchestra.git.locks``).
 
 A failing command raises ``GitError`` naming it.
 """
@@ -209,7 +209,7 @@ def run_git(
         completed = _run(command, where, env, errors)
         if completed.returncode == 0 or not wait_for_locks:
             break
-        from orchestra.workspace import locks
+        from orchestra.git import locks
 
         lock = locks.lock_in(completed.stderr, _working_directory(where))
         if lock is None:

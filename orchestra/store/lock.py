@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.state.errors import RunLocked
+from orchestra.store.errors import RunLocked
 
 #: how long a claim retries when the lock is held, in seconds: long enough to outlast
 #: an ``is_locked`` probe (which holds the lock for microseconds), short enough not to

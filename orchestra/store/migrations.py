@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
-from orchestra.state.errors import SchemaTooNew
+from orchestra.store.errors import SchemaTooNew
 
 Migration = Callable[[sqlite3.Connection], None]
 

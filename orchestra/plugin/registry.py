@@ -15,7 +15,7 @@ from orchestra import classes
 from orchestra.errors import PluginError, UnknownName, did_you_mean
 
 if TYPE_CHECKING:  # protocols is imported only where a registry is filled
-    from orchestra.protocols import Register
+    from orchestra.plugin.protocols import Register
 
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")

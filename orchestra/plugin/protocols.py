@@ -1,7 +1,7 @@
 """What a registered object must provide: tool adapters, strategies, sinks, workspaces,
 executors, loaders; and what plugins are handed: contexts, launches, their settings.
 
-Plugins register objects of these shapes through the hooks in ``orchestra.hookspecs``.
+Plugins register objects of these shapes through the hooks in ``orchestra.plugin.hookspecs``.
 They are ``typing.Protocol`` classes: a plugin's class need not inherit from them, only
 have the attributes. The registry checks the attributes when a plugin registers.
 

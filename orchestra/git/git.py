@@ -1,6 +1,6 @@
 """The git operations workspaces need, one function each, running the real ``git``.
 
-Every command goes through ``orchestra.workspace.command.run_git``: an argument list, no
+Every command goes through ``orchestra.git.command.run_git``: an argument list, no
 stdin, an allow-listed environment without orchestra's secrets, the programs a
 repository's configuration can name neutralised, and git's lock files waited for (or
 removed, when a killed git left them). A failing command raises ``GitError`` naming it.
@@ -27,8 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.workspace import has_git_marker
-from orchestra.workspace.command import (
+from orchestra.git import has_git_marker
+from orchestra.git.command import (
     DIFF_PROGRAMS_OFF,
     GitError,
     Tree,
@@ -90,7 +90,7 @@ ADVANCE_TRIES = 5
 
 #: how ``add_worktree`` marks a worktree as orchestra's, from the first file git writes
 #: for it (its ``locked`` file): an interrupted ``git worktree add`` leaves a directory in
-#: ``.git/worktrees`` that only this tells apart (``orchestra.workspace.repair``)
+#: ``.git/worktrees`` that only this tells apart (``orchestra.git.repair``)
 LOCK_REASON = "orchestra: "
 
 

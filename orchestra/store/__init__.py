@@ -6,15 +6,15 @@ states a run and a step move through, ``migrations.py`` for the schema, and ``lo
 for how two orchestrators are kept off the same run.
 """
 
-from orchestra.state.errors import RunLocked, SchemaTooNew, StoreError, UnknownRun
-from orchestra.state.records import (
+from orchestra.store.database import Store
+from orchestra.store.errors import RunLocked, SchemaTooNew, StoreError, UnknownRun
+from orchestra.store.records import (
     AttemptRecord,
     BreakerRecord,
     EventRecord,
     RunRecord,
     StepRecord,
 )
-from orchestra.state.store import Store
 
 __all__ = [
     "AttemptRecord",

@@ -15,7 +15,7 @@ middle of one of its git commands:
 else: a worktree is orchestra's when git's record of it says so (the lock reason
 ``add_worktree`` gives, which git writes first, or its path under orchestra's worktree
 directory); a lock is removed only when no live process can hold it
-(``orchestra.workspace.locks``). It holds the repository's worktree lock throughout, so no
+(``orchestra.git.locks``). It holds the repository's worktree lock throughout, so no
 other orchestra is half-way through changing the worktrees meanwhile. It goes on past
 anything it cannot remove, and says what it did with each.
 """
@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.workspace import git, locks
-from orchestra.workspace.command import GitError, Tree, entries, read_record
+from orchestra.git import git, locks
+from orchestra.git.command import GitError, Tree, entries, read_record
 
 #: the branches of attempts: ``orchestra-tasks/<run>/<task>.<attempt>``
 TASK_BRANCHES = "orchestra-tasks/"

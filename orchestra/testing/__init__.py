@@ -5,7 +5,7 @@ entry-point machinery really finds, the real ``orchestra`` program in a subproce
 scripted tools that are real programs, and a plugin host of a test's own in which it
 registers throwaway plugin objects. This module imports without pytest; the pytest
 fixtures built on it (``plugin_host``, ``register_plugin``, ``git_repo`` …) are in
-``orchestra.testing_fixtures``, which installing orchestra registers as a pytest plugin.
+``orchestra.testing.fixtures``, which installing orchestra registers as a pytest plugin.
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import click.testing
 
 from orchestra import classes
 from orchestra.loaders import LoadContext as LoadContext
-from orchestra.markers import hookimpl
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
-from orchestra.plugins import PluginHost as PluginHost
+from orchestra.plugin.host import PluginHost as PluginHost
+from orchestra.plugin.markers import hookimpl
 
 if TYPE_CHECKING:
-    from orchestra.protocols import Register, ToolAdapter
+    import click.testing
+
+    from orchestra.plugin.protocols import Register, ToolAdapter
 
 #: a directory that, put on PYTHONPATH, installs the distribution ``orchestra-testing``,
 #: whose one plugin, ``scripted``, registers the tools ``ORCHESTRA_SCRIPTED_TOOLS`` names:
 #: only ``scripted_tools_env`` puts it there, so no user ever sees that plugin
-TESTING_SITE = Path(__file__).with_name("testing_site")
+TESTING_SITE = Path(__file__).with_name("site")
 
 
 def builtin_plugin_host() -> PluginHost:
@@ -269,9 +270,9 @@ def invoke_cli(
     from click.testing import CliRunner
 
     from orchestra.cli import cli
-    from orchestra.cli.state import CliState
+    from orchestra.cli.session import CliSession
 
-    state = CliState(host=host)
+    state = CliSession(host=host)
     previous = Path.cwd()
     if cwd is not None:
         os.chdir(cwd)
@@ -295,10 +296,10 @@ def write_tool_script(
     repeats), ``tasks`` gives a task id steps of its own. Returns the path.
 
     A step is a dict such as ``{"action": "fail", "error_class": "auth"}``; see
-    ``orchestra.scripted_tool`` for every key. The calls log starts empty (made here: a
+    ``orchestra.testing.scripted_tool`` for every key. The calls log starts empty (made here: a
     sandboxed attempt may write that file, ``scripted_tools_env``, but not make it).
     """
-    from orchestra.scripted_tool import calls_path, dump_script
+    from orchestra.testing.scripted_tool import calls_path, dump_script
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,7 +320,7 @@ def scripted_tools_env(
     process has. The program records its calls beside its script, outside any worktree:
     that file is made writable in the attempts' sandbox (``sandbox_writable``), and
     nothing else."""
-    from orchestra.scripted_tool import calls_path
+    from orchestra.testing.scripted_tool import calls_path
 
     entries, logs = [], []
     for name, value in scripts.items():
@@ -340,10 +341,10 @@ def scripted_tools_env(
 def tool_calls(script: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Return what a scripted tool was asked, one dict per call, oldest first: ``attempt``,
     ``step``, ``action``, ``task``, ``run``, ``prompt``, ``feedback``, ``cwd``, ``pid``."""
-    from orchestra.scripted_tool import read_calls
+    from orchestra.testing.scripted_tool import read_calls
 
     return read_calls(script)
 
 
 # a real tool adapter that runs the scripted program; register it with ToolsPlugin
-from orchestra.scripted_tool import ScriptedToolAdapter as ScriptedToolAdapter  # noqa: E402
+from orchestra.testing.scripted_tool import ScriptedToolAdapter as ScriptedToolAdapter  # noqa: E402

@@ -4,7 +4,7 @@ them.
 A task that runs without a sandbox can write the repository's ``.git/config``, and a
 program named there (``core.fsmonitor``, a filter, an alias starting with ``!``) is what
 the user's own next ``git status`` runs. orchestra's git neutralises such settings for
-itself (``orchestra.workspace.command``); for the user's git, ``SettingsGuard`` notes
+itself (``orchestra.git.command``); for the user's git, ``SettingsGuard`` notes
 them when a run starts and, after each attempt, puts back any that changed. The rest of
 the file is the user's: a setting they change meanwhile stays. The file is written by
 ``git config`` itself, which takes git's lock (``config.lock``) and keeps the file's mode.
@@ -18,7 +18,7 @@ import stat
 import threading
 from pathlib import Path
 
-from orchestra.workspace.command import GitError, common_dir, run_git
+from orchestra.git.command import GitError, common_dir, run_git
 
 # The keys (as ``git config --list`` spells them: section and name in lower case) whose
 # value is a program git runs, a command line, or a file of settings that can name one.

@@ -10,10 +10,10 @@ import click
 
 if TYPE_CHECKING:
     from orchestra.config import Project
-    from orchestra.plugins import PluginHost
+    from orchestra.plugin.host import PluginHost
 
 
-class CliState:
+class CliSession:
     """Loads the project and the plugins once, on first use, for every command."""
 
     def __init__(self, host: PluginHost | None = None) -> None:
@@ -29,7 +29,7 @@ class CliState:
 
     @functools.cached_property
     def host(self) -> PluginHost:
-        from orchestra.plugins import PluginHost
+        from orchestra.plugin.host import PluginHost
 
         return PluginHost.from_environment(
             config_disabled=self.project.config.disable_plugins,
@@ -61,4 +61,4 @@ class CliState:
             )
 
 
-pass_state = click.make_pass_decorator(CliState, ensure=True)
+pass_session = click.make_pass_decorator(CliSession, ensure=True)

@@ -12,7 +12,7 @@ import attrs
 
 from orchestra import classes
 from orchestra.models import Usage
-from orchestra.state.lifecycle import RunState, StepState
+from orchestra.store.lifecycle import RunState, StepState
 
 
 @classes.frozen

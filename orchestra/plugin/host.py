@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 import attrs
 import pluggy
 
-from orchestra import classes, hookspecs
+from orchestra import classes
 from orchestra.errors import ConfigError, PluginError, did_you_mean
-from orchestra.registry import Registry
+from orchestra.plugin import hookspecs
+from orchestra.plugin.registry import Registry
 
 if TYPE_CHECKING:  # imported on use at run time: `orchestra --help` needs none
     import click
 
-    from orchestra.protocols import (
+    from orchestra.plugin.protocols import (
         EventSink,
         Executor,
         PluginSetting,
@@ -41,7 +42,7 @@ BUILTIN_DISTRIBUTION = "orchestra"
 DISABLE_VARIABLE = "ORCHESTRA_DISABLE_PLUGINS"
 TRACE_VARIABLE = "ORCHESTRA_TRACE_PLUGINS"
 
-#: registry kind -> (hook, what one item is called, the protocol in orchestra.protocols)
+#: registry kind -> (hook, what one item is called, the protocol in orchestra.plugin.protocols)
 KINDS: dict[str, tuple[str, str, str]] = {
     "tools": ("orchestra_register_tools", "tool", "ToolAdapter"),
     "routers": ("orchestra_register_routers", "routing strategy", "RoutingStrategy"),
@@ -165,7 +166,7 @@ class PluginHost:
     def load_entry_points(self, *, builtin_only: bool = False) -> None:
         """Load every plugin of the ``orchestra`` entry-point group, noting failures; only
         orchestra's own with ``builtin_only`` (a test's host, ``orchestra.testing``)."""
-        from orchestra.entry_points import entry_points
+        from orchestra.plugin.entry_points import entry_points
 
         # orchestra's own plugins first: they are listed, and their hooks called, first
         found = sorted(
@@ -313,7 +314,7 @@ class PluginHost:
         """Return the registry of ``kind`` ("tools", "routers" …), filled on first use;
         ``tools()``, ``routers()`` … give each typed."""
         if kind not in self._registries:
-            from orchestra import protocols  # imported on use: `orchestra --help` needs none
+            from orchestra.plugin import protocols  # imported on use: `orchestra --help` needs none
 
             hook_name, label, protocol_name = KINDS[kind]
             protocol = getattr(protocols, protocol_name)

@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from orchestra.protocols import (
+    from orchestra.plugin.protocols import (
         EventSink,
         Executor,
         PluginSetting,
@@ -39,7 +39,7 @@ def orchestra_register_tools(register: Register[ToolAdapter]) -> None:
 
     Each adapter has a ``name``, ``capabilities`` (a frozenset of words such as
     ``"prompt"``, ``"edit"``, ``"python"``), ``available(profile) -> Availability`` and
-    ``execute(request, ctx) -> StepResult`` (see ``orchestra.protocols.ToolAdapter``).
+    ``execute(request, ctx) -> StepResult`` (see ``orchestra.plugin.protocols.ToolAdapter``).
     """
 
 
