@@ -172,7 +172,7 @@ def test_plugins_and_tools_list_the_builtins(tmp_path):
     plugins = json.loads(run_orchestra("plugins", "--json", cwd=tmp_path).stdout)
     builtins = {row["name"]: row for row in plugins if row["distribution"] == "orchestra"}
     assert set(builtins) == {
-        *("shell", "routing", "scheduling", "sinks", "event_sinks", "workspaces"),
+        *("shell", "routing", "scheduling", "sinks", "workspaces"),
         "executors",
         *("toml", "uet-bundle", "task-master"),
     }

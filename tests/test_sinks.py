@@ -269,7 +269,7 @@ def test_webhook_options_are_checked_when_the_run_opens_it(tmp_path):
         for event in db_events(directory)
         if event["type"] == "sink.disabled"
     }
-    assert disabled["webhook"]["plugin"] == "event_sinks"
+    assert disabled["webhook"]["plugin"] == "sinks"
     assert disabled["webhook"]["error"] == (
         "ConfigError: field 'sink.webhook.url': expected an http:// or https:// URL,"
         " got 'ftp://example.invalid/'"
@@ -413,7 +413,7 @@ def test_a_sink_that_raises_is_disabled_and_the_run_goes_on(tmp_path):
 def test_one_sink_object_serves_run_after_run(tmp_path, endpoint):
     """A process that drives several runs opens the same sink objects again: each open
     starts afresh (a new file and numbering, a new delivery thread)."""
-    from orchestra.builtin.event_sinks import JsonlSink, WebhookSink
+    from orchestra.builtin.sinks import JsonlSink, WebhookSink
     from orchestra.models import SinkContext
 
     server = endpoint("ok")

@@ -1,4 +1,4 @@
-"""Built-in event sink ``console``: one plain line per state change of a run."""
+"""The event sink ``console``: one plain line per state change of a run, or the live view."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import attrs
-
-from orchestra.plugin.markers import hookimpl
 
 
 def describe_event(event: Mapping[str, Any]) -> str | None:
@@ -201,8 +199,3 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
         return False
-
-
-@hookimpl
-def orchestra_register_sinks(register) -> None:
-    register(ConsoleSink())
