@@ -16,27 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.git import git as git_ops
-from orchestra.git.git import (
-    GitError,
-    MergeResult,
-    add_worktree,
-    branch_tip,
+from orchestra.git import refs
+from orchestra.git.changes import (
     commit_state,
     commit_tree,
     count_changed_lines,
-    create_branch,
-    delete_branch,
     diff,
     has_uncommitted_changes,
-    head_commit,
-    list_worktrees,
-    merge_into,
     paths_between,
-    rebase_and_advance,
-    remove_worktree,
-    repository_root,
     state_tree,
+)
+from orchestra.git.command import GitError
+from orchestra.git.merging import MergeResult, merge_into, rebase_and_advance
+from orchestra.git.refs import branch_tip, create_branch, head_commit, repository_root
+from orchestra.git.worktrees import (
+    Worktree,
+    add_worktree,
+    delete_branch,
+    list_worktrees,
+    remove_worktree,
 )
 from orchestra.testing import make_git_repo
 
@@ -225,7 +223,7 @@ def test_worktrees_are_added_listed_and_removed_even_with_changes(repo: Path) ->
     assert checked_out(path) == "task/one"
     listed = {worktree.path.resolve(): worktree for worktree in list_worktrees(repo)}
     assert listed[repo.resolve()].branch == "main"
-    assert listed[path.resolve()] == git_ops.Worktree(path.resolve(), "task/one", head, False)
+    assert listed[path.resolve()] == Worktree(path.resolve(), "task/one", head, False)
     # locked, and marked as orchestra's
     assert f"locked orchestra: {path.absolute()}" in git(repo, "worktree", "list", "--porcelain")
 
@@ -439,7 +437,7 @@ def test_rebase_and_advance_rebases_again_when_the_branch_moves_before_the_swap(
     write(fast, "b.txt", "beta from fast\n")
     commit_work(slow, "slow")
     fast_commit = commit_work(fast, "fast")
-    real_swap = git_ops.move_branch
+    real_swap = refs.move_branch
     swaps: list[tuple[str, str, bool]] = []
 
     def fast_lands_first(where: Path, branch: str, new: str, old: str, why: str = "") -> bool:
@@ -450,7 +448,7 @@ def test_rebase_and_advance_rebases_again_when_the_branch_moves_before_the_swap(
         swaps.append((new, old, swapped))
         return swapped
 
-    monkeypatch.setattr(git_ops, "move_branch", fast_lands_first)
+    monkeypatch.setattr(refs, "move_branch", fast_lands_first)
     result = rebase_and_advance(slow, "run")
     assert [swapped for _, _, swapped in swaps] == [True, False, True]
     assert result.merged and result.tip == branch_tip(repo, "run")
@@ -589,7 +587,7 @@ def test_a_worktrees_state_holds_a_same_size_edit_made_as_soon_as_it_was_made(
     (tree.path / "b.txt").unlink()
     time.sleep(1.1)  # the state is taken in a later second, as after a tool's work
 
-    state = git_ops.state_tree(tree, ignore=["new.txt"])
+    state = state_tree(tree, ignore=["new.txt"])
 
     listing = git(repo, "ls-tree", "--name-only", state).split()
     assert listing == ["README.md", "a.txt", "shared.txt"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.git import git
+from orchestra.git import changes, refs
+from orchestra.git.command import GitError
 from orchestra.testing import make_git_repo
 
 
@@ -80,31 +81,31 @@ def test_operations_on_full_commit_ids_ask_git_nothing_else(repo: Path, git_call
         ).stdout.strip()
         for name in ("HEAD~1", "HEAD")
     )
-    git.head_commit(repo)  # the repository's configuration is read once, here
+    refs.head_commit(repo)  # the repository's configuration is read once, here
     git_calls()
 
-    assert "+alpha, changed" in git.diff(repo, old, new)
-    assert git.count_changed_lines(repo, old, new) == 2
-    assert git.paths_between(repo, old, new) == ["a.txt"]
+    assert "+alpha, changed" in changes.diff(repo, old, new)
+    assert changes.count_changed_lines(repo, old, new) == 2
+    assert changes.paths_between(repo, old, new) == ["a.txt"]
 
     commands = git_calls()
     assert [command.split(" ", 1)[0] for command in commands] == ["diff", "diff", "diff"]
 
 
 def test_a_full_id_that_names_no_commit_still_fails(repo: Path) -> None:
-    with pytest.raises(git.GitError):
-        git.diff(repo, "0" * 40, "HEAD")
-    with pytest.raises(git.GitError):
-        git.create_branch(repo, "nowhere", "1" * 40)
-    assert git.branch_tip(repo, "nowhere") is None
+    with pytest.raises(GitError):
+        changes.diff(repo, "0" * 40, "HEAD")
+    with pytest.raises(GitError):
+        refs.create_branch(repo, "nowhere", "1" * 40)
+    assert refs.branch_tip(repo, "nowhere") is None
 
 
 def test_a_commit_asks_for_the_author_once_and_sees_a_later_change(repo: Path, git_calls) -> None:
-    head = git.head_commit(repo)
-    tree = git.state_tree(repo)
+    head = refs.head_commit(repo)
+    tree = changes.state_tree(repo)
     git_calls()
 
-    first = git.commit_tree(repo, tree, head, "first")
+    first = changes.commit_tree(repo, tree, head, "first")
 
     assert [command.split(" ", 1)[0] for command in git_calls()] == ["commit-tree"]
     author = ["git", "log", "-1", "--format=%an <%ae>"]
@@ -113,6 +114,6 @@ def test_a_commit_asks_for_the_author_once_and_sees_a_later_change(repo: Path, g
 
     subprocess.run(["git", "config", "user.name", "Ada"], cwd=repo, check=True)
     subprocess.run(["git", "config", "user.email", "ada@example.invalid"], cwd=repo, check=True)
-    second = git.commit_tree(repo, tree, head, "second")
+    second = changes.commit_tree(repo, tree, head, "second")
     shown = subprocess.run([*author, second], cwd=repo, capture_output=True, text=True)
     assert shown.stdout.strip() == "Ada <ada@example.invalid>"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestra.git import command, git, locks
+from orchestra.git import command, locks, merging, worktrees
 from orchestra.testing import make_git_repo
 
 
@@ -75,7 +75,7 @@ def test_a_stale_config_lock_goes_and_the_configuration_stays(
 def test_a_stale_config_lock_met_in_a_linked_worktree_leaves_the_configuration(
     repo: Path, tmp_path: Path
 ) -> None:
-    tree = git.add_worktree(repo, tmp_path / "wt", "side", "HEAD")
+    tree = worktrees.add_worktree(repo, tmp_path / "wt", "side", "HEAD")
     lock = repo / ".git" / "config.lock"
     lock.write_text("")
 
@@ -110,7 +110,7 @@ def test_a_lock_that_cannot_be_removed_is_waited_for_not_spun_on(
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(command, "LOCK_WAIT", 0.5)
-    git.common_dir(repo)  # known before counting
+    command.common_dir(repo)  # known before counting
     os.symlink(tmp_path / "nowhere", repo / ".git" / "config.lock")
 
     with pytest.raises(command.GitError, match="could not lock config file"):
@@ -133,7 +133,7 @@ def test_every_worktree_orchestra_adds_is_added_holding_the_worktrees_lock(
     flock = subprocess.run(["which", "flock"], capture_output=True, text=True).stdout.strip()
     if not flock:
         pytest.skip("no flock program here to probe the lock with")
-    structure = repo / ".git" / git.STRUCTURE_LOCK
+    structure = repo / ".git" / worktrees.STRUCTURE_LOCK
     seen = tmp_path / "seen"
     shims = tmp_path / "bin"
     shims.mkdir()
@@ -154,7 +154,7 @@ def test_every_worktree_orchestra_adds_is_added_holding_the_worktrees_lock(
     user_git(repo, "checkout", "-q", "main")
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
 
-    git.add_worktree(repo, tmp_path / "two", "other", "main")
-    assert git.merge_into(repo, "feature", "release") == "merge"
+    worktrees.add_worktree(repo, tmp_path / "two", "other", "main")
+    assert merging.merge_into(repo, "feature", "release") == "merge"
 
     assert seen.read_text().split() == ["held", "held"]

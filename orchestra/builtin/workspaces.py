@@ -110,18 +110,18 @@ class Worktree:
         """The tasks whose change already reached the run's branch, each with the attempt
         that brought it (read from orchestra's trailers on the branch's commits); resume
         asks, so that a change whose landing the crash left unrecorded is not made twice."""
-        from orchestra.git import git
+        from orchestra.git import refs
 
         repo = _repository(run.project_root)
         branch = run_branch(run.run_id)
-        if repo is None or git.branch_tip(repo, branch) is None:
+        if repo is None or refs.branch_tip(repo, branch) is None:
             return {}
         return _landings(repo, branch, run.run_id, (run.checkpoint or {}).get("start"))
 
 
 class WorktreeRun:
     def __init__(self, run: WorkspaceRun) -> None:
-        from orchestra.git import git, program_settings
+        from orchestra.git import program_settings, refs
 
         self.run = run
         repo = _repository(run.project_root)
@@ -140,10 +140,10 @@ class WorktreeRun:
             self._repair()
         recorded = dict(run.checkpoint or {})
         # a branch a crash left before its start was recorded is kept as it is
-        current = git.branch_tip(repo, self.branch)
+        current = refs.branch_tip(repo, self.branch)
         self.start = recorded.get("start") or current or self._new_start()
         if current is None:  # not made yet, or removed (it held nothing) or by hand
-            current = git.create_branch(repo, self.branch, self.start)
+            current = refs.create_branch(repo, self.branch, self.start)
         #: the run branch's tip as orchestra last moved it; any other move is refused
         self.tip = self._trusted_tip(recorded.get("tip"), current)
         #: task -> the attempt whose change is on the run branch (at most one per task)
@@ -166,18 +166,18 @@ class WorktreeRun:
         self.removed = False
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
-        from orchestra.git import git
+        from orchestra.git import worktrees
 
         key = self._key(request)
         path = worktree_path(self.root, self.run.run_id, *key)
         if path.exists():  # a leftover of an attempt with this number: start afresh
-            git.remove_worktree(self.repo, path)
+            worktrees.remove_worktree(self.repo, path)
             import shutil
 
             shutil.rmtree(path, ignore_errors=True)  # a directory git did not know
         with self._landing:
             base = self.tip
-        tree = git.add_worktree(self.repo, path, attempt_branch(self.run.run_id, *key), base)
+        tree = worktrees.add_worktree(self.repo, path, attempt_branch(self.run.run_id, *key), base)
         self._trees[key] = tree
         self._base[key] = base
         self._starts[key] = self._continue(tree, request) if request.continues else "clean"
@@ -199,17 +199,17 @@ class WorktreeRun:
     def tool_done(self, request: ExecutionRequest, directory: str) -> None:
         """Note what the attempt's tool left in the worktree, before the checks run: that
         is the attempt's change; what the checks write afterwards is not."""
-        from orchestra.git import git
+        from orchestra.git import changes
 
         key = self._key(request)
-        self._tool_states[key] = git.state_tree(self._trees[key], self._ignore)
+        self._tool_states[key] = changes.state_tree(self._trees[key], self._ignore)
 
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
         """Commit what the attempt changed (what its tool left, less the ignored build
         output; not what its checks wrote) and say what that is; raise WorkspaceViolation
         when the attempt reached beyond its worktree (moved the run branch or its own
         HEAD, changed the repository's configuration), after putting those back."""
-        from orchestra.git import git
+        from orchestra.git import changes
 
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
@@ -218,8 +218,8 @@ class WorktreeRun:
             self._check_run_branch()
         self._check_configuration()
         self._check_worktree(tree, branch)
-        state = self._tool_states.pop(key, None) or git.state_tree(tree, self._ignore)
-        commit = git.commit_state(tree, branch, state, base, _message(request))
+        state = self._tool_states.pop(key, None) or changes.state_tree(tree, self._ignore)
+        commit = changes.commit_state(tree, branch, state, base, _message(request))
         with self._landing:
             if commit is None:
                 self.unmerged.pop(request.task.id, None)
@@ -227,16 +227,16 @@ class WorktreeRun:
                 self.unmerged[request.task.id] = (base, commit)
         if commit is None:
             return Change(())
-        paths = tuple(git.paths_between(tree, base, commit))
+        paths = tuple(changes.paths_between(tree, base, commit))
         return Change(
             paths,
-            diff=git.diff(tree, base, commit),
-            lines=git.count_changed_lines(tree, base, commit),
+            diff=changes.diff(tree, base, commit),
+            lines=changes.count_changed_lines(tree, base, commit),
             escapes=_escaping_links(tree.path, paths),
         )
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
-        from orchestra.git import git
+        from orchestra.git import merging, refs
 
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
@@ -245,9 +245,9 @@ class WorktreeRun:
             if request.task.id in self.landed:
                 # its change is on the branch already (a landing whose record was lost)
                 return Landing(merged=True, tip=self.tip)
-            if git.head_commit(tree) == base:  # nothing to bring
+            if refs.head_commit(tree) == base:  # nothing to bring
                 return Landing(merged=True, tip=self.tip)
-            result = git.rebase_and_advance(tree, self.branch, expected=self.tip)
+            result = merging.rebase_and_advance(tree, self.branch, expected=self.tip)
             if result.merged:
                 assert result.tip is not None  # a merge has made a tip
                 self.tip = result.tip
@@ -256,7 +256,8 @@ class WorktreeRun:
         return Landing(result.merged, tuple(result.conflicts), result.tip)
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
-        from orchestra.git import git
+        from orchestra.git import worktrees
+        from orchestra.git.command import GitError
 
         key = self._key(request)
         self._base.pop(key, None)
@@ -264,14 +265,16 @@ class WorktreeRun:
         self._tool_states.pop(key, None)
         tree = self._trees.pop(key, None)
         try:
-            git.remove_worktree(self.repo, tree or worktree_path(self.root, self.run.run_id, *key))
-        except git.GitError:
+            worktrees.remove_worktree(
+                self.repo, tree or worktree_path(self.root, self.run.run_id, *key)
+            )
+        except GitError:
             if tree is None:
                 raise
             from orchestra.git import repair
 
             repair.remove_tree(self.repo, tree, self.root)  # its .git file was rewritten
-        git.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
+        worktrees.delete_branch(self.repo, attempt_branch(self.run.run_id, *key))
 
     def checkpoint(self) -> dict[str, Any]:
         """What the run database keeps for a resume: where the run branch started, its
@@ -322,35 +325,37 @@ class WorktreeRun:
     def _new_start(self) -> str:
         """Where a new run branch starts: HEAD, or a snapshot of the uncommitted changes
         on top of it (``include_uncommitted``)."""
-        from orchestra.git import git
+        from orchestra.git import changes, refs
 
         if self.run.include_uncommitted:
-            return git.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
-        return git.head_commit(self.repo)
+            return changes.snapshot_uncommitted(self.repo, _snapshot_message(self.run.run_id))
+        return refs.head_commit(self.repo)
 
     def _continue(self, tree: Tree, request: ExecutionRequest) -> str:
         """Apply the task's last unmerged change in its new worktree, uncommitted; return
         ``continued``, ``unapplied`` (it does not apply to the run's work now: the
         worktree is left clean) or ``clean`` (there is none: it changed nothing)."""
-        from orchestra.git import git
+        from orchestra.git import changes
+        from orchestra.git.command import GitError
 
         with self._landing:
             previous = self.unmerged.get(request.task.id)
         if previous is None:
             return "clean"
         try:
-            return "continued" if git.apply_change(tree, *previous) else "unapplied"
-        except git.GitError:  # its commit is gone (a gc of the user's): start over
+            return "continued" if changes.apply_change(tree, *previous) else "unapplied"
+        except GitError:  # its commit is gone (a gc of the user's): start over
             return "unapplied"
 
     def _remove_branch(self) -> str:
         """Remove the run branch of a run that merged nothing (call with ``_landing``
         held); return what was done. A resume makes it again from its recorded start."""
-        from orchestra.git import git
+        from orchestra.git import worktrees
+        from orchestra.git.command import GitError
 
         try:
-            git.delete_branch(self.repo, self.branch, expected=self.start)
-        except git.GitError as error:  # checked out by the user, or moved meanwhile
+            worktrees.delete_branch(self.repo, self.branch, expected=self.start)
+        except GitError as error:  # checked out by the user, or moved meanwhile
             return f"kept branch {self.branch}: {error}"
         self.removed = True
         return f"removed branch {self.branch}: the run merged no change"
@@ -368,38 +373,38 @@ class WorktreeRun:
         """The run branch's tip to go on from (``current``, where it is now): where
         orchestra last recorded it, plus the landings of this run a crash kept from being
         recorded; a move by any other hand is undone."""
-        from orchestra.git import git
+        from orchestra.git import refs
 
         if recorded is None or recorded == current:
             return current
-        if git.is_ancestor(self.repo, recorded, current) and all(
+        if refs.is_ancestor(self.repo, recorded, current) and all(
             trailers.get("Orchestra-Run") == self.run.run_id
-            for _, _, trailers in git.commits_between(self.repo, recorded, current)
+            for _, _, trailers in refs.commits_between(self.repo, recorded, current)
         ):
             return current
         why = "moved by another hand while the run was stopped"
-        if git.move_branch(self.repo, self.branch, recorded, current, f"orchestra: undo, {why}"):
+        if refs.move_branch(self.repo, self.branch, recorded, current, f"orchestra: undo, {why}"):
             self.repairs.append(f"put branch {self.branch} back at {recorded[:12]}: {why}")
             return recorded
-        return git.branch_tip(self.repo, self.branch) or recorded
+        return refs.branch_tip(self.repo, self.branch) or recorded
 
     def _check_run_branch(self) -> None:
         """Refuse a run branch that moved since orchestra last moved it: put it back and
         raise WorkspaceViolation saying what moved it (call with ``_landing`` held)."""
-        from orchestra.git import git
+        from orchestra.git import refs
 
-        current = git.branch_tip(self.repo, self.branch)
+        current = refs.branch_tip(self.repo, self.branch)
         if current == self.tip:
             return
-        how = git.last_move(self.repo, self.branch) if current else None
+        how = refs.last_move(self.repo, self.branch) if current else None
         news = []
-        if current and git.is_ancestor(self.repo, self.tip, current):
-            news = [subject for _, subject, _ in git.commits_between(self.repo, self.tip, current)]
+        if current and refs.is_ancestor(self.repo, self.tip, current):
+            news = [subject for _, subject, _ in refs.commits_between(self.repo, self.tip, current)]
         undo = "orchestra: undo a move by another hand"
         if current is None:
-            git.create_branch(self.repo, self.branch, self.tip)
+            refs.create_branch(self.repo, self.branch, self.tip)
         else:
-            git.move_branch(self.repo, self.branch, self.tip, current, undo)
+            refs.move_branch(self.repo, self.branch, self.tip, current, undo)
         what = f"to {current[:12]}" if current else "away (deleted)"
         detail = f" ({how!r})" if how else ""
         if news:
@@ -453,14 +458,14 @@ def _landings(
     """Task -> attempt of the commits on ``branch`` (down from ``tip``) that this run
     landed, found by their trailers, from ``start`` (or, without it, as far back as the
     run's own commits go)."""
-    from orchestra.git import git
+    from orchestra.git import refs
 
-    tip = tip or git.branch_tip(repo, branch)
+    tip = tip or refs.branch_tip(repo, branch)
     if tip is None:
         return {}
     landed = {}
     # without its start (a run recorded before orchestra kept it): the last 10,000 commits
-    commits = git.commits_between(repo, start, tip, first_parent=True, limit=10_000)
+    commits = refs.commits_between(repo, start, tip, first_parent=True, limit=10_000)
     for _, _, trailers in commits:
         if trailers.get("Orchestra-Run") != run_id:
             continue
@@ -485,9 +490,9 @@ def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, 
 
 
 def _repository(project_root: str) -> Path | None:
-    from orchestra.git import git
+    from orchestra.git import refs
 
-    return git.repository_root(Path(project_root))
+    return refs.repository_root(Path(project_root))
 
 
 def _anchored(subdir: Path, names: tuple[str, ...]) -> tuple[str, ...]:

@@ -358,34 +358,35 @@ def _size(text: str | None) -> int | None:
 def _check_merge_target(session: CliSession, target: str) -> None:
     """Refuse --merge-into a branch that does not exist, before anything runs."""
     from orchestra.errors import OrchestraError
-    from orchestra.git import git
+    from orchestra.git import refs
 
-    repo = git.repository_root(session.project.root)
+    repo = refs.repository_root(session.project.root)
     if repo is None:
         raise OrchestraError(f"--merge-into: {session.project.root} is not in a git repository")
-    if git.branch_tip(repo, target) is None:
+    if refs.branch_tip(repo, target) is None:
         raise OrchestraError(f"--merge-into: there is no branch {target!r} in {repo}")
 
 
 def _merge(session: CliSession, outcome, target: str) -> str:
     """Bring a succeeded run's branch into ``target``; say what happened."""
     from orchestra.builtin.workspaces import run_branch
-    from orchestra.git import git
+    from orchestra.git import merging, refs
+    from orchestra.git.command import GitError
 
     if outcome.state != "succeeded":
         return f"not merged into {target}: the run {outcome.state}"
-    repo = git.repository_root(session.project.root)
+    repo = refs.repository_root(session.project.root)
     source = run_branch(outcome.run_id)
     checkpoint = outcome.checkpoints.get("worktree") or {}
     if checkpoint and checkpoint.get("tip") == checkpoint.get("start"):
         return f"nothing to merge into {target}: the run merged no change"
-    if repo is None or git.branch_tip(repo, source) is None:
+    if repo is None or refs.branch_tip(repo, source) is None:
         return f"not merged into {target}: the run has no branch {source}"
     # the tip the run left its branch at: a branch moved since by another hand is refused
     expected = checkpoint.get("tip")
     try:
-        how = git.merge_into(repo, source, target, expected=expected)
-    except git.GitError as error:
+        how = merging.merge_into(repo, source, target, expected=expected)
+    except GitError as error:
         return f"not merged into {target}: {error}"
     return f"merged {source} into {target} ({how})"
 

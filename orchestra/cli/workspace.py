@@ -131,14 +131,15 @@ def gc(
     from orchestra.builtin.workspaces import WORKTREES
     from orchestra.config import resolve_settings
     from orchestra.errors import OrchestraError
-    from orchestra.git import git, repair
+    from orchestra.git import changes, refs, repair
+    from orchestra.git.command import Tree
     from orchestra.store import Store
 
     if branches and older_than is None and keep is None:
         raise OrchestraError("--branches needs --older-than, --keep or both: which to remove")
     if not branches and (older_than is not None or keep is not None):
         raise OrchestraError("--older-than and --keep choose run branches: add --branches")
-    repo = git.repository_root(session.project.root)
+    repo = refs.repository_root(session.project.root)
     if repo is None:
         raise OrchestraError(f"{session.project.root} is not in a git repository: nothing to do")
     database = Path(resolve_settings(session.project, flags={"db": db_path(db)}).db)
@@ -147,8 +148,8 @@ def gc(
     def dead(run_id: str) -> bool:
         return store is None or not store.is_locked(run_id)
 
-    def keep_tree(tree: git.Tree) -> str | None:
-        if git.has_uncommitted_changes(tree):
+    def keep_tree(tree: Tree) -> str | None:
+        if changes.has_uncommitted_changes(tree):
             return "it has uncommitted changes (--force removes it)"
         return None
 
@@ -218,18 +219,19 @@ def say_if_uncommitted(session: CliSession, workstream, settings) -> None:
     files have uncommitted changes: which (a few, and how many more), and that tasks will
     not see them, or, with ``include_uncommitted``, that the run starts from them."""
     from orchestra.engine.run_workspaces import default_workspace
-    from orchestra.git import git
+    from orchestra.git import changes, refs
+    from orchestra.git.command import GitError
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}
     if None in names:
         names.discard(None)
         names.add(default_workspace(session.project.root))
-    repo = git.repository_root(session.project.root) if "worktree" in names else None
+    repo = refs.repository_root(session.project.root) if "worktree" in names else None
     if repo is None:
         return
     try:
-        paths = git.uncommitted_paths(repo)
-    except git.GitError:
+        paths = changes.uncommitted_paths(repo)
+    except GitError:
         return  # the run says what is wrong with the repository, if anything is
     if not paths:
         return

@@ -37,16 +37,16 @@ def default_workspace(project_root: Path) -> str:
     from orchestra.git import has_git_marker
 
     # repository_root makes this check too; made here first, outside git the run needs
-    # not even import git.py
+    # not even import git's operations
     if not has_git_marker(Path(project_root).absolute()):
         return "inplace"
-    from orchestra.git import git
+    from orchestra.git import refs
 
-    repo = git.repository_root(Path(project_root))
+    repo = refs.repository_root(Path(project_root))
     if repo is None:
         return "inplace"
     try:
-        git.head_commit(repo)
+        refs.head_commit(repo)
     except OrchestraError:
         return "inplace"
     return "worktree"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.git import git
+from orchestra.git import refs, worktrees
 from orchestra.git.command import GitError
 from orchestra.git.repair import RUN_BRANCHES, Repair
 
@@ -54,7 +54,7 @@ def run_branches(repo: Path, known: Callable[[str], KnownRun | None]) -> list[Ru
     ended and why it must stay (if it must); ``known(run_id)`` answers from the run
     database (None: the database does not know the run)."""
     found = []
-    for name, commit in git.branches(repo, RUN_BRANCHES).items():
+    for name, commit in refs.branches(repo, RUN_BRANCHES).items():
         run_id = name.removeprefix(RUN_BRANCHES)
         if not RUN_ID.fullmatch(run_id):
             continue  # not a name orchestra gives: the user's
@@ -62,7 +62,7 @@ def run_branches(repo: Path, known: Callable[[str], KnownRun | None]) -> list[Ru
         if record is None:
             if _trailer_run(repo, commit) != run_id:
                 continue  # neither recorded nor carrying orchestra's commit: not ours
-            committed = git.commit_time(repo, commit)
+            committed = refs.commit_time(repo, commit)
             found.append(RunBranch(name, run_id, commit, committed, committed))
             continue
         protected = record.protected
@@ -85,7 +85,7 @@ def prune(
     """Remove the run branches (``run_branches``, newest first) of runs that ended more
     than ``older_than`` seconds before ``now`` and are not among the ``keep`` most
     recent; say what was done with each one chosen."""
-    checked_out = {tree.branch: tree.path for tree in git.list_worktrees(repo) if tree.branch}
+    checked_out = {tree.branch: tree.path for tree in worktrees.list_worktrees(repo) if tree.branch}
     done = []
     for position, branch in enumerate(branches):
         if keep is not None and position < keep:
@@ -103,7 +103,7 @@ def prune(
             done.append(Repair("would remove", what))
             continue
         try:
-            git.delete_branch(repo, branch.name, expected=branch.commit)
+            worktrees.delete_branch(repo, branch.name, expected=branch.commit)
         except GitError as error:
             done.append(Repair("failed", f"to remove {what}", str(error)))
             continue
@@ -113,5 +113,5 @@ def prune(
 
 def _trailer_run(repo: Path, commit: str) -> str | None:
     """The run named by the ``Orchestra-Run`` trailer of ``commit``, if it has one."""
-    commits = git.commits_between(repo, None, commit, limit=1)
+    commits = refs.commits_between(repo, None, commit, limit=1)
     return commits[-1][2].get("Orchestra-Run") if commits else None

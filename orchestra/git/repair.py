@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from orchestra import classes
-from orchestra.git import git, locks
-from orchestra.git.command import GitError, Tree, entries, read_record
+from orchestra.git import locks, refs, worktrees
+from orchestra.git.command import GitError, Tree, common_dir, entries, read_record
 
 #: the branches of attempts: ``orchestra-tasks/<run>/<task>.<attempt>``
 TASK_BRANCHES = "orchestra-tasks/"
@@ -68,8 +68,8 @@ def repair(
     """
     root = worktrees_root.absolute().resolve()
     done: list[Repair] = []
-    with git.worktrees_locked(repo):
-        common = git.common_dir(repo)
+    with worktrees.worktrees_locked(repo):
+        common = common_dir(repo)
         remaining = _repair_worktrees(common, root, dead, keep, dry_run, report_live, done)
         _repair_branches(repo, dead, remaining, dry_run, done)
         _repair_locks(common, root, dead, dry_run, done)
@@ -152,7 +152,7 @@ def _repair_branches(
     repo: Path, dead: Callable[[str], bool], remaining: set[Path], dry_run: bool, done
 ) -> None:
     try:
-        found = git.branches(repo, TASK_BRANCHES)
+        found = refs.branches(repo, TASK_BRANCHES)
     except GitError as error:
         done.append(Repair("failed", "to list the attempts' branches", str(error)))
         return
@@ -165,7 +165,7 @@ def _repair_branches(
             done.append(Repair("would remove", f"branch {branch}"))
             continue
         try:
-            git.delete_branch(repo, branch)
+            worktrees.delete_branch(repo, branch)
         except GitError as error:
             done.append(Repair("failed", f"to remove branch {branch}", str(error)))
             continue
@@ -234,8 +234,8 @@ def _orchestras(entry: Path, root: Path) -> Path | None:
     orchestra's: its lock reason says so (an attempt's, under ``root``, or a merge's
     temporary one), or its path is under ``root``. None otherwise."""
     reason = read_record(entry / "locked")
-    if reason.startswith(git.LOCK_REASON):
-        path = Path(reason.removeprefix(git.LOCK_REASON)).absolute()
+    if reason.startswith(worktrees.LOCK_REASON):
+        path = Path(reason.removeprefix(worktrees.LOCK_REASON)).absolute()
         if _under(path, root) or path.parent.name.startswith("orchestra-merge-"):
             return path
         return None
@@ -301,10 +301,10 @@ def remove_tree(repo: Path, tree: Tree, worktrees_root: Path) -> None:
     remove`` refuses one whose ``.git`` file an attempt rewrote: its directory (under
     ``worktrees_root`` only) and git's record of it."""
     root = worktrees_root.absolute().resolve()
-    with git.worktrees_locked(repo):
+    with worktrees.worktrees_locked(repo):
         if _under(tree.path, root):
             shutil.rmtree(tree.path, ignore_errors=True)
-        if tree.git_dir.parent == git.common_dir(repo) / "worktrees":
+        if tree.git_dir.parent == common_dir(repo) / "worktrees":
             shutil.rmtree(tree.git_dir, ignore_errors=True)
 
 
