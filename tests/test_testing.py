@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orchestra
 from orchestra.testing import (
-    LoadContext,
+    LocalLoadContext,
     ScriptedTool,
     ToolsPlugin,
     make_distribution,
@@ -110,7 +110,7 @@ def test_a_plugin_test_makes_the_contexts_a_plugins_methods_are_handed(tmp_path,
         'id = "w"\n[[tasks]]\nid = "t"\ncommand = ["sh", "-c", "echo $GREETING > out.txt"]\n'
     )
     notices: list[str] = []
-    context = LoadContext(on_notice=notices.append)
+    context = LocalLoadContext(on_notice=notices.append)
     (task,) = plugin_host.loaders().get("toml").load(tmp_path / "ws.toml", context).tasks
     assert notices == []
 

@@ -13,9 +13,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orchestra.engine.messages import EventPosted
+from orchestra.models import SinkContext
+
 if TYPE_CHECKING:
-    from orchestra.models import SinkContext
+    from orchestra.engine.messages import Inbox
     from orchestra.plugin.host import PluginHost
+    from orchestra.store.lifecycle import StepState
 
 #: events written only to the database, never handed to the sinks (an attempt's end is
 #: told by its step's next state)
@@ -99,3 +103,31 @@ class SinkFanout:
         payload = {"sink": name, "plugin": plugin, "error": f"{type(error).__name__}: {error}"}
         self.store.add_event(self.run_id, "sink.disabled", payload)
         self.emit("sink.disabled", None, payload)  # the other sinks (the console) say so
+
+
+def sink_context(
+    name: str,
+    *,
+    run_id: str,
+    options: Mapping[str, Mapping[str, Any]],
+    project_root: str,
+    state_dir: str,
+    inbox: Inbox,
+    steps: Mapping[str, StepState],
+    parallel: int,
+    last_lines: Mapping[str, str],
+) -> SinkContext:
+    """What sink ``name`` is handed when it opens: its ``[sink.NAME]`` options, a way to
+    warn (an event of the run, through the loop's inbox), where the run stands."""
+    return SinkContext(
+        run_id=run_id,
+        options=dict(options.get(name, {})),
+        project_root=project_root,
+        state_dir=state_dir,
+        warn=lambda message: inbox.put(
+            EventPosted("sink.warning", {"sink": name, "message": message})
+        ),
+        steps={task_id: state.value for task_id, state in steps.items()},
+        parallel=parallel,
+        last_line=last_lines.get,
+    )

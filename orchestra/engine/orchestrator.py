@@ -22,22 +22,23 @@ fault stops it (``interruption.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestra.engine.attempts import carry_out
 from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
-from orchestra.engine.fanout import SinkFanout
+from orchestra.engine.fanout import SinkFanout, sink_context
 from orchestra.engine.history import TaskHistory, loop_fingerprint
 from orchestra.engine.interruption import Interruption
 from orchestra.engine.launches import LaunchBuilder
 from orchestra.engine.messages import AttemptEnded, EventPosted, Inbox
-from orchestra.engine.outcome import RunOutcome
+from orchestra.engine.outcome import RunOutcome, outcome_of
 from orchestra.engine.queue_ahead import LINGER_SECONDS
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
@@ -200,7 +201,7 @@ class Orchestrator:
         self._began = time.time()
         self.steps.load(self.store.steps(self.run_id))
         self.history.load(self.store.attempts(self.run_id))  # a resumed run's history
-        self.fanout.open(self._sink_context)
+        self.fanout.open(self._sink_context())
         if self._recorded_since is not None:
             self.fanout.emit_recorded(self._recorded_since)
         with self.store.batch():
@@ -472,28 +473,33 @@ class Orchestrator:
     def _end(self) -> RunOutcome:
         """Record the run's final state, after its workspaces' clean-up, and return it."""
         final = self.steps.final_state()
-        counts = self.steps.counts()
-        summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
-        payload = {"summary": summary, "tokens": self.meter.tokens, "cost": self.meter.cost}
+        payload = {
+            "summary": ", ".join(
+                f"{n} {state}" for state, n in sorted(self.steps.counts().items())
+            ),
+            "tokens": self.meter.tokens,
+            "cost": self.meter.cost,
+        }
         if self.workspaces.run.resumed:
             self.workspaces.open_every(self.workstream.tasks)
         self.workspaces.close()
         self._set_run(final, payload=payload, error=self.steps.budget_reason)
-        return RunOutcome(
-            self.run_id,
-            final.value,
-            counts,
-            self.steps.ended_as(StepState.FAILED),
-            self.steps.budget_reason,
-            self.workspaces.summaries(),
-            seconds=time.time() - self._began,
-            tokens=int(self.meter.tokens),
-            cost=self.meter.cost,
-            reasons={
-                task: self.steps.reasons.get(task, "")
-                for task in self.steps.ended_as(StepState.FAILED, StepState.QUARANTINED)
-            },
-            checkpoints=dict(self.workspaces.checkpoints),
+        return outcome_of(
+            self.run_id, final, self.steps, self.meter, self.workspaces, time.time() - self._began
+        )
+
+    def _sink_context(self) -> Callable[[str], SinkContext]:
+        """What each sink is handed when it opens (see ``sink_context``)."""
+        return functools.partial(
+            sink_context,
+            run_id=self.run_id,
+            options=self.project.config.sink,
+            project_root=str(self.project.root),
+            state_dir=self._state_dir,
+            inbox=self.inbox,
+            steps=self.steps.state,
+            parallel=self.settings.max_parallel,
+            last_lines=self.last_lines,
         )
 
     def _set_run(
@@ -506,19 +512,3 @@ class Orchestrator:
         """Record an event of the run that is no step's change of state (a breaker's)."""
         self.store.add_event(self.run_id, kind, dict(payload))
         self.fanout.emit(kind, None, payload)
-
-    def _sink_context(self, name: str) -> SinkContext:
-        """What sink ``name`` is handed when it opens: its options, a way to warn (an
-        event of the run, through the inbox), where the run stands."""
-        return SinkContext(
-            run_id=self.run_id,
-            options=dict(self.project.config.sink.get(name, {})),
-            project_root=str(self.project.root),
-            state_dir=self._state_dir,
-            warn=lambda message: self.inbox.put(
-                EventPosted("sink.warning", {"sink": name, "message": message})
-            ),
-            steps={task_id: state.value for task_id, state in self.steps.state.items()},
-            parallel=self.settings.max_parallel,
-            last_line=self.last_lines.get,
-        )

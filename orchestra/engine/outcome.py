@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from orchestra import classes
+from orchestra.store.lifecycle import RunState, StepState
+
+if TYPE_CHECKING:
+    from orchestra.engine.resilience import BudgetMeter
+    from orchestra.engine.run_workspaces import RunWorkspaces
+    from orchestra.engine.steps import Steps
 
 
 @classes.frozen
@@ -30,3 +36,30 @@ class RunOutcome:
     reasons: Mapping[str, str] = attrs.field(factory=dict)
     #: what each workspace last asked to keep (the worktree's: the run branch's tip)
     checkpoints: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def outcome_of(
+    run_id: str,
+    final: RunState,
+    steps: Steps,
+    meter: BudgetMeter,
+    workspaces: RunWorkspaces,
+    seconds: float,
+) -> RunOutcome:
+    """How the run ``run_id`` ended, from the loop's parts once it recorded ``final``."""
+    return RunOutcome(
+        run_id,
+        final.value,
+        steps.counts(),
+        steps.ended_as(StepState.FAILED),
+        steps.budget_reason,
+        workspaces.summaries(),
+        seconds=seconds,
+        tokens=int(meter.tokens),
+        cost=meter.cost,
+        reasons={
+            task: steps.reasons.get(task, "")
+            for task in steps.ended_as(StepState.FAILED, StepState.QUARANTINED)
+        },
+        checkpoints=dict(workspaces.checkpoints),
+    )

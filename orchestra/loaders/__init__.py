@@ -40,7 +40,7 @@ HEAD_SIZE = 4096
 
 
 @classes.define
-class LoadContext:
+class LocalLoadContext:
     """What a loader gets with each file: the options, and where its notices go."""
 
     options: Mapping[str, Any] = attrs.Factory(dict)
@@ -131,7 +131,7 @@ def load(
     """
     path = Path(file)
     entry, reason = choose_loader(path, host.loaders(), file_format)
-    context = LoadContext(options=dict(options or {}), on_notice=on_notice)
+    context = LocalLoadContext(options=dict(options or {}), on_notice=on_notice)
     with paused_gc():  # a large file is built of many objects and no cycles
         workstream = _guarded(entry, "load", path, context)
         if not isinstance(workstream, Workstream):
@@ -166,7 +166,7 @@ def load_source(
         return load(
             source.files[0], host, file_format=file_format, options=options, on_notice=on_notice
         )
-    context = LoadContext(options=dict(options or {}), in_set=True)
+    context = LocalLoadContext(options=dict(options or {}), in_set=True)
     parts: list[tuple[Path, Workstream]] = []
     problems: list[OrchestraError] = []
     formats: set[str] = set()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from orchestra import classes
-from orchestra.loaders import LoadContext as LoadContext
+from orchestra.loaders import LocalLoadContext as LocalLoadContext
 from orchestra.models import Availability, ExecutionRequest, StepResult, ToolProfile
 from orchestra.plugin.host import PluginHost as PluginHost
 from orchestra.plugin.markers import hookimpl
