@@ -322,3 +322,44 @@ def test_a_bad_sandbox_value_is_a_one_line_error(project):
         f"error: {project / 'orchestra.toml'}: field 'sandbox': must be one of auto, bwrap,"
         " none, not 'docker'"
     ]
+
+
+def test_no_process_of_the_sandbox_but_the_command_holds_the_keys_it_was_given(project):
+    # The sandbox may read the environment of bwrap's own process (bwrap dropped its
+    # capabilities, so as root nothing stops it): a key a tool keeps from the commands it
+    # runs (claude's, codex's) must not be there. The command itself holds what it was
+    # given; no other process may, and none may show it on its command line.
+    (project / "orchestra.toml").write_text('[tools.shell]\npass_env = ["PROBE_API_KEY"]\n')
+    probe = (
+        "import glob, os\n"
+        "for place in glob.glob('/proc/[0-9]*'):\n"
+        "    pid = int(place.rsplit('/', 1)[1])\n"
+        "    for part in ('environ', 'cmdline'):\n"
+        "        try:\n"
+        "            data = open(f'{place}/{part}', 'rb').read()\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        if b'sk-sandbox-probe-4711' in data and pid != os.getpid():\n"
+        "            print('found in', pid, part, data.split(b'\\0')[0])\n"
+        "print('probe done')\n"
+    )
+    (project / "probe.py").write_text(probe)
+    git(project, "add", "probe.py", "orchestra.toml")
+    git(project, "commit", "-qm", "probe")
+    (project / "ws.toml").write_text(
+        'id = "w"\n[defaults]\nmax_attempts = 1\n[[tasks]]\nid = "t"\n'
+        'command = ["python3", "probe.py"]\n'
+    )
+
+    result = run_orchestra(
+        "run",
+        "ws.toml",
+        "--json",
+        cwd=project,
+        env={**CONFINED, "PROBE_API_KEY": "sk-sandbox-probe-4711"},
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = attempt_log(project, json.loads(result.stdout)["run"])
+    assert "probe done" in log
+    assert "found in" not in log, log

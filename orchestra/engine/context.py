@@ -110,23 +110,31 @@ class LocalContext:
             refused = missing_program(shown, where, environment)
             if refused is not None:
                 return self._not_started(shown, refused)
-            argv, environment = self.sandbox.command(
+            argv, environment, variables = self.sandbox.command(
                 shown, where, environment, (self._scratch, self._state_dir)
             )
-        return run_logged(
-            argv,
-            cwd=where,
-            env=environment,
-            log=self._log,
-            redactor=self._redactor,
-            timeout=self.timeout if timeout is None else timeout,
-            idle_timeout=self.idle_timeout,
-            grace=self.grace,
-            cancel=self.cancel,
-            on_line=_both(on_line, self.on_line),
-            hurry=self.hurry,
-            shown=shown,
-        )
+            passed: tuple[int, ...] = (variables,)
+        else:
+            passed = ()
+        try:
+            return run_logged(
+                argv,
+                cwd=where,
+                env=environment,
+                log=self._log,
+                redactor=self._redactor,
+                timeout=self.timeout if timeout is None else timeout,
+                idle_timeout=self.idle_timeout,
+                grace=self.grace,
+                cancel=self.cancel,
+                on_line=_both(on_line, self.on_line),
+                hurry=self.hurry,
+                shown=shown,
+                pass_fds=passed,
+            )
+        finally:
+            for descriptor in passed:
+                os.close(descriptor)
 
     def _learn_secrets(self, argv: Sequence[str], environment: Mapping[str, str] | None) -> None:
         """Redact from now on the secrets written in ``argv`` and those of ``environment``

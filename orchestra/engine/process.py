@@ -106,11 +106,12 @@ def run_logged(
     on_line: Callable[[str], None] | None = None,
     hurry: threading.Event | None = None,
     shown: Sequence[str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
     """Run ``argv`` with its output into ``log``, redacted by ``redactor``, and return how
     it ended: ``run_process`` once the log and the secrets are known. The log's
     ``$ command`` line shows ``shown`` when given (the command a sandbox runs, not the
-    sandbox's own line)."""
+    sandbox's own line); ``pass_fds`` stay open in the child (the sandbox's ``--args``)."""
     if isinstance(argv, (str, bytes)) or not argv:
         raise ValueError(f"run_process needs a non-empty argument list, not {argv!r}")
     argv = [os.fspath(argument) for argument in argv]
@@ -124,7 +125,7 @@ def run_logged(
         read_end, write_end = os.pipe()
         scope = Scope(env)  # the processes of this call, wherever they go
         try:
-            process = _spawn(argv, cwd, env, write_end, scope)
+            process = _spawn(argv, cwd, env, write_end, scope, pass_fds)
         except BaseException as exc:
             os.close(read_end)
             scope.close()
@@ -155,6 +156,7 @@ def _spawn(
     env: Mapping[str, str],
     output: int,
     scope: Scope,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a session of its own, its stdout and stderr into ``output``,
     as a process of ``scope``."""
@@ -167,6 +169,7 @@ def _spawn(
             stdout=output,
             stderr=output,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
         scope.started(process.pid)
     return process

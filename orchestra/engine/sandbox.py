@@ -73,6 +73,12 @@ INNER_SIGNALS = "--default-signal=TERM"
 PRIVATE_PREFIX = "orchestra-"
 #: how long the probe may take before bwrap counts as unusable
 PROBE_SECONDS = 10.0
+#: what bwrap's own process keeps of the command's environment: the markers that find an
+#: attempt's processes (engine/containment.py). The command's variables reach it through
+#: ``--args`` (``environment_arguments``): the sandbox may read bwrap's
+#: ``/proc/<pid>/environ`` (bwrap has dropped its capabilities, so as root nothing stops
+#: it), and a key a tool hides from the commands it runs must not wait for them there.
+BWRAP_KEEPS = ("ORCHESTRA_RUN_ID", "ORCHESTRA_TASK_ID", "ORCHESTRA_ATTEMPT")
 
 
 class SandboxUnavailable(OrchestraError):
@@ -178,7 +184,7 @@ def launcher(
     program: str, env: str, command: Sequence[str], mounts: Sequence[str] = ()
 ) -> list[str]:
     """Return the command line that runs ``command`` in bwrap with ``mounts`` (and the
-    options after them: ``--chdir``) on top of ``BASE_OPTIONS``."""
+    options after them: ``--chdir``, ``--args``) on top of ``BASE_OPTIONS``."""
     return [
         env,
         OUTER_SIGNALS,
@@ -191,6 +197,27 @@ def launcher(
         INNER_SIGNALS,
         *command,
     ]
+
+
+def environment_arguments(env: Mapping[str, str]) -> int:
+    """Return a descriptor (an anonymous file, read from its start) holding the bwrap
+    arguments that give the command exactly ``env`` and nothing of bwrap's own:
+    ``--clearenv`` and a ``--setenv`` per variable, NUL-separated, as ``--args`` reads them.
+    Neither bwrap's environment nor its command line, both readable in ``/proc``, holds a
+    value of ``env``."""
+    parts = [b"--clearenv"]
+    for name, value in env.items():
+        parts += [b"--setenv", os.fsencode(name), os.fsencode(value)]
+    descriptor = os.memfd_create("orchestra-sandbox-environment", os.MFD_CLOEXEC)
+    try:
+        data = memoryview(b"\0".join(parts) + b"\0")
+        while data:
+            data = data[os.write(descriptor, data) :]
+        os.lseek(descriptor, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 def missing_program(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> OSError | None:
@@ -258,10 +285,12 @@ class Sandbox:
         cwd: str,
         env: Mapping[str, str],
         also_writable: Iterable[str | os.PathLike[str] | None] = (),
-    ) -> tuple[list[str], dict[str, str]]:
+    ) -> tuple[list[str], dict[str, str], int]:
         """Return the command line and environment that run ``argv`` in ``cwd`` inside the
-        sandbox; ``also_writable`` are the attempt's scratch and state directories (None or
-        missing ones are left out)."""
+        sandbox with the environment ``env``, and the descriptor that carries ``env`` to
+        bwrap: the caller passes it to the child and closes it once the child has started.
+        ``also_writable`` are the attempt's scratch and state directories (None or missing
+        ones are left out)."""
         private = self._private_directory()
         temporary = os.path.join(private, "tmp")
         mounts: list[tuple[str, str, str]] = []
@@ -293,7 +322,10 @@ class Sandbox:
         mounts.sort(key=lambda mount: mount[2].count(os.sep))
         options = [part for mount in mounts for part in mount]
         options += ["--chdir", os.fspath(cwd)]
-        return launcher(self.program, self.env, argv, options), {**env, "TMPDIR": temporary}
+        variables = environment_arguments({**env, "TMPDIR": temporary})
+        options += ["--args", str(variables)]
+        kept = {name: env[name] for name in BWRAP_KEEPS if name in env}
+        return launcher(self.program, self.env, argv, options), kept, variables
 
     def close(self) -> None:
         """Remove the private directory (the temporary files, the git view)."""
