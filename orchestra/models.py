@@ -300,6 +300,7 @@ ERROR_CLASSES = frozenset(
         "merge_conflict",
         "setup_failed",
         "turn_failed",
+        "turn_limit",
         "exit_status",
     }
 )

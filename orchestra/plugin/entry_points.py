@@ -81,10 +81,12 @@ def entry_points(group: str, path: Sequence[str] | None = None) -> list[EntryPoi
 
 def _info_directories(directory: str) -> Iterable[str]:
     try:
-        names = os.listdir(directory)
+        # sorted: the file system's order (importlib.metadata's) differs from one machine
+        # to the next, and with it which of two plugins would get a name both register
+        names = sorted(os.listdir(directory))
     except OSError:  # missing, unreadable, not a directory
         return []
-    # dist-info before egg-info, each in the order listed, as importlib.metadata has them
+    # dist-info before egg-info, as importlib.metadata has them
     listed = [name for name in names if name.endswith(_INFO_SUFFIXES[0])]
     listed += [name for name in names if name.endswith(_INFO_SUFFIXES[1])]
     return [os.path.join(directory, name) for name in listed]
