@@ -1,5 +1,6 @@
 """Finding the installed plugins without importlib.metadata: the same answer as it gives."""
 
+import os
 import sys
 import zipfile
 from importlib.metadata import entry_points as installed
@@ -15,8 +16,25 @@ def described(points) -> list[tuple]:
 
 
 def test_the_installed_plugins_are_what_importlib_metadata_finds():
-    assert described(entry_points("orchestra")) == described(installed(group="orchestra"))
+    # the same plugins; the order within a directory is by name (the next test)
+    assert sorted(described(entry_points("orchestra"))) == sorted(
+        described(installed(group="orchestra"))
+    )
     assert entry_points("orchestra")  # orchestra's own plugins at least
+
+
+def test_within_a_directory_plugins_come_in_the_order_of_their_names(tmp_path, monkeypatch):
+    # importlib.metadata takes the file system's order, which differs from one machine to
+    # the next; orchestra's must not, or which of two plugins gets a name would too
+    site = tmp_path / "site"
+    for name in ("orchestra-zeta", "orchestra-alpha", "orchestra-mid"):
+        make_distribution(site, name, {}, {name.split("-")[1]: "x"}, "1.0")
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: sorted(listdir(path), reverse=True))
+
+    found = [entry.name for entry in entry_points("orchestra", [str(site)])]
+
+    assert found == ["alpha", "mid", "zeta"]
 
 
 def test_directories_on_the_path_in_order_first_distribution_wins(tmp_path, monkeypatch):
