@@ -15,7 +15,7 @@ from orchestra import hookimpl
 from orchestra.errors import OrchestraError, WorkstreamInvalid
 from orchestra.loaders import load
 from orchestra.loaders.tomlwriter import to_toml
-from orchestra.loaders.uet_bundle import reads_as_prose
+from orchestra.loaders.uet_checks import reads_as_prose
 from orchestra.models import Budget, Check, FileScope, Task, Workstream
 from orchestra.spec import load_workstream
 from orchestra.testing import (

@@ -1,0 +1,252 @@
+"""Pass 2 of loading: checking a structured workstream for what types cannot say.
+
+Ids, dependencies and cycles (``check_graph``, which the loaders of other formats and of
+directories of files use too), paths inside the repository, values out of range; each
+problem one ``SpecError`` naming the file, the task and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from orchestra import graph
+from orchestra.errors import SpecError, did_you_mean
+from orchestra.models import ERROR_CLASSES, Budget, Defaults, Task, Workstream
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+NO_TASKS = "no tasks: add at least one [[tasks]] table with an id and a prompt or a command"
+
+
+def check_workstream(workstream: Workstream, file: str) -> Iterator[SpecError]:
+    """Yield every problem in a structured workstream: ids, graph, paths, ranges."""
+
+    def problem(message: str, task: str | None = None, field: str | None = None) -> SpecError:
+        return SpecError(message, file=file, task=task, field=field)
+
+    if not ID_PATTERN.fullmatch(workstream.id):
+        yield problem(_bad_id(workstream.id), field="id")
+    yield from _check_common(workstream.defaults, None, problem, prefix="defaults.")
+    if not workstream.tasks:
+        yield problem(NO_TASKS)
+        return
+    for task in workstream.tasks:
+        yield from _check_task(task, problem)
+    edges = [(task.id, task.depends_on) for task in workstream.tasks]
+    yield from check_graph(edges, problem, also=workstream.aliases)
+
+
+def check_graph(
+    edges: list[tuple[str, tuple[str, ...]]], problem, also: Iterable[str] = ()
+) -> Iterator[SpecError]:
+    """Yield problems with task ids and dependencies: bad or duplicate ids, unknown
+    dependencies, cycles. ``edges`` holds (task id, its dependencies) in file order;
+    ``also`` are other names a dependency may use (a bundle's id for its steps), offered
+    too when a name is misspelt."""
+    seen: set[str] = set()
+    invalid: set[str] = set()
+    for number, (task_id, _) in enumerate(edges, start=1):
+        if not ID_PATTERN.fullmatch(task_id):
+            yield problem(_bad_id(task_id), task_id or f"#{number}", "id")
+            invalid.add(task_id)
+        elif _unbranchable(task_id):
+            label = task_id if len(task_id) <= MAX_ID_LENGTH else task_id[:20] + "…"
+            yield problem(_unbranchable(task_id), label, "id")
+            invalid.add(task_id)
+        elif task_id in seen:
+            yield problem("duplicate task id", task_id, "id")
+        seen.add(task_id)
+    # ids already reported as invalid stay out of the cycle check: a cycle is one line
+    valid = seen - invalid if invalid else seen
+    dependencies: dict[str, tuple[str, ...]] = {}
+    for task_id, needs in edges:
+        if task_id in needs or not valid.issuperset(needs):
+            for dependency in dict.fromkeys(needs):
+                if dependency == task_id:
+                    yield problem("a task cannot depend on itself", task_id, "depends_on")
+                elif dependency not in seen:
+                    hint = did_you_mean(dependency, (seen | set(also)) - {task_id})
+                    yield problem(f"unknown task {dependency!r}{hint}", task_id, "depends_on")
+            needs = tuple(d for d in needs if d in valid and d != task_id)
+        if task_id not in invalid:
+            dependencies[task_id] = needs
+    cycle = graph.find_cycle(dependencies)
+    if cycle:
+        yield problem(f"dependency cycle: {' -> '.join(cycle)}", cycle[0], "depends_on")
+
+
+def _graph_problems_of_raw(document: Mapping[str, Any], file: str) -> list[SpecError]:
+    """Check ids and dependencies of a document that did not structure, where they are
+    well-typed, so that graph problems are reported together with type errors."""
+    tasks = document.get("tasks")
+    if not isinstance(tasks, list):
+        return []
+    edges = []
+    for table in tasks:
+        if not isinstance(table, dict) or not isinstance(table.get("id"), str):
+            continue
+        needs = table.get("depends_on", [])
+        if not isinstance(needs, list) or not all(isinstance(item, str) for item in needs):
+            needs = []
+        edges.append((table["id"], tuple(needs)))
+
+    def problem(message: str, task: str | None = None, field: str | None = None) -> SpecError:
+        return SpecError(message, file=file, task=task, field=field)
+
+    return list(check_graph(edges, problem))
+
+
+#: the longest task id: an attempt's branch (orchestra-tasks/<run>/<id>.<attempt>) and its
+#: worktree directory are named after it, and a file name has at most 255 bytes
+MAX_ID_LENGTH = 200
+
+
+def _unbranchable(task_id: str) -> str | None:
+    """Why a task id that ``ID_PATTERN`` accepts cannot name an attempt's git branch
+    (``orchestra-tasks/<run>/<id>.<attempt>``), or None."""
+    if ".." in task_id or task_id.endswith("."):
+        return (
+            f"invalid id {task_id!r}: '..' (or a '.' at the end, before the attempt's number)"
+            " cannot be in the git branch of its attempts"
+        )
+    if len(task_id) > MAX_ID_LENGTH:
+        return f"invalid id: longer than {MAX_ID_LENGTH} characters"
+    return None
+
+
+def _bad_id(value: str) -> str:
+    return (
+        f"invalid id {value!r}: use letters, digits, '.', '_' and '-', "
+        "starting with a letter or digit"
+    )
+
+
+def _check_task(task: Task, problem) -> Iterator[SpecError]:
+    prompt, command = task.prompt, task.command
+    if prompt is not None:
+        if command is not None:
+            yield problem("has both 'prompt' and 'command'; keep one", task.id, "command")
+        if not prompt.strip():
+            yield problem("empty prompt", task.id, "prompt")
+        if task.shell:
+            message = "shell = true applies to a 'command', and this task has a prompt"
+            yield problem(message, task.id, "shell")
+    elif command is None:
+        yield problem("needs a 'prompt' (for an AI tool) or a 'command' (to run)", task.id)
+    if isinstance(command, str):
+        if not task.shell:
+            message = (
+                "a command string needs shell = true; otherwise write an argument list such "
+                'as ["make", "test"]'
+            )
+            yield problem(message, task.id, "command")
+        if not command.strip():
+            yield problem("empty command", task.id, "command")
+    elif command is not None:
+        if task.shell:
+            yield problem("with shell = true, write the command as one string", task.id, "command")
+        if not command:
+            yield problem("empty command", task.id, "command")
+        elif not command[0].strip():
+            message = "empty program name: the first argument says what to run"
+            yield problem(message, task.id, "command")
+    if not task.files.is_empty():
+        for field_name in ("read", "write", "create", "forbidden"):
+            for pattern in getattr(task.files, field_name):
+                reason = _path_problem(pattern)
+                if reason:
+                    yield problem(f"{pattern!r}: {reason}", task.id, f"files.{field_name}")
+    yield from _check_common(task, task.id, problem, prefix="")
+
+
+def _check_common(
+    values: Task | Defaults, task_id: str | None, problem, prefix: str
+) -> Iterator[SpecError]:
+    """Check the fields a task shares with [defaults]."""
+    if values.tool is not None and values.tools is not None:
+        yield problem(
+            "set either 'tool' (pin one) or 'tools' (allow several), not both",
+            task_id,
+            f"{prefix}tools",
+        )
+    for field_name in ("tool", "routing"):
+        name = getattr(values, field_name)
+        if name is not None and not NAME_PATTERN.fullmatch(name):
+            yield problem(f"invalid name {name!r}", task_id, prefix + field_name)
+    for field_name in ("tools", "capabilities"):
+        for name in getattr(values, field_name) or ():
+            if not NAME_PATTERN.fullmatch(name):
+                yield problem(f"invalid name {name!r}", task_id, prefix + field_name)
+    if values.tools is not None and not values.tools:
+        yield problem(
+            "empty list: allow at least one tool, or leave 'tools' out", task_id, f"{prefix}tools"
+        )
+    if values.max_attempts is not None and values.max_attempts < 1:
+        yield problem("must be at least 1", task_id, f"{prefix}max_attempts")
+    for field_name in ("timeout", "idle_timeout"):
+        seconds = getattr(values, field_name)
+        if seconds is not None and seconds <= 0:
+            yield problem("must be longer than zero", task_id, prefix + field_name)
+    if values.backoff is not None:
+        backoff = values.backoff
+        if backoff.initial < 0:
+            yield problem("must not be negative", task_id, f"{prefix}backoff.initial")
+        if backoff.factor < 1:
+            yield problem("must be at least 1", task_id, f"{prefix}backoff.factor")
+        if backoff.max < backoff.initial:
+            yield problem("must not be shorter than 'initial'", task_id, f"{prefix}backoff.max")
+    for name in values.non_retryable or ():
+        if name not in ERROR_CLASSES:
+            suggestion = did_you_mean(name, sorted(ERROR_CLASSES))
+            yield problem(
+                f"unknown error class {name!r}{suggestion}", task_id, f"{prefix}non_retryable"
+            )
+    if values.workspace is not None and not NAME_PATTERN.fullmatch(values.workspace):
+        yield problem(f"invalid name {values.workspace!r}", task_id, f"{prefix}workspace")
+    for field_name in ("max_files_changed", "max_lines_changed"):
+        limit = getattr(values, field_name)
+        if limit is not None and limit < 1:
+            yield problem("must be at least 1", task_id, prefix + field_name)
+    if values.same_failure_limit is not None and values.same_failure_limit < 1:
+        yield problem("must be at least 1", task_id, f"{prefix}same_failure_limit")
+    if values.budget is not None:
+        for name, message in budget_problems(values.budget):
+            yield problem(message, task_id, f"{prefix}budget.{name}")
+    for name in values.env:
+        if not ENV_NAME_PATTERN.fullmatch(name):
+            yield problem(f"invalid environment variable name {name!r}", task_id, f"{prefix}env")
+    for index, check in enumerate(values.checks or ()):
+        where = f"{prefix}checks[{index}].command"
+        if not (check.command.strip() if isinstance(check.command, str) else check.command):
+            yield problem("empty command", task_id, where)
+        elif isinstance(check.command, tuple) and not check.command[0].strip():
+            yield problem("empty program name", task_id, where)
+        if check.timeout is not None and check.timeout <= 0:
+            yield problem("must be longer than zero", task_id, f"{prefix}checks[{index}].timeout")
+
+
+def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:
+    """Return (field, message) for each impossible value of a budget: a task's, the
+    defaults' or orchestra.toml's (config.py asks here, as it does for its TOML)."""
+    problems = []
+    if budget is not None and budget.cost is not None and not budget.cost > 0:
+        problems.append(("cost", "must be more than zero"))
+    if budget is not None and budget.tokens is not None and budget.tokens < 1:
+        problems.append(("tokens", "must be at least 1"))
+    return problems
+
+
+def _path_problem(pattern: str) -> str | None:
+    """Return why a file pattern is not a path inside the repository, or None."""
+    if not pattern.strip():
+        return "empty path"
+    if pattern.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", pattern):
+        return "absolute path; write it relative to the repository"
+    if ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
+        return "'..' leaves the repository; write a path inside it"
+    return None
