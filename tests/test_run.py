@@ -185,6 +185,42 @@ def test_resume_refuses_a_changed_file_and_a_finished_run(tmp_path):
     assert again.returncode == 2 and "only an interrupted or canceled run resumes" in again.stderr
 
 
+def test_resume_force_of_a_workstream_with_other_tasks_is_refused_and_changes_nothing(tmp_path):
+    # --force runs the new version of the tasks the run has; a task added or removed has
+    # no place in its record: one line, status 2, and the database as it was
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "slow"\ncommand = ["sleep", "60"]\n'
+        '[[tasks]]\nid = "after"\ndepends_on = ["slow"]\ncommand = ["true"]\n',
+    )
+    process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
+    database = tmp_path / ".orchestra" / "orchestra.db"
+    wait_for(lambda: database.exists() and db_rows(tmp_path, "SELECT * FROM attempts"))
+    (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
+    assert run_orchestra("cancel", run_id, cwd=tmp_path).returncode == 0
+    process.wait(timeout=30)
+    before = [dict(row) for row in db_rows(tmp_path, "SELECT * FROM steps ORDER BY task_id")]
+    write(
+        tmp_path / "ws.toml",
+        'id = "w"\n[[tasks]]\nid = "slow2"\ncommand = ["true"]\n'
+        '[[tasks]]\nid = "after"\ndepends_on = ["slow2"]\ncommand = ["true"]\n',
+    )
+
+    forced = run_orchestra("resume", run_id, "--force", cwd=tmp_path)
+
+    assert forced.returncode == 2, forced.stdout + forced.stderr
+    assert "Traceback" not in forced.stderr
+    assert forced.stderr.strip() == (
+        f"error: the workstream adds 1 (slow2) and lacks 1 (slow) of the tasks of run {run_id}:"
+        " resume carries on a run's own tasks; start a new run (orchestra run) for the new set"
+    )
+    assert [
+        dict(row) for row in db_rows(tmp_path, "SELECT * FROM steps ORDER BY task_id")
+    ] == before
+    (run,) = db_rows(tmp_path, "SELECT state FROM runs")
+    assert run["state"] == "canceled"
+
+
 @pytest.mark.parametrize("how", ["sigint", "cancel-command"])
 def test_cancel_stops_the_running_attempts_and_exits_130(tmp_path, how):
     write(

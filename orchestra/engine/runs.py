@@ -166,6 +166,7 @@ def resume_run(
             f"{shown} changed since run {run_id} started; resume with --force to run the"
             " new version"
         )
+    _refuse_other_tasks(run_id, workstream, store.steps(run_id))
     store.claim_run(run_id)
     try:
         # what resume records from here on, the run's sinks get once the orchestrator
@@ -195,6 +196,25 @@ def resume_run(
         )
     finally:
         store.release_run(run_id)
+
+
+def _refuse_other_tasks(run_id: str, workstream: Workstream, steps: Sequence[StepRecord]) -> None:
+    """Refuse, before anything is written, a workstream whose tasks are not the run's:
+    the run's record is of its tasks, and a task added or removed (``--force`` after an
+    edit) has no place in it. A new run takes the new set."""
+    recorded = {step.task_id for step in steps}
+    now = {task.id for task in workstream.tasks}
+    if recorded == now:
+        return
+    differences = []
+    for label, ids in (("adds", now - recorded), ("lacks", recorded - now)):
+        if ids:
+            shown = ", ".join(sorted(ids)[:5]) + (" …" if len(ids) > 5 else "")
+            differences.append(f"{label} {len(ids)} ({shown})")
+    raise ResumeRefused(
+        f"the workstream {' and '.join(differences)} of the tasks of run {run_id}: resume"
+        " carries on a run's own tasks; start a new run (orchestra run) for the new set"
+    )
 
 
 def _reopen_canceled_steps(
