@@ -7,6 +7,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestra.testing import run_orchestra, scripted_tools_env, tool_calls, write_tool_script
 
 
@@ -331,3 +333,59 @@ checks = [{{ command = ["{sys.executable}", "-m", "pytest", "-q", "-p", "no:cach
     assert attempt["message"] == (
         "check 'pytest' collected no tests (exit 5): a check that runs nothing fails"
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "t4"),
+    [((), "skipped"), (("--budget-cost", "2"), "succeeded")],
+    ids=["kept", "changed"],
+)
+def test_a_resumed_run_keeps_its_budget_unless_resume_gives_another(tmp_path, given, t4):
+    # a budget given to `run` is money the user set aside: a cancel (or a crash) and a
+    # resume must not lift it; resume's own --budget-cost replaces it, and what was spent
+    # before still counts
+    from orchestra.testing import start_orchestra, wait_for
+
+    paid = write_tool_script(
+        tmp_path / "alpha.toml", [{"usage": {"input_tokens": 1000, "cost_usd": 0.4}}]
+    )
+    env = scripted_tools_env(alpha=paid)
+    paid_task = 'prompt = "p"\ntool = "alpha"\n'
+    workstream(
+        tmp_path,
+        f'[[tasks]]\nid = "t0"\n{paid_task}'
+        f'[[tasks]]\nid = "t1"\ndepends_on = ["t0"]\n{paid_task}'
+        '[[tasks]]\nid = "gate"\ndepends_on = ["t1"]\nshell = true\n'
+        'command = "while [ ! -e go ]; do sleep 0.05; done"\n'
+        f'[[tasks]]\nid = "t3"\ndepends_on = ["gate"]\n{paid_task}'
+        f'[[tasks]]\nid = "t4"\ndepends_on = ["t3"]\n{paid_task}',
+    )
+    process = start_orchestra(
+        "run", "ws.toml", "--quiet", "--budget-cost", "1.0", cwd=tmp_path, env=env
+    )
+    try:
+        wait_for(lambda: len(attempts_of_safe(tmp_path, "gate")) == 1)
+        (run_id,) = [row["id"] for row in rows(tmp_path, "SELECT id FROM runs")]
+        assert run_orchestra("cancel", run_id, cwd=tmp_path, env=env).returncode == 0
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    (tmp_path / "go").write_text("")
+
+    resumed = run_orchestra("resume", run_id, "--quiet", *given, cwd=tmp_path, env=env)
+
+    states = {row["task_id"]: row for row in rows(tmp_path, "SELECT * FROM steps")}
+    assert states["t3"]["state"] == "succeeded"
+    assert states["t4"]["state"] == t4, resumed.stdout + resumed.stderr
+    if t4 == "skipped":
+        assert resumed.returncode == 1
+        assert states["t4"]["reason"] == "budget_exhausted: the run cost 1.20 of its 1.00"
+    else:
+        assert resumed.returncode == 0
+
+
+def attempts_of_safe(project: Path, task: str):
+    """The task's attempts, or none while the run database is not there yet."""
+    if not (project / ".orchestra" / "orchestra.db").exists():
+        return []
+    return attempts_of(project, task)

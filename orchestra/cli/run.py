@@ -402,6 +402,8 @@ RESUMED_SETTINGS = (
     "log_limit",
     "executor",
     "include_uncommitted",
+    "budget_cost",
+    "budget_tokens",
 )
 
 
@@ -415,6 +417,18 @@ RESUMED_SETTINGS = (
     help="Tasks at once (default: as the run started).",
 )
 @click.option("--fail-fast", is_flag=True, help="Stop everything when a task fails for good.")
+@click.option(
+    "--budget-cost",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="USD",
+    help="The run's cost budget from now on (default: as the run started), spent so far included.",
+)
+@click.option(
+    "--budget-tokens",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The run's token budget from now on (default: as the run started), used so far included.",
+)
 @click.option("--db", type=click.Path(dir_okay=False), help="The run database to use.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.option(
@@ -428,6 +442,8 @@ def resume(
     force: bool,
     max_parallel: int | None,
     fail_fast: bool,
+    budget_cost: float | None,
+    budget_tokens: int | None,
     db: str | None,
     quiet: bool,
     plain: bool,
@@ -440,10 +456,10 @@ def resume(
     running are recorded as interrupted and their tasks tried again. Of a canceled run,
     the canceled tasks and those skipped because of them run again; failed ones stay
     failed. The run keeps --fail-fast and the settings it started with (parallelism,
-    timeouts, attempts, routing, scheduler, executor, log limit, the plugins' settings,
-    and the uncommitted changes it may have started from); --max-parallel, --fail-fast
-    and the plugins' options given here change them. Refuses if the workstream file
-    changed since the run started, unless --force.
+    timeouts, attempts, routing, scheduler, executor, log limit, budgets, the plugins'
+    settings, and the uncommitted changes it may have started from); --max-parallel,
+    --fail-fast, the budgets and the plugins' options given here change them. Refuses
+    if the workstream file changed since the run started, unless --force.
     """
     from orchestra.config import resolve_settings
     from orchestra.engine.runs import open_existing_store, resume_run
@@ -458,8 +474,9 @@ def resume(
         raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
     kept = [*RESUMED_SETTINGS, *session.host.settings().names()]
     flags = {name: record.settings.get(name) for name in kept}
-    if max_parallel is not None:
-        flags["max_parallel"] = max_parallel
+    given = {"max_parallel": max_parallel, "budget_cost": budget_cost}
+    given["budget_tokens"] = budget_tokens
+    flags.update({name: value for name, value in given.items() if value is not None})
     flags.update({name: value for name, value in plugin_flags.items() if value is not None})
     flags["db"] = db_path(db)
     try:
