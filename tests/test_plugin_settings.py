@@ -34,6 +34,8 @@ class Parrot:
             words = words.upper()
         lines = [words] * request.settings["parrot_times"]
         Path(request.workdir, "said.txt").write_text("".join(f"{line}\\n" for line in lines))
+        if request.settings["parrot_token"] is not None:
+            Path(request.workdir, "token.txt").write_text(request.settings["parrot_token"])
         return orchestra.StepResult("succeeded")
 
 
@@ -47,6 +49,7 @@ def orchestra_register_settings(register):
     register(orchestra.PluginSetting("parrot_words", str, "What the parrot says.", default="hello"))
     register(orchestra.PluginSetting("parrot_times", int, "How many times it says it.", default=1))
     register(orchestra.PluginSetting("parrot_loud", bool, "Whether it shouts.", default=False))
+    register(orchestra.PluginSetting("parrot_token", str, "The parrot's token."))
 """
 
 WORKSTREAM = 'id = "w"\n[[tasks]]\nid = "speak"\nprompt = "say it"\ntool = "parrot"\n'
@@ -243,3 +246,39 @@ def test_no_plugin_setting_can_shadow_an_option_of_run_or_resume(command):
                 names.add(option[2:].replace("-", "_"))
     names.add("help")
     assert names <= RESERVED_NAMES
+
+
+def test_a_secret_setting_reaches_the_tool_but_never_the_database(site, project):
+    # a setting named as a secret (parrot_token) is not recorded with the run: resume
+    # reads it again from where a new run would, so the tool still gets it
+    secret = "pt-live-5f0c1e9a"
+    hold = project / "hold"
+    hold.touch()
+    (project / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "wait"\n'
+        'command = ["sh", "-c", "touch started; while [ -e hold ]; do sleep 0.05; done"]\n'
+        + WORKSTREAM.removeprefix('id = "w"\n')
+        + 'depends_on = ["wait"]\n'
+    )
+    env = {"ORCHESTRA_PARROT_TOKEN": secret}
+    process = start_orchestra(
+        "run", "ws.toml", "--quiet", extra_path=[site], cwd=project, env=env, new_session=True
+    )
+    wait_for((project / "started").exists, what="the first task to start")
+    process.send_signal(signal.SIGINT)
+    printed, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, printed + errors
+    run_id = next(
+        line.split()[-1] for line in printed.splitlines() if line.startswith("to go on with it:")
+    )
+    hold.unlink()
+    help_text = run_orchestra("resume", "--help", extra_path=[site], cwd=project).stdout
+    assert "The parrot's token. (default" not in " ".join(help_text.split())
+
+    resumed = run_orchestra("resume", run_id, "--json", extra_path=[site], cwd=project, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert (project / "token.txt").read_text() == secret
+    for path in (project / ".orchestra").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

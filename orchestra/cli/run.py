@@ -190,9 +190,11 @@ def _plugin_options(ctx: click.Context, *, resuming: bool) -> list[click.Option]
 def _option(setting: PluginSetting, resuming: bool) -> click.Option:
     """The option ``--<name>`` of a plugin's setting; on ``resume`` it changes the value
     the run started with."""
+    from orchestra.engine.secrets import secret_settings
+
     flag = "--" + setting.name.replace("_", "-")
     help_text = setting.help
-    if resuming:
+    if resuming and not secret_settings([setting]):  # a secret is not recorded: read again
         help_text = f"{help_text.rstrip('.')} (default: as the run started)."
     if setting.type is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", setting.name], default=None, help=help_text)
@@ -472,7 +474,11 @@ def resume(
     record = store.run(run_id)
     if record.workstream_file is None:  # made with the Store's API, not by `run`
         raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
-    kept = [*RESUMED_SETTINGS, *session.host.settings().names()]
+    from orchestra.engine.secrets import secret_settings
+
+    added = [registration.item for registration in session.host.settings()]
+    secret = secret_settings(added)  # not recorded: resolved again, as for a new run
+    kept = [*RESUMED_SETTINGS, *(setting.name for setting in added if setting.name not in secret)]
     flags = {name: record.settings.get(name) for name in kept}
     given = {"max_parallel": max_parallel, "budget_cost": budget_cost}
     given["budget_tokens"] = budget_tokens

@@ -93,7 +93,12 @@ def start_run(
     check_workspaces(workstream, settings, project)
     sandbox.require(settings)  # sandbox = "bwrap" where it cannot run: before any record
     store = store or open_store(settings)
-    recorded_settings = {name: _plain(r.value) for name, r in settings.values.items()}
+    from orchestra.engine.secrets import secret_settings
+
+    secret = secret_settings(registration.item for registration in host.settings())
+    recorded_settings = {
+        name: _plain(r.value) for name, r in settings.values.items() if name not in secret
+    }
     recorded_settings["fail_fast"] = fail_fast
     from orchestra.loaders import source_digest
     from orchestra.loaders.sets import recorded

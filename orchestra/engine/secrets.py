@@ -8,6 +8,10 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestra.plugin.protocols import PluginSetting
 
 #: names whose values are redacted, matched case-insensitively
 SECRET_NAME_PATTERNS = ("*_KEY", "*_TOKEN", "*_SECRET", "*PASSWORD*")
@@ -31,6 +35,14 @@ _OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][A-Za-z0-9_-]*)(=|[ \t]+)(?!-)" + _
 def is_secret_name(name: str) -> bool:
     """Return whether a variable's name says its value is a secret (``*_TOKEN`` …)."""
     return _SECRET_NAME.match(name.upper()) is not None
+
+
+def secret_settings(settings: Iterable[PluginSetting]) -> frozenset[str]:
+    """The names of the plugins' ``settings`` whose values are secrets: declared so, or
+    named so. Their values are never recorded with a run."""
+    return frozenset(
+        setting.name for setting in settings if setting.secret or is_secret_name(setting.name)
+    )
 
 
 def is_secret_option(option: str) -> bool:

@@ -593,3 +593,7 @@ class PluginSetting:
     #: whether ``run`` and ``resume`` take the option (else only the configuration and
     #: the variable set it)
     option: bool = True
+    #: whether its value is a secret (a token, a password): never recorded with the run,
+    #: so ``resume`` resolves it again. A name that says so (``*_token``, ``*_key``,
+    #: ``*_password`` …) makes it one whatever this says.
+    secret: bool = False
