@@ -37,7 +37,7 @@ REQUIRED = {
     "workspaces": ("open",),
     "executors": ("open",),
     "loaders": ("patterns", "sniff", "load"),
-    "settings": ("type", "help", "default", "metavar", "option"),
+    "settings": ("type", "help", "default", "metavar", "option", "secret"),
 }
 
 
