@@ -24,7 +24,7 @@ from orchestra.store import (
     StoreError,
     UnknownRun,
 )
-from orchestra.store import database as store_module
+from orchestra.store import run_writes as store_module
 from orchestra.store.lifecycle import (
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,

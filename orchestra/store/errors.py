@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from pathlib import Path
 
 from orchestra.errors import DiskFull, OrchestraError
+from orchestra.faults import is_disk_full_error
 
 
 class StoreError(OrchestraError):
@@ -74,3 +76,14 @@ def database_fault(
             file=file,
         )
     return None
+
+
+def file_fault(error: OSError, doing: str, path: Path | None = None) -> OrchestraError:
+    """The one-line error for a file orchestra keeps beside the database (its directory,
+    a lock file) that could not be written: a full disk, or ``doing`` and why. ``path``
+    names the file when the error does not (a failed write names none)."""
+    where = error.filename or (None if path is None else str(path))
+    reason = error.strerror or str(error)
+    if is_disk_full_error(error):
+        return DiskFull(f"{doing}: {reason}", file=where)
+    return StoreError(f"{doing}: {reason}", file=where)
