@@ -194,8 +194,7 @@ def test_resume_force_of_a_workstream_with_other_tasks_is_refused_and_changes_no
         '[[tasks]]\nid = "after"\ndepends_on = ["slow"]\ncommand = ["true"]\n',
     )
     process = start_orchestra("run", "ws.toml", "--quiet", cwd=tmp_path)
-    database = tmp_path / ".orchestra" / "orchestra.db"
-    wait_for(lambda: database.exists() and db_rows(tmp_path, "SELECT * FROM attempts"))
+    wait_for(lambda: rows_once_made(tmp_path, "SELECT * FROM attempts"))
     (run_id,) = [row["id"] for row in db_rows(tmp_path, "SELECT id FROM runs")]
     assert run_orchestra("cancel", run_id, cwd=tmp_path).returncode == 0
     process.wait(timeout=30)
@@ -420,3 +419,13 @@ def test_resume_keeps_the_settings_the_run_started_with(tmp_path):
     ]
     most = max(sum(1 for s, e in spans if s <= moment < e) for moment, _ in spans)
     assert most == 1, "the resumed run ran tasks in parallel though it started with 1"
+
+
+def rows_once_made(project: Path, query: str) -> list:
+    """The rows of ``query``, or none while the run database is not made yet."""
+    if not (project / ".orchestra" / "orchestra.db").exists():
+        return []  # (connecting would make it)
+    try:
+        return db_rows(project, query)
+    except sqlite3.OperationalError:  # its tables not made yet
+        return []
