@@ -387,5 +387,8 @@ def test_a_resumed_run_keeps_its_budget_unless_resume_gives_another(tmp_path, gi
 def attempts_of_safe(project: Path, task: str):
     """The task's attempts, or none while the run database is not there yet."""
     if not (project / ".orchestra" / "orchestra.db").exists():
+        return []  # (connecting would make it)
+    try:
+        return attempts_of(project, task)
+    except sqlite3.OperationalError:  # its tables not made yet
         return []
-    return attempts_of(project, task)
