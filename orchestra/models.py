@@ -86,6 +86,12 @@ NON_RETRYABLE = frozenset(
 )
 
 
+#: what the policy table can say of a failure (``engine/failover.py``): try again with
+#: the same tool, with another tool if one may run the task (else the same), only with
+#: another tool (else stop), or stop
+FAILURE_ACTIONS = ("same", "prefer_other", "other", "stop")
+
+
 @classes.frozen
 class RetryPolicy:
     """Whether and when a failed attempt is tried again (shaped like Temporal's)."""
@@ -93,10 +99,18 @@ class RetryPolicy:
     max_attempts: int = 3
     backoff: Backoff = Backoff()
     non_retryable: frozenset[str] = NON_RETRYABLE
-    #: route the retry again, preferring another tool than the one that failed
+    #: route the retry again, preferring another tool than the one that failed (folded
+    #: into ``on_failure``: it makes each ``same`` row ``prefer_other``)
     retry_with_other_tool: bool = False
     #: the same failure this many attempts in a row quarantines the task
     same_failure_limit: int = 2
+    #: the policy table, resolved for every error class: what follows a failure of that
+    #: class (``engine/failover.py``: same, prefer_other, other, stop); a class it does
+    #: not name is retried with the same tool
+    on_failure: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    #: a rate limit asking to wait longer than this (seconds) sends the retry to another
+    #: tool, where its row says so; a shorter wait is waited out with the same tool
+    failover_wait: float = 60.0
 
 
 @classes.frozen
@@ -122,6 +136,10 @@ class Task:
     non_retryable: tuple[str, ...] | None = None
     retry_with_other_tool: bool | None = None
     same_failure_limit: int | None = None
+    #: rows of the policy table (error class -> same, prefer_other, other or stop) over
+    #: [defaults]' and the built-in ones
+    on_failure: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+    failover_wait: float | None = duration()
     budget: Budget | None = None
     workspace: str | None = None
     max_files_changed: int | None = None
@@ -152,6 +170,8 @@ class Defaults:
     non_retryable: tuple[str, ...] | None = None
     retry_with_other_tool: bool | None = None
     same_failure_limit: int | None = None
+    on_failure: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+    failover_wait: float | None = duration()
     #: the run's budget (a task's own ``budget`` caps only that task)
     budget: Budget | None = None
     workspace: str | None = None

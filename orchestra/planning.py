@@ -53,6 +53,10 @@ class Plan:
     #: why a task cannot run here although a tool can take it: a program its command or
     #: a check needs that is not installed (a PowerShell check without pwsh …)
     cannot_run: dict[str, str] = attrs.Factory(dict)
+    #: for each task a run could route to several tools, the order failover would try
+    #: the others in (``ToolChoice.fallback_order``), each with why it is kept out for
+    #: now (its open breaker) or None
+    fallbacks: dict[str, tuple[tuple[str, str | None], ...]] = attrs.Factory(dict)
 
     def unroutable(self) -> list[Task]:
         """Return the tasks no installed, available tool can carry out."""
@@ -233,13 +237,32 @@ def make_plan(
         starts = start_order(workstream.tasks, dependencies, waves, scheduler, slots)
         decision_of = _route_each(starts, choice)
     edges = graph.edge_count(dependencies)
+    fallbacks = _fallbacks(workstream.tasks, decision_of, choice)
     cannot_run = {}
     found: dict[tuple[str, str], bool] = {}
     for task in workstream.tasks:
         missing = missing_program(task, workstream.defaults, found)
         if missing:
             cannot_run[task.id] = missing
-    return Plan(workstream, waves, wave_of, decision_of, chain, settings, edges, cannot_run)
+    return Plan(
+        workstream, waves, wave_of, decision_of, chain, settings, edges, cannot_run, fallbacks
+    )
+
+
+def _fallbacks(
+    tasks: Sequence[Task], decision_of: Mapping[str, RoutingDecision], choice: ToolChoice
+) -> dict[str, tuple[tuple[str, str | None], ...]]:
+    """Return, for each task with more than one tool to turn to, the tools failover would
+    try after the one planned, in order, each with its open breaker's reason or None."""
+    found = {}
+    for task in tasks:
+        decision = decision_of[task.id]
+        if decision.tool is None or len(decision.candidates) + len(decision.passed_over) < 2:
+            continue
+        order = choice.fallback_order(task, decision)
+        if order:
+            found[task.id] = tuple((tool, choice.breaker_reason(tool)) for tool in order)
+    return found
 
 
 def plan_choice(

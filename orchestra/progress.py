@@ -29,6 +29,9 @@ class RunningTask:
     attempt: int
     started: float
     last_line: str | None = None
+    #: why routing gave the attempt its tool, when it passed over another one (a
+    #: failover: ``codex is the only tool left (passed over aider: …)``), else None
+    routed: str | None = None
 
 
 @classes.frozen
@@ -94,6 +97,8 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
             clock(now - task.started),
             (task.last_line or "")[:100],
         )
+        if task.routed:  # a failover: say which tool was passed over, and why
+            rows.add_row("", "", "", "", Text(f"routed: {task.routed}"[:200], style="yellow"))
     queued = len(snapshot.running) - len(shown)
     if queued:
         return Group(header, rows, Text(f"+ {queued} more queued for a free worker", style="dim"))
@@ -126,6 +131,9 @@ def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot
             last_line(open_attempts[step.task_id].log_path)
             if step.task_id in open_attempts
             else None,
+            routed_note(open_attempts[step.task_id].route_reason)
+            if step.task_id in open_attempts
+            else None,
         )
         for step in steps
         if step.state.value == "running"
@@ -146,6 +154,12 @@ def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot
         mean_task_seconds=sum(durations) / len(durations) if durations else None,
         parallel=parallel or settings_parallel or 1,
     )
+
+
+def routed_note(reason: str | None) -> str | None:
+    """Return an attempt's routing reason when it names a tool passed over (a failover,
+    an open breaker: what a person watching wants to know), else None."""
+    return reason if reason and "(passed over " in reason else None
 
 
 def last_line(path: str | None, window: int = 4096) -> str | None:

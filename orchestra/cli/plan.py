@@ -147,6 +147,9 @@ def render_text(the_plan) -> str:
             tool = decision.tool or "-"
             why = _shown_reason(decision)
             lines.append(f"  {task_id:<{width}}  {tool:<{tool_width}}  {why}{after}")
+            fallback = the_plan.fallbacks.get(task_id)
+            if fallback:  # where failover would turn, in order, under the tool chosen
+                lines.append(f"  {'':<{width}}  {_shown_fallback(fallback)}")
     unroutable = the_plan.unroutable()
     if unroutable:
         lines.append("")
@@ -167,17 +170,23 @@ def render_text(the_plan) -> str:
 
 
 def _shown_reason(decision) -> str:
-    """The decision's reason, and the tools a breaker keeps out for now."""
+    """The decision's reason (which names the tools passed over, a breaker's among them),
+    or, for a task only a breaker keeps from its tools, that it waits for it."""
     from orchestra.engine.choice import waits_for_breaker
 
+    if not waits_for_breaker(decision):
+        return decision.reason
     kept = [
         f"{name}: {why}" for name, why in decision.rejected.items() if why.startswith("breaker")
     ]
-    if not kept:
-        return decision.reason
-    if waits_for_breaker(decision):
-        return f"waits for a breaker ({'; '.join(kept)})"
-    return f"{decision.reason} (not {'; not '.join(kept)})"
+    return f"waits for a breaker ({'; '.join(kept)})"
+
+
+def _shown_fallback(fallback) -> str:
+    """``fallback: codex, gemini (breaker open until …)``: where failover would turn after
+    the tool chosen fails (its key refused, its provider down), in order."""
+    shown = ", ".join(tool if kept is None else f"{tool} ({kept})" for tool, kept in fallback)
+    return f"fallback: {shown}"
 
 
 def plan_as_dict(the_plan) -> dict:
@@ -192,6 +201,7 @@ def plan_as_dict(the_plan) -> dict:
                 "reason": decision.reason,
                 "candidates": list(decision.candidates),
                 "rejected": dict(decision.rejected),
+                "passed_over": [entry.as_dict() for entry in decision.passed_over],
             }
     wave_of = the_plan.wave_of
     decision_of = the_plan.decision_of
@@ -216,6 +226,10 @@ def plan_as_dict(the_plan) -> dict:
                 "depends_on": list(task.depends_on),
                 "priority": task.priority,
                 **routing_fields[id(decision_of[task.id])],
+                "fallback": [
+                    {"tool": tool, "breaker": kept}
+                    for tool, kept in the_plan.fallbacks.get(task.id, ())
+                ],
                 "cannot_run": the_plan.cannot_run.get(task.id),
             }
             for task in workstream.tasks

@@ -197,6 +197,12 @@ def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> Non
         (event.task_id, event.attempt): event.payload
         for event in store.events(run_id, types=("attempt.placed",))
     }
+    # the tools routing passed over for each attempt, and why (its step.running event)
+    passed_over = {
+        (event.task_id, event.payload.get("attempt")): event.payload["passed_over"]
+        for event in store.events(run_id, types=("step.running",))
+        if event.payload.get("passed_over")
+    }
     steps = []
     for step in store.steps(run_id):
         steps.append(
@@ -219,6 +225,7 @@ def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> Non
                         "ended_at": a.ended_at,
                         "log": a.log_path,
                         "routing": a.route_reason,
+                        "passed_over": passed_over.get((a.task_id, a.number), []),
                         "input_tokens": a.input_tokens,
                         "output_tokens": a.output_tokens,
                         "cost_usd": a.cost_usd,

@@ -11,10 +11,23 @@ the tool a run would pick now, for the reason it would give.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from orchestra.engine.router import RoutingDecision, candidate_tools, capability_key, route
+import attrs
+
+from orchestra.engine.router import (
+    PassedOver,
+    PassOver,
+    RoutingDecision,
+    allowed_tools,
+    candidate_tools,
+    capability_key,
+    filter_tools,
+    required_capabilities,
+    route,
+    tool_capabilities,
+)
 from orchestra.models import Availability, Defaults, Task, ToolProfile
 from orchestra.plugin.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
 from orchestra.plugin.registry import Registry
@@ -71,14 +84,20 @@ class ToolChoice:
         #: track records read so far: capabilities key -> tool -> (attempts, successes,
         #: recent durations)
         self._records: dict[str, dict[str, tuple]] = {}
+        #: the next tool of a fallback order, by what decides it (``fallback_order``)
+        self._fallbacks: dict[tuple, str | None] = {}
 
-    def decide(self, task: Task, avoid: tuple[str, ...] = ()) -> RoutingDecision:
+    def decide(
+        self, task: Task, avoid: tuple[str | PassOver, ...] = (), retry: bool = False
+    ) -> RoutingDecision:
         """Return the tool for the task's next attempt: the same as before, unless its
-        breaker keeps it out now or ``avoid`` names it (retry with another tool)."""
+        breaker keeps it out now or ``avoid`` names it (a retry the policy table sends to
+        another tool: ``router.PassOver``). A ``retry`` that keeps its tool says so."""
         cached = self._decisions.get(task.id)
-        if cached is not None and cached.tool is not None and not avoid:
-            if self.blocked(cached.tool) is None:
-                return cached
+        if cached is not None and cached.tool is not None:
+            avoided = {entry if isinstance(entry, str) else entry.tool for entry in avoid}
+            if cached.tool not in avoided and self.blocked(cached.tool) is None:
+                return _kept(cached) if retry else cached
         decision = route(
             task,
             defaults=self.defaults,
@@ -94,8 +113,82 @@ class ToolChoice:
             filtered=self._filtered,
             settled=self._settled,
         )
+        if any(entry.kind == "breaker" for entry in decision.passed_over):
+            decision = attrs.evolve(decision, passed_over=self._with_until(decision.passed_over))
         self._decisions[task.id] = decision
         return decision
+
+    def alternatives(
+        self, task: Task, excluded: Collection[str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """Return the tools not ``excluded`` that may run ``task`` (allowed, enabled,
+        capable and available, whatever their breakers say), and why each other tool
+        that has the capabilities may not: what a failover can turn to."""
+        allowed = allowed_tools(task, self.defaults)
+        needed = required_capabilities(task, self.defaults)
+        others: list[str] = []
+        why_not: dict[str, str] = {}
+        for registration, why in filter_tools(
+            allowed, needed, self.tools, self.profile, self.available, self._filtered
+        ):
+            name = registration.name
+            if name in excluded:
+                continue
+            if why is None:
+                others.append(name)
+            elif set(needed) <= tool_capabilities(registration.item, self.profile(name)):
+                why_not[name] = why  # it could do the work, but may not
+        return tuple(others), why_not
+
+    def fallback_order(self, task: Task, decision: RoutingDecision) -> tuple[str, ...]:
+        """Return the tools routing would turn to, in order, were the chosen tool and
+        then each one after it to fail with a fault of the tool (``auth``): each passed
+        over in turn, the breakers left aside (``plan`` marks the open ones)."""
+        if decision.tool is None:
+            return ()
+        order = [decision.tool]
+        while True:
+            passed = tuple(PassOver(name, "plan", strict=True) for name in order)
+            key = (
+                allowed_tools(task, self.defaults),
+                required_capabilities(task, self.defaults),
+                task.routing or self.routing,
+                tuple(order),
+            )
+            if key not in self._fallbacks:
+                self._fallbacks[key] = route(
+                    task,
+                    defaults=self.defaults,
+                    strategy_name=task.routing or self.routing,
+                    tools=self.tools,
+                    routers=self.routers,
+                    profile=self.profile,
+                    availability=self.available,
+                    history=self.history,
+                    avoid=passed,
+                    memory=Memory(),  # what a strategy remembers here is not the plan's
+                    filtered=self._filtered,
+                ).tool
+            following = self._fallbacks[key]
+            if following is None:
+                return tuple(order[1:])
+            order.append(following)
+
+    def breaker_reason(self, tool: str) -> str | None:
+        """Return why the tool's breaker keeps it out now (``breaker open until …``),
+        or None, without waking anything."""
+        found = self.breakers.blocked(tool) if self.breakers is not None else None
+        return found[0] if found is not None else None
+
+    def _with_until(self, passed: tuple[PassedOver, ...]) -> tuple[PassedOver, ...]:
+        """``passed`` with when each open breaker lets its tool in again."""
+        found = []
+        for entry in passed:
+            blocked = self.breakers.blocked(entry.tool) if entry.kind == "breaker" else None
+            if blocked is not None and blocked[1] is not None:
+                entry = attrs.evolve(entry, until=blocked[1])
+            found.append(entry)
+        return tuple(found)
 
     def start_over(self, memory: Memory) -> None:
         """Route every task afresh from now on, with ``memory`` (a plan routing the tasks
@@ -125,7 +218,7 @@ class ToolChoice:
     def blocked(self, tool: str) -> str | None:
         """Return why the tool's breaker keeps it out now, or None; notes in ``wake_at``
         when to look again."""
-        found = self.breakers.blocked(tool)
+        found = self.breakers.blocked(tool) if self.breakers is not None else None
         if found is None:
             return None
         reason, until = found
@@ -164,6 +257,17 @@ class ToolChoice:
             found = self._track_record(key) if self._track_record is not None else {}
             self._records[key] = found
         return self._records[key]
+
+
+def _kept(decision: RoutingDecision) -> RoutingDecision:
+    """A decision kept for a retry, saying so: a strategy's reason ("no record yet") and
+    what it passed over were said of the attempt it was made for, and may no longer hold.
+    "The only tool that can run it" holds still, and is said again as it is."""
+    if not decision.passed_over and len(decision.candidates) < 2:
+        return decision
+    assert decision.tool is not None
+    reason = f"{decision.tool} again, as for the attempt before (routed then: {decision.reason})"
+    return attrs.evolve(decision, reason=reason, passed_over=())
 
 
 def waits_for_breaker(decision: RoutingDecision) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from orchestra.engine.failover import AttemptEnd
 from orchestra.engine.resilience import change_digest, continues_after, fingerprint
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class TaskHistory:
         self.last_tool: dict[str, str] = {}
         self.failures: dict[str, list[str | None]] = {}
         self.changes: dict[str, list[str | None]] = {}
+        #: each attempt's tool and how it failed, what the policy table reads
+        self.ends: dict[str, list[AttemptEnd]] = {}
 
     def load(self, attempts: Iterable[AttemptRecord]) -> None:
         """Take in a resumed run's recorded attempts, oldest first."""
@@ -54,12 +57,19 @@ class TaskHistory:
                 attempt.error_class,
                 attempt.fingerprint,
                 change_digest(attempt.diff),
+                attempt.retry_after,
             )
 
     def add(self, task_id: str, tool: str, result: StepResult, digest: str | None) -> None:
         """Take in an attempt that just ended (``digest``: its ``loop_fingerprint``)."""
         self._add(
-            task_id, tool, result.feedback, result.error_class, digest, change_digest(result.diff)
+            task_id,
+            tool,
+            result.feedback,
+            result.error_class,
+            digest,
+            change_digest(result.diff),
+            result.retry_after,
         )
 
     def _add(
@@ -70,12 +80,14 @@ class TaskHistory:
         error_class: str | None,
         digest: str | None,
         change: str | None,
+        retry_after: float | None,
     ) -> None:
         self.feedback[task_id] = feedback
         self.last_error[task_id] = error_class
         self.last_tool[task_id] = tool
         self.failures.setdefault(task_id, []).append(digest)
         self.changes.setdefault(task_id, []).append(change)
+        self.ends.setdefault(task_id, []).append(AttemptEnd(tool, error_class, retry_after))
 
     def continues(self, task_id: str) -> bool:
         """Whether the task's next attempt goes on from its last one's change."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra.engine.attempts import carry_out
 from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
+from orchestra.engine.failover import OTHER, AttemptEnd, next_move, passed_over
 from orchestra.engine.fanout import SinkFanout, sink_context
 from orchestra.engine.history import TaskHistory, loop_fingerprint
 from orchestra.engine.interruption import Interruption
@@ -42,7 +43,7 @@ from orchestra.engine.outcome import RunOutcome, outcome_of
 from orchestra.engine.queue_ahead import LINGER_SECONDS
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
-from orchestra.engine.router import capability_key
+from orchestra.engine.router import PassOver, capability_key, rejection_kind
 from orchestra.engine.run_workspaces import RunWorkspaces
 from orchestra.engine.running import RunningAttempts
 from orchestra.engine.steps import Steps
@@ -337,7 +338,7 @@ class Orchestrator:
             limit = self._profile(decision.tool).max_concurrency
             if limit is not None and self.running.in_use.get(decision.tool, 0) >= limit:
                 return KEEP
-            launches.append(self._launch(task, decision.tool, decision.reason))
+            launches.append(self._launch(task, decision))
             return TAKE
 
         self.steps.ready.offer(decide)
@@ -345,18 +346,26 @@ class Orchestrator:
 
     def _route(self, task: Task) -> RoutingDecision:
         """Return the tool for the task's next attempt: the same as before, unless its
-        breaker keeps it out now or the task asks to retry with another tool."""
-        avoid: tuple[str, ...] = ()
-        last_tool = self.history.last_tool.get(task.id)
-        if self.steps.attempts.get(task.id) and last_tool is not None:
-            if self._policy(task).retry_with_other_tool:
-                avoid = (last_tool,)
-        return self.choice.decide(task, avoid)
+        breaker keeps it out now or the policy table sends the retry to another tool
+        (``failover.next_move``, from the task's attempts: after a resume too)."""
+        ends = self.history.ends.get(task.id)
+        if not self.steps.attempts.get(task.id) or not ends:
+            return self.choice.decide(task)
+        passing = tuple(
+            PassOver(move.passed_tool or "", move.why or "", strict=move.action == OTHER)
+            for move in passed_over(self._policy(task), ends)
+        )
+        return self.choice.decide(task, passing, retry=True)
 
-    def _launch(self, task: Task, tool: str, why: str) -> AttemptLaunch:
+    def _launch(self, task: Task, decision: RoutingDecision) -> AttemptLaunch:
         """Record the attempt's start (committed with the rest of this wake's changes)
         and return what its worker needs."""
+        tool, why = decision.tool, decision.reason
+        assert tool is not None  # a decision with no tool starts nothing
         number = self.steps.attempts.get(task.id, 0) + 1
+        routed: dict[str, Any] = {"tool": tool, "attempt": number, "why": why}
+        if decision.passed_over:  # said only when there is something to say: events stay small
+            routed["passed_over"] = [entry.as_dict() for entry in decision.passed_over]
         env, secrets = self.launches.environment(tool, task, number)
         log_path = self.launches.log_path(task.id, number)
         before = self.steps.state[task.id]
@@ -370,14 +379,14 @@ class Orchestrator:
             tool_version=self.choice.available(tool).version,
             route_reason=why,
             capabilities=capability_key(task, self.workstream.defaults),
-            payload={"tool": tool, "attempt": number, "why": why},
+            payload=routed,
             number=number,
         )
         self.breakers.on_start(tool)
         self.steps.started(task.id, number)
         if self.fanout:
-            payload = {"from": before.value, "to": "running", "tool": tool, "attempt": number}
-            self.fanout.emit("step.running", task.id, {**payload, "why": why})
+            payload = {"from": before.value, "to": "running", **routed, "attempt": number}
+            self.fanout.emit("step.running", task.id, payload)
         request = self.launches.request(
             task,
             number,
@@ -438,15 +447,21 @@ class Orchestrator:
             seconds = (running.ended or time.time()) - running.started
             self.choice.remember(task, tool, result.outcome == "succeeded", seconds)
         self.history.add(task.id, tool, result, digest)
+        policy = self._policy(task)
+        ends = self.history.ends[task.id]
+        move = next_move(policy, ends) if result.outcome not in ("succeeded", "canceled") else None
+        alone = self._alone(task, policy, ends) if move is not None and move.switches else None
         verdict = judge(
             attempt=running.attempt,
             tool=tool,
             result=result,
-            policy=self._policy(task),
+            policy=policy,
             failures=self.history.failures[task.id],
             changes=self.history.changes[task.id],
             over_budget=self.meter.task_exhausted(task),
             stopping=self.steps.stopping,
+            move=move,
+            alone=alone,
         )
         self.steps.set(task.id, verdict.state, reason=verdict.reason, payload=verdict.payload)
         if verdict.state is StepState.RETRYING:
@@ -456,6 +471,32 @@ class Orchestrator:
         exhausted = self.meter.run_exhausted()
         if exhausted is not None and self.steps.stopping is None:
             self._stop("budget", exhausted)
+
+    def _alone(self, task: Task, policy: RetryPolicy, ends: list[AttemptEnd]) -> str | None:
+        """Return why no tool but the last attempt's may take ``task`` (each other tool
+        with the capabilities it needs, and why not; "" when there is none), or None when
+        another one may, now or once its breaker lets it in; a tool that must not be
+        tried again (its key was refused) is no other tool."""
+        last = ends[-1].tool
+        refused = {
+            move.passed_tool: move.why or ""
+            for move in passed_over(policy, ends)
+            if move.action == OTHER and move.passed_tool not in (None, last)
+        }
+        others, why_not = self.choice.alternatives(task, {last, *refused})
+        why_not.update(refused)
+        if others:
+            return None
+        if not why_not:  # no other tool could ever run it (a command): nothing to add
+            return ""
+        listed = [
+            f"{name}: {why}"
+            for name, why in why_not.items()
+            if rejection_kind(why) != "not_allowed"
+        ]
+        if not listed:
+            return "the task allows no other tool"
+        return f"no other tool may run it: {'; '.join(listed)}"
 
     def _after_failure(self) -> None:
         if self.fail_fast and self.steps.stopping is None:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestra import classes
+from orchestra.engine.failover import BUILT_IN_TABLE, FAILOVER_WAIT, STOP, failure_table
 from orchestra.models import (
-    NON_RETRYABLE,
     Backoff,
     Budget,
     Defaults,
@@ -52,14 +52,26 @@ def retry_policy(task: Task, defaults: Defaults, max_attempts: int) -> RetryPoli
         shared = getattr(defaults, name)
         return shared if shared is not None else fallback
 
-    non_retryable = pick("non_retryable", None)
+    table = failure_table(task, defaults)
     return RetryPolicy(
         max_attempts=task.max_attempts if task.max_attempts is not None else max_attempts,
         backoff=task.backoff or defaults.backoff or Backoff(),
-        non_retryable=(frozenset(non_retryable) if non_retryable is not None else NON_RETRYABLE),
+        non_retryable=_stops(table),
         retry_with_other_tool=bool(pick("retry_with_other_tool", False)),
         same_failure_limit=pick("same_failure_limit", 2),
+        on_failure=table,
+        failover_wait=pick("failover_wait", FAILOVER_WAIT),
     )
+
+
+#: the classes the built-in policy table stops at (``RetryPolicy.non_retryable``)
+BUILT_IN_STOPS = frozenset(name for name, action in BUILT_IN_TABLE.items() if action == STOP)
+
+
+def _stops(table: Mapping[str, str]) -> frozenset[str]:
+    if table is BUILT_IN_TABLE:
+        return BUILT_IN_STOPS
+    return frozenset(name for name, action in table.items() if action == STOP)
 
 
 def backoff_delay(backoff: Backoff, attempt: int, retry_after: float | None = None) -> float:

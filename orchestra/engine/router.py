@@ -25,16 +25,73 @@ from orchestra.plugin.protocols import (
 )
 from orchestra.plugin.registry import Registration, Registry
 
+#: why a tool was left out, by the start of its reason (``_filter``, the breakers' gate,
+#: ``PassOver``): the kind a decision's ``passed_over`` says
+REJECTION_KINDS = (
+    ("not allowed", "not_allowed"),
+    ("disabled", "disabled"),
+    ("lacks capability", "lacks_capability"),
+    ("not available", "unavailable"),
+    ("no installed plugin", "not_installed"),
+    ("breaker", "breaker"),
+    ("failed", "failed"),
+)
+#: the kinds that say a tool could have run the task but was passed over: the others
+#: (not allowed, lacking a capability) are facts of the task itself
+PASSED_OVER_KINDS = frozenset({"disabled", "unavailable", "not_installed", "breaker", "failed"})
+#: the kinds that come of the run so far: the tools' breakers and the task's attempts
+RUN_KINDS = frozenset({"breaker", "failed"})
+
+
+def rejection_kind(why: str) -> str:
+    """Return the kind of a reason for leaving a tool out (``REJECTION_KINDS``)."""
+    for start, kind in REJECTION_KINDS:
+        if why.startswith(start):
+            return kind
+    return "other"
+
+
+@classes.frozen
+class PassedOver:
+    """A tool the task allows that routing passed over, and why."""
+
+    tool: str
+    #: one of ``PASSED_OVER_KINDS``
+    kind: str
+    why: str
+    #: when an open breaker lets the tool in again (UNIX time), for ``kind == "breaker"``
+    until: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields of an event's ``passed_over`` list."""
+        shown: dict[str, Any] = {"tool": self.tool, "kind": self.kind, "why": self.why}
+        if self.until is not None:
+            shown["until"] = self.until
+        return shown
+
+
+@classes.frozen
+class PassOver:
+    """A tool a retry passes over, and why (its attempt failed the task); with
+    ``strict``, never taken, even when no other tool is left."""
+
+    tool: str
+    why: str = "failed the last attempt (retry_with_other_tool)"
+    strict: bool = False
+
 
 @classes.frozen
 class RoutingDecision:
-    """The tool chosen for a task (None when none can run it), the strategy and why."""
+    """The tool chosen for a task (None when none can run it), the strategy and why;
+    ``passed_over``, the tools the task allows that could have run it and were left out
+    (an open breaker, the last attempt's failure, not available here, disabled)."""
 
     tool: str | None
     strategy: str | None
     reason: str
     candidates: tuple[str, ...] = ()
     rejected: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    passed_over: tuple[PassedOver, ...] = ()
 
 
 def required_capabilities(task: Task, defaults: Defaults) -> tuple[str, ...]:
@@ -72,7 +129,7 @@ def route(
     availability: Callable[[str], Availability],
     history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None = None,
     blocked: Callable[[str], str | None] | None = None,
-    avoid: tuple[str, ...] = (),
+    avoid: tuple[str | PassOver, ...] = (),
     memory: Memory | None = None,
     filtered: dict[Any, Any] | None = None,
     settled: dict[Any, RoutingDecision] | None = None,
@@ -82,7 +139,8 @@ def route(
     ``history(capabilities, names)`` gives the candidates' track record (asked only when
     a strategy has to choose among several); ``blocked(name)`` says why a tool is out for
     now (an open breaker); ``avoid`` names tools to pass over when another candidate is
-    left (a retry that should try another tool); ``memory`` is where a strategy keeps
+    left (a retry that should try another tool), each a name or a ``PassOver`` saying
+    why and whether it may be taken when none is; ``memory`` is where a strategy keeps
     what it must remember across runs (round_robin's position). ``filtered``, a dict the
     caller keeps while profiles and availability stay the same (a run), remembers the
     capability filter's answer for each set of allowed tools and needed capabilities.
@@ -92,8 +150,9 @@ def route(
     """
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
+    passing = tuple(entry if isinstance(entry, PassOver) else PassOver(entry) for entry in avoid)
     if settled is not None:
-        key = (allowed, needed, task.tool is not None, strategy_name, avoid)
+        key = (allowed, needed, task.tool is not None, strategy_name, passing)
         if key in settled:
             return settled[key]
     decision, asked = _decide(
@@ -107,7 +166,7 @@ def route(
         availability=availability,
         history=history,
         blocked=blocked,
-        avoid=avoid,
+        passing=passing,
         memory=memory,
         filtered=filtered,
     )
@@ -128,14 +187,16 @@ def _decide(
     availability: Callable[[str], Availability],
     history: Callable[[tuple[str, ...], tuple[str, ...]], Mapping[str, ToolStats]] | None,
     blocked: Callable[[str], str | None] | None,
-    avoid: tuple[str, ...],
+    passing: tuple[PassOver, ...],
     memory: Memory | None,
     filtered: dict[Any, Any] | None,
 ) -> tuple[RoutingDecision, bool]:
     """Return ``route``'s decision (made afresh) and whether the strategy was asked."""
     rejected: dict[str, str] = {}
     candidates: list[ToolAdapter] = []
-    for registration, why_not in _filtered(allowed, needed, tools, profile, availability, filtered):
+    for registration, why_not in filter_tools(
+        allowed, needed, tools, profile, availability, filtered
+    ):
         if why_not is None and blocked is not None:
             why_not = blocked(registration.name)
         if why_not is None:
@@ -147,25 +208,40 @@ def _decide(
             rejected[name] = "no installed plugin provides it"
     if allowed is not None:  # candidates in the order the task lists its tools
         candidates.sort(key=lambda adapter: allowed.index(adapter.name))
-    others = [adapter for adapter in candidates if adapter.name not in avoid]
-    if avoid and others and len(others) < len(candidates):
-        for adapter in candidates:
-            if adapter.name in avoid:
-                rejected[adapter.name] = "failed the last attempt (retry_with_other_tool)"
-        candidates = others
+    passed_by_name = {entry.tool: entry for entry in passing}
+    others = [adapter for adapter in candidates if adapter.name not in passed_by_name]
+    for adapter in candidates:
+        entry = passed_by_name.get(adapter.name)
+        if entry is not None and (others or entry.strict):
+            rejected[adapter.name] = entry.why
+    candidates = others or [
+        adapter
+        for adapter in candidates
+        if adapter.name not in passed_by_name or not passed_by_name[adapter.name].strict
+    ]
+    for entry in passing:  # kept out by its breaker as well as by its failure
+        if rejection_kind(rejected.get(entry.tool, "")) == "breaker":
+            if entry.strict:  # never to be taken: not waited for
+                rejected[entry.tool] = f"{entry.why}; {rejected[entry.tool]}"
+            else:  # taken when its breaker closes, if nothing else is left
+                rejected[entry.tool] = f"{rejected[entry.tool]}, and it {entry.why}"
+    passed = _passed_over(rejected, allowed)
     if not candidates:
         reasons = (
             "; ".join(f"{name}: {why}" for name, why in rejected.items()) or "no tools installed"
         )
         reason = f"no tool can run this task ({reasons})"
-        return RoutingDecision(None, None, reason, (), rejected), False
+        return RoutingDecision(None, None, reason, (), rejected, passed), False
     if task.tool is not None:
         strategy_name = "fixed"
     strategy: RoutingStrategy = routers.get(strategy_name)
     names = tuple(adapter.name for adapter in candidates)
     if len(candidates) == 1 and task.tool is None:
         reason = f"{names[0]} is the only tool that can run it"
-        return RoutingDecision(names[0], strategy_name, reason, names, rejected), False
+        if passed:  # only of what is left: say what was passed over, and why
+            reason = f"{names[0]} is the only tool left (passed over {_listed(passed)})"
+        decision = RoutingDecision(names[0], strategy_name, reason, names, rejected, passed)
+        return decision, False
     context = RoutingContext(
         history(needed, names) if history is not None else {},
         {name: profile(name) for name in names},
@@ -177,7 +253,32 @@ def _decide(
             f"routing strategy {strategy_name!r} chose {choice.tool!r}, "
             f"which is not a candidate ({', '.join(names)})"
         )
-    return RoutingDecision(choice.tool, strategy_name, choice.reason, names, rejected), True
+    reason = choice.reason
+    if passed:
+        reason = f"{reason} (passed over {_listed(passed)})"
+    return RoutingDecision(choice.tool, strategy_name, reason, names, rejected, passed), True
+
+
+def _passed_over(
+    rejected: Mapping[str, str], allowed: tuple[str, ...] | None
+) -> tuple[PassedOver, ...]:
+    """Return the tools in ``rejected`` that could have run the task, in the order the
+    task allows them. A task that names no tools passes over only the tools it found
+    wanting (an open breaker, a failed attempt), not every tool not set up here."""
+    kinds = PASSED_OVER_KINDS if allowed is not None else RUN_KINDS
+    passed = [
+        PassedOver(name, kind, why)
+        for name, why in rejected.items()
+        if (kind := rejection_kind(why)) in kinds
+    ]
+    if allowed is not None and len(passed) > 1:
+        passed.sort(key=lambda entry: allowed.index(entry.tool) if entry.tool in allowed else 0)
+    return tuple(passed)
+
+
+def _listed(passed: tuple[PassedOver, ...]) -> str:
+    """``aider: failed the last attempt with auth; gemini: not available (…)``."""
+    return "; ".join(f"{entry.tool}: {entry.why}" for entry in passed)
 
 
 def candidate_tools(
@@ -193,11 +294,11 @@ def candidate_tools(
     strategy: nothing is decided or remembered); ``filtered`` as for ``route``."""
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
-    answers = _filtered(allowed, needed, tools, profile, availability, filtered)
+    answers = filter_tools(allowed, needed, tools, profile, availability, filtered)
     return [registration.item for registration, why_not in answers if why_not is None]
 
 
-def _filtered(
+def filter_tools(
     allowed: tuple[str, ...] | None,
     needed: tuple[str, ...],
     tools: Registry[ToolAdapter],

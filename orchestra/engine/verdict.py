@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestra import classes
+from orchestra.engine.failover import OTHER, SAME, STOP, Move
 from orchestra.engine.resilience import backoff_delay, oscillates, repeats
 from orchestra.store.lifecycle import StepState
 
@@ -48,11 +49,16 @@ def judge(
     changes: Sequence[str | None],
     over_budget: str | None,
     stopping: str | None,
+    move: Move | None = None,
+    alone: str | None = None,
 ) -> Verdict:
     """Return what becomes of a step whose attempt number ``attempt`` with ``tool`` ended
     with ``result``: ``failures`` and ``changes`` are its attempts' fingerprints and
     change digests (``TaskHistory``), ``over_budget`` why the task may not be tried again,
-    ``stopping`` how the run winds down (None while it does not)."""
+    ``stopping`` how the run winds down (None while it does not). ``move`` is what the
+    policy table says of the failure (``failover.next_move``; by default the row of its
+    class) and ``alone``, when it asks for another tool, why none may take the task
+    (None when one may): then ``other`` stops and ``prefer_other`` stays with ``tool``."""
     if result.outcome == "succeeded":
         return Verdict(StepState.SUCCEEDED, payload={"tool": tool})
     if result.outcome == "canceled" or stopping in CANCELING:
@@ -67,14 +73,20 @@ def judge(
             f"oscillating: attempt {attempt} made the same change as attempt"
             f" {attempt - 2}: {reason}",
         )
-    if (
-        result.error_class not in policy.non_retryable
-        and over_budget is None
-        and stopping is None
-        and attempt < policy.max_attempts
-    ):
-        delay = backoff_delay(policy.backoff, attempt, result.retry_after)
-        why = f"{result.error_class or result.outcome}: {result.message or ''}".strip(": ")
-        payload = {"attempt": attempt, "delay": round(delay, 3)}
-        return Verdict(StepState.RETRYING, why, payload, delay)
+    if move is None:
+        move = Move(policy.on_failure.get(result.error_class or "", SAME))
+    switching = move.switches and alone is None
+    if move.action == OTHER and alone is not None:  # "" when no other tool has a say
+        alone_reason = f"{reason} ({alone})" if alone else reason
+        return Verdict(StepState.FAILED, over_budget or alone_reason)
+    if move.action != STOP and over_budget is None and stopping is None:
+        if attempt < policy.max_attempts:
+            # another tool need not wait out what the failed one was told to wait
+            wait = None if switching else result.retry_after
+            delay = backoff_delay(policy.backoff, attempt, wait)
+            why = f"{result.error_class or result.outcome}: {result.message or ''}".strip(": ")
+            payload: dict[str, Any] = {"attempt": attempt, "delay": round(delay, 3)}
+            if switching:
+                payload["passing_over"] = tool
+            return Verdict(StepState.RETRYING, why, payload, delay)
     return Verdict(StepState.FAILED, over_budget or reason)

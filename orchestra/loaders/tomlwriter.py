@@ -128,7 +128,7 @@ def _is_duration(field: str) -> bool:
     if field.startswith("metadata"):
         return False
     last = field.rsplit(".", 1)[-1].split("[", 1)[0]
-    return last in ("timeout", "idle_timeout", "initial", "max")
+    return last in ("timeout", "idle_timeout", "initial", "max", "failover_wait")
 
 
 def _blank(value: Any) -> Any:

@@ -36,6 +36,17 @@ _SKIPPED_FOR = re.compile(r"^dependency (\S+) ")
 
 
 @classes.frozen
+class PassedOverFacts:
+    """A tool routing passed over for an attempt, and why (``breaker``, ``failed``,
+    ``unavailable`` …: the kinds of ``engine/router.py``)."""
+
+    tool: str
+    kind: str
+    why: str
+    until: float | None = None
+
+
+@classes.frozen
 class AttemptFacts:
     """One attempt as the report shows it."""
 
@@ -58,6 +69,8 @@ class AttemptFacts:
     log_path: str | None
     files: tuple[FileChange, ...]
     diff: str | None
+    #: the tools the task allows that routing passed over for this attempt, and why
+    passed_over: tuple[PassedOverFacts, ...] = ()
 
 
 @classes.frozen
@@ -137,9 +150,13 @@ def gather(store, run_id: str, host=None) -> RunFacts:
     for attempt in store.attempts(run_id):
         attempts_of.setdefault(attempt.task_id, []).append(attempt)
     ready_at: dict[str, float] = {}
+    passed_over: dict[tuple[str, int], tuple[PassedOverFacts, ...]] = {}
     for event in store.events(run_id):
         if event.type == "step.ready" and event.task_id is not None:
             ready_at.setdefault(event.task_id, event.at)
+        elif event.type == "step.running" and event.payload.get("passed_over"):
+            key = (event.task_id, event.payload.get("attempt"))
+            passed_over[key] = tuple(_passed(entry) for entry in event.payload["passed_over"])
     usage = store.usage_by_task(run_id)
     task_ids = [step.task_id for step in steps]
     workstream, graph_note = _workstream_of(record, task_ids, host)
@@ -155,7 +172,9 @@ def gather(store, run_id: str, host=None) -> RunFacts:
 
     tasks = []
     for step in steps:
-        attempts = _attempts(attempts_of.get(step.task_id, []), ready_at.get(step.task_id))
+        attempts = _attempts(
+            attempts_of.get(step.task_id, []), ready_at.get(step.task_id), passed_over
+        )
         tokens, cost = usage.get(step.task_id, (0, 0.0))
         tasks.append(
             TaskFacts(
@@ -205,7 +224,17 @@ def gather(store, run_id: str, host=None) -> RunFacts:
     )
 
 
-def _attempts(records: list, ready_at: float | None) -> tuple[AttemptFacts, ...]:
+def _passed(entry: dict) -> PassedOverFacts:
+    return PassedOverFacts(
+        str(entry.get("tool")), str(entry.get("kind")), str(entry.get("why")), entry.get("until")
+    )
+
+
+def _attempts(
+    records: list,
+    ready_at: float | None,
+    passed_over: dict[tuple[str, int], tuple[PassedOverFacts, ...]],
+) -> tuple[AttemptFacts, ...]:
     attempts = []
     previous_end = ready_at
     for record in records:
@@ -229,6 +258,7 @@ def _attempts(records: list, ready_at: float | None) -> tuple[AttemptFacts, ...]
                 log_path=record.log_path,
                 files=summarize_diff(record.diff),
                 diff=record.diff,
+                passed_over=passed_over.get((record.task_id, record.number), ()),
             )
         )
         previous_end = record.ended_at

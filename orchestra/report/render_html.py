@@ -207,8 +207,13 @@ def _attempt_row(run: RunFacts, attempt: AttemptFacts) -> str:
     tokens = (attempt.input_tokens or 0) + (attempt.output_tokens or 0)
     error = ": ".join(part for part in (attempt.error_class, attempt.message) if part)
     outcome = outcome_text(attempt.outcome)
+    passed = "".join(
+        f'<br><small class="muted">not {escape(entry.tool)}: {escape(entry.why)}</small>'
+        for entry in attempt.passed_over
+    )
     return (
-        f"<tr><td>{attempt.number}</td><td>{escape(attempt.tool)}</td>"
+        f'<tr><td>{attempt.number}</td><td title="{escape(attempt.route_reason or "")}">'
+        f"{escape(attempt.tool)}{passed}</td>"
         f'<td><span class="badge state-{escape(outcome)}">{escape(outcome)}</span></td>'
         f'<td>+{duration(since)}</td><td class="num">{duration(attempt.seconds)}</td>'
         f'<td class="num">{duration(attempt.waited)}</td><td class="num">{tokens:,}</td>'

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestra import graph
 from orchestra.errors import SpecError, did_you_mean
-from orchestra.models import ERROR_CLASSES, Budget, Defaults, Task, Workstream
+from orchestra.models import ERROR_CLASSES, FAILURE_ACTIONS, Budget, Defaults, Task, Workstream
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -206,6 +206,15 @@ def _check_common(
             yield problem(
                 f"unknown error class {name!r}{suggestion}", task_id, f"{prefix}non_retryable"
             )
+    for name, action in (values.on_failure or {}).items():
+        if name not in ERROR_CLASSES:
+            message = f"unknown error class {name!r}{did_you_mean(name, sorted(ERROR_CLASSES))}"
+            yield problem(message, task_id, f"{prefix}on_failure.{name}")
+        elif action not in FAILURE_ACTIONS:
+            message = f"unknown action {action!r}: use one of {', '.join(FAILURE_ACTIONS)}"
+            yield problem(message, task_id, f"{prefix}on_failure.{name}")
+    if values.failover_wait is not None and values.failover_wait < 0:
+        yield problem("must not be negative", task_id, f"{prefix}failover_wait")
     if values.workspace is not None and not NAME_PATTERN.fullmatch(values.workspace):
         yield problem(f"invalid name {values.workspace!r}", task_id, f"{prefix}workspace")
     for field_name in ("max_files_changed", "max_lines_changed"):

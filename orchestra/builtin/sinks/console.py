@@ -39,6 +39,8 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             parts.append(f"(attempt {payload['attempt']})")
         if payload.get("reason"):
             parts.append(f"— {payload['reason']}")
+        elif kind == "step.running" and payload.get("passed_over"):
+            parts.append(f"— {payload['why']}")  # a failover: which tool it passed over, why
         return "  ".join(parts)
     return None
 
@@ -145,8 +147,9 @@ class ConsoleSink:
             self._steps[task] = state
             if state == "running":
                 self._first_start.setdefault(task, at)
+                routed = payload.get("why") if payload.get("passed_over") else None
                 self._running[task] = RunningTask(
-                    task, payload.get("tool"), payload.get("attempt") or 1, at
+                    task, payload.get("tool"), payload.get("attempt") or 1, at, routed=routed
                 )
             else:
                 self._running.pop(task, None)

@@ -28,7 +28,18 @@ TOKEN_COUNTS = (
 )
 #: phrases of claude's error texts, per error class, for errors without an HTTP status
 _PHRASES = (
-    ("auth", ("invalid api key", "failed to authenticate", "authentication", "unauthorized")),
+    # "Not logged in · Please run /login": no key reached it (none configured)
+    (
+        "auth",
+        (
+            "invalid api key",
+            "failed to authenticate",
+            "authentication",
+            "unauthorized",
+            "not logged in",
+            "please run /login",
+        ),
+    ),
     ("rate_limited", ("rate limit", "request rejected (429)")),
     ("context_overflow", ("prompt is too long", "context window", "context length")),
     (

@@ -233,6 +233,7 @@ def test_a_program_that_could_not_start_is_tool_missing() -> None:
         (None, "Request timed out. set API_TIMEOUT_MS above 10000.", "provider_error"),
         (None, "API Error: JSON Parse error: Unexpected identifier", "provider_error"),
         (None, "Prompt is too long", "context_overflow"),
+        (None, "Not logged in · Please run /login", "auth"),
         (None, "something else", "turn_failed"),
     ],
 )

@@ -43,12 +43,14 @@ backoff = { initial = "0.1s", jitter = false }
 [[tasks]]
 id = "python"
 prompt = "Make greet in hello.py return hello, world"
+tools = ["aider", "codex"]  # of the installed tools, the two this test gives a provider
 capabilities = ["python"]
 files = { write = ["hello.py"] }
 
 [[tasks]]
 id = "javascript"
 prompt = "Make greet in greet.js return hello, world"
+tools = ["aider", "codex"]
 capabilities = ["javascript"]
 files = { write = ["greet.js"] }
 
