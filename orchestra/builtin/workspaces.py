@@ -157,6 +157,7 @@ class WorktreeRun:
         self.unmerged: dict[str, tuple[str, str]] = {
             task: (pair[0], pair[1]) for task, pair in recorded.get("changes", {}).items()
         }
+        self._publish()
         #: per attempt: what its directory started as (``ExecutionRequest.start``) and
         #: the tree its tool left, before the checks ran
         self._starts: dict[tuple[str, int], str] = {}
@@ -225,6 +226,7 @@ class WorktreeRun:
                 self.unmerged.pop(request.task.id, None)
             else:
                 self.unmerged[request.task.id] = (base, commit)
+            self._publish()
         if commit is None:
             return Change(())
         paths = tuple(changes.paths_between(tree, base, commit))
@@ -253,6 +255,7 @@ class WorktreeRun:
                 self.tip = result.tip
                 self.landed[request.task.id] = request.attempt
                 self.unmerged.pop(request.task.id, None)
+                self._publish()
         return Landing(result.merged, tuple(result.conflicts), result.tip)
 
     def discard(self, request: ExecutionRequest, directory: str) -> None:
@@ -278,12 +281,21 @@ class WorktreeRun:
 
     def checkpoint(self) -> dict[str, Any]:
         """What the run database keeps for a resume: where the run branch started, its
-        tip as orchestra last moved it, and the unmerged changes a retry goes on from."""
-        with self._landing:
-            kept: dict[str, Any] = {"start": self.start, "tip": self.tip}
-            if self.unmerged:
-                kept["changes"] = {task: list(pair) for task, pair in sorted(self.unmerged.items())}
-            return kept
+        tip as orchestra last moved it, and the unmerged changes a retry goes on from.
+
+        The run loop asks after every attempt, inside its transaction: it gets the value
+        last published, without waiting for a landing under way (a rebase of another
+        attempt), which would hold the loop and the database's write lock meanwhile."""
+        return self._kept
+
+    def _publish(self) -> None:
+        """Make what ``checkpoint`` returns from the state now (call with ``_landing``
+        held, or before any thread shares the workspace): a new dict each time, never
+        changed after, so the loop may read it while a worker lands."""
+        kept: dict[str, Any] = {"start": self.start, "tip": self.tip}
+        if self.unmerged:
+            kept["changes"] = {task: list(pair) for task, pair in sorted(self.unmerged.items())}
+        self._kept = kept
 
     def close(self) -> list[str]:
         """Remove whatever of the run is left in the repository (worktrees, attempt
