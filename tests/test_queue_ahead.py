@@ -4,7 +4,9 @@ more than max_parallel ever run at once."""
 import sqlite3
 from pathlib import Path
 
-from orchestra.engine.queue_ahead import MOST_PER_WORKER, QueueAhead
+import pytest
+
+from orchestra.engine.queue_ahead import LINGER_SECONDS, MOST_PER_WORKER, QueueAhead
 from orchestra.testing import run_orchestra
 
 
@@ -39,10 +41,15 @@ def test_the_depth_follows_attempts_that_become_slow():
     assert ahead.per_worker() == 1
 
 
-def test_the_loop_lingers_only_with_two_queued_per_worker():
+def test_the_loop_lingers_only_with_two_queued_per_worker_and_less_than_they_last():
     ahead = QueueAhead(workers=2)
-    assert not ahead.worth_lingering(5)
-    assert ahead.worth_lingering(6)
+    assert ahead.linger(6) == 0.0  # nothing known of how long the queued work lasts
+    ahead.observe(0.002)
+    assert ahead.linger(5) == 0.0
+    # 6 held by 2 workers: 2 rounds queued of 2 ms each, so at most half of 4 ms
+    assert ahead.linger(6) == pytest.approx(0.002)
+    # however much is queued, never more than LINGER_SECONDS
+    assert ahead.linger(40) == LINGER_SECONDS
 
 
 def test_a_deep_queue_never_runs_more_than_max_parallel_at_once(tmp_path: Path):

@@ -40,7 +40,6 @@ from orchestra.engine.interruption import Interruption
 from orchestra.engine.launches import LaunchBuilder
 from orchestra.engine.messages import AttemptEnded, EventPosted, Inbox
 from orchestra.engine.outcome import RunOutcome, outcome_of
-from orchestra.engine.queue_ahead import LINGER_SECONDS
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
 from orchestra.engine.router import PassOver, capability_key, rejection_kind
@@ -257,8 +256,7 @@ class Orchestrator:
             if due is not None:  # a retry, or a tool kept out by its breaker let in
                 timeout = max(0.0, min(timeout, due - time.time()))
         # the workers have queued work: gather the news that follows with the first
-        linger = LINGER_SECONDS if self.running.worth_lingering() else 0.0
-        return self.inbox.wait(timeout, linger=linger)
+        return self.inbox.wait(timeout, linger=self.running.linger())
 
     def _handle(self, message: Message) -> None:
         """Record what a worker (or a sink) told the loop."""

@@ -9,8 +9,9 @@ time, at least one and at most ``MOST_PER_WORKER`` per worker. Only attempts of 
 without a circuit breaker wait in the pool (see ``running.RunningAttempts.queueable``).
 
 When the pool holds that much, the run loop also lingers a moment after the first news
-(``LINGER_SECONDS``) to take the ends that follow in the same wake: one commit and one
-round of choices for several attempts instead of one each.
+(at most ``LINGER_SECONDS``, and less than the queued work lasts) to take the ends that
+follow in the same wake: one commit and one round of choices for several attempts
+instead of one each.
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ class QueueAhead:
         """Attempts the pool may hold, running and queued."""
         return self.workers * (1 + self.per_worker())
 
-    def worth_lingering(self, held: int) -> bool:
-        """Whether the pool, holding ``held`` attempts, has work enough queued (two per
-        worker or more) that the run loop can wait a moment to gather more news."""
-        return held >= self.workers * 3
+    def linger(self, held: int) -> float:
+        """How long the run loop may wait after the first news to gather more, while the
+        pool holds ``held`` attempts: nothing unless two rounds per worker or more are
+        queued, and never more than half the time the queued work keeps the workers
+        busy (``LINGER_SECONDS`` at most). On a deep graph the next tasks wait for the
+        ends the loop has not recorded yet: workers left idle while it sleeps cost the
+        run that time."""
+        if held < self.workers * 3 or self.mean is None:
+            return 0.0
+        queued_rounds = (held - self.workers) / self.workers
+        return min(LINGER_SECONDS, queued_rounds * self.mean / 2)

@@ -68,7 +68,7 @@ class RunningAttempts:
         if self._queueable.get(running.task.id) and running.ended is not None:
             self.queue_ahead.observe(running.ended - running.started)
 
-    def worth_lingering(self) -> bool:
-        """Whether the pool has work enough queued that the loop may wait a moment after
-        the first news, to take the ends that follow with it."""
-        return self.queue_ahead.worth_lingering(len(self.by_task))
+    def linger(self) -> float:
+        """How long the loop may wait after the first news, to take the ends that follow
+        with it (``QueueAhead.linger``)."""
+        return self.queue_ahead.linger(len(self.by_task))
