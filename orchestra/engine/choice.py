@@ -11,11 +11,12 @@ the tool a run would pick now, for the reason it would give.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from orchestra.engine.failover import OTHER, AttemptEnd, passed_over
 from orchestra.engine.router import (
     PassedOver,
     PassOver,
@@ -24,11 +25,12 @@ from orchestra.engine.router import (
     candidate_tools,
     capability_key,
     filter_tools,
+    rejection_kind,
     required_capabilities,
     route,
     tool_capabilities,
 )
-from orchestra.models import Availability, Defaults, Task, ToolProfile
+from orchestra.models import Availability, Defaults, RetryPolicy, Task, ToolProfile
 from orchestra.plugin.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
 from orchestra.plugin.registry import Registry
 
@@ -117,6 +119,46 @@ class ToolChoice:
             decision = attrs.evolve(decision, passed_over=self._with_until(decision.passed_over))
         self._decisions[task.id] = decision
         return decision
+
+    def decide_retry(
+        self, task: Task, policy: RetryPolicy, ends: Sequence[AttemptEnd]
+    ) -> RoutingDecision:
+        """Return the tool for a retry of ``task`` after its attempts ``ends``: the
+        tools the policy table sends it away from passed over (``failover.passed_over``),
+        strictly where the table says ``other``."""
+        passing = tuple(
+            PassOver(move.passed_tool or "", move.why or "", strict=move.action == OTHER)
+            for move in passed_over(policy, ends)
+        )
+        return self.decide(task, passing, retry=True)
+
+    def no_other_tool(
+        self, task: Task, policy: RetryPolicy, ends: Sequence[AttemptEnd]
+    ) -> str | None:
+        """Return why no tool but the last attempt's may take ``task`` (each other tool
+        with the capabilities it needs, and why not; "" when there is none), or None when
+        another one may, now or once its breaker lets it in; a tool that must not be
+        tried again (its key was refused) is no other tool."""
+        last = ends[-1].tool
+        refused = {
+            move.passed_tool: move.why or ""
+            for move in passed_over(policy, ends)
+            if move.action == OTHER and move.passed_tool not in (None, last)
+        }
+        others, why_not = self.alternatives(task, {last, *refused})
+        why_not.update(refused)
+        if others:
+            return None
+        if not why_not:  # no other tool could ever run it (a command): nothing to add
+            return ""
+        listed = [
+            f"{name}: {why}"
+            for name, why in why_not.items()
+            if rejection_kind(why) != "not_allowed"
+        ]
+        if not listed:
+            return "the task allows no other tool"
+        return f"no other tool may run it: {'; '.join(listed)}"
 
     def alternatives(
         self, task: Task, excluded: Collection[str]

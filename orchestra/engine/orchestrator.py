@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra.engine.attempts import carry_out
 from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
-from orchestra.engine.failover import OTHER, AttemptEnd, next_move, passed_over
+from orchestra.engine.failover import next_move
 from orchestra.engine.fanout import SinkFanout, sink_context
 from orchestra.engine.history import TaskHistory, loop_fingerprint
 from orchestra.engine.interruption import Interruption
@@ -42,7 +42,7 @@ from orchestra.engine.messages import AttemptEnded, EventPosted, Inbox
 from orchestra.engine.outcome import RunOutcome, outcome_of
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
-from orchestra.engine.router import PassOver, capability_key, rejection_kind
+from orchestra.engine.router import capability_key
 from orchestra.engine.run_workspaces import RunWorkspaces
 from orchestra.engine.running import RunningAttempts
 from orchestra.engine.steps import Steps
@@ -102,6 +102,7 @@ class Orchestrator:
         self._recorded_since = recorded_since
         self._state_dir = str(Path(store.path).parent)
         self._profiles: dict[str, ToolProfile] = {}
+        self._policies: dict[str, RetryPolicy] = {}
         #: the last line each running task printed, for sinks that show it (live views)
         self.last_lines: dict[str, str] = {}
         self.inbox = Inbox()
@@ -349,11 +350,7 @@ class Orchestrator:
         ends = self.history.ends.get(task.id)
         if not self.steps.attempts.get(task.id) or not ends:
             return self.choice.decide(task)
-        passing = tuple(
-            PassOver(move.passed_tool or "", move.why or "", strict=move.action == OTHER)
-            for move in passed_over(self._policy(task), ends)
-        )
-        return self.choice.decide(task, passing, retry=True)
+        return self.choice.decide_retry(task, self._policy(task), ends)
 
     def _launch(self, task: Task, decision: RoutingDecision) -> AttemptLaunch:
         """Record the attempt's start (committed with the rest of this wake's changes)
@@ -413,7 +410,12 @@ class Orchestrator:
         return self._profiles[tool]
 
     def _policy(self, task: Task) -> RetryPolicy:
-        return retry_policy(task, self.workstream.defaults, self.settings.max_attempts)
+        """The task's retry policy (its policy table resolved), made once per task."""
+        policy = self._policies.get(task.id)
+        if policy is None:
+            policy = retry_policy(task, self.workstream.defaults, self.settings.max_attempts)
+            self._policies[task.id] = policy
+        return policy
 
     # -- recording -----------------------------------------------------------------------
 
@@ -448,7 +450,8 @@ class Orchestrator:
         policy = self._policy(task)
         ends = self.history.ends[task.id]
         move = next_move(policy, ends) if result.outcome not in ("succeeded", "canceled") else None
-        alone = self._alone(task, policy, ends) if move is not None and move.switches else None
+        switches = move is not None and move.switches
+        alone = self.choice.no_other_tool(task, policy, ends) if switches else None
         verdict = judge(
             attempt=running.attempt,
             tool=tool,
@@ -469,32 +472,6 @@ class Orchestrator:
         exhausted = self.meter.run_exhausted()
         if exhausted is not None and self.steps.stopping is None:
             self._stop("budget", exhausted)
-
-    def _alone(self, task: Task, policy: RetryPolicy, ends: list[AttemptEnd]) -> str | None:
-        """Return why no tool but the last attempt's may take ``task`` (each other tool
-        with the capabilities it needs, and why not; "" when there is none), or None when
-        another one may, now or once its breaker lets it in; a tool that must not be
-        tried again (its key was refused) is no other tool."""
-        last = ends[-1].tool
-        refused = {
-            move.passed_tool: move.why or ""
-            for move in passed_over(policy, ends)
-            if move.action == OTHER and move.passed_tool not in (None, last)
-        }
-        others, why_not = self.choice.alternatives(task, {last, *refused})
-        why_not.update(refused)
-        if others:
-            return None
-        if not why_not:  # no other tool could ever run it (a command): nothing to add
-            return ""
-        listed = [
-            f"{name}: {why}"
-            for name, why in why_not.items()
-            if rejection_kind(why) != "not_allowed"
-        ]
-        if not listed:
-            return "the task allows no other tool"
-        return f"no other tool may run it: {'; '.join(listed)}"
 
     def _after_failure(self) -> None:
         if self.fail_fast and self.steps.stopping is None:
