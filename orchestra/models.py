@@ -206,6 +206,9 @@ class Workstream:
     aliases: Mapping[str, tuple[str, ...]] = attrs.field(
         factory=dict, eq=False, hash=False, metadata={"internal": True}
     )
+    #: the SHA-256 of the bytes it was read from (``loaders.sets.digest``), what a run
+    #: records and resume compares; set by the host when it loads, never by a loader
+    digest: str | None = attrs.field(default=None, eq=False, metadata={"internal": True})
 
     def task(self, task_id: str) -> Task:
         """Return the task with this id (KeyError when there is none)."""

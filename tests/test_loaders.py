@@ -476,10 +476,12 @@ def test_convert_names_the_field_toml_cannot_hold(tmp_path):
 
 
 def test_validate_and_plan_take_a_format_and_print_notices(tmp_path):
-    path = tmp_path / "bundle.data"  # a name no loader claims
-    path.write_text(json.dumps({"id": "w", "title": "Only a title", "tasks": []}))
-    refused = run_orchestra("validate", str(path), cwd=tmp_path)
+    other = tmp_path / "other.data"  # a name no loader claims, and no format's content
+    other.write_text(json.dumps({"name": "w", "version": "1.0"}))
+    refused = run_orchestra("validate", str(other), cwd=tmp_path)
     assert refused.returncode == 2 and "unknown format" in refused.stderr
+    path = tmp_path / "bundle.data"
+    path.write_text(json.dumps({"id": "w", "title": "Only a title", "tasks": []}))
     forced = run_orchestra("validate", "--format", "uet-bundle", str(path), cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout == f"ok: {path}: 1 task, 0 dependencies, 1 wave\n"

@@ -94,20 +94,22 @@ def start_run(
     sandbox.require(settings)  # sandbox = "bwrap" where it cannot run: before any record
     store = store or open_store(settings)
     from orchestra.engine.secrets import secret_settings
+    from orchestra.loaders import source_digest
 
     secret = secret_settings(registration.item for registration in host.settings())
     recorded_settings = {
         name: _plain(r.value) for name, r in settings.values.items() if name not in secret
     }
     recorded_settings["fail_fast"] = fail_fast
-    from orchestra.loaders import source_digest
     from orchestra.loaders.sets import recorded
 
     paths = [file] if isinstance(file, str) else list(file)
     run_id = store.create_run(
         workstream.id,
         recorded(paths),
-        source_digest(paths, host),
+        # of the bytes the workstream was parsed from: the files read again now may
+        # already hold another version
+        workstream.digest or source_digest(paths, host),
         [task.id for task in workstream.tasks],
         recorded_settings,
         claim=True,  # never pending and undriven: a pending run with a free lock is dead
@@ -120,9 +122,14 @@ def start_run(
         store.release_run(run_id)
 
 
-def _changed(recorded_paths: str, content_hash: str | None, host: PluginHost) -> bool:
+def _changed(
+    recorded_paths: str, content_hash: str | None, host: PluginHost, parsed: str | None = None
+) -> bool:
     """Whether the workstream a run recorded is no longer what it was (a file of a set
-    changed, came or went)."""
+    changed, came or went): ``parsed``, the digest of the bytes resume loaded, when it
+    has one, else the files as they are now."""
+    if parsed is not None:
+        return parsed != content_hash
     from orchestra.loaders import source_digest
 
     return source_digest(arguments_of(recorded_paths), host) != content_hash
@@ -165,7 +172,7 @@ def resume_run(
             f"run {run_id} is {run.state.value}: only an interrupted or canceled run resumes"
         )
     file = run.workstream_file
-    if not force and file and _changed(file, run.content_hash, host):
+    if not force and file and _changed(file, run.content_hash, host, workstream.digest):
         shown = ", ".join(arguments_of(file))
         raise ResumeRefused(
             f"{shown} changed since run {run_id} started; resume with --force to run the"

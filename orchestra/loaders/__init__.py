@@ -5,12 +5,17 @@ A loader (``orchestra.plugin.protocols.WorkstreamLoader``) is registered through
 loader sniffs the file's first 4 KiB and the one that accepts it is used (when several
 do, the one whose file patterns match the name). Whatever a loader returns goes through
 the same semantic checks as a TOML file, so every format's errors read the same.
+
+Each file is read once before its loader parses it, and once after: the digest a run
+keeps (``Loaded.digest``) is of those bytes, and a file that changed between the two
+reads is an error rather than a run of one version recorded as another.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +31,14 @@ from orchestra.errors import (
     did_you_mean,
 )
 from orchestra.gcpause import paused_gc
-from orchestra.loaders.sets import Source, digest, expand, merge, resolve_aliases
+from orchestra.loaders.sets import (
+    Source,
+    digest,
+    expand,
+    merge,
+    passed_over,
+    resolve_aliases,
+)
 from orchestra.models import Workstream
 from orchestra.plugin.host import PluginHost
 from orchestra.plugin.registry import Registration, Registry
@@ -68,6 +80,9 @@ class Loaded:
     file_of: Mapping[str, str] = attrs.Factory(dict)
     #: the formats a set's files were read in
     formats: tuple[str, ...] = ()
+    #: the SHA-256 a run keeps of the files (``sets.digest``), of the bytes this load
+    #: parsed: what ``resume`` compares the files with
+    digest: str | None = None
 
 
 def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
@@ -77,9 +92,13 @@ def read_head(path: Path, size: int = HEAD_SIZE) -> bytes:
 
 
 def choose_loader(
-    path: Path, loaders: Registry[WorkstreamLoader], file_format: str | None = None
+    path: Path,
+    loaders: Registry[WorkstreamLoader],
+    file_format: str | None = None,
+    head: bytes | None = None,
 ) -> tuple[Registration[WorkstreamLoader], str]:
-    """Return the loader for ``path`` and why it was chosen.
+    """Return the loader for ``path`` and why it was chosen (``head``: its first bytes,
+    when already read).
 
     Raises SpecError naming the loaders tried when the format is unknown or ambiguous.
     """
@@ -91,7 +110,8 @@ def choose_loader(
             message = f"unknown workstream format {file_format!r}{hint} (installed: {listing})"
             raise SpecError(message, file=str(path))
         return loaders.registration(file_format), "chosen by name"
-    head = read_head(path)
+    if head is None:
+        head = read_head(path)
     accepted = [entry for entry in loaders if _guarded(entry, "sniff", path, head)]
     if len(accepted) > 1:
         claimed = [entry for entry in accepted if _claims(entry.item, path)]
@@ -130,7 +150,11 @@ def load(
     read, parsed, or recognised.
     """
     path = Path(file)
-    entry, reason = choose_loader(path, host.loaders(), file_format)
+    content = read_file(path)
+    before = hashlib.sha256(content).digest()
+    head = content[:HEAD_SIZE].removeprefix(codecs.BOM_UTF8)
+    del content  # the loader reads the file itself
+    entry, reason = choose_loader(path, host.loaders(), file_format, head)
     context = LocalLoadContext(options=dict(options or {}), on_notice=on_notice)
     with paused_gc():  # a large file is built of many objects and no cycles
         workstream = _guarded(entry, "load", path, context)
@@ -140,8 +164,11 @@ def load(
                 f"{type(workstream).__name__}, not a Workstream",
                 file=str(path),
             )
+        file_digest = _unchanged(path, before)
         workstream = resolve_aliases(workstream)
-        return Loaded(checked_workstream(workstream, str(path)), entry.name, reason)
+        checked = checked_workstream(workstream, str(path))
+        found = file_digest.hex()
+        return Loaded(attrs.evolve(checked, digest=found), entry.name, reason, digest=found)
 
 
 def load_source(
@@ -170,22 +197,37 @@ def load_source(
     parts: list[tuple[Path, Workstream]] = []
     problems: list[OrchestraError] = []
     formats: set[str] = set()
+    #: each file's SHA-256, of the bytes its sniff saw and its loader parsed
+    file_digests: dict[Path, bytes] = {}
     with paused_gc():
         for path in source.files:
             try:
-                entry, _ = choose_loader(path, loaders, file_format)
+                content = read_file(path)
+                file_digests[path] = hashlib.sha256(content).digest()
+                head = content[:HEAD_SIZE].removeprefix(codecs.BOM_UTF8)
+                del content  # only its digest is kept: a set may be large
+                entry, _ = choose_loader(path, loaders, file_format, head)
                 if file_format is not None and path in source.found:
-                    if not _guarded(entry, "sniff", path, read_head(path)):
-                        context.notice(f"{path}: passed over: not a {file_format} file")
+                    if not _guarded(entry, "sniff", path, head):
+                        # a file of another format is passed over; one named like the
+                        # chosen format's files must be one
+                        if _claims(entry.item, path) and not passed_over(path):
+                            problems.append(_not_a_workstream(path, loaders, [entry]))
+                        else:
+                            context.notice(f"{path}: passed over: not a {file_format} file")
                         continue
             except SpecError as error:
                 if path in source.found and error.message.startswith("unknown format"):
-                    context.notice(f"{path}: passed over: no workstream format reads it")
+                    if passed_over(path):
+                        context.notice(f"{path}: passed over: no workstream format reads it")
+                    else:
+                        problems.append(_not_a_workstream(path, loaders))
                 else:
                     problems.append(error)
                 continue
             try:
                 workstream = _guarded(entry, "load", path, context)
+                _unchanged(path, file_digests[path])
             except WorkstreamInvalid as error:
                 problems.extend(error.errors)
                 continue
@@ -221,7 +263,40 @@ def load_source(
     )
     # a set records the format only when it was chosen: resume recognises each file
     # again, as the run did, and passes over the same ones
-    return Loaded(workstream, file_format, reason, file_of, tuple(sorted(formats)))
+    whole = digest(source, file_digests)
+    workstream = attrs.evolve(workstream, digest=whole)
+    return Loaded(workstream, file_format, reason, file_of, tuple(sorted(formats)), whole)
+
+
+def _unchanged(path: Path, before: bytes) -> bytes:
+    """Return ``before``, the SHA-256 of ``path`` as it was read before its loader
+    parsed it, once the file still holds those bytes: so the digest a run keeps is of
+    the workstream it runs. A file that changed meanwhile raises SpecError."""
+    if hashlib.sha256(read_file(path)).digest() != before:
+        raise SpecError("changed while it was being read: read it again", file=str(path))
+    return before
+
+
+def _not_a_workstream(
+    path: Path,
+    loaders: Iterable[Registration[WorkstreamLoader]],
+    chosen: Sequence[Registration[WorkstreamLoader]] = (),
+) -> SpecError:
+    """The error of a file in a directory that a format claims by its name but whose
+    content no format recognises (or not the ``chosen`` one): someone's work, perhaps,
+    that must not be dropped."""
+    claiming = [
+        f"{entry.name} ({pattern})"
+        for entry in (chosen or loaders)
+        for pattern in getattr(entry.item, "patterns", ())
+        if fnmatch(path.name, pattern)
+    ]
+    which = f"{chosen[0].name} does not recognise" if chosen else "no format recognises"
+    return SpecError(
+        f"not a workstream: its name is one that {' and '.join(claiming)} reads, but "
+        f"{which} its content; fix it, or move it out of the directory",
+        file=str(path),
+    )
 
 
 def _grouped(notices: list[str], source: Source) -> list[str]:
@@ -245,7 +320,8 @@ def _grouped(notices: list[str], source: Source) -> list[str]:
 
 
 def source_digest(arguments: Sequence[str], host: PluginHost) -> str:
-    """Return the digest a run keeps of its workstream's files (``sets.digest``)."""
+    """Return the digest a run keeps of its workstream's files (``sets.digest``), of
+    the files as they are now (a run keeps ``Loaded.digest``, of the ones it read)."""
     return digest(expand_source(arguments, host.loaders()))
 
 

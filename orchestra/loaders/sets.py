@@ -29,6 +29,17 @@ from orchestra.models import Defaults, Workstream
 UNKNOWN = "depends on a task in none of the files:"
 #: files in a directory that configure a project rather than describe work
 NOT_WORKSTREAMS = frozenset({"orchestra.toml", "pyproject.toml"})
+#: files a directory of plans often holds beside them that a format claims by name but
+#: that are never work (a package's manifest, a JSON schema): passed over with a notice
+#: when no format reads them. Any other such file is an error: it may be someone's work
+PASSED_OVER = (
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "jsconfig.json",
+    "composer.json",
+    "*.schema.json",
+)
 
 
 @classes.frozen
@@ -93,8 +104,11 @@ def expand(arguments: Sequence[str], patterns: Sequence[str]) -> Source:
             for file in inside:
                 named.setdefault(file, file.relative_to(path).as_posix())
             found.update(inside)
-        elif path.exists():
+        elif path.is_file():
             named.setdefault(path, path.name)
+        elif path.exists():
+            # a pipe (``<(…)``) would be used up by the sniff before its loader read it
+            raise SpecError("not a regular file: write it to a file first", file=argument)
         else:
             raise SpecError("no such file", file=argument)
     files = tuple(named)
@@ -115,17 +129,31 @@ def _workstream_files(directory: Path, patterns: Sequence[str]) -> list[Path]:
     return chosen
 
 
-def digest(source: Source) -> str:
+def passed_over(path: Path) -> bool:
+    """Whether a file found in a directory is one that is never work (``PASSED_OVER``)."""
+    return any(fnmatch(path.name, pattern) for pattern in PASSED_OVER)
+
+
+def digest(source: Source, file_digests: Mapping[Path, bytes] | None = None) -> str:
     """Return the SHA-256 a run keeps of its workstream: of the file's bytes for one
     file; of each file's name in the set (relative to its directory) and bytes for a
     set, so that a changed, added, removed or renamed file changes it, and the same
-    files given by a relative or an absolute path digest alike."""
+    files given by a relative or an absolute path digest alike.
+
+    ``file_digests`` holds the SHA-256 of files already read (the bytes a load parsed);
+    the others are read now."""
+    known = file_digests or {}
+
+    def of(file: Path) -> bytes:
+        found = known.get(file)
+        return found if found is not None else hashlib.sha256(file.read_bytes()).digest()
+
     if not source.is_set:
-        return hashlib.sha256(source.files[0].read_bytes()).hexdigest()
+        return of(source.files[0]).hex()
     whole = hashlib.sha256()
     for file, name in zip(source.files, source.names, strict=True):
         whole.update(os.fsencode(name) + b"\0")
-        whole.update(hashlib.sha256(file.read_bytes()).digest())
+        whole.update(of(file))
     return whole.hexdigest()
 
 

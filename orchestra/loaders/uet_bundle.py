@@ -8,7 +8,9 @@ A bundle comes in one of three shapes (docs/formats.md has the whole mapping):
   unless ``execution.parallel`` says otherwise;
 - ``execution_steps``: each step is a task running its ``command`` (or, without one, a
   prompt from its description), ``pre_flight_checks`` run before the first and
-  ``acceptance_tests`` after the last.
+  ``acceptance_tests`` after the last (when several steps are last, in one task
+  ``<bundle>.acceptance`` that waits for them all, so they judge the steps' work
+  together).
 
 A bundle of several steps is one name for its steps: a ``depends_on`` naming it waits for
 all of them (``Workstream.aliases``). ``files_*`` (or ``file_scope``) make the file scope;
@@ -25,12 +27,14 @@ prompts ``uet_prompts``.
 
 from __future__ import annotations
 
-import re
+import codecs
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestra.errors import SpecError, WorkstreamInvalid
+from orchestra.loaders import HEAD_SIZE
+from orchestra.loaders.json_keys import top_level_keys
 from orchestra.loaders.jsonfile import (
     as_id,
     describe,
@@ -47,12 +51,28 @@ if TYPE_CHECKING:
     from orchestra.models import Workstream
     from orchestra.plugin.protocols import LoadContext
 
-#: keys a bundle's first bytes hold and other JSON files rarely do
-BUNDLE_KEYS = re.compile(
-    rb'"(files_scope|files_create|files_modify|file_scope|acceptance_tests|openspec_change'
-    rb'|ccpm_issue|circuit_breaker|execution_steps|pre_flight_checks|execution_phases|workstream_type)"\s*:'
-    rb'|"tasks"\s*:\s*\[\s*"|"steps"\s*:\s*\[\s*\{'
+#: top-level keys only a bundle has: one of them makes a JSON object a bundle
+BUNDLE_KEYS = frozenset(
+    {
+        "files_scope",
+        "files_create",
+        "files_modify",
+        "file_scope",
+        "acceptance_tests",
+        "openspec_change",
+        "ccpm_issue",
+        "circuit_breaker",
+        "execution_steps",
+        "pre_flight_checks",
+        "execution_phases",
+        "workstream_type",
+    }
 )
+#: the keys of a bundle's work, which make an object with an ``id`` a bundle
+WORK_KEYS = frozenset({"tasks", "steps", "phases", "execution_phases", "execution_steps"})
+#: a work key whose list, by its first item, is a bundle's and not another format's
+#: (task-master's ``tasks`` are objects; a bundle's are strings)
+WORK_LISTS = {"tasks": b'"', "steps": b"{"}
 
 
 class UetBundleLoader:
@@ -63,14 +83,17 @@ class UetBundleLoader:
     patterns = ("*.json",)
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        head = skip_comments(head)
-        if head[:1] not in (b"{", b"["):
+        """Whether the file is a JSON object (or list of objects) with a bundle's keys at
+        its top level, wherever they are in it: read past ``head`` only when the keys
+        it holds do not tell (a long description before the work)."""
+        start = skip_comments(head)
+        if start[:1] not in (b"{", b"["):
             return False
-        if BUNDLE_KEYS.search(head) is not None:
+        if _bundle_keys(path, head, whole=len(head) < HEAD_SIZE - len(codecs.BOM_UTF8)):
             return True
         # a half-filled template may hold none of a bundle's keys in a shape JSON knows:
         # it is still a bundle, to be named as an unfilled template
-        text = head.decode("utf-8", "replace")
+        text = start.decode("utf-8", "replace")
         return '"id"' in text and bool(placeholders(text))
 
     def load(self, path: Path, context: LoadContext) -> Workstream:
@@ -122,6 +145,20 @@ class UetBundleLoader:
 
             workstream = attrs.evolve(workstream, aliases=reading.aliases)
         return workstream
+
+
+def _bundle_keys(path: Path, head: bytes, *, whole: bool) -> bool:
+    """Whether a top-level object of the file has a bundle's keys: one only a bundle
+    has, a work list only a bundle's could be, or an ``id`` with work."""
+    seen: set[str] = set()
+
+    def telling(key: str, first: bytes) -> bool:
+        seen.add(key)
+        if key in BUNDLE_KEYS or WORK_LISTS.get(key, b"-") == first:
+            return True
+        return "id" in seen and bool(seen & WORK_KEYS)
+
+    return top_level_keys(path, head, telling, whole=whole)
 
 
 def _resolved(needs: Any, aliases: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:

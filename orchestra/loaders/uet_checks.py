@@ -16,8 +16,10 @@ from orchestra.loaders.jsonfile import Fields, describe
 from orchestra.spec import SHELL_OPERATORS, _shell_tokens
 
 PROGRAM = re.compile(r"^(\./|/)?[a-z0-9_][A-Za-z0-9_.+/-]*$")
-#: a PowerShell cmdlet (Verb-Noun) or operator: such a command needs pwsh, not sh
-POWERSHELL = re.compile(r"\b[A-Z][a-z]+-[A-Z][A-Za-z]+\b|\$env:|\s-not\s|\(-not\b")
+#: a command that needs pwsh, not sh: one whose first word is a PowerShell cmdlet
+#: (Verb-Noun), or that reads an environment variable (``$env:``) or negates (``-not``)
+#: as PowerShell does. A cmdlet's name elsewhere (``grep -q Content-Type``) is an argument
+POWERSHELL = re.compile(r"^\s*[A-Z][a-z]+-[A-Z][A-Za-z]+\b|\$env:|\s-not\s|\(-not\b")
 PWSH = ("pwsh", "-NoProfile", "-NonInteractive", "-Command")
 
 

@@ -373,7 +373,8 @@ class _Reading(CheckReading):
     ) -> None:
         """Wire a bundle's steps together: dependencies in order (or as the steps say),
         the bundle's own dependencies on its first steps, its pre-flight checks before
-        them and its acceptance tests after its last, and its id as their alias."""
+        them and its acceptance tests after its last (in a task of their own when
+        several are last), and its id as their alias."""
         if not tables:
             fields.problem(
                 next(key for key in STEP_LISTS if key in fields.values),
@@ -406,8 +407,13 @@ class _Reading(CheckReading):
             previous = table.get("id")
             table.pop("_step", None)
         last = [table for table in tables if table.get("id") not in needed]
-        for table in last:
-            if checks:
+        if checks and len(last) > 1 and isinstance(bundle_id, str):
+            # each last step alone holds only its own change: the bundle's tests run
+            # once, on all of them together
+            last = [_acceptance(bundle_id, base, tables, last, checks)]
+            tables.append(last[0])
+        elif checks:
+            for table in last:
                 table["checks"] = [*table.get("checks", []), *checks]
         self.tables.extend(tables)
         if isinstance(bundle_id, str):
@@ -421,6 +427,35 @@ class _Reading(CheckReading):
             self.renamed[tool] = TOOL_NAMES[tool]
             return TOOL_NAMES[tool]
         return tool
+
+
+def _acceptance(
+    bundle_id: str,
+    base: Mapping[str, Any],
+    tables: list[dict[str, Any]],
+    last: list[dict[str, Any]],
+    checks: list[Any],
+) -> dict[str, Any]:
+    """The task that runs a bundle's acceptance tests once its last steps (several, in
+    parallel) are all done: ``<bundle>.acceptance``, or with ``-2``, ``-3`` … when a
+    step already has that id. It changes nothing; its checks judge the steps' work."""
+    taken = {table.get("id") for table in tables}
+    task_id, number = f"{bundle_id}.acceptance", 1
+    while task_id in taken:
+        number += 1
+        task_id = f"{bundle_id}.acceptance-{number}"
+    needs = [table["id"] for table in last if isinstance(table.get("id"), str)]
+    table: dict[str, Any] = {
+        "id": task_id,
+        "title": f"Acceptance tests of {bundle_id}",
+        "command": ["true"],
+        "checks": checks,
+        "depends_on": needs,
+        "max_attempts": 1,  # running nothing again changes nothing
+    }
+    if "metadata" in base:
+        table["metadata"] = dict(base["metadata"])
+    return table
 
 
 def _is_comment(key: str) -> bool:

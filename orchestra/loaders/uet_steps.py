@@ -26,38 +26,72 @@ def _step_id(inner: Fields) -> str | None:
 
 def _phase_steps(fields: Fields) -> list[tuple[int, Mapping[str, Any]]]:
     """The steps of a bundle: its ``steps``; or each ``execution_phases`` item as a step;
-    or the steps of each of its ``phases`` in order, ids ``<phase>.<step>``."""
+    or the steps of each of its ``phases`` in order, ids ``<phase>.<step>`` (a numbered
+    step's ``<phase>.step-N``), a ``depends_on`` naming a step of its own phase first."""
     if fields.values.get("steps") is not None:
         return _objects(fields, "steps")
     if fields.values.get("execution_phases") is not None:
         return _objects(fields, "execution_phases")
     steps: list[tuple[int, Mapping[str, Any]]] = []
     phases = []
-    for _, phase in _objects(fields, "phases"):
+    for number, phase in _objects(fields, "phases"):
         phase_id = phase.get("id") if isinstance(phase.get("id"), str) else None
         inner = phase.get("steps")
         if phase_id is None or not isinstance(inner, list):
             fields.problem("phases", "expected phases with an 'id' and a list of 'steps'")
             continue
-        phases.append((phase_id, inner))
-    names = {  # a step's id as steps of any phase name it
-        step["id"]: f"{phase_id}.{step['id']}"
-        for phase_id, inner in phases
-        for step in inner
-        if isinstance(step, dict) and isinstance(step.get("id"), str)
+        phases.append((number, phase_id, [step for step in inner if isinstance(step, dict)]))
+    # each phase's steps by the id they are given within it
+    within = {
+        phase_id: {own: f"{phase_id}.{own}" for own in map(_own_id, inner) if own}
+        for _, phase_id, inner in phases
     }
-    for phase_id, inner in phases:
-        for step in inner:
-            if not isinstance(step, dict):
-                continue
+    for number, phase_id, inner in phases:
+        for index, step in enumerate(inner):
             step = dict(step)
-            if isinstance(step.get("id"), str):
-                step["id"] = f"{phase_id}.{step['id']}"
+            own = _own_id(step)
+            if own is not None:
+                step["id"] = f"{phase_id}.{own}"
             needs = step.get("depends_on")
             if isinstance(needs, list):
-                step["depends_on"] = [names.get(need, need) for need in needs]
+                where = f"phases[{number}].steps[{index}].depends_on"
+                step["depends_on"] = [
+                    _phase_need(need, phase_id, within, fields, where) for need in needs
+                ]
             steps.append((len(steps), step))
     return steps
+
+
+def _own_id(step: Mapping[str, Any]) -> str | None:
+    """A step's id within its phase, as ``_step_id`` gives it (None: it has none)."""
+    if isinstance(step.get("id"), str):
+        return step["id"]
+    if step.get("id") is None:
+        for key in ("step", "phase"):
+            number = step.get(key)
+            if isinstance(number, int) and not isinstance(number, bool):
+                return f"{key}-{number}"
+    return None
+
+
+def _phase_need(
+    need: Any, phase_id: str, within: Mapping[str, Mapping[str, str]], fields: Fields, where: str
+) -> Any:
+    """The step a ``depends_on`` of a step in ``phase_id`` names: a step of its own phase,
+    else the one step of another phase with that id, else what it says (another bundle,
+    or ``<phase>.<step>``). A name steps of several other phases have is a problem."""
+    if not isinstance(need, str):
+        return need
+    if need in within[phase_id]:
+        return within[phase_id][need]
+    found = [steps[need] for steps in within.values() if need in steps]
+    if len(found) > 1:
+        fields.problem(
+            where,
+            f"{need!r} is a step of several phases ({', '.join(found)}) and of none in "
+            f"phase {phase_id!r}: name the one meant as '<phase>.<step>'",
+        )
+    return found[0] if found else need
 
 
 def _objects(fields: Fields, key: str) -> list[tuple[int, Mapping[str, Any]]]:
