@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from orchestra import testing
-from orchestra.engine.containment import hierarchy, remove_run_cgroups
+from orchestra.engine.cgroups import hierarchy
+from orchestra.engine.containment import remove_run_cgroups
 from orchestra.testing import run_orchestra, wait_for
 
 # A double fork: the child makes a session of its own, forks the daemon and exits; the

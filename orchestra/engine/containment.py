@@ -25,6 +25,9 @@ per process (docs/architecture.md, "Running a process"):
   ``subprocess.Popen`` ever loses its child's exit status.
 
 ``ORCHESTRA_CGROUPS=0`` chooses the subreaper where a cgroup would work.
+
+This module is the policy; reading ``/proc`` is ``proctable.py``'s, and making, entering
+and removing cgroups is ``cgroups.py``'s.
 """
 
 from __future__ import annotations
@@ -32,18 +35,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
-#: the variables the run loop gives every attempt, which mark its processes
-MARKERS = ("ORCHESTRA_RUN_ID", "ORCHESTRA_TASK_ID", "ORCHESTRA_ATTEMPT")
+from orchestra.engine.cgroups import (
+    Hierarchy,
+    cgroup_processes,
+    enter_cgroup,
+    hierarchy,
+    move_thread,
+    prune_cgroups,
+    remove_cgroup,
+    safe_name,
+)
+from orchestra.engine.proctable import (
+    all_pids,
+    descendants,
+    environment_has,
+    group_members,
+    is_running,
+    marker_items,
+    process_stat,
+    signal_each,
+)
+
 #: how long the end of a run waits for what it stops, after SIGTERM, before SIGKILL
 RUN_END_GRACE = 5.0
 _PR_SET_CHILD_SUBREAPER = 36
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _numbers = itertools.count(1)
 
 # Process-wide by nature: the subreaper flag, the cgroup a thread is in, and the children
@@ -80,255 +100,6 @@ def run_policy(run_id: str | None) -> RunPolicy | None:
     return _runs.get(run_id) if run_id else None
 
 
-# -- /proc --------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, parent, process group, session) of a process, None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat_file:
-            stat = stat_file.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
-
-
-def _running(pid: int) -> bool:
-    """Whether the process runs: a zombie runs nothing and holds no files."""
-    found = _stat(pid)
-    return found is not None and found[0] not in ("Z", "X")
-
-
-def children(pid: int) -> list[int]:
-    """The children of every thread of ``pid`` (orphans come to the main thread)."""
-    found: list[int] = []
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for thread in threads:
-        try:
-            with open(f"/proc/{pid}/task/{thread}/children", "rb") as listing:
-                found += map(int, listing.read().split())
-        except OSError:
-            continue
-    return found
-
-
-def descendants(roots: Iterable[int]) -> set[int]:
-    """``roots`` and every process below them."""
-    found = set(roots)
-    todo = list(found)
-    while todo:
-        for child in children(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def group_members(pgid: int) -> list[int]:
-    """The running processes of a process group (a scan of /proc, so only when it exists)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass
-    members = []
-    for entry in _proc_entries():
-        found = _stat(entry)
-        if found is not None and found[2] == pgid and found[0] not in ("Z", "X"):
-            members.append(entry)
-    return members
-
-
-def _proc_entries() -> list[int]:
-    try:
-        return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    except OSError:
-        return []
-
-
-def _environment_has(pid: int, wanted: Iterable[bytes]) -> bool:
-    """Whether every ``NAME=value`` of ``wanted`` is in the process's environment."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            variables = set(environ.read().split(b"\0"))
-    except OSError:  # gone meanwhile, or not ours to read
-        return False
-    return all(item in variables for item in wanted)
-
-
-def marker_items(env: Mapping[str, str], names: Iterable[str] = MARKERS) -> tuple[bytes, ...]:
-    """The ``NAME=value`` entries of ``env`` that mark an attempt's processes ((): none)."""
-    items = tuple(f"{name}={env[name]}".encode() for name in names if env.get(name))
-    return items if len(items) == len(tuple(names)) else ()
-
-
-def signal_each(pids: Iterable[int], signum: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
-
-
-# -- cgroups --------------------------------------------------------------------------------
-
-
-class Hierarchy:
-    """The cgroup v1 ``pids`` hierarchy: where it is mounted and orchestra's place in it."""
-
-    def __init__(self, mount: str, own: str) -> None:
-        self.mount = mount
-        #: orchestra's own cgroup: its threads go back there after a fork
-        self.home = os.path.join(mount, own.lstrip("/"))
-
-    def run_directory(self, run_id: str | None) -> str:
-        name = f"orchestra-{_safe(run_id)}" if run_id else f"orchestra-pid{os.getpid()}"
-        return os.path.join(self.home, name)
-
-    def run_directories(self, run_id: str) -> list[str]:
-        """Every cgroup of a run in the hierarchy, whichever orchestra made it."""
-        wanted = f"orchestra-{_safe(run_id)}"
-        found = []
-        for directory, subdirectories, _ in os.walk(self.mount):
-            if os.path.basename(directory) == wanted:
-                found.append(directory)
-                subdirectories.clear()
-        return found
-
-
-def _pids_hierarchy_of(mountinfo: str, cgroups: str) -> Hierarchy | None:
-    """The pids hierarchy named by /proc/self/mountinfo and /proc/self/cgroup, if any."""
-    mounted: tuple[str, str] | None = None  # the hierarchy's root and where it is mounted
-    for line in mountinfo.splitlines():
-        before, _, after = line.partition(" - ")
-        fields, described = before.split(), after.split()
-        if len(fields) >= 5 and len(described) >= 3 and described[0] == "cgroup":
-            if "pids" in described[2].split(","):
-                mounted = fields[3], fields[4]
-                break
-    if mounted is None:
-        return None
-    root, mount = mounted
-    for line in cgroups.splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            if root != "/" and (path == root or path.startswith(root + "/")):
-                path = path[len(root) :] or "/"  # a mount of part of the hierarchy
-            return Hierarchy(mount, path)
-    return None
-
-
-_hierarchy: list[Hierarchy | None] = []  # found once: [] until then
-
-
-def hierarchy(*, writable: bool = True) -> Hierarchy | None:
-    """The pids hierarchy, when orchestra may make cgroups in it (``writable``), or at
-    least read it; None where there is none or ``ORCHESTRA_CGROUPS=0``."""
-    if os.environ.get("ORCHESTRA_CGROUPS", "").strip() in ("0", "no", "off", "false"):
-        return None
-    if not _hierarchy:
-        try:
-            with open("/proc/self/mountinfo") as mounts, open("/proc/self/cgroup") as own:
-                found = _pids_hierarchy_of(mounts.read(), own.read())
-        except OSError:
-            found = None
-        usable = found is not None and _can_make_cgroups(found)
-        _hierarchy[:] = [found if usable else None, found]
-    return _hierarchy[0] if writable else _hierarchy[1]
-
-
-def _can_make_cgroups(found: Hierarchy) -> bool:
-    probe = os.path.join(found.home, f"orchestra-probe-{os.getpid()}")
-    try:
-        os.mkdir(probe)
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):  # gone already if another orchestra pruned it
-        os.rmdir(probe)
-    return True
-
-
-def _move_thread(directory: str) -> None:
-    """Put the calling thread (only it) into the cgroup ``directory``."""
-    fd = os.open(os.path.join(directory, "tasks"), os.O_WRONLY)
-    try:
-        os.write(fd, str(threading.get_native_id()).encode())
-    finally:
-        os.close(fd)
-
-
-def _enter(directory: str) -> None:
-    """Make the cgroup ``directory`` and move the calling thread into it (once more if
-    another orchestra removed the empty run directory in between)."""
-    for again in (True, False):
-        try:
-            os.makedirs(directory, exist_ok=True)
-            _move_thread(directory)
-            return
-        except FileNotFoundError:
-            if not again:
-                raise
-
-
-def prune_cgroups(tree: Hierarchy) -> None:
-    """Remove the empty cgroups of runs under orchestra's own (a run killed and never
-    resumed or canceled leaves its directory; one that holds a process stays)."""
-    try:
-        entries = [entry.path for entry in os.scandir(tree.home) if entry.is_dir()]
-    except OSError:
-        return
-    for path in entries:
-        if os.path.basename(path).startswith("orchestra-"):
-            remove_cgroup(path)
-
-
-def cgroup_processes(directory: str, own_threads: int = 0) -> set[int]:
-    """The running processes in a cgroup and the cgroups below it (zombies are not
-    listed), but orchestra's own, which has ``own_threads`` threads in there."""
-    found: set[int] = set()
-    try:
-        with open(os.path.join(directory, "pids.current"), "rb") as current:
-            if int(current.read()) <= own_threads:  # counts the cgroups below too
-                return found
-    except (OSError, ValueError):
-        pass
-    for root, _, _ in os.walk(directory):
-        try:
-            with open(os.path.join(root, "cgroup.procs"), "rb") as procs:
-                found.update(map(int, procs.read().split()))
-        except OSError:
-            continue
-    found.discard(os.getpid())  # a thread of ours in there, forking
-    return found
-
-
-def remove_cgroup(directory: str) -> bool:
-    """Remove a cgroup and the ones below it; False when one still holds a process."""
-    try:
-        os.rmdir(directory)  # almost always: an empty cgroup with none below it
-        return True
-    except FileNotFoundError:
-        return True
-    except OSError:
-        pass
-    removed = True
-    for root, _, _ in os.walk(directory, topdown=False):
-        try:
-            os.rmdir(root)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            removed = False
-    return removed
-
-
-def _safe(name: str) -> str:
-    return _UNSAFE.sub("_", name)[:100] or "_"
-
-
 # -- the processes of one call of run_process -----------------------------------------------
 
 
@@ -349,7 +120,7 @@ class Scope:
                 name = f"thread-{threading.get_native_id()}"
             else:  # a cgroup for this call alone, the thread in it only for the fork
                 task, attempt = env.get("ORCHESTRA_TASK_ID"), env.get("ORCHESTRA_ATTEMPT")
-                name = f"{_safe(task)}.{attempt}" if task and attempt else "call"
+                name = f"{safe_name(task)}.{attempt}" if task and attempt else "call"
                 name = f"{name}.{next(_numbers)}"
             self.cgroup = os.path.join(self._run_directory, name)
 
@@ -365,7 +136,7 @@ class Scope:
         try:
             if self.cgroup is not None and not self._in_thread_cgroup():
                 try:
-                    _enter(self.cgroup)
+                    enter_cgroup(self.cgroup)
                     entered = True
                 except OSError:
                     self.cgroup = None  # made impossible meanwhile: the subreaper's way
@@ -378,7 +149,7 @@ class Scope:
         finally:
             if entered and self._policy is None:
                 try:
-                    _move_thread(self._home)
+                    move_thread(self._home)
                 except OSError:  # the thread stays there: its later children are caught too
                     pass
             with _lock:
@@ -411,7 +182,7 @@ class Scope:
             found = descendants(roots) if roots else set()
         strays = set()
         for pid in found:
-            stat = _stat(pid)
+            stat = process_stat(pid)
             if stat is not None and stat[0] not in ("Z", "X") and stat[2] != pgid:
                 strays.add(pid)
         return strays
@@ -423,7 +194,7 @@ class Scope:
             if found[0] in ("Z", "X"):
                 continue
             if pgid in (found[2], found[3]) or (
-                self.markers and _environment_has(child, self.markers)
+                self.markers and environment_has(child, self.markers)
             ):
                 mine.append(child)
         return mine
@@ -452,7 +223,7 @@ def _orphan_children() -> list[tuple[int, tuple[str, int, int, int]]]:
     for child in _main_thread_children():
         if child in _leaders:
             continue
-        stat = _stat(child)
+        stat = process_stat(child)
         if stat is not None and stat[3] != own_session:
             found.append((child, stat))
     return found
@@ -552,11 +323,11 @@ def run_processes(run_id: str) -> set[int]:
         for directory in tree.run_directories(run_id):
             found |= cgroup_processes(directory)
     wanted = (f"ORCHESTRA_RUN_ID={run_id}".encode(),)
-    for pid in _proc_entries():
-        if pid != os.getpid() and _environment_has(pid, wanted):
+    for pid in all_pids():
+        if pid != os.getpid() and environment_has(pid, wanted):
             found.add(pid)
     found.update(child for child, stat in _orphan_children() if stat[0] not in ("Z", "X"))
-    return {pid for pid in descendants(found) if pid != os.getpid() and _running(pid)}
+    return {pid for pid in descendants(found) if pid != os.getpid() and is_running(pid)}
 
 
 def stop_run_processes(run_id: str, hurry: threading.Event | None = None) -> set[int]:

@@ -32,8 +32,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from orchestra.engine.attempt_log import DEFAULT_LOG_LIMIT, AttemptLog, command_note
-from orchestra.engine.containment import Scope, signal_each
+from orchestra.engine.containment import Scope
 from orchestra.engine.output import ProcessOutput
+from orchestra.engine.proctable import signal_each
 from orchestra.engine.secrets import Redactor, literal_secrets, secret_values
 from orchestra.models import ProcessResult
 
