@@ -59,6 +59,24 @@ _PUBLIC = {
     "stop_process_groups": "orchestra.engine.leftovers",
     # the settings a plugin adds (orchestra_register_settings)
     "PluginSetting": "orchestra.plugin.protocols",
+    # recorded runs: the run database and its records, a run's facts, cancel
+    "run_database_path": "orchestra.recorded",
+    "open_run_database": "orchestra.recorded",
+    "gather_run": "orchestra.recorded",
+    "request_cancel": "orchestra.recorded",
+    "tail_lines": "orchestra.recorded",
+    "Store": "orchestra.store",
+    "UnknownRun": "orchestra.store",
+    "RunRecord": "orchestra.store",
+    "StepRecord": "orchestra.store",
+    "AttemptRecord": "orchestra.store",
+    "EventRecord": "orchestra.store",
+    "BreakerRecord": "orchestra.store",
+    "RunFacts": "orchestra.report.facts",
+    "TaskFacts": "orchestra.report.facts",
+    "AttemptFacts": "orchestra.report.facts",
+    "PassedOverFacts": "orchestra.report.facts",
+    "FileChange": "orchestra.report.diffs",
     # for a plugin's type checker: what the registration hooks hand over, and the shapes
     # of what they register, their optional members each a protocol of its own
     "Register": "orchestra.plugin.protocols",
@@ -132,6 +150,23 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "processes_of_run",
     "stop_process_groups",
     "PluginSetting",
+    "run_database_path",
+    "open_run_database",
+    "gather_run",
+    "request_cancel",
+    "tail_lines",
+    "Store",
+    "UnknownRun",
+    "RunRecord",
+    "StepRecord",
+    "AttemptRecord",
+    "EventRecord",
+    "BreakerRecord",
+    "RunFacts",
+    "TaskFacts",
+    "AttemptFacts",
+    "PassedOverFacts",
+    "FileChange",
     "Register",
     "RoutingStrategy",
     "SchedulingStrategy",
@@ -224,7 +259,25 @@ if TYPE_CHECKING:
         WorkspaceLanded,
         WorkstreamLoader,
     )
+    from orchestra.recorded import (
+        gather_run,
+        open_run_database,
+        request_cancel,
+        run_database_path,
+        tail_lines,
+    )
+    from orchestra.report.diffs import FileChange
+    from orchestra.report.facts import AttemptFacts, PassedOverFacts, RunFacts, TaskFacts
     from orchestra.spec import load_workstream
+    from orchestra.store import (
+        AttemptRecord,
+        BreakerRecord,
+        EventRecord,
+        RunRecord,
+        StepRecord,
+        Store,
+        UnknownRun,
+    )
     from orchestra.toolversion import find_version
 
 

@@ -140,10 +140,11 @@ class RunFacts:
         return tuple((dependency, task.id) for task in self.tasks for dependency in task.depends_on)
 
 
-def gather(store, run_id: str, host=None) -> RunFacts:
+def gather(store, run_id: str, host=None, *, logs: bool = True) -> RunFacts:
     """Return the facts of run ``run_id``; raise UnknownRun when the store has no such run.
 
-    With the plugin ``host``, a workstream in any format is read (else TOML only)."""
+    With the plugin ``host``, a workstream in any format is read (else TOML only). With
+    ``logs=False`` the tasks' log tails are left empty (a file read per task saved)."""
     record = store.run(run_id)
     steps = store.steps(run_id)
     attempts_of: dict[str, list] = {}
@@ -189,7 +190,7 @@ def gather(store, run_id: str, host=None) -> RunFacts:
                 attempts=attempts,
                 tokens=tokens,
                 cost_usd=round(cost, 6),
-                log_tail=_tail(attempts[-1].log_path) if attempts else (),
+                log_tail=_tail(attempts[-1].log_path) if attempts and logs else (),
             )
         )
     counts = {state: 0 for state in STATE_ORDER}

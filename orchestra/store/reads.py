@@ -43,6 +43,33 @@ class Reads(Transactions):
             parameters.append(limit)
         return [RunRecord.from_row(row) for row in self._query(sql, parameters)]
 
+    def step_counts(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        """Return {run: {step state: how many steps are in it}} for ``run_ids`` (every run
+        by default), in one query: the progress of a list of runs."""
+        sql = "SELECT run_id, state, COUNT(*) AS n FROM steps"
+        parameters: list[Any] = []
+        if run_ids is not None:
+            sql += f" WHERE run_id IN ({', '.join('?' * len(run_ids))})"
+            parameters.extend(run_ids)
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._query(sql + " GROUP BY run_id, state", parameters):
+            counts.setdefault(row["run_id"], {})[row["state"]] = row["n"]
+        return counts
+
+    def usage_by_run(self, run_ids: Sequence[str] | None = None) -> dict[str, tuple[int, float]]:
+        """Return {run: (tokens, cost)} the attempts of ``run_ids`` (every run by default)
+        reported, as ``usage_by_task`` adds them up."""
+        sql = (
+            "SELECT run_id, SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
+            " AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM attempts"
+        )
+        parameters: list[Any] = []
+        if run_ids is not None:
+            sql += f" WHERE run_id IN ({', '.join('?' * len(run_ids))})"
+            parameters.extend(run_ids)
+        rows = self._query(sql + " GROUP BY run_id", parameters)
+        return {row["run_id"]: (row["tokens"] or 0, row["cost"] or 0.0) for row in rows}
+
     # -- steps --------------------------------------------------------------------------
 
     def steps(self, run_id: str) -> list[StepRecord]:
