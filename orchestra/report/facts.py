@@ -152,7 +152,7 @@ def gather(store, run_id: str, host=None, *, logs: bool = True) -> RunFacts:
         attempts_of.setdefault(attempt.task_id, []).append(attempt)
     ready_at: dict[str, float] = {}
     passed_over: dict[tuple[str, int], tuple[PassedOverFacts, ...]] = {}
-    for event in store.events(run_id):
+    for event in store.events(run_id, types=("step.ready", "step.running")):
         if event.type == "step.ready" and event.task_id is not None:
             ready_at.setdefault(event.task_id, event.at)
         elif event.type == "step.running" and event.payload.get("passed_over"):
