@@ -67,14 +67,22 @@ def newest_run(project: Path) -> str | None:
 
 def started_run(project: Path, process: subprocess.Popen[str]) -> str:
     """Return the id of the run ``process`` (an ``orchestra run``) started, once it is in
-    the database; fail with what it printed if it ended first."""
+    the database (the run its pid drives, whatever other runs the project has); fail with
+    what it printed if it ended first."""
 
-    def created() -> str | None:
-        if process.poll() is not None and newest_run(project) is None:
-            raise AssertionError(f"orchestra run ended at once: {process.communicate()}")
-        return newest_run(project)
+    def driven() -> str | None:
+        if database(project).exists():
+            with orchestra.open_run_database(database(project)) as store:
+                for run in store.runs():
+                    if run.owner_pid == process.pid:
+                        return run.id
+        if process.poll() is not None:
+            raise AssertionError(
+                f"orchestra run ended before it was found: {process.communicate()}"
+            )
+        return None
 
-    return wait_for(created, what="the run in the database")
+    return wait_for(driven, what="the run in the database")
 
 
 def sleeper(seconds: int = 60) -> tuple[str, str]:
