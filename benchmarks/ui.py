@@ -19,12 +19,17 @@ processes (``sandbox = "none"``, ``--max-parallel 2``, commands ``/bin/true``):
    to the end of its process, alone and while 50 clients (one other Python process, one
    socket each) follow its event stream as pages do, taken in turn ``--runs`` times; and
    the server's peak RSS (``VmHWM``). Targets: the run's median with followers at most 5 %
-   slower than alone; the server under 100 MB.
+   slower than alone; the server under 100 MB. The clients stand in for browsers, which
+   are elsewhere (a laptop, through an SSH tunnel) or at least not the server's cost: they
+   run at ``--followers-nice`` (19 by default: only on CPU the run leaves idle; they still
+   read every byte, or the server's writes would stall). The CPU seconds the server and
+   the clients used during each followed run are printed; ``--followers-nice 0`` measures
+   the clients competing with the run as equals.
 
 Run with the project's virtualenv (orchestra and orchestra-ui installed)::
 
     .venv/bin/python benchmarks/ui.py [--tasks 10000] [--latency-tasks 1000]
-        [--follow-tasks 2000] [--clients 50] [--runs 3] [--record]
+        [--follow-tasks 2000] [--clients 50] [--followers-nice 19] [--runs 3] [--record]
 
 ``--record`` appends the figures to benchmarks/RESULTS.md. Standard library only (and
 Chromium at /usr/bin/chromium).
@@ -36,6 +41,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import re
 import select
 import shutil
@@ -44,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -138,8 +145,17 @@ def start_run(project: Path, workstream: Path) -> tuple[subprocess.Popen[bytes],
 
 
 def finish(process: subprocess.Popen[bytes], timeout: float = 600) -> None:
-    if process.wait(timeout) != 0:
-        raise SystemExit(f"FAILED: orchestra run exited with {process.returncode}")
+    # wait() with a timeout polls, at up to 50 ms a sleep, which would round every time
+    # measured up to the next poll; a blocking wait sees the exit at once (and a timer
+    # kills a run that hangs)
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    try:
+        status = process.wait()
+    finally:
+        killer.cancel()
+    if status != 0:
+        raise SystemExit(f"FAILED: orchestra run exited with {status}")
 
 
 @dataclass
@@ -152,6 +168,11 @@ class Server:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) the server has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         """The server's peak resident memory so far (VmHWM), in MB of 1,000,000 bytes."""
@@ -302,7 +323,7 @@ deadline = time.monotonic() + 600
 while state and time.monotonic() < deadline:
     for key, _ in selector.select(1):
         sock, seen = key.fileobj, state[key.fileobj]
-        chunk = sock.recv(1 << 16)
+        chunk = sock.recv(1 << 18)
         seen["bytes"] += len(chunk)
         if not seen["answered"]:
             seen["head"] += chunk
@@ -314,13 +335,15 @@ while state and time.monotonic() < deadline:
                 if answered == count:
                     print("connected", flush=True)
         window = seen["tail"] + chunk
-        if not chunk or any(end in window for end in ends):
+        # one scan a chunk: the harness stands in for pages elsewhere, its CPU is no one's
+        ended = b'"type":"run.' in window and any(end in window for end in ends)
+        if not chunk or ended:
             selector.unregister(sock)
             sock.close()
             del state[sock]
             continue
         seen["tail"] = window[-40:]
-print("done", count - len(state), flush=True)
+print("done", count - len(state), round(time.process_time(), 3), flush=True)
 """
 
 
@@ -348,6 +371,7 @@ def one_timed_run(
         if clients and server is not None:
             followers = subprocess.Popen(
                 [
+                    *(["nice", "-n", str(FOLLOWERS_NICE)] if FOLLOWERS_NICE else []),
                     sys.executable,
                     "-c",
                     FOLLOWERS,
@@ -363,14 +387,20 @@ def one_timed_run(
             said = followers.stdout.readline().strip()
             if said != "connected":
                 raise SystemExit(f"FAILED: the followers said {said!r}")
+        cpu_before = server.cpu_seconds() if server is not None else 0.0
         started = time.perf_counter()
         gate.touch()
         finish(process)
         seconds = time.perf_counter() - started
-        if followers is not None:
+        if followers is not None and server is not None:
             out, _ = followers.communicate(timeout=60)
-            if out.split() != ["done", str(clients)]:
+            said = out.split()
+            if said[:2] != ["done", str(clients)]:
                 raise SystemExit(f"FAILED: the followers ended with {out!r}")
+            print(
+                f"    the server used {server.cpu_seconds() - cpu_before:.2f} s of CPU during"
+                f" the run, the {clients} followers {float(said[2]):.2f} s"
+            )
         return seconds
     finally:
         gate.touch()
@@ -378,6 +408,10 @@ def one_timed_run(
             if child is not None and child.poll() is None:
                 child.kill()
                 child.wait()
+
+
+#: the niceness of the followers' process (--followers-nice)
+FOLLOWERS_NICE = 19
 
 
 def fifty_pages(project: Path, tasks: int, clients: int, runs: int) -> Following:
@@ -435,7 +469,8 @@ def record(figures: Sequence[Figure], details: Sequence[str], options: argparse.
         f"{PAGE_LOADS + 1} times, the first apart",
         f"- latency: a run of {options.latency_tasks:,} tasks followed by one page",
         f"- followers: a run of {options.follow_tasks:,} tasks, {options.runs} times alone and "
-        f"{options.runs} times with {options.clients} event-stream clients, interleaved",
+        f"{options.runs} times with {options.clients} event-stream clients, interleaved; the"
+        f" clients' process at niceness {options.followers_nice}",
         "",
         markdown_table(figures),
         "",
@@ -457,9 +492,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-tasks", type=int, default=1_000, help="tasks of the live run")
     parser.add_argument("--follow-tasks", type=int, default=2_000, help="tasks of the followed run")
     parser.add_argument("--clients", type=int, default=50, help="event-stream followers")
+    parser.add_argument(
+        "--followers-nice",
+        type=int,
+        default=19,
+        help="the niceness of the followers' process (0: as the run's)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs, alone and followed")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     options = parser.parse_args(argv)
+    global FOLLOWERS_NICE
+    FOLLOWERS_NICE = options.followers_nice
     if min(options.tasks, options.latency_tasks, options.follow_tasks, options.runs) < 1:
         parser.error("every count must be at least 1")
     if not chromium_available():

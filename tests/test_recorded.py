@@ -113,3 +113,22 @@ def test_python_dash_m_orchestra_is_the_command(tmp_path):
     )
     assert ran.returncode == 2
     assert "work.toml" in ran.stderr and "Traceback" not in ran.stderr
+
+
+def test_events_as_json_are_the_events(recorded):
+    """What a page's event stream forwards unread is what ``events`` decodes."""
+    _, run_id = recorded
+    with orchestra.open_run_database(orchestra.run_database_path()) as store:
+        decoded = store.events(run_id)
+        forwarded = store.events_json(run_id)
+        assert store.events_json(run_id, after_seq=3, limit=2) == forwarded[3:5]
+    assert [(seq, kind) for seq, kind, _ in forwarded] == [(e.seq, e.type) for e in decoded]
+    for (_, _, text), event in zip(forwarded, decoded, strict=True):
+        assert json.loads(text) == {
+            "seq": event.seq,
+            "at": pytest.approx(event.at, abs=1e-3),
+            "type": event.type,
+            "task_id": event.task_id,
+            "attempt": event.attempt,
+            "payload": dict(event.payload),
+        }

@@ -125,6 +125,24 @@ class Reads(Transactions):
             parameters.append(limit)
         return [EventRecord.from_row(row) for row in self._query(sql, parameters)]
 
+    def events_json(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[tuple[int, str, str]]:
+        """Return a run's events with seq greater than ``after_seq``, oldest first, each
+        as (seq, type, the event as one JSON object of its seq, at, type, task_id, attempt
+        and payload), the JSON made by SQLite: for a reader that forwards events as JSON
+        (a web page's event stream) without decoding and encoding each one in Python."""
+        sql = (
+            "SELECT seq, type, json_object('seq', seq, 'at', at, 'type', type,"
+            " 'task_id', task_id, 'attempt', attempt, 'payload', json(payload)) AS event"
+            " FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        )
+        parameters: list[Any] = [run_id, after_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        return [(row[0], row[1], row[2]) for row in self._query(sql, parameters)]
+
     def last_event_at(self, run_id: str) -> float | None:
         """Return when the run's last event happened (for a run that ended without
         saying so, the last sign of life), or None if it has none."""

@@ -1,21 +1,24 @@
 """Following runs live: one poller thread per followed run, fanning its events out to
 every page that follows it.
 
-A poller reads ``store.events(run, after_seq=last)`` every ``interval`` seconds from a
-connection of its own, so following a run costs one query per interval however many
-pages follow it; it stops when the last of them leaves. While the run says it is running,
-the poller also notices its process dying (the run's lock freed, a file probe) and marks
-the run interrupted, as opening the database would, so the pages see it at once.
+A poller reads ``store.events_json(run, after_seq=last)`` every ``interval`` seconds from a
+connection of its own and encodes what it read as one server-sent event message, so
+following a run costs one query and one encoding per interval however many pages follow
+it (each page's thread only writes the shared bytes); it stops when the last page
+leaves. While the run says it is running, the poller also notices its process dying
+(the run's lock freed, a file probe) and marks the run interrupted, as opening the
+database would, so the pages see it at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orchestra
+from orchestra_ui.views import EventRow, event_message
 
 #: event types after which a run is over (until it is resumed)
 RUN_END_EVENTS = frozenset({"run.succeeded", "run.failed", "run.canceled", "run.interrupted"})
@@ -27,6 +30,15 @@ READ_LIMIT = 1000
 ALIVE_INTERVAL = 2.0
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The events one poll read, oldest first, and the message that carries them to every
+    page (encoded once)."""
+
+    events: tuple[EventRow, ...]
+    message: bytes
+
+
 class Subscription:
     """One page following one run: the events its poller found after ``start_seq``,
     in order, until the page leaves or the server closes."""
@@ -36,14 +48,14 @@ class Subscription:
         #: the poller hands over the events after this one; those up to it are the
         #: page's to read from the database (its backlog)
         self.start_seq = start_seq
-        self._pending: deque[orchestra.EventRecord] = deque()
+        self._pending: deque[Batch] = deque()
         self._ready = threading.Condition()
         self._closed = False
 
-    def put(self, events: Sequence[orchestra.EventRecord]) -> None:
+    def put(self, batch: Batch) -> None:
         """Hand over new events (the poller's side)."""
         with self._ready:
-            self._pending.extend(events)
+            self._pending.append(batch)
             self._ready.notify()
 
     def close(self) -> None:
@@ -52,17 +64,17 @@ class Subscription:
             self._closed = True
             self._ready.notify()
 
-    def take(self, timeout: float) -> list[orchestra.EventRecord] | None:
-        """Return the events handed over since the last call, waiting at most
+    def take(self, timeout: float) -> list[Batch] | None:
+        """Return the batches handed over since the last call, waiting at most
         ``timeout`` seconds for one ([] when none came); None once closed."""
         with self._ready:
             if not self._pending and not self._closed:
                 self._ready.wait(timeout)
             if self._closed:
                 return None
-            events = list(self._pending)
+            batches = list(self._pending)
             self._pending.clear()
-            return events
+            return batches
 
 
 class Followers:
@@ -126,11 +138,12 @@ class Followers:
         for poller in pollers:
             poller.join(timeout)
 
-    def _fan_out(self, poller: _Poller, events: list[orchestra.EventRecord]) -> None:
+    def _fan_out(self, poller: _Poller, events: list[EventRow]) -> None:
+        batch = Batch(tuple(events), event_message(events))  # outside the lock
         with self._mutex:
             for subscription in poller.subscriptions:
-                subscription.put(events)
-            poller.last_seq = events[-1].seq
+                subscription.put(batch)
+            poller.last_seq = events[-1][0]
 
 
 class _Poller(threading.Thread):
@@ -151,13 +164,13 @@ class _Poller(threading.Thread):
             tick = 0
             wait = self.followers.interval
             while not self.stop.wait(wait):
-                events = store.events(self.run_id, after_seq=self.last_seq, limit=READ_LIMIT)
+                events = store.events_json(self.run_id, after_seq=self.last_seq, limit=READ_LIMIT)
                 if events and not self.stop.is_set():
                     self.followers._fan_out(self, events)
-                    for event in events:
-                        if event.type in RUN_END_EVENTS:
+                    for _, kind, _ in events:
+                        if kind in RUN_END_EVENTS:
                             live = False
-                        elif event.type == "run.running":
+                        elif kind == "run.running":
                             live = True
                 # a full read leaves more to read: read on without waiting
                 wait = 0 if len(events) == READ_LIMIT else self.followers.interval

@@ -44,8 +44,28 @@ SECURITY_HEADERS = {
 JSON_TYPE = "application/json; charset=utf-8"
 #: the page's files: the only names under /static/, and their types
 STATIC_FILES = {
-    "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "api.js": "text/javascript; charset=utf-8",
+    "attempt.js": "text/javascript; charset=utf-8",
+    "constants.js": "text/javascript; charset=utf-8",
+    "diff.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "format.js": "text/javascript; charset=utf-8",
+    "graph.js": "text/javascript; charset=utf-8",
+    "graph_layout.js": "text/javascript; charset=utf-8",
+    "graph_viewport.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "log_follower.js": "text/javascript; charset=utf-8",
+    "main.js": "text/javascript; charset=utf-8",
+    "page.js": "text/javascript; charset=utf-8",
+    "router.js": "text/javascript; charset=utf-8",
+    "routes.js": "text/javascript; charset=utf-8",
+    "run_view.js": "text/javascript; charset=utf-8",
+    "runs_view.js": "text/javascript; charset=utf-8",
+    "task_view.js": "text/javascript; charset=utf-8",
+    "tasks_table.js": "text/javascript; charset=utf-8",
+    "throttle.js": "text/javascript; charset=utf-8",
+    "timeline.js": "text/javascript; charset=utf-8",
 }
 STATIC_DIRECTORY = Path(__file__).with_name("static")
 #: the session cookie's name is this and the port: cookies do not tell ports apart, and two
@@ -454,11 +474,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._start_stream()
             written = after
             while True:  # the backlog: what the page has not seen, up to now
-                backlog = store.events(run_id, after_seq=written, limit=BACKLOG_BATCH)
+                backlog = store.events_json(run_id, after_seq=written, limit=BACKLOG_BATCH)
                 if not backlog:
                     break
-                self._write_events(backlog)
-                written = backlog[-1].seq
+                self.wfile.write(views.event_message(backlog))
+                written = backlog[-1][0]
                 if len(backlog) < BACKLOG_BATCH or written >= subscription.start_seq:
                     break
             self._follow(subscription, written)
@@ -468,13 +488,18 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _follow(self, subscription: Any, written: int) -> None:
         quiet = 0.0
         while not self.server.closing.is_set():
-            events = subscription.take(timeout=1.0)
-            if events is None:
+            batches = subscription.take(timeout=1.0)
+            if batches is None:
                 return
-            fresh = [event for event in events if event.seq > written]
-            if fresh:
-                self._write_events(fresh)
-                written, quiet = fresh[-1].seq, 0.0
+            for batch in batches:
+                if batch.events[0][0] > written:  # all new: the bytes every page gets
+                    self.wfile.write(batch.message)
+                else:  # the first batch may repeat the end of the backlog
+                    fresh = [event for event in batch.events if event[0] > written]
+                    if fresh:
+                        self.wfile.write(views.event_message(fresh))
+                written, quiet = max(written, batch.events[-1][0]), 0.0
+            if batches:
                 continue
             quiet += 1.0
             if quiet >= KEEP_ALIVE_SECONDS:
@@ -505,16 +530,6 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(b"retry: 1000\n\n")
-
-    def _write_events(self, events: list[orchestra.EventRecord]) -> None:
-        if len(events) == 1:
-            data = views.encode_json(views.event_view(events[0]))
-            kind = b"change"
-        else:
-            data = views.encode_json([views.event_view(event) for event in events])
-            kind = b"batch"
-        seq = str(events[-1].seq).encode()
-        self.wfile.write(b"id: " + seq + b"\nevent: " + kind + b"\ndata: " + data + b"\n\n")
 
     # -- answering --------------------------------------------------------------------------
 

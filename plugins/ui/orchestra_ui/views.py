@@ -347,19 +347,20 @@ def _incomplete_tail(raw: bytes) -> int:
 # -- events -------------------------------------------------------------------------------
 
 
-def event_view(event: orchestra.EventRecord) -> dict[str, Any]:
-    """Return one event as an SSE message's data carries it."""
-    return {
-        "seq": event.seq,
-        "at": event.at,
-        "type": event.type,
-        "task_id": event.task_id,
-        "attempt": event.attempt,
-        "payload": dict(event.payload),
-    }
+#: one event as ``Store.events_json`` gives it: (seq, type, the event as JSON text)
+EventRow = tuple[int, str, str]
 
 
-# -- encoding and the cache of run views ---------------------------------------------------
+def event_message(rows: Sequence[EventRow]) -> bytes:
+    """Return the server-sent event message that carries ``rows`` (oldest first): one
+    ``change`` for a single event, else one ``batch`` (a JSON list), its id the last
+    seq. The events' JSON is SQLite's, passed on as it is."""
+    if len(rows) == 1:
+        data, kind = rows[0][2], b"change"
+    else:
+        data, kind = "[" + ",".join(row[2] for row in rows) + "]", b"batch"
+    seq = str(rows[-1][0]).encode()
+    return b"id: " + seq + b"\nevent: " + kind + b"\ndata: " + data.encode() + b"\n\n"
 
 
 def encode_json(value: Any) -> bytes:

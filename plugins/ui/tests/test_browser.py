@@ -284,7 +284,7 @@ def assert_nothing_ran(page: Page, shows_markup: bool = True) -> None:
     )
     assert found["xss"] == "undefined"
     assert found["images"] == 0
-    assert found["scripts"] == ["/static/app.js"]
+    assert found["scripts"] == ["/static/main.js"]
     assert not page.dialogs
     if shows_markup:
         assert "<script>" in found["text"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from orchestra_ui.server import STATIC_FILES
 from ui_helpers import finished_run, make_project, running_ui, start_ui, stop_ui
 
 CSP = (
@@ -60,7 +61,7 @@ def guarded(tmp_path_factory):
 
 def test_every_request_needs_the_token(guarded):
     _, run_id, ui = guarded
-    for path in ("/", "/static/app.js", "/api/runs", f"/api/runs/{run_id}"):
+    for path in ("/", "/static/main.js", "/api/runs", f"/api/runs/{run_id}"):
         assert ui.get(path, auth=None).status == 403, path
         assert (
             ui.get(
@@ -69,7 +70,7 @@ def test_every_request_needs_the_token(guarded):
             == 403
         )
         assert ui.get(path, auth=None, headers={"X-Orchestra-Token": "wrong"}).status == 403
-        assert ui.get(path, auth="cookie").status in (200, 404), path  # 404: no page yet
+        assert ui.get(path, auth="cookie").status == 200, path
     assert ui.get("/api/runs", auth="header").status == 200
     assert ui.get(f"/api/runs?token={ui.token}", auth=None).status == 200
     refused = ui.get("/api/runs", auth=None)
@@ -188,7 +189,7 @@ def test_paths_in_urls_never_reach_a_file(guarded):
         "/static//etc/passwd",
         f"/static/{quote(str(planted))}",
         "/static/index.html",
-        "/static/app.js/../../command.py",
+        "/static/main.js/../../command.py",
         "/static/__init__.py",
         "/static/%2e%2e/command.py",
     ]
@@ -264,7 +265,8 @@ def test_every_answer_carries_the_security_headers(guarded):
 def test_no_route_gives_away_a_tools_secret(guarded):
     _, run_id, ui = guarded
     view = ui.get(f"/api/runs/{run_id}").json()
-    paths = ["/", "/static/app.js", "/static/app.css", "/api/runs", f"/api/runs/{run_id}"]
+    paths = ["/", "/static/app.css", "/api/runs", f"/api/runs/{run_id}"]
+    paths += [f"/static/{name}" for name in STATIC_FILES]
     for task in view["tasks"]:
         paths.append(f"/api/runs/{run_id}/tasks/{quote(task['id'], safe='')}")
         for number in range(1, task["attempts"] + 1):
@@ -287,3 +289,19 @@ def test_no_route_gives_away_a_tools_secret(guarded):
     assert "key=***" in everything and "profile=***" in everything  # the keys were there
     assert SECRET not in everything and PROFILE_SECRET not in everything
     assert "sk-test-SECRET" not in everything
+
+
+def test_the_page_never_parses_a_string_as_markup():
+    """Data reaches the page as text or attribute values only (the browser test shows
+    markup escaped; this keeps every script from gaining a way to parse it)."""
+    static = Path(__file__).resolve().parents[1] / "orchestra_ui" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert {script.name for script in scripts} == {
+        name for name in STATIC_FILES if name.endswith(".js")
+    }
+    parsing = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(")
+    parsing += ("new Function", "createContextualFragment", "DOMParser", "srcdoc")
+    for script in scripts:
+        text = script.read_text()
+        found = [name for name in parsing if name in text]
+        assert not found, f"{script.name} uses {found}"
