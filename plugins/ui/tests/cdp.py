@@ -20,6 +20,7 @@ entries (failed loads, Content-Security-Policy violations).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import itertools
 import json
@@ -237,9 +238,15 @@ class Browser:
         return page
 
     def close(self) -> None:
-        """Kill the browser's whole process group and close the pipe; safe to call twice."""
+        """Ask the browser to quit (it then removes what it made under TMPDIR, such as
+        its ``org.chromium.Chromium.*`` directory), then kill its whole process group,
+        whatever is left of it, and close the pipe; safe to call twice."""
         if self._closed:
             return
+        with contextlib.suppress(ProtocolError):
+            self.post("Browser.close")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
         self._closed = True
         try:
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -166,13 +166,14 @@ def test_a_live_run_changes_the_graph_and_the_counts_without_a_reload(page, ui, 
         wait_view(page, "run", shown_runs)
         page.wait_for("document.querySelectorAll('#graph g.node').length === 12")
         page.wait_for("document.querySelector('#run-state')?.textContent.includes('running')")
-        # what each node shows, sampled every 20 ms from here on
+        # each node's states in the order it showed them, sampled every 20 ms from here on
         page.evaluate(
             """window.__seen = {};
-            setInterval(() => document.querySelectorAll('#graph g.node').forEach(node => {
+            window.__sample = () => document.querySelectorAll('#graph g.node').forEach(node => {
                 const seen = window.__seen[node.dataset.taskId] ||= [];
-                if (!seen.includes(node.dataset.state)) seen.push(node.dataset.state);
-            }), 20)"""
+                if (seen[seen.length - 1] !== node.dataset.state) seen.push(node.dataset.state);
+            });
+            setInterval(window.__sample, 20)"""
         )
         before = node_states(page)
         assert "succeeded" not in before.values(), before
@@ -187,10 +188,13 @@ def test_a_live_run_changes_the_graph_and_the_counts_without_a_reload(page, ui, 
         assert page.evaluate("window.__sameDocument") == "yes"  # never reloaded
         assert node_states(page) == {task: "succeeded" for task in before}
         assert count(page, "running") == count(page, "pending") == 0
-        seen = page.evaluate("window.__seen")
-        # the last wave was seen waiting, then succeeded: the graph changed as it ran
+        seen = page.evaluate("window.__sample(), window.__seen")  # a last sample: now
+        # the last wave was seen waiting, then succeeded: the graph changed as it ran; and
+        # no node went back from succeeded (a stale fetch undoing a newer event)
         for task in ("c1", "c2", "c3", "c4"):
-            assert seen[task][-1] == "succeeded" and len(seen[task]) > 1, seen
+            assert seen[task][-1] == "succeeded" and len(seen[task]) > 1, (task, seen[task])
+        for task, states in seen.items():
+            assert states.count("succeeded") == 1, (task, states)
         assert process.wait(timeout=30) == 0
     finally:
         gate.touch()
