@@ -433,12 +433,12 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _route_task(self, parameters: Mapping[str, str], query: Mapping[str, str]) -> None:
         run_id, task_id = parameters["run"], parameters["task"]
-        facts = self.server.runs.facts(run_id).facts
-        task = views.find_task(facts, task_id)
+        cached = self.server.runs.facts(run_id)
+        task = views.find_task(cached.facts, task_id)
         if task is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no task {task_id!r} in run {run_id}")
         records = self.server.store.attempts(run_id, task_id)
-        self._send_json(views.task_view(facts, task, records))
+        self._send_json(views.task_view(cached.facts, task, records, cached.last_seq))
 
     def _route_log(self, parameters: Mapping[str, str], query: Mapping[str, str]) -> None:
         number = _number(parameters["n"], "attempt number")

@@ -197,10 +197,12 @@ def task_view(
     facts: orchestra.RunFacts,
     task: orchestra.TaskFacts,
     records: Sequence[orchestra.AttemptRecord],
+    last_seq: int,
 ) -> dict[str, Any]:
     """Return the TaskView of one task: its row, checks and log tail, and each attempt
     with its diff, what landed and the feedback it gave the next attempt (``records``
-    are the task's attempt records, which hold that feedback)."""
+    are the task's attempt records, which hold that feedback); ``last_seq`` is the event
+    the facts are at least as new as (the page follows the run's events after it)."""
     feedback = {record.number: record.feedback for record in records}
     last_log = task.attempts[-1].log_path if task.attempts else None
     return {
@@ -213,6 +215,7 @@ def task_view(
         "attempts": [
             attempt_view(attempt, feedback.get(attempt.number)) for attempt in task.attempts
         ],
+        "last_seq": last_seq,
     }
 
 

@@ -148,6 +148,38 @@ def live_workstream(gate: Path) -> str:
 
 
 @pytest.mark.slow
+def test_a_task_page_follows_its_task_through_the_runs_events(page, ui, recorded, tmp_path):
+    project, _ = recorded
+    gate = tmp_path / "gate"
+    project.write("live.toml", live_workstream(gate))
+    known = project.run_ids()
+    process = project.start("live.toml", "--max-parallel", "4")
+    try:
+        run_id = project.new_run(process, known)
+        open_page(page, ui, f"#/runs/{run_id}/tasks/c1")
+        wait_view(page, "task")
+        page.evaluate("window.__sameDocument = 'yes'")
+        assert "succeeded" not in text(page, "#task-state")
+        assert page.evaluate("document.querySelectorAll('#attempts section.attempt').length") == 0
+
+        gate.touch()  # the last wave's c1 becomes ready, runs, succeeds
+        page.wait_for(
+            "document.querySelector('#task-state')?.textContent.includes('succeeded')"
+            " && document.querySelector('pre#log')?.textContent.includes('c1-done')",
+            timeout=30,
+        )
+        assert page.evaluate("window.__sameDocument") == "yes"  # never reloaded
+        outcome = text(page, '#attempts section.attempt[data-attempt="1"] .outcome')
+        assert outcome is not None and "succeeded" in outcome
+        assert process.wait(timeout=30) == 0
+    finally:
+        gate.touch()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
 def test_a_live_run_changes_the_graph_and_the_counts_without_a_reload(page, ui, recorded, tmp_path):
     project, _ = recorded
     gate = tmp_path / "gate"
