@@ -33,17 +33,9 @@ def open_run_database(path: str | os.PathLike[str]) -> Store:
     """Open the run database at ``path`` as ``orchestra runs`` does: a missing file is an
     ``OrchestraError`` (it is never made just to be read), and runs whose process died
     are marked interrupted on the way in. Close it with ``close()`` or a ``with`` block."""
-    from orchestra.errors import DiskFull, OrchestraError
-    from orchestra.store import Store, StoreError
+    from orchestra.store import Store
 
-    if not Path(path).exists():
-        raise OrchestraError(f"no run database at {path}: no run has been recorded here yet")
-    store = Store.open(path)
-    try:
-        store.mark_orphaned_runs()
-    except (StoreError, DiskFull):
-        pass  # a read-only or full database is still read; writing commands fail on their own
-    return store
+    return Store.open_existing(path)
 
 
 def gather_run(store: Store, run_id: str, *, logs: bool = True) -> RunFacts:
@@ -64,10 +56,7 @@ def _host() -> PluginHost:
     from orchestra.config import find_project
     from orchestra.plugin.host import PluginHost
 
-    project = find_project()
-    return PluginHost.from_environment(
-        config_disabled=project.config.disable_plugins, config_label=project.config_label
-    )
+    return PluginHost.for_project(find_project())
 
 
 def request_cancel(store: Store, run_id: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from typing import TYPE_CHECKING
 
 import click
@@ -31,11 +30,7 @@ class CliSession:
     def host(self) -> PluginHost:
         from orchestra.plugin.host import PluginHost
 
-        return PluginHost.from_environment(
-            config_disabled=self.project.config.disable_plugins,
-            environ=os.environ,
-            config_label=self.project.config_label,
-        )
+        return PluginHost.for_project(self.project)
 
     @functools.cached_property
     def plugin_commands(self) -> dict[str, click.Command]:

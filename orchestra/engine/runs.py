@@ -40,19 +40,9 @@ def open_store(settings: Settings) -> Store:
 
 
 def open_existing_store(settings: Settings) -> Store:
-    """Return the store for reading or changing recorded runs; a missing database is an
-    error (it is never created just to say a run is unknown). Runs whose process died
-    are marked interrupted on the way in."""
-    if not Path(settings.db).exists():
-        raise OrchestraError(f"no run database at {settings.db}: no run has been recorded here yet")
-    store = Store.open(settings.db)
-    try:
-        store.mark_orphaned_runs()
-    except (StoreError, DiskFull):
-        # a read-only or full database: reading commands still read it, and a command
-        # that writes fails on its own write, with the same one-line error
-        pass
-    return store
+    """Return the store of the run database ``settings`` name (``Store.open_existing``:
+    a missing one is an error; runs whose process died are marked interrupted)."""
+    return Store.open_existing(settings.db)
 
 
 def log_root(store: Store, run_id: str) -> Path:

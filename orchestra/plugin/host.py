@@ -25,6 +25,7 @@ from orchestra.plugin.registry import Registry
 if TYPE_CHECKING:  # imported on use at run time: `orchestra --help` needs none
     import click
 
+    from orchestra.config import Project
     from orchestra.plugin.protocols import (
         EventSink,
         Executor,
@@ -160,6 +161,16 @@ class PluginHost:
         )
         host.load_entry_points()
         return host
+
+    @classmethod
+    def for_project(cls, project: Project) -> PluginHost:
+        """Return the host of ``project``: every installed plugin, less those its
+        configuration's ``disable_plugins`` and ``ORCHESTRA_DISABLE_PLUGINS`` block."""
+        return cls.from_environment(
+            config_disabled=project.config.disable_plugins,
+            environ=os.environ,
+            config_label=project.config_label,
+        )
 
     # -- loading ---------------------------------------------------------------------
 

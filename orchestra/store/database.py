@@ -29,7 +29,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from orchestra.errors import OrchestraError
+from orchestra.errors import DiskFull, OrchestraError
 from orchestra.store import lock
 from orchestra.store.breakers_and_kv import BreakersAndValues
 from orchestra.store.errors import StoreError, UnknownRun, database_fault, file_fault
@@ -80,6 +80,22 @@ class Store(RunWrites, Reads, BreakersAndValues):
             except sqlite3.Error as again:
                 raise _open_fault(again, path) from None
         return cls(connection, path)
+
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike) -> Store:
+        """Return the store of recorded runs at ``path`` for reading or changing them: a
+        missing database is an OrchestraError (it is never made just to say a run is
+        unknown), and runs whose process died are marked interrupted on the way in."""
+        if not Path(path).exists():
+            raise OrchestraError(f"no run database at {path}: no run has been recorded here yet")
+        store = cls.open(path)
+        try:
+            store.mark_orphaned_runs()
+        except (StoreError, DiskFull):
+            # a read-only or full database: reading commands still read it, and a command
+            # that writes fails on its own write, with the same one-line error
+            pass
+        return store
 
     def close(self) -> None:
         """Release every run this store claimed and close the database."""
