@@ -90,9 +90,7 @@ def main() -> int:
             *table,
             "",
         ]
-        results = plan_scale.RESULTS
-        results.write_text(results.read_text().rstrip("\n") + "\n\n" + "\n".join(section))
-        print(f"\nrecorded in {results.relative_to(plan_scale.REPO)}")
+        plan_scale.append_results(section)
     return 0
 
 

@@ -357,10 +357,7 @@ def record(comparisons: Sequence[Comparison], start: Comparison, runs: int) -> N
         *decomposition(comparisons, start),
         "",
     ]
-    results = plan_scale.RESULTS
-    existing = results.read_text() if results.exists() else plan_scale.RESULTS_HEADER
-    results.write_text(existing.rstrip("\n") + "\n\n" + "\n".join(section))
-    print(f"\nrecorded in {results.relative_to(plan_scale.REPO)}")
+    plan_scale.append_results(section)
 
 
 # -- main -------------------------------------------------------------------------------

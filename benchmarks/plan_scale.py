@@ -394,6 +394,12 @@ def record(
         *(f"    {micros / 1000:7.1f} ms  {module}" for micros, module in imports),
         "",
     ]
+    append_results(section)
+
+
+def append_results(section: Sequence[str]) -> None:
+    """Append a section (its lines) to benchmarks/RESULTS.md, made with its header if
+    missing; every benchmark records this way."""
     existing = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
     RESULTS.write_text(existing.rstrip("\n") + "\n\n" + "\n".join(section))
     print(f"\nrecorded in {RESULTS.relative_to(REPO)}")

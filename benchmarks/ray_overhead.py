@@ -44,7 +44,6 @@ import plan_scale
 from plan_scale import Run, run_once
 
 ORCHESTRA = plan_scale.ORCHESTRA
-RESULTS = plan_scale.RESULTS
 REPO = plan_scale.REPO
 MAX_PARALLEL = 2
 DEFAULT_TASKS = 1_000
@@ -147,9 +146,7 @@ def record(rows: list[tuple[str, list[float]]], tasks: int, runs: int) -> None:
             f"| {label} | {median:.2f} s | {min(seconds):.2f} s | {median / tasks * 1000:.1f} ms |"
         )
     lines.append("")
-    existing = RESULTS.read_text()
-    RESULTS.write_text(existing.rstrip("\n") + "\n\n" + "\n".join(lines))
-    print(f"\nrecorded in {RESULTS.relative_to(REPO)}")
+    plan_scale.append_results(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
