@@ -6,18 +6,17 @@ each render ``document.body.dataset.view`` names the view (runs, run, task) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
-import sys
+import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from cdp import Page, PageError
 from ui_helpers import Ui, running_ui, sleeper, stop_marked
 
@@ -147,15 +146,27 @@ def live_workstream(gate: Path) -> str:
     return 'id = "live"\ntitle = "Three waves"\n\n' + "\n".join(tasks)
 
 
-@pytest.mark.slow
-def test_a_task_page_follows_its_task_through_the_runs_events(page, ui, recorded, tmp_path):
-    project, _ = recorded
-    gate = tmp_path / "gate"
+@contextlib.contextmanager
+def live_run(project, gate: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start ``live_workstream`` held at ``gate``; yield its process and run id; at the
+    end release the gate and make sure the process is gone."""
     project.write("live.toml", live_workstream(gate))
     known = project.run_ids()
     process = project.start("live.toml", "--max-parallel", "4")
     try:
-        run_id = project.new_run(process, known)
+        yield process, project.new_run(process, known)
+    finally:
+        gate.touch()
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
+def test_a_task_page_follows_its_task_through_the_runs_events(page, ui, recorded, tmp_path):
+    project, _ = recorded
+    gate = tmp_path / "gate"
+    with live_run(project, gate) as (process, run_id):
         open_page(page, ui, f"#/runs/{run_id}/tasks/c1")
         wait_view(page, "task")
         page.evaluate("window.__sameDocument = 'yes'")
@@ -172,26 +183,17 @@ def test_a_task_page_follows_its_task_through_the_runs_events(page, ui, recorded
         outcome = text(page, '#attempts section.attempt[data-attempt="1"] .outcome')
         assert outcome is not None and "succeeded" in outcome
         assert process.wait(timeout=30) == 0
-    finally:
-        gate.touch()
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 @pytest.mark.slow
 def test_a_live_run_changes_the_graph_and_the_counts_without_a_reload(page, ui, recorded, tmp_path):
     project, _ = recorded
     gate = tmp_path / "gate"
-    project.write("live.toml", live_workstream(gate))
     open_page(page, ui)
     shown_runs = wait_view(page, "runs")
     page.evaluate("window.__sameDocument = 'yes'")
 
-    known = project.run_ids()
-    process = project.start("live.toml", "--max-parallel", "4")
-    try:
-        run_id = project.new_run(process, known)
+    with live_run(project, gate) as (process, run_id):
         # the runs page finds the new run by itself; a click opens it
         page.wait_for(f"document.querySelector('#runs tr[data-run-id=\"{run_id}\"]')")
         page.click(f'#runs tr[data-run-id="{run_id}"]')
@@ -228,11 +230,6 @@ def test_a_live_run_changes_the_graph_and_the_counts_without_a_reload(page, ui, 
         for task, states in seen.items():
             assert states.count("succeeded") == 1, (task, states)
         assert process.wait(timeout=30) == 0
-    finally:
-        gate.touch()
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 def test_cancel_from_the_page_cancels_the_run(page, ui, recorded):
