@@ -113,6 +113,34 @@ class RetryPolicy:
     failover_wait: float = 60.0
 
 
+#: what a reviewer's verdict can be
+VERDICTS = ("approve", "request_changes")
+
+
+@classes.frozen
+class Review:
+    """A second tool reading an attempt's change before it lands (``review = {…}`` on a
+    task or in [defaults]; ``review = false`` on a task turns the defaults' off)."""
+
+    #: who may review, in routing's hands; empty: every tool that can review
+    tools: tuple[str, ...] = ()
+    #: the team's review guidelines, added to what the reviewer is asked
+    prompt: str | None = None
+    #: False: after ``max_rounds`` rejections the change lands anyway, the rejection
+    #: recorded; True: the task fails
+    required: bool = True
+    #: how many times the reviewers may ask for changes before that
+    max_rounds: int = 2
+    #: the routing strategy that picks the reviewer (else the task's, else the setting)
+    routing: str | None = None
+    #: whether the tool that made the change may review it (never, unless this is set)
+    self_review: bool = False
+    #: how long a review may take (else the task's ``timeout``, else the setting)
+    timeout: float | None = duration()
+    #: False on a task: no review for it, whatever [defaults] says
+    enabled: bool = True
+
+
 @classes.frozen
 class Task:
     """One node of the workstream graph. ``None`` means: take the value from [defaults]."""
@@ -145,6 +173,8 @@ class Task:
     max_files_changed: int | None = None
     max_lines_changed: int | None = None
     priority: int = 0
+    #: a second tool reviews each change before it lands (``Review``)
+    review: Review | None = None
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
@@ -179,6 +209,8 @@ class Defaults:
     max_lines_changed: int | None = None
     #: how much output an attempt's log keeps (the ``log_limit`` setting)
     log_limit: int | None = size()
+    #: every task's review, unless a task sets its own or ``review = false``
+    review: Review | None = None
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
     @property
@@ -288,6 +320,32 @@ class Usage:
 
 
 @classes.frozen
+class ReviewResult:
+    """What one review of an attempt's change came to (the worker tells the loop)."""
+
+    tool: str
+    #: which round of the task's reviews this is (1 for the first)
+    round: int
+    #: the reviewer's attempt: succeeded (a verdict was read), failed, timed_out, canceled
+    outcome: str
+    #: ``approve`` or ``request_changes`` when the reviewer gave one
+    verdict: str | None = None
+    comments: str | None = None
+    error_class: str | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    usage: Usage = Usage()
+    started_at: float | None = None
+    ended_at: float | None = None
+    log_path: str | None = None
+    #: what the reviewer changed in the change's worktree, as a diff: discarded, kept here
+    edits: str | None = None
+    #: whether the change landed after this review (approved, or rejected on the last
+    #: round of a review that is not required)
+    landed: bool = False
+
+
+@classes.frozen
 class StepResult:
     """What an attempt came to: its outcome, the error class when it failed, and usage."""
 
@@ -302,6 +360,11 @@ class StepResult:
     feedback: str | None = None
     #: the attempt's change as a unified diff (filled in by the host's workspace)
     diff: str | None = None
+    #: the tool's final answer, as text (what a review's verdict is read from); None
+    #: when the tool gave none or the adapter does not say
+    answer: str | None = None
+    #: the review of the attempt's change, when its task has one and it got that far
+    review: ReviewResult | None = None
 
 
 #: Error classes an attempt can fail with (see docs/architecture.md).
@@ -325,6 +388,8 @@ ERROR_CLASSES = frozenset(
         "turn_failed",
         "turn_limit",
         "exit_status",
+        "review_rejected",
+        "review_failed",
     }
 )
 

@@ -57,6 +57,9 @@ class Plan:
     #: the others in (``ToolChoice.fallback_order``), each with why it is kept out for
     #: now (its open breaker) or None
     fallbacks: dict[str, tuple[tuple[str, str | None], ...]] = attrs.Factory(dict)
+    #: for each task whose changes are reviewed, the reviewer a run would pick and why
+    #: (``ToolChoice.reviewer``, the planned tool passed over)
+    reviewers: dict[str, RoutingDecision] = attrs.Factory(dict)
 
     def unroutable(self) -> list[Task]:
         """Return the tasks no installed, available tool can carry out."""
@@ -238,6 +241,7 @@ def make_plan(
         decision_of = _route_each(starts, choice)
     edges = graph.edge_count(dependencies)
     fallbacks = _fallbacks(workstream.tasks, decision_of, choice)
+    reviewers = _reviewers(workstream, decision_of, choice)
     cannot_run = {}
     found: dict[tuple[str, str], bool] = {}
     for task in workstream.tasks:
@@ -245,8 +249,42 @@ def make_plan(
         if missing:
             cannot_run[task.id] = missing
     return Plan(
-        workstream, waves, wave_of, decision_of, chain, settings, edges, cannot_run, fallbacks
+        workstream,
+        waves,
+        wave_of,
+        decision_of,
+        chain,
+        settings,
+        edges,
+        cannot_run,
+        fallbacks,
+        reviewers,
     )
+
+
+def _reviewers(
+    workstream: Workstream, decision_of: Mapping[str, RoutingDecision], choice: ToolChoice
+) -> dict[str, RoutingDecision]:
+    """Return, for each task whose changes are reviewed, who would review the change of
+    the tool planned for it; tasks with the same review, tool and routing share one
+    decision (a workstream's [defaults] review is asked once per tool)."""
+    from orchestra.engine.review_text import review_of
+
+    defaults = workstream.defaults
+    found: dict[str, RoutingDecision] = {}
+    made: dict[tuple, RoutingDecision] = {}
+    for task in workstream.tasks:
+        if task.review is None and defaults.review is None:
+            continue
+        review = review_of(task, defaults)
+        author = decision_of[task.id].tool
+        if review is None or author is None:
+            continue
+        key = (review, author, task.routing)
+        if key not in made:
+            made[key] = choice.reviewer(task, review, author)
+        found[task.id] = made[key]
+    return found
 
 
 def _fallbacks(

@@ -47,10 +47,19 @@ def test_the_docs_pages_exist_and_link_each_other():
 def test_the_workstream_reference_names_every_field():
     import attrs
 
-    from orchestra.models import Backoff, Budget, Check, Defaults, FileScope, Task, Workstream
+    from orchestra.models import (
+        Backoff,
+        Budget,
+        Check,
+        Defaults,
+        FileScope,
+        Review,
+        Task,
+        Workstream,
+    )
 
     text = (DOCS / "workstreams.md").read_text()
-    for model in (Workstream, Defaults, Task, FileScope, Check, Backoff, Budget):
+    for model in (Workstream, Defaults, Task, FileScope, Check, Backoff, Budget, Review):
         for field in attrs.fields(model):
             if not field.metadata.get("internal"):  # set by loaders, never read from a file
                 assert f"`{field.name}`" in text, f"{model.__name__}.{field.name} is not documented"

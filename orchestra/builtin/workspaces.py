@@ -162,6 +162,8 @@ class WorktreeRun:
         #: the tree its tool left, before the checks ran
         self._starts: dict[tuple[str, int], str] = {}
         self._tool_states: dict[tuple[str, int], str] = {}
+        #: per attempt: the commit its change was made into (its base when it made none)
+        self._made: dict[tuple[str, int], str] = {}
         self._ignore = (*run.ignore, *_anchored(self.subdir, run.copy))
         #: whether the run branch was removed at the end (the run merged nothing)
         self.removed = False
@@ -221,6 +223,7 @@ class WorktreeRun:
         self._check_worktree(tree, branch)
         state = self._tool_states.pop(key, None) or changes.state_tree(tree, self._ignore)
         commit = changes.commit_state(tree, branch, state, base, _message(request))
+        self._made[key] = commit or base
         with self._landing:
             if commit is None:
                 self.unmerged.pop(request.task.id, None)
@@ -236,6 +239,16 @@ class WorktreeRun:
             lines=changes.count_changed_lines(tree, base, commit),
             escapes=_escaping_links(tree.path, paths),
         )
+
+    def review_edits(self, request: ExecutionRequest, directory: str) -> str | None:
+        """After a reviewer read the attempt's change in its worktree: return what it
+        changed there (a diff, or None), and put the worktree and the attempt's branch
+        back at the change, so that only the change lands."""
+        from orchestra.git import changes
+
+        key = self._key(request)
+        branch = attempt_branch(self.run.run_id, *key)
+        return changes.put_back(self._trees[key], branch, self._made[key], self._ignore)
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
         from orchestra.git import merging, refs
@@ -266,6 +279,7 @@ class WorktreeRun:
         self._base.pop(key, None)
         self._starts.pop(key, None)
         self._tool_states.pop(key, None)
+        self._made.pop(key, None)
         tree = self._trees.pop(key, None)
         try:
             worktrees.remove_worktree(

@@ -150,6 +150,9 @@ def render_text(the_plan) -> str:
             fallback = the_plan.fallbacks.get(task_id)
             if fallback:  # where failover would turn, in order, under the tool chosen
                 lines.append(f"  {'':<{width}}  {_shown_fallback(fallback)}")
+            reviewer = the_plan.reviewers.get(task_id)
+            if reviewer is not None:  # who reads the change before it lands
+                lines.append(f"  {'':<{width}}  {_shown_reviewer(reviewer)}")
     unroutable = the_plan.unroutable()
     if unroutable:
         lines.append("")
@@ -187,6 +190,25 @@ def _shown_fallback(fallback) -> str:
     the tool chosen fails (its key refused, its provider down), in order."""
     shown = ", ".join(tool if kept is None else f"{tool} ({kept})" for tool, kept in fallback)
     return f"fallback: {shown}"
+
+
+def _shown_reviewer(decision) -> str:
+    """``review: codex — codex is the only tool left (passed over aider: made the
+    change)``, or why no tool may review the change."""
+    if decision.tool is None:
+        return f"review: none — {_shown_reason(decision)}"
+    return f"review: {decision.tool} — {decision.reason}"
+
+
+def _review_fields(decision) -> dict | None:
+    """A task's reviewer in the --format json document (None: its changes land unread)."""
+    if decision is None:
+        return None
+    return {
+        "tool": decision.tool,
+        "reason": _shown_reason(decision),
+        "passed_over": [entry.as_dict() for entry in decision.passed_over],
+    }
 
 
 def plan_as_dict(the_plan) -> dict:
@@ -231,6 +253,7 @@ def plan_as_dict(the_plan) -> dict:
                     for tool, kept in the_plan.fallbacks.get(task.id, ())
                 ],
                 "cannot_run": the_plan.cannot_run.get(task.id),
+                "review": _review_fields(the_plan.reviewers.get(task.id)),
             }
             for task in workstream.tasks
         ],

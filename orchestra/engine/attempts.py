@@ -24,13 +24,20 @@ from orchestra.engine.resilience import (
     conflict_feedback,
     refusal_feedback,
 )
+from orchestra.engine.review_text import rejection_feedback, unreviewed_feedback
+from orchestra.engine.reviewing import review_change
 from orchestra.errors import WorkspaceError, WorkspaceViolation
-from orchestra.models import StepResult, Usage
+from orchestra.models import ReviewResult, StepResult, Usage
 
 if TYPE_CHECKING:
     from orchestra.engine.context import LocalContext
     from orchestra.models import Check, Defaults, ExecutionRequest, ProcessResult
-    from orchestra.plugin.protocols import AttemptLaunch, RunWorkspace, ToolAdapter
+    from orchestra.plugin.protocols import (
+        AttemptLaunch,
+        ReviewLaunch,
+        RunWorkspace,
+        ToolAdapter,
+    )
 
 #: pytest's exit status when it collected no test
 PYTEST_NO_TESTS = 5
@@ -63,6 +70,7 @@ def run_attempt(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
         context.cwd = directory
         request = _in_directory(space, request, directory)
         tool_done = getattr(space, "tool_done", None)
+        passed: list[tuple[str, list[str]]] = []
         result = execute_attempt(
             launch.adapter,
             request,
@@ -71,10 +79,13 @@ def run_attempt(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
             after_tool=None
             if tool_done is None
             else functools.partial(tool_done, request, directory),
+            passed=passed,
         )
         if result.outcome == "canceled":
             return result
-        return _judge_change(space, request, directory, result, defaults)
+        return _judge_change(
+            space, request, directory, result, defaults, PendingReview(launch.review, passed)
+        )
     finally:
         _discard(space, request, directory, context)
 
@@ -91,15 +102,26 @@ def _in_directory(
     return request
 
 
+@attrs.frozen
+class PendingReview:
+    """The review an attempt's change gets before it lands, if any, and what the checks
+    printed (the reviewer reads it)."""
+
+    launch: ReviewLaunch | None
+    checks: Sequence[tuple[str, Sequence[str]]] = ()
+
+
 def _judge_change(
     space: RunWorkspace,
     request: ExecutionRequest,
     directory: str,
     result: StepResult,
     defaults: Defaults,
+    review: PendingReview = PendingReview(None),
 ) -> StepResult:
     """The attempt's result once its change is known: kept with it, refused if it reaches
-    beyond the task's scope or its workspace, landed if the attempt succeeded."""
+    beyond the task's scope or its workspace, sent back or let through by its review,
+    landed if the attempt succeeded."""
     try:
         change = space.changes(request, directory)
     except WorkspaceViolation as violation:
@@ -117,10 +139,20 @@ def _judge_change(
             message="; ".join(problems),
             feedback=refusal_feedback("; ".join(problems)),
         )
+    if review.launch is not None:
+        reviewed = review_change(
+            review.launch, space, request, directory, change.diff, review.checks
+        )
+        result = attrs.evolve(result, review=reviewed)
+        held = _held_by_review(review.launch, result, reviewed, change.diff)
+        if held is not None:
+            return held
     try:
         landing = space.land(request, directory)
     except WorkspaceViolation as violation:
         return _violated(result, str(violation))
+    if landing.merged and result.review is not None:
+        result = attrs.evolve(result, review=attrs.evolve(result.review, landed=True))
     if not landing.merged:
         files = ", ".join(landing.conflicts) or "unknown files"
         return attrs.evolve(
@@ -131,6 +163,41 @@ def _judge_change(
             feedback=conflict_feedback(files),
         )
     return result
+
+
+def _held_by_review(
+    launch: ReviewLaunch, result: StepResult, review: ReviewResult, diff: str | None
+) -> StepResult | None:
+    """The attempt's end when its review keeps the change from landing: canceled, failed
+    with ``review_failed`` (no verdict: the reviewer failed, or its answer had none) or
+    ``review_rejected`` (changes asked for, rounds left or the review required); None
+    when the change lands (approved, or rejected on the last round of a review that is
+    not required: the rejection stays on record)."""
+    tool = review.tool
+    if review.outcome == "canceled":
+        return attrs.evolve(result, outcome="canceled", message="canceled during the review")
+    if review.verdict is None:
+        why = f"{review.error_class or review.outcome}: {review.message or ''}".strip(": ")
+        return attrs.evolve(
+            result,
+            outcome="failed",
+            error_class="review_failed",
+            message=f"the review by {tool} failed ({why})",
+            retry_after=review.retry_after,
+            feedback=unreviewed_feedback(tool, why),
+        )
+    if review.verdict == "approve":
+        return None
+    if launch.last_round and not launch.review.required:
+        return None
+    first = (review.comments or "").strip().splitlines()[0]
+    return attrs.evolve(
+        result,
+        outcome="failed",
+        error_class="review_rejected",
+        message=f"{tool} asked for changes: {first}",
+        feedback=rejection_feedback(tool, review.comments or "", diff),
+    )
 
 
 def _violated(result: StepResult, message: str) -> StepResult:
@@ -166,6 +233,7 @@ def execute_attempt(
     context: LocalContext,
     checks: Sequence[Check],
     after_tool: Callable[[], None] | None = None,
+    passed: list[tuple[str, list[str]]] | None = None,
 ) -> StepResult:
     """Run the pre-flight checks, the tool, then the checks in ``request.workdir`` through
     ``context``, and return how the attempt went (on the calling thread).
@@ -175,7 +243,8 @@ def execute_attempt(
     A pre-flight check that fails ends the attempt ``preflight_failed``, an adapter that
     raises ``crashed``, a failing check ``check_failed``. ``after_tool`` is called between
     the tool and the checks (the workspace notes what the tool left: what the checks
-    write is not the attempt's change)."""
+    write is not the attempt's change). ``passed``, when given, gets each check that
+    passed with its last lines of output (what a reviewer reads)."""
     preflight = [check for check in checks if check.before]
     if preflight:
         checks = [check for check in checks if not check.before]
@@ -194,7 +263,7 @@ def execute_attempt(
         return result
     if checks and after_tool is not None:
         after_tool()
-    failed = _run_checks(checks, context, "check_failed", result)
+    failed = _run_checks(checks, context, "check_failed", result, passed)
     return result if failed is None else failed
 
 
@@ -203,6 +272,7 @@ def _run_checks(
     context: LocalContext,
     error_class: str,
     result: StepResult | None,
+    passed: list[tuple[str, list[str]]] | None = None,
 ) -> StepResult | None:
     """Run ``checks`` in order; return the attempt's failure at the first that fails
     (``error_class``, the tool's ``result`` usage kept), or None when all pass."""
@@ -231,6 +301,8 @@ def _run_checks(
         # always in the log, even when silent: a check is a process of its own (far
         # dearer than the line), and an attempt without checks keeps its lazy log
         context.note(f"{kind} {check.label!r} passed (exit status 0)")
+        if passed is not None:
+            passed.append((check.label, list(output)))
     return None
 
 

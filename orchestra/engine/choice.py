@@ -30,12 +30,16 @@ from orchestra.engine.router import (
     route,
     tool_capabilities,
 )
-from orchestra.models import Availability, Defaults, RetryPolicy, Task, ToolProfile
+from orchestra.models import Availability, Defaults, RetryPolicy, Review, Task, ToolProfile
 from orchestra.plugin.protocols import Memory, RoutingStrategy, ToolAdapter, ToolStats
 from orchestra.plugin.registry import Registry
 
 #: how many recent durations of a tool the track record averages
 RECENT_DURATIONS = 20
+#: what routing a reviewer reads of [defaults]: nothing (the review names its own tools)
+REVIEW_DEFAULTS = Defaults()
+#: what a reviewer must be able to do
+REVIEW_CAPABILITIES = ("review",)
 #: where the run database keeps the strategies' memory: ``routing.<key>``
 MEMORY_PREFIX = "routing."
 
@@ -131,6 +135,51 @@ class ToolChoice:
             for move in passed_over(policy, ends)
         )
         return self.decide(task, passing, retry=True)
+
+    def reviewer(
+        self,
+        task: Task,
+        review: Review,
+        author: str | None,
+        avoid: tuple[PassOver, ...] = (),
+    ) -> RoutingDecision:
+        """Return the tool to review a change ``author`` made for ``task``: one of the
+        review's ``tools`` (any tool, when it names none) that can review (capability
+        ``review``), chosen by the review's routing (else the task's, else the run's),
+        never the author unless the review allows ``self_review``; ``avoid`` passes over
+        reviewers whose last review of the task failed. Breakers keep reviewers out as
+        they keep authors out. Nothing is remembered for the task's own routing."""
+        stand_in = Task(
+            id=task.id,
+            title=task.title,
+            prompt=task.prompt or "review",
+            tools=review.tools or None,
+            capabilities=REVIEW_CAPABILITIES,
+            routing=review.routing or task.routing,
+        )
+        passing = list(avoid)
+        if author is not None and not review.self_review:
+            passing.append(PassOver(author, "made the change", strict=True))
+        decision = route(
+            stand_in,
+            defaults=REVIEW_DEFAULTS,
+            strategy_name=stand_in.routing or self.routing,
+            tools=self.tools,
+            routers=self.routers,
+            profile=self.profile,
+            availability=self.available,
+            history=self.history,
+            blocked=self.blocked if self.breakers is not None else None,
+            avoid=tuple(passing),
+            memory=self.memory,
+            filtered=self._filtered,
+        )
+        if any(entry.kind == "breaker" for entry in decision.passed_over):
+            decision = attrs.evolve(decision, passed_over=self._with_until(decision.passed_over))
+        # the router speaks of running a task: say what this decision is about
+        reason = decision.reason.replace("tool that can run it", "tool that may review it")
+        reason = reason.replace("no tool can run this task", "no tool may review it")
+        return attrs.evolve(decision, reason=reason)
 
     def no_other_tool(
         self, task: Task, policy: RetryPolicy, ends: Sequence[AttemptEnd]

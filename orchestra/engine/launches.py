@@ -131,7 +131,27 @@ class LaunchBuilder:
         """The attempt's launch: its context (log, environment, timeouts, cancel, sandbox)
         and its task's checks, or else the workstream's."""
         task = request.task
-        context = LocalContext(
+        context = self.context(tool, request, space, env=env, secrets=secrets, log_path=log_path)
+        checks: Sequence[Check] | None = task.checks
+        if checks is None:
+            checks = self.defaults.checks
+        return AttemptLaunch(self.tools.get(tool), request, context, checks or (), space)
+
+    def context(
+        self,
+        tool: str,
+        request: ExecutionRequest,
+        space: RunWorkspace,
+        *,
+        env: dict[str, str],
+        secrets: Sequence[str],
+        log_path: str,
+    ) -> LocalContext:
+        """The context ``tool``'s processes run through for ``request``: its log, its
+        environment and the secrets to redact, the request's timeouts, the run's cancel,
+        the tool's own directory, and the attempt's sandbox."""
+        task = request.task
+        return LocalContext(
             cwd=self.project_root,
             env=env,
             log_path=log_path,
@@ -146,10 +166,10 @@ class LaunchBuilder:
             state_dir=self._tool_dir(tool),
             sandbox=self._sandbox(space, request),
         )
-        checks: Sequence[Check] | None = task.checks
-        if checks is None:
-            checks = self.defaults.checks
-        return AttemptLaunch(self.tools.get(tool), request, context, checks or (), space)
+
+    def review_log_path(self, task_id: str, attempt: int) -> str:
+        """The log of the review of attempt ``attempt``'s change, beside the attempt's."""
+        return f"{self._log_prefix}{task_id}.{attempt}.review.log"
 
     def request(
         self,

@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from orchestra.engine.attempts import carry_out
 from orchestra.engine.choice import ToolChoice, stored_memory, waits_for_breaker
 from orchestra.engine.failover import next_move
@@ -42,6 +44,7 @@ from orchestra.engine.messages import AttemptEnded, EventPosted, Inbox
 from orchestra.engine.outcome import RunOutcome, outcome_of
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
+from orchestra.engine.review_gate import ReviewGate
 from orchestra.engine.router import capability_key
 from orchestra.engine.run_workspaces import RunWorkspaces
 from orchestra.engine.running import RunningAttempts
@@ -135,6 +138,19 @@ class Orchestrator:
             record_event=self._record_event,
         )
         self.launches = self._launch_builder(dict(os.environ if environ is None else environ))
+        self.reviews = ReviewGate(
+            run_id=run_id,
+            defaults=workstream.defaults,
+            choice=self.choice,
+            launches=self.launches,
+            profile=self._profile,
+            store=store,
+            fanout=self.fanout,
+            breakers=self.breakers,
+            meter=self.meter,
+            post=self.inbox.put,
+            uses_breaker=self._uses_breaker,
+        )
         self.interruption = self._interruption()
 
     def _tool_choice(self) -> ToolChoice:
@@ -202,6 +218,7 @@ class Orchestrator:
         self._began = time.time()
         self.steps.load(self.store.steps(self.run_id))
         self.history.load(self.store.attempts(self.run_id))  # a resumed run's history
+        self.reviews.load(self.store.reviews(self.run_id))
         self.fanout.open(self._sink_context())
         if self._recorded_since is not None:
             self.fanout.emit_recorded(self._recorded_since)
@@ -337,7 +354,21 @@ class Orchestrator:
             limit = self._profile(decision.tool).max_concurrency
             if limit is not None and self.running.in_use.get(decision.tool, 0) >= limit:
                 return KEEP
-            launches.append(self._launch(task, decision))
+            review = self.reviews.review_of(task)
+            reviewer = None
+            if review is not None:
+                reviewer = self.reviews.route(task, review, decision.tool)
+                refused = self.reviews.refusal(
+                    self.workspaces.name_for(task), self.workspaces.for_task(task)
+                )
+                if reviewer.tool is None and waits_for_breaker(reviewer) and not refused:
+                    return KEEP  # every reviewer's breaker is open: wait, as for a tool
+                if reviewer.tool is None or refused:
+                    why = refused or f"no tool may review its changes: {reviewer.reason}"
+                    self.steps.set(task.id, StepState.FAILED, reason=why)
+                    self._after_failure()
+                    return TAKE
+            launches.append(self._launch(task, decision, reviewer))
             return TAKE
 
         self.steps.ready.offer(decide)
@@ -352,13 +383,17 @@ class Orchestrator:
             return self.choice.decide(task)
         return self.choice.decide_retry(task, self._policy(task), ends)
 
-    def _launch(self, task: Task, decision: RoutingDecision) -> AttemptLaunch:
+    def _launch(
+        self, task: Task, decision: RoutingDecision, reviewer: RoutingDecision | None = None
+    ) -> AttemptLaunch:
         """Record the attempt's start (committed with the rest of this wake's changes)
-        and return what its worker needs."""
+        and return what its worker needs, with its change's reviewer if it has one."""
         tool, why = decision.tool, decision.reason
         assert tool is not None  # a decision with no tool starts nothing
         number = self.steps.attempts.get(task.id, 0) + 1
         routed: dict[str, Any] = {"tool": tool, "attempt": number, "why": why}
+        if reviewer is not None:
+            routed["reviewer"] = reviewer.tool
         if decision.passed_over:  # said only when there is something to say: events stay small
             routed["passed_over"] = [entry.as_dict() for entry in decision.passed_over]
         env, secrets = self.launches.environment(tool, task, number)
@@ -393,6 +428,11 @@ class Orchestrator:
         launch = self.launches.launch(
             tool, request, space, env=env, secrets=secrets, log_path=log_path
         )
+        if reviewer is not None:
+            review = self.reviews.review_of(task)
+            assert review is not None  # routed because the task has one
+            gate = self.reviews.launch(task, number, review, reviewer, space)
+            launch = attrs.evolve(launch, review=gate)
         self.running.add(task, number, tool, time.time())
         return launch
 
@@ -403,6 +443,10 @@ class Orchestrator:
         result = carry_out(launch, self.workstream.defaults)
         running.ended = time.time()  # not when the orchestrator gets to record it
         self.inbox.put(AttemptEnded(running, result))
+
+    def _uses_breaker(self, tool: str) -> bool:
+        """Whether the tool has a circuit breaker (every tool but the shell)."""
+        return getattr(self.host.tools().get(tool), "circuit_breaker", True)
 
     def _profile(self, tool: str) -> ToolProfile:
         if tool not in self._profiles:
@@ -440,9 +484,10 @@ class Orchestrator:
             feedback=result.feedback,
             fingerprint=digest,
         )
-        guarded = getattr(self.host.tools().get(tool), "circuit_breaker", True)
-        self.breakers.on_end(tool, result, guarded)
+        self.breakers.on_end(tool, result, self._uses_breaker(tool))
         self.meter.add(task.id, result)
+        if result.review is not None:
+            self.reviews.ended(task, running.attempt, result.review)
         if result.outcome != "canceled":  # the track record routing reads
             seconds = (running.ended or time.time()) - running.started
             self.choice.remember(task, tool, result.outcome == "succeeded", seconds)
@@ -450,6 +495,9 @@ class Orchestrator:
         policy = self._policy(task)
         ends = self.history.ends[task.id]
         move = next_move(policy, ends) if result.outcome not in ("succeeded", "canceled") else None
+        last_round = self.reviews.stop_after(task, result)
+        if last_round is not None:  # sent back as often as the review allows
+            result, move = last_round
         switches = move is not None and move.switches
         alone = self.choice.no_other_tool(task, policy, ends) if switches else None
         verdict = judge(

@@ -162,9 +162,10 @@ def conflict_feedback(files: str) -> str:
 
 
 #: the failures after which a retry goes on from the attempt's change rather than
-#: starting over: the change was made and only a check found it wanting. After a refused
-#: change, a conflict or anything else, the retry starts clean.
-CONTINUED_AFTER = frozenset({"check_failed"})
+#: starting over: the change was made and only a check or a reviewer found it wanting
+#: (or its review could not be made). After a refused change, a conflict or anything
+#: else, the retry starts clean.
+CONTINUED_AFTER = frozenset({"check_failed", "review_rejected", "review_failed"})
 
 
 def continues_after(error_class: str | None) -> bool:

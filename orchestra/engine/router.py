@@ -35,12 +35,16 @@ REJECTION_KINDS = (
     ("no installed plugin", "not_installed"),
     ("breaker", "breaker"),
     ("failed", "failed"),
+    ("made the change", "author"),
 )
 #: the kinds that say a tool could have run the task but was passed over: the others
 #: (not allowed, lacking a capability) are facts of the task itself
-PASSED_OVER_KINDS = frozenset({"disabled", "unavailable", "not_installed", "breaker", "failed"})
-#: the kinds that come of the run so far: the tools' breakers and the task's attempts
-RUN_KINDS = frozenset({"breaker", "failed"})
+PASSED_OVER_KINDS = frozenset(
+    {"disabled", "unavailable", "not_installed", "breaker", "failed", "author"}
+)
+#: the kinds that come of the run so far: the tools' breakers, the task's attempts, and
+#: (routing a reviewer) the tool that made the change
+RUN_KINDS = frozenset({"breaker", "failed", "author"})
 
 
 def rejection_kind(why: str) -> str:

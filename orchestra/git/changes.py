@@ -283,3 +283,22 @@ def apply_change(worktree: Tree, old: str, new: str) -> bool:
     run_git(worktree, "reset", "--hard", "--quiet")
     run_git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
     return False
+
+
+def put_back(worktree: Tree, branch: str, commit: str, ignore: Sequence[str] = ()) -> str | None:
+    """Make the work tree and ``branch`` (checked out there) ``commit`` again, as they
+    were before a reader (a reviewer) was let in; return what it had changed, as a diff
+    from ``commit`` (its own commits and uncommitted edits alike), or None when nothing."""
+    commit = refs.resolve(worktree, commit)
+    state = state_tree(worktree, ignore)
+    head = run_git(worktree, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    same_head = head.returncode == 0 and head.stdout.strip() == commit
+    if same_head and state == _resolve_tree(worktree, commit):
+        return None
+    completed = run_git(worktree, "diff", *_DIFF_OPTIONS, commit, state, "--", errors="replace")
+    why = "orchestra: put back what a reviewer changed"
+    run_git(worktree, "update-ref", "-m", why, refs.branch_ref(branch), commit)
+    run_git(worktree, "symbolic-ref", "HEAD", refs.branch_ref(branch))
+    run_git(worktree, "reset", "--hard", "--quiet")
+    run_git(worktree, "clean", "-d", "--force", "--quiet", "--", ":/")
+    return completed.stdout or None

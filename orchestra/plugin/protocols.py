@@ -29,6 +29,7 @@ from orchestra.models import (
     ExecutorRun,
     Landing,
     ProcessResult,
+    Review,
     SinkContext,
     StepResult,
     Task,
@@ -125,8 +126,25 @@ class ToolAdapter(Protocol):
         """Carry out one attempt through ``ctx`` and return how it went."""
         ...
 
-    # Optional: ``circuit_breaker`` (ToolCircuitBreaker) and ``configuration_problems``
-    # (ToolConfigurationProblems).
+    # Optional: ``circuit_breaker`` (ToolCircuitBreaker), ``configuration_problems``
+    # (ToolConfigurationProblems) and ``review`` (ToolReviewer).
+
+
+@runtime_checkable
+class ToolReviewer(Protocol):
+    """A tool adapter's optional ``review``: the tool can read another tool's change and
+    give a verdict (docs/reviews.md). An adapter that has it lists ``"review"`` in its
+    ``capabilities``, which is how routing finds the reviewers."""
+
+    def review(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
+        """Ask the tool, read-only, what ``request.task.prompt`` says: orchestra has
+        written there the task, the change's diff, the checks' output, the team's
+        guidelines and the verdict's format. ``request.workdir`` is a worktree holding
+        the change. Run the tool so that it changes no file where the tool allows it
+        (what it changes anyway is discarded); return ``StepResult.answer``, the tool's
+        final message as text, with the outcome, error class and usage judged as for
+        ``execute``. orchestra reads the verdict from the answer."""
+        ...
 
 
 @runtime_checkable
@@ -477,6 +495,28 @@ class AttemptLaunch:
     checks: Sequence[Check]
     #: the run's workspace the attempt runs in
     workspace: RunWorkspace
+    #: when the task's changes are reviewed: who reviews this attempt's change, run
+    #: after the checks and before the change lands (docs/reviews.md)
+    review: ReviewLaunch | None = None
+
+
+@classes.frozen
+class ReviewLaunch:
+    """The review of one attempt's change, as the run loop routed it: the reviewer's
+    adapter, its request (``task.prompt`` is filled in once the change is known), its
+    own context (log, environment and secrets of the reviewing tool), and the round."""
+
+    tool: str
+    adapter: ToolAdapter
+    request: ExecutionRequest
+    context: LocalContext
+    review: Review
+    #: which round of the task's reviews this is (1 for the first)
+    round: int
+    #: whether a rejection now is the last one ``max_rounds`` allows
+    last_round: bool
+    #: called when the review starts (the run loop records ``review.started``)
+    announce: Callable[[], None] = attrs.field(default=lambda: None, eq=False, repr=False)
 
 
 class RunExecutor(Protocol):

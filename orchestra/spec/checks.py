@@ -14,7 +14,15 @@ from typing import Any
 
 from orchestra import graph
 from orchestra.errors import SpecError, did_you_mean
-from orchestra.models import ERROR_CLASSES, FAILURE_ACTIONS, Budget, Defaults, Task, Workstream
+from orchestra.models import (
+    ERROR_CLASSES,
+    FAILURE_ACTIONS,
+    Budget,
+    Defaults,
+    Review,
+    Task,
+    Workstream,
+)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -226,6 +234,7 @@ def _check_common(
     if values.budget is not None:
         for name, message in budget_problems(values.budget):
             yield problem(message, task_id, f"{prefix}budget.{name}")
+    yield from _review_problems(values.review, task_id, problem, f"{prefix}review")
     for name in values.env:
         if not ENV_NAME_PATTERN.fullmatch(name):
             yield problem(f"invalid environment variable name {name!r}", task_id, f"{prefix}env")
@@ -237,6 +246,27 @@ def _check_common(
             yield problem("empty program name", task_id, where)
         if check.timeout is not None and check.timeout <= 0:
             yield problem("must be longer than zero", task_id, f"{prefix}checks[{index}].timeout")
+
+
+def _review_problems(
+    review: Review | None, task_id: str | None, problem, where: str
+) -> Iterator[SpecError]:
+    """Check a ``review`` table: names, at least one round, a timeout above zero."""
+    if review is None:
+        return
+    for name in review.tools:
+        if not NAME_PATTERN.fullmatch(name):
+            yield problem(f"invalid name {name!r}", task_id, f"{where}.tools")
+    if review.routing is not None and not NAME_PATTERN.fullmatch(review.routing):
+        yield problem(f"invalid name {review.routing!r}", task_id, f"{where}.routing")
+    if review.max_rounds < 1:
+        yield problem("must be at least 1", task_id, f"{where}.max_rounds")
+    if review.timeout is not None and review.timeout <= 0:
+        yield problem("must be longer than zero", task_id, f"{where}.timeout")
+    if review.prompt is not None and not review.prompt.strip():
+        yield problem(
+            "empty prompt: write the guidelines, or leave it out", task_id, f"{where}.prompt"
+        )
 
 
 def budget_problems(budget: Budget | None) -> list[tuple[str, str]]:

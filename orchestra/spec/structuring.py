@@ -19,7 +19,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from orchestra import shellwords
 from orchestra.durations import parse_duration
-from orchestra.models import Check, Command, Task, ToolProfile
+from orchestra.models import Check, Command, Review, Task, ToolProfile
 from orchestra.sizes import parse_size
 
 if TYPE_CHECKING:
@@ -252,6 +252,20 @@ def _check_hook(conv: cattrs.Converter):
     return structure_check
 
 
+def _review_hook(conv: cattrs.Converter):
+    structure_table = _class_hook(Review, conv)
+
+    def structure_review(value: Any, _: Any) -> Review | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):  # true: the defaults' shape; false: no review here
+            return Review(enabled=value)
+        _expect(value, (dict,), 'a table such as { tools = ["codex"] }, or true or false')
+        return structure_table(value, Review)
+
+    return structure_review
+
+
 def _tool_profiles_hook(conv: cattrs.Converter):
     structure_known = _class_hook(ToolProfile, conv)
     known = {field.name for field in attrs.fields(ToolProfile)} - {"name", "options"}
@@ -300,6 +314,7 @@ def converter() -> cattrs.Converter:
         conv.register_structure_hook_factory(_is_homogeneous_tuple, _tuple_hook)
         conv.register_structure_hook_factory(attrs.has, _class_hook)
         conv.register_structure_hook(Check, _check_hook(conv))
+        conv.register_structure_hook(Review | None, _review_hook(conv))
         conv.register_structure_hook_func(
             lambda type_: type_ == Mapping[str, ToolProfile], _tool_profiles_hook(conv)
         )

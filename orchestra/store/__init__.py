@@ -12,6 +12,7 @@ from orchestra.store.records import (
     AttemptRecord,
     BreakerRecord,
     EventRecord,
+    ReviewRecord,
     RunRecord,
     StepRecord,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "AttemptRecord",
     "BreakerRecord",
     "EventRecord",
+    "ReviewRecord",
     "RunLocked",
     "RunRecord",
     "SchemaTooNew",

@@ -208,3 +208,41 @@ def m004_resilience(connection: sqlite3.Connection) -> None:
     # Every index on attempts costs each commit of a run a page: the run loop reads the
     # track record once per run and keeps it up to date itself.
     connection.execute("DROP INDEX attempts_by_tool")
+
+
+@migration
+def m005_reviews(connection: sqlite3.Connection) -> None:
+    # A second tool's review of an attempt's change before it lands (docs/reviews.md):
+    # one row per review, beside the attempt it read. Its usage counts toward the run's
+    # and the task's budgets with the attempts'. Comments and edits are redacted first.
+    connection.execute(
+        """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            task_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            round INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            tool_version TEXT,
+            route_reason TEXT,
+            started_at REAL,
+            ended_at REAL,
+            outcome TEXT NOT NULL,
+            verdict TEXT,
+            comments TEXT,
+            error_class TEXT,
+            message TEXT,
+            retry_after REAL,
+            input_tokens INTEGER,
+            cached_input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost_usd REAL,
+            log_path TEXT,
+            edits TEXT,
+            landed INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (run_id, task_id, attempt),
+            FOREIGN KEY (run_id, task_id) REFERENCES steps(run_id, task_id) ON DELETE CASCADE
+        )
+        """
+    )

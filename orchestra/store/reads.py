@@ -12,8 +12,20 @@ from typing import Any
 
 from orchestra.store.errors import UnknownRun
 from orchestra.store.lifecycle import RunState
-from orchestra.store.records import AttemptRecord, EventRecord, RunRecord, StepRecord
+from orchestra.store.records import (
+    AttemptRecord,
+    EventRecord,
+    ReviewRecord,
+    RunRecord,
+    StepRecord,
+)
 from orchestra.store.transactions import Transactions
+
+#: what a run spent: its attempts' usage and its reviews' (the budgets count both)
+_SPENDING = (
+    "(SELECT run_id, task_id, input_tokens, output_tokens, cost_usd FROM attempts"
+    " UNION ALL SELECT run_id, task_id, input_tokens, output_tokens, cost_usd FROM reviews)"
+)
 
 
 class Reads(Transactions):
@@ -61,7 +73,7 @@ class Reads(Transactions):
         reported, as ``usage_by_task`` adds them up."""
         sql = (
             "SELECT run_id, SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
-            " AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM attempts"
+            f" AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM {_SPENDING}"
         )
         parameters: list[Any] = []
         if run_ids is not None:
@@ -101,6 +113,17 @@ class Reads(Transactions):
                 (run_id, task_id),
             )
         return [AttemptRecord.from_row(row) for row in rows]
+
+    def reviews(self, run_id: str, task_id: str | None = None) -> list[ReviewRecord]:
+        """Return a run's reviews (only ``task_id``'s if given) in the order they ended."""
+        if task_id is None:
+            rows = self._query("SELECT * FROM reviews WHERE run_id = ? ORDER BY id", (run_id,))
+        else:
+            rows = self._query(
+                "SELECT * FROM reviews WHERE run_id = ? AND task_id = ? ORDER BY id",
+                (run_id, task_id),
+            )
+        return [ReviewRecord.from_row(row) for row in rows]
 
     # -- events -------------------------------------------------------------------------
 
@@ -184,7 +207,7 @@ class Reads(Transactions):
         tokens; cost in the tools' currency, USD)."""
         rows = self._query(
             "SELECT task_id, SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))"
-            " AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM attempts WHERE run_id = ?"
+            f" AS tokens, SUM(COALESCE(cost_usd, 0)) AS cost FROM {_SPENDING} WHERE run_id = ?"
             " GROUP BY task_id",
             (run_id,),
         )

@@ -133,6 +133,63 @@ class AttemptRecord:
 
 
 @classes.frozen
+class ReviewRecord:
+    """A second tool's review of one attempt's change: its verdict (``approve``,
+    ``request_changes``, or None when the reviewer failed), comments, what it cost, and
+    whether the change landed after it."""
+
+    id: int
+    run_id: str
+    task_id: str
+    #: the attempt whose change was reviewed
+    attempt: int
+    #: the task's review round (1 for the first)
+    round: int
+    tool: str
+    tool_version: str | None
+    route_reason: str | None
+    started_at: float | None
+    ended_at: float | None
+    outcome: str
+    verdict: str | None
+    comments: str | None
+    error_class: str | None
+    message: str | None
+    retry_after: float | None
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    log_path: str | None
+    #: what the reviewer changed in the change's worktree, as a diff (discarded)
+    edits: str | None
+    landed: bool
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens and cost the review reported."""
+        return Usage(
+            input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd,
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, where both are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ReviewRecord:
+        values = {field.name: row[field.name] for field in attrs.fields(cls)}
+        values["landed"] = bool(values["landed"])
+        return cls(**values)
+
+
+@classes.frozen
 class EventRecord:
     """One thing that happened in a run, numbered ``seq`` = 1, 2, 3 … within the run."""
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestra.models import Usage
+from orchestra.models import ReviewResult, Usage
 from orchestra.store import lock
 from orchestra.store.json_text import to_json
 from orchestra.store.lifecycle import (
@@ -378,6 +378,57 @@ class RunWrites(Transactions):
             }
             return self._append_event(db, run_id, now, "attempt.finished", payload, task_id, number)
 
+    def record_review(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        review: ReviewResult,
+        *,
+        tool_version: str | None = None,
+        route_reason: str | None = None,
+    ) -> None:
+        """Record the review of attempt ``attempt``'s change (comments, message and edits
+        already redacted), with the event its verdict is: ``review.approved``,
+        ``review.rejected`` or, when the reviewer gave none, ``review.failed``."""
+        usage = review.usage
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO reviews (run_id, task_id, attempt, round, tool, tool_version,"
+                " route_reason, started_at, ended_at, outcome, verdict, comments, error_class,"
+                " message, retry_after, input_tokens, cached_input_tokens, output_tokens,"
+                " cost_usd, log_path, edits, landed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    task_id,
+                    attempt,
+                    review.round,
+                    review.tool,
+                    tool_version,
+                    route_reason,
+                    review.started_at,
+                    review.ended_at if review.ended_at is not None else now,
+                    review.outcome,
+                    review.verdict,
+                    review.comments,
+                    review.error_class,
+                    review.message,
+                    review.retry_after,
+                    usage.input_tokens,
+                    usage.cached_input_tokens,
+                    usage.output_tokens,
+                    usage.cost_usd,
+                    review.log_path,
+                    review.edits,
+                    int(review.landed),
+                ),
+            )
+            self._append_event(
+                db, run_id, now, review_event(review), review_payload(review), task_id, attempt
+            )
+
     # -- events -------------------------------------------------------------------------
 
     def add_event(
@@ -426,6 +477,40 @@ def _step_value(state: StepState | str) -> str:
     """The plain string of a step state; ValueError for a string that is no state."""
     found = _STEP_VALUES.get(state)
     return found if found is not None else StepState(state).value
+
+
+def review_event(review: ReviewResult) -> str:
+    """The event a review's end is: ``review.approved``, ``review.rejected`` or
+    ``review.failed`` (no verdict: the reviewer failed, or its answer had none)."""
+    if review.verdict == "approve":
+        return "review.approved"
+    if review.verdict == "request_changes":
+        return "review.rejected"
+    return "review.failed"
+
+
+def review_payload(review: ReviewResult) -> dict[str, Any]:
+    """What a review's event says: who reviewed, which round, the comments (or why it
+    failed), whether the change landed, what it cost, and the paths of discarded edits."""
+    payload: dict[str, Any] = {"tool": review.tool, "round": review.round}
+    for name in ("verdict", "comments", "error_class", "message", "retry_after"):
+        value = getattr(review, name)
+        if value is not None:
+            payload[name] = value
+    payload["landed"] = review.landed
+    if review.edits:
+        payload["edits_discarded"] = edited_paths(review.edits)
+    payload.update((name, value) for name, value in _usage_items(review.usage) if value is not None)
+    return payload
+
+
+def edited_paths(diff: str) -> list[str]:
+    """The paths a unified diff changes (its ``+++ b/…`` and ``--- a/…`` lines), sorted."""
+    paths = set()
+    for line in diff.splitlines():
+        if line.startswith(("+++ b/", "--- a/")):
+            paths.add(line[6:])
+    return sorted(paths)
 
 
 def _usage_items(usage: Usage) -> list[tuple[str, Any]]:

@@ -291,9 +291,12 @@ def write_tool_script(
     path: str | os.PathLike[str],
     steps: Sequence[Mapping[str, object]],
     tasks: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+    reviews: Sequence[Mapping[str, object]] = (),
 ) -> Path:
     """Write a scripted tool's script: ``steps[N-1]`` is what attempt N does (the last one
-    repeats), ``tasks`` gives a task id steps of its own. Returns the path.
+    repeats), ``tasks`` gives a task id steps of its own, ``reviews[N-1]`` is what the
+    tool does reviewing attempt N's change (its ``answer`` holds the verdict). Returns
+    the path.
 
     A step is a dict such as ``{"action": "fail", "error_class": "auth"}``; see
     ``orchestra.testing.scripted_tool`` for every key. The calls log starts empty (made here: a
@@ -303,7 +306,7 @@ def write_tool_script(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_script(steps, tasks))
+    path.write_text(dump_script(steps, tasks, reviews))
     calls_path(path).write_text("")
     return path
 
@@ -340,7 +343,8 @@ def scripted_tools_env(
 
 def tool_calls(script: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Return what a scripted tool was asked, one dict per call, oldest first: ``attempt``,
-    ``step``, ``action``, ``task``, ``run``, ``prompt``, ``feedback``, ``cwd``, ``pid``."""
+    ``step``, ``kind`` (attempt or review), ``action``, ``task``, ``run``, ``prompt``,
+    ``feedback``, ``cwd``, ``pid``."""
     from orchestra.testing.scripted_tool import read_calls
 
     return read_calls(script)

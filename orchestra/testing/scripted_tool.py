@@ -15,8 +15,16 @@ in silence, then acts and prints one last line, ``ORCHESTRA-SCRIPTED-RESULT {jso
     edit = { path = "src/app.py", content = "print('hi')\\n" }
     usage = { input_tokens = 1200, output_tokens = 300, cost_usd = 0.02 }
 
-Each call is appended to ``<script>.calls.jsonl`` (attempt, task, prompt, feedback, pid),
-so a test can assert what a retry's prompt carried.
+A scripted tool can review too (``ToolReviewer``): the review of attempt N's change plays
+step N of ``[[review]]`` (or ``[[tasks.ID.review]]``), whose ``answer`` is the tool's
+final message, where orchestra reads the verdict:
+
+    [[review]]
+    answer = '{"verdict": "request_changes", "comments": "add a test"}'
+    edit = { path = "notes.txt", content = "a reviewer's edit, never merged\n" }
+
+Each call is appended to ``<script>.calls.jsonl`` (attempt, task, prompt, feedback, pid,
+``kind``: attempt or review), so a test can assert what a retry's prompt carried.
 
 ``ScriptedToolAdapter`` runs the program through the attempt's ``ExecutionContext``. This
 module is also the plugin ``scripted``: it registers one adapter per entry of
@@ -49,7 +57,7 @@ if TYPE_CHECKING:
 TOOLS_VARIABLE = "ORCHESTRA_SCRIPTED_TOOLS"
 #: the start of the program's last line; a JSON object follows
 RESULT_PREFIX = "ORCHESTRA-SCRIPTED-RESULT "
-DEFAULT_CAPABILITIES = frozenset({"prompt", "edit", "python"})
+DEFAULT_CAPABILITIES = frozenset({"prompt", "edit", "python", "review"})
 ACTIONS = ("succeed", "fail", "hang", "rate_limit", "crash")
 STEP_KEYS = frozenset(
     {
@@ -64,6 +72,7 @@ STEP_KEYS = frozenset(
         "append",
         "output",
         "usage",
+        "answer",
     }
 )
 USAGE_KEYS = frozenset({"input_tokens", "cached_input_tokens", "output_tokens", "cost_usd"})
@@ -89,11 +98,15 @@ def read_calls(script: str | os.PathLike) -> list[dict[str, Any]]:
 def dump_script(
     steps: Sequence[Mapping[str, Any]],
     tasks: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    reviews: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """Return the TOML text of a script: ``steps`` for every task, ``tasks`` per task id."""
+    """Return the TOML text of a script: ``steps`` for every task, ``tasks`` per task id,
+    ``reviews`` the steps of its reviews."""
     lines: list[str] = []
     for step in steps:
         lines += ["[[attempt]]", *_toml_pairs(step), ""]
+    for step in reviews:
+        lines += ["[[review]]", *_toml_pairs(step), ""]
     for task_id, task_steps in (tasks or {}).items():
         for step in task_steps:
             lines += [f"[[tasks.{_toml_value(task_id)}.attempt]]", *_toml_pairs(step), ""]
@@ -168,9 +181,19 @@ class ScriptedToolAdapter:
             return Availability(False, reason=f"script {self.script} not found")
         return Availability(True, version="1.0", path=sys.executable)
 
+    def review(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
+        """Play the ``[[review]]`` step of the reviewed attempt on orchestra's review
+        prompt; the step's ``answer`` is the tool's final message."""
+        return self._play(request, ctx, ["--review"])
+
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
         """Run the program on the task's prompt (on a retry: what went wrong, and what the
         working tree holds) and return what it reported."""
+        return self._play(request, ctx, [])
+
+    def _play(
+        self, request: ExecutionRequest, ctx: ExecutionContext, extra: list[str]
+    ) -> StepResult:
         from orchestra.builtin.shell import stopped_result
         from orchestra.models import StepResult
 
@@ -180,6 +203,7 @@ class ScriptedToolAdapter:
             str(Path(__file__)),
             "--script",
             str(self.script),
+            *extra,
         ]
         from orchestra.engine.resilience import start_note
 
@@ -241,6 +265,7 @@ def _step_result(reported: Mapping[str, Any], exit_code: int | None) -> StepResu
         exit_code=exit_code,
         retry_after=reported.get("retry_after"),
         usage=Usage(**{key: usage[key] for key in USAGE_KEYS if key in usage}),
+        answer=reported.get("answer"),
     )
 
 
@@ -269,11 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--script", required=True, type=Path)
     parser.add_argument("--prompt-file", type=Path)
     parser.add_argument("--feedback-file", type=Path)
+    parser.add_argument("--review", action="store_true", help="play a [[review]] step")
     arguments = parser.parse_args(argv)
     try:
         attempt = int(os.environ.get("ORCHESTRA_ATTEMPT") or 1)
         task_id = os.environ.get("ORCHESTRA_TASK_ID")
-        number, step = load_step(arguments.script, attempt, task_id)
+        kind = "review" if arguments.review else "attempt"
+        number, step = load_step(arguments.script, attempt, task_id, kind)
         _record_call(arguments, attempt, task_id, number, step)
         return _play(step)
     except (ScriptError, OSError, ValueError) as error:
@@ -281,21 +308,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def load_step(script: Path, attempt: int, task_id: str | None) -> tuple[int, dict[str, Any]]:
-    """Return the step number (from 1) and the checked step that ``attempt`` plays."""
+def load_step(
+    script: Path, attempt: int, task_id: str | None, kind: str = "attempt"
+) -> tuple[int, dict[str, Any]]:
+    """Return the step number (from 1) and the checked step that ``attempt`` plays (of
+    the ``[[attempt]]`` steps, or of the ``[[review]]`` ones for its review)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:
         import tomli as tomllib
 
     document = tomllib.loads(script.read_text())
-    unknown = set(document) - {"attempt", "tasks"}
+    unknown = set(document) - {"attempt", "review", "tasks"}
     if unknown:
-        raise ScriptError(f"unknown top-level key {sorted(unknown)[0]!r} (known: attempt, tasks)")
-    steps = document.get("attempt", [])
-    where = "attempt"
-    if task_id is not None and task_id in document.get("tasks", {}):
-        steps, where = document["tasks"][task_id].get("attempt", []), f"tasks.{task_id}.attempt"
+        known = "attempt, review, tasks"
+        raise ScriptError(f"unknown top-level key {sorted(unknown)[0]!r} (known: {known})")
+    steps = document.get(kind, [])
+    where = kind
+    own = document.get("tasks", {}).get(task_id) if task_id is not None else None
+    if own is not None and kind in own:
+        steps, where = own[kind], f"tasks.{task_id}.{kind}"
     if not isinstance(steps, list) or not steps:
         raise ScriptError(f"no [[{where}]] steps")
     number = min(max(attempt, 1), len(steps))
@@ -336,12 +368,15 @@ def _changes(step: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 def _record_call(
     arguments: Any, attempt: int, task_id: str | None, number: int, step: Mapping[str, Any]
 ) -> None:
+    kind = "review" if arguments.review else "attempt"
+
     def read(path: Path | None) -> str | None:
         return None if path is None else path.read_text()
 
     call = {
         "attempt": attempt,
         "step": number,
+        "kind": kind,
         "action": step.get("action", "succeed"),
         "task": task_id,
         "run": os.environ.get("ORCHESTRA_RUN_ID"),
@@ -408,6 +443,7 @@ def _outcome(action: str, step: Mapping[str, Any], seconds: float) -> dict[str, 
         "message": message,
         "retry_after": retry_after,
         "usage": dict(step.get("usage", {})),
+        "answer": step.get("answer"),
     }
 
 
