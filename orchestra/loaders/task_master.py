@@ -5,7 +5,9 @@ Both shapes load: the legacy one (``{"tasks": [...]}``) and tagged task lists
 ``master``, else the only tag). Each task's title, description and details make the
 prompt, with ``testStrategy`` as guidance; each subtask becomes a task ``<parent>.<sub>``
 that its parent depends on. Tasks already ``done`` are left out, and so are the
-dependencies on them, unless the ``include_done`` option is set.
+dependencies on them, unless the ``include_done`` option is set. A task's ``review``
+in orchestra's shape is its review (``reviews``); task-master's own status ``review`` is
+a person's, kept with the status in metadata.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
+from orchestra.loaders.reviews import KEPT, review_of
 from orchestra.plugin.markers import hookimpl
 from orchestra.spec import structure_workstream
 
@@ -37,9 +40,12 @@ MAPPED = frozenset(
         "status",
         "subtasks",
         "metadata",
+        "review",
     }
 )
 DONE = "done"
+#: the status of a task waiting for a person's review in task-master
+IN_REVIEW = "review"
 
 
 class TaskMasterLoader:
@@ -74,6 +80,14 @@ class TaskMasterLoader:
                 f"{file}: kept as task metadata, orchestra does not use them: "
                 f"{', '.join(sorted(reader.extra))}"
             )
+        if reader.kept_review:
+            context.notice(f"{file}: {KEPT}")
+        if reader.in_review:
+            context.notice(
+                f"{file}: {len(reader.in_review)} task(s) in status 'review' (waiting for "
+                "a person's review in task-master) are loaded as work to do; the status is "
+                "kept as metadata"
+            )
         if reader.skipped:
             context.notice(
                 f"{file}: {len(reader.skipped)} task(s) already done are left out "
@@ -106,6 +120,8 @@ def _read_tag(reader: _Reader, tag: str | None, tasks: Any, file: str, prefix: s
     reader.tables.extend(part.tables)
     reader.problems.extend(part.problems)
     reader.extra.update(part.extra)
+    reader.kept_review = reader.kept_review or part.kept_review
+    reader.in_review.update(prefix + task_id for task_id in part.in_review)
     reader.skipped.update(prefix + task_id for task_id in part.skipped)
 
 
@@ -165,6 +181,10 @@ class _Reader:
         self.problems: list[SpecError] = []
         self.extra: set[str] = set()
         self.skipped: set[str] = set()
+        #: whether a task had a ``review`` that is not orchestra's review
+        self.kept_review = False
+        #: the tasks loaded whose status is ``review``
+        self.in_review: set[str] = set()
 
     def read(self, tasks: list[Any]) -> None:
         top_ids = {_id(task.get("id")) for task in tasks if isinstance(task, dict)}
@@ -217,6 +237,7 @@ class _Reader:
             if kept:
                 table["depends_on"] = kept
             self.tables.append(table)
+        self.in_review -= self.skipped  # a subtask of a done task is left out with it
 
     def _table(self, task: Mapping[str, Any], task_id: str, prefix: str) -> dict[str, Any]:
         fields = Fields(task, file=self.file, task=task_id, prefix=prefix)
@@ -251,6 +272,16 @@ class _Reader:
         status = fields.string("status")
         if status is not None:
             metadata["status"] = status
+        if status == IN_REVIEW:
+            self.in_review.add(task_id)
+        review = task.get("review")
+        if review is not None:
+            shaped = review_of(review)
+            if shaped is not None:
+                table["review"] = shaped
+            else:
+                metadata["review"] = without_nulls(review)
+                self.kept_review = True
         for key, value in task.items():
             if key not in MAPPED and value is not None:
                 metadata[key] = without_nulls(value)

@@ -2,7 +2,9 @@
 
 Only the values that differ from the models' defaults are written, in the order
 docs/workstreams.md lists them; prompts and other multi-line text become multi-line
-strings, so a converted file reads like one written by hand.
+strings, so a converted file reads like one written by hand. A review is written as
+a workstream file writes it: ``review = true`` or ``false`` when it says only that, an
+inline table, or a ``[tasks.review]`` table of its own when its prompt is several lines.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import attrs
 
 from orchestra.durations import format_duration, parse_duration
 from orchestra.errors import SpecError
-from orchestra.models import Defaults, Task, Workstream
+from orchestra.models import Defaults, Review, Task, Workstream
 
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 #: characters a TOML basic string must escape (besides the quote and the backslash)
@@ -40,17 +42,28 @@ def to_toml(workstream: Workstream, *, comment: str | None = None) -> str:
     defaults = _changed(workstream.defaults, Defaults())
     if defaults:
         lines += ["", "[defaults]"]
-        lines += [f"{_key(name)} = {_value(value, None, name)}" for name, value in defaults]
+        review = None
+        for name, value in defaults:
+            if name == "review" and _review_table(value):
+                review = value
+            else:
+                lines.append(f"{_key(name)} = {_value(value, None, name)}")
+        if review is not None:
+            lines += _review_lines("[defaults.review]", review, None)
     for task in workstream.tasks:
         lines += ["", "[[tasks]]"]
-        metadata = None
+        metadata = review = None
         for name, value in _changed(task, Task(id=task.id), always=("id",)):
             if name == "metadata":
                 metadata = value
+            elif name == "review" and _review_table(value):
+                review = value
             elif name == "prompt" or (name == "command" and isinstance(value, str)):
                 lines.append(f"{name} = {_text(value)}")
             else:
                 lines.append(f"{name} = {_value(value, task.id, name)}")
+        if review is not None:
+            lines += _review_lines("[tasks.review]", review, task.id)
         if metadata:
             lines.append("[tasks.metadata]")
             lines += [
@@ -58,6 +71,21 @@ def to_toml(workstream: Workstream, *, comment: str | None = None) -> str:
                 for key, item in metadata.items()
             ]
     return "\n".join(lines) + "\n"
+
+
+def _review_table(review: Review) -> bool:
+    """Whether a review is written as a table of its own: its prompt is several lines,
+    which an inline table would hold only as one escaped line."""
+    return review.prompt is not None and "\n" in review.prompt
+
+
+def _review_lines(header: str, review: Review, task: str | None) -> list[str]:
+    """Return the lines of a review written as a table of its own, under ``header``."""
+    lines = [header]
+    for name, value in _changed(review, Review()):
+        written = _text(value) if name == "prompt" else _value(value, task, f"review.{name}")
+        lines.append(f"{name} = {written}")
+    return lines
 
 
 def _changed(values: Any, blank: Any, always: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
@@ -111,6 +139,8 @@ def _value(value: Any, task: str | None, field: str) -> str:
         return "[" + ", ".join(_value(item, task, field) for item in value) + "]"
     if isinstance(value, Mapping):
         return _inline_table(value.items(), task, field)
+    if isinstance(value, Review) and value in (Review(), Review(enabled=False)):
+        return "true" if value.enabled else "false"  # as ``review = true`` reads
     if attrs.has(type(value)):
         blank = _blank(value)
         return _inline_table(_changed(value, blank, _required(value)), task, field)

@@ -3,7 +3,7 @@
 ``_Reading`` reads one file's bundles: a bundle of ``tasks`` is one task, one of ``steps``
 (or ``phases``, or ``execution_phases``) or of ``execution_steps`` a task per step, wired
 together in order. What every shape maps the same way (id, files, dependencies, circuit
-breaker, budget, the rest as metadata) is read once, in ``_common``; its tests and
+breaker, budget, review, the rest as metadata) is read once, in ``_common``; its tests and
 commands are read by its base, ``uet_checks.CheckReading``.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra.errors import SpecError
 from orchestra.loaders.jsonfile import Fields, describe, without_nulls
+from orchestra.loaders.reviews import KEPT, review_of
 from orchestra.loaders.uet_checks import CheckReading
 from orchestra.loaders.uet_prompts import DETAILS, _context, _criteria, _details, _numbered, _prompt
 from orchestra.loaders.uet_steps import STEP_LISTS, _objects, _phase_steps, _step_id
@@ -40,6 +41,7 @@ MAPPED = frozenset(
         "circuit_breaker",
         "max_cost_usd",
         "metadata",
+        "review",
     }
 )
 #: circuit_breaker keys with a meaning here; the others are kept as metadata
@@ -67,6 +69,8 @@ class _Reading(CheckReading):
         self.prose: dict[str, int] = {}
         self.renamed: dict[str, str] = {}
         self.pwsh: list[str] = []
+        #: whether a bundle or step had a ``review`` that is not orchestra's review
+        self.kept_review = False
 
     def tell(self, context: LoadContext) -> None:
         """Pass the file's notices on: kept fields, prose tests, renamed tools."""
@@ -76,6 +80,8 @@ class _Reading(CheckReading):
                 f"{file}: kept as task metadata, orchestra does not use them: "
                 f"{', '.join(sorted(self.extra))}"
             )
+        if self.kept_review:
+            context.notice(f"{file}: {KEPT}")
         for label, count in self.prose.items():
             context.notice(
                 f"{file}: task {label!r}: {count} acceptance test(s) read as prose, not "
@@ -177,9 +183,10 @@ class _Reading(CheckReading):
                 step,
                 table,
                 {"id", "step", "phase", "name", "title", "description", "tool", "tasks"}
-                | {"depends_on", "acceptance_tests"},
+                | {"depends_on", "acceptance_tests", "review"},
                 "steps",
             )
+            self._review(step.get("review"), table)
             fields.problems.extend(inner.problems)
             tables.append(table)
         if bundle_criteria:
@@ -227,9 +234,11 @@ class _Reading(CheckReading):
             self._step_extra(
                 step,
                 table,
-                {"id", "step", "description", "action", "command", "depends_on", *DETAILS},
+                {"id", "step", "description", "action", "command", "depends_on", "review"}
+                | set(DETAILS),
                 "execution_steps",
             )
+            self._review(step.get("review"), table)
             fields.problems.extend(inner.problems)
             tables.append(table)
         if criteria:
@@ -279,6 +288,7 @@ class _Reading(CheckReading):
             if key not in mapped and value is not None and not _is_comment(key):
                 metadata[key] = without_nulls(value)
                 self.extra.add(key)
+        self._review(bundle.get("review"), table, metadata)
         for key, value in (fields.mapping("metadata") or {}).items():
             if _is_comment(key):
                 continue
@@ -421,12 +431,33 @@ class _Reading(CheckReading):
                 table["id"] for table in last if isinstance(table.get("id"), str)
             )
 
-    def _tool(self, fields: Fields, key: str) -> str | None:
-        tool = fields.string(key)
+    def _review(
+        self, value: Any, table: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Map a bundle's or step's ``review`` onto its task's review when it has that
+        shape (``reviews.review_of``; its tools by orchestra's names), else keep it in
+        ``metadata`` (the table's own, when not given), named in a notice."""
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            value = {key: item for key, item in value.items() if not _is_comment(key)}
+        review = review_of(value, rename=self._renamed)
+        if review is not None:
+            table["review"] = review
+            return
+        kept = metadata if metadata is not None else table.setdefault("metadata", {})
+        kept["review"] = without_nulls(value)
+        self.kept_review = True
+
+    def _renamed(self, tool: str) -> str:
+        """orchestra's name of a tool that system names otherwise (``claude-code``)."""
         if tool in TOOL_NAMES:
             self.renamed[tool] = TOOL_NAMES[tool]
-            return TOOL_NAMES[tool]
-        return tool
+        return TOOL_NAMES.get(tool, tool)
+
+    def _tool(self, fields: Fields, key: str) -> str | None:
+        tool = fields.string(key)
+        return self._renamed(tool) if tool is not None else None
 
 
 def _acceptance(
