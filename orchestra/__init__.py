@@ -105,6 +105,7 @@ _PUBLIC = {
     "RunWorkspaceWritablePaths": "orchestra.plugin.protocols",
     "RunWorkspaceStarted": "orchestra.plugin.protocols",
     "RunWorkspaceToolDone": "orchestra.plugin.protocols",
+    "RunWorkspaceReviewEdits": "orchestra.plugin.protocols",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
@@ -198,6 +199,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "RunWorkspaceWritablePaths",
     "RunWorkspaceStarted",
     "RunWorkspaceToolDone",
+    "RunWorkspaceReviewEdits",
 ]
 
 if TYPE_CHECKING:
@@ -255,6 +257,7 @@ if TYPE_CHECKING:
         RunWorkspaceCheckpoint,
         RunWorkspaceClose,
         RunWorkspaceRepairs,
+        RunWorkspaceReviewEdits,
         RunWorkspaceStarted,
         RunWorkspaceToolDone,
         RunWorkspaceWritablePaths,

@@ -242,7 +242,7 @@ def make_plan(
     edges = graph.edge_count(dependencies)
     fallbacks = _fallbacks(workstream.tasks, decision_of, choice)
     reviewers = _reviewers(workstream, decision_of, choice)
-    cannot_run = {}
+    cannot_run = _unreviewable(workstream, reviewers, project, settings)
     found: dict[tuple[str, str], bool] = {}
     for task in workstream.tasks:
         missing = missing_program(task, workstream.defaults, found)
@@ -260,6 +260,32 @@ def make_plan(
         fallbacks,
         reviewers,
     )
+
+
+def _unreviewable(
+    workstream: Workstream,
+    reviewers: Mapping[str, RoutingDecision],
+    project: Project,
+    settings: Settings,
+) -> dict[str, str]:
+    """Why each task to be reviewed cannot be, here: its workspace is ``inplace`` (a
+    project outside git, or set so), where a reviewer's edits cannot be kept apart."""
+    if not reviewers:
+        return {}
+    from orchestra.engine.run_workspaces import default_workspace
+
+    default = settings.workspace  # as RunWorkspaces.name_for finds it
+    found = {}
+    for task in workstream.tasks:
+        if task.id not in reviewers:
+            continue
+        name = task.workspace or default or default_workspace(project.root)
+        if name == "inplace":
+            found[task.id] = (
+                "its changes are to be reviewed, but workspace 'inplace' cannot keep a"
+                ' reviewer\'s edits out of them: use workspace = "worktree" (a git repository)'
+            )
+    return found
 
 
 def _reviewers(

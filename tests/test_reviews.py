@@ -438,3 +438,50 @@ def test_a_verdict_is_read_from_the_answer(answer, expected):
 def test_an_answer_without_one_clear_verdict_is_refused(answer, why):
     with pytest.raises(UnreadableVerdict, match=why):
         read_verdict(answer)
+
+
+def test_a_run_killed_while_its_reviewer_reads_lands_nothing_unreviewed_and_resumes(tmp_path):
+    import signal
+
+    from orchestra.testing import start_orchestra, wait_for
+
+    repo = project(tmp_path, f"[[tasks]]\n{TASK}", defaults='review = { tools = ["beta"] }')
+    alpha = write_tool_script(tmp_path / "alpha.toml", [edit("app.py", "VALUE = 2\n")])
+    beta = write_tool_script(tmp_path / "beta.toml", [{}], reviews=[{"action": "hang"}, APPROVE])
+    env = scripted_tools_env(alpha=alpha, beta=beta)
+    process = start_orchestra("run", "ws.toml", "--plain", cwd=repo, env=env)
+    wait_for(
+        lambda: any(call["kind"] == "review" for call in tool_calls(beta)),
+        what="the reviewer to start",
+    )
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (run_id,) = rows(repo, "SELECT id FROM runs")[0]
+    # the change was made and checked, but not reviewed: it is not on the run branch
+    assert run_branch_file(repo, "app.py") == "VALUE = 0\n"
+
+    resumed = run_orchestra("resume", run_id, "--plain", cwd=repo, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    first, second = attempts_of(repo)
+    assert (first["outcome"], first["error_class"]) == ("interrupted", "crashed")
+    assert second["outcome"] == "succeeded"
+    (review,) = reviews_of(repo)  # the killed review left no verdict behind
+    assert (review["attempt"], review["verdict"], review["landed"]) == (2, "approve", 1)
+    assert run_branch_file(repo, "app.py") == "VALUE = 2\n"
+    assert not git(repo, "branch", "--list", "orchestra-tasks/*")  # no attempt left behind
+
+
+def test_plan_says_a_project_outside_git_cannot_hold_its_reviews(tmp_path):
+    (tmp_path / "ws.toml").write_text(
+        'id = "w"\n[defaults]\nreview = { tools = ["beta"] }\n[[tasks]]\n' + TASK
+    )
+    alpha = write_tool_script(tmp_path / "alpha.toml", [{}])
+    beta = write_tool_script(tmp_path / "beta.toml", [{}])
+
+    shown = run_orchestra(
+        "plan", "ws.toml", cwd=tmp_path, env=scripted_tools_env(alpha=alpha, beta=beta)
+    )
+
+    assert "1 task(s) cannot run on this machine as they are:" in shown.stdout
+    assert "t: its changes are to be reviewed, but workspace 'inplace' cannot" in shown.stdout

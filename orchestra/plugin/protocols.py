@@ -435,6 +435,18 @@ class RunWorkspaceToolDone(Protocol):
 
 
 @runtime_checkable
+class RunWorkspaceReviewEdits(Protocol):
+    """A run workspace's optional ``review_edits``: a workspace without it cannot hold a
+    review (a task whose changes are reviewed fails there, saying so)."""
+
+    def review_edits(self, request: ExecutionRequest, directory: str) -> str | None:
+        """After a reviewer read the attempt's change in ``directory``: return what it
+        changed there as a diff (None: nothing), and put the change back as it was, so
+        that a reviewer's edit never lands."""
+        ...
+
+
+@runtime_checkable
 class Workspace(Protocol):
     """Gives attempts directories to work in and brings their changes together."""
 
