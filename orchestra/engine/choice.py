@@ -18,6 +18,7 @@ import attrs
 
 from orchestra.engine.failover import OTHER, AttemptEnd, passed_over
 from orchestra.engine.router import (
+    PASSED_OVER_KINDS,
     PassedOver,
     PassOver,
     RoutingDecision,
@@ -178,7 +179,17 @@ class ToolChoice:
             decision = attrs.evolve(decision, passed_over=self._with_until(decision.passed_over))
         # the router speaks of running a task: say what this decision is about
         reason = decision.reason.replace("tool that can run it", "tool that may review it")
-        reason = reason.replace("no tool can run this task", "no tool may review it")
+        if decision.tool is None:  # only the reviewers that could have, and why not
+            kept_out = [
+                f"{name}: {why}"
+                for name, why in decision.rejected.items()
+                if rejection_kind(why) in PASSED_OVER_KINDS
+            ]
+            reason = (
+                "no tool may review it ("
+                + ("; ".join(kept_out) or "no tool that can review is installed and allowed")
+                + ")"
+            )
         return attrs.evolve(decision, reason=reason)
 
     def no_other_tool(

@@ -364,7 +364,7 @@ class Orchestrator:
                 if reviewer.tool is None and waits_for_breaker(reviewer) and not refused:
                     return KEEP  # every reviewer's breaker is open: wait, as for a tool
                 if reviewer.tool is None or refused:
-                    why = refused or f"no tool may review its changes: {reviewer.reason}"
+                    why = refused or reviewer.reason  # "no tool may review it (…)"
                     self.steps.set(task.id, StepState.FAILED, reason=why)
                     self._after_failure()
                     return TAKE
