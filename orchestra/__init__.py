@@ -79,6 +79,7 @@ _PUBLIC = {
     "RunFacts": "orchestra.report.facts",
     "TaskFacts": "orchestra.report.facts",
     "AttemptFacts": "orchestra.report.facts",
+    "ReviewFacts": "orchestra.report.reviews",
     "PassedOverFacts": "orchestra.report.facts",
     "FileChange": "orchestra.report.diffs",
     # for a plugin's type checker: what the registration hooks hand over, and the shapes
@@ -175,6 +176,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _PUBLIC
     "RunFacts",
     "TaskFacts",
     "AttemptFacts",
+    "ReviewFacts",
     "PassedOverFacts",
     "FileChange",
     "Register",
@@ -285,6 +287,7 @@ if TYPE_CHECKING:
     )
     from orchestra.report.diffs import FileChange
     from orchestra.report.facts import AttemptFacts, PassedOverFacts, RunFacts, TaskFacts
+    from orchestra.report.reviews import ReviewFacts
     from orchestra.spec import load_workstream
     from orchestra.store import (
         AttemptRecord,

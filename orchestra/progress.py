@@ -4,7 +4,8 @@ The console sink builds snapshots from the run's events as they come; ``orchestr
 --watch`` builds them from the run database, so it works from another terminal (or
 machine). Both render the same view with rich: an overall bar (done of total, failed,
 ETA from the finished tasks' durations) and a row per running task (id, tool, attempt,
-elapsed time, the last line of its output).
+elapsed time, the last line of its output, or ``reviewing with codex`` while a second
+tool reviews its change).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ class RunningTask:
     #: why routing gave the attempt its tool, when it passed over another one (a
     #: failover: ``codex is the only tool left (passed over aider: …)``), else None
     routed: str | None = None
+    #: the tool reviewing the attempt's change, while one does (docs/reviews.md)
+    reviewer: str | None = None
+    #: which round of the task's reviews that is
+    review_round: int | None = None
+
+    @property
+    def doing(self) -> str | None:
+        """Return ``reviewing with codex (round 1)`` while the change is reviewed, else None."""
+        if self.reviewer is None:
+            return None
+        round_text = f" (round {self.review_round})" if self.review_round else ""
+        return f"reviewing with {self.reviewer}{round_text}"
 
 
 @classes.frozen
@@ -95,7 +108,7 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
             task.tool or "-",
             str(task.attempt),
             clock(now - task.started),
-            (task.last_line or "")[:100],
+            _last_output(task),
         )
         if task.routed:  # a failover: say which tool was passed over, and why
             rows.add_row("", "", "", "", Text(f"routed: {task.routed}"[:200], style="yellow"))
@@ -105,11 +118,28 @@ def render(snapshot: Snapshot, now: float | None = None) -> Any:
     return Group(header, rows)
 
 
+def _last_output(task: RunningTask) -> Any:
+    """The last column of a running task's row: its last line of output, or, while its
+    change is reviewed, ``reviewing with codex (round 1)`` and the reviewer's last line."""
+    if task.doing is None:
+        return (task.last_line or "")[:100]
+    from rich.text import Text
+
+    text = Text(task.doing, style="cyan")
+    if task.last_line:
+        text.append(f" — {task.last_line}"[:100], style="dim")
+    return text
+
+
 def plain_line(snapshot: Snapshot) -> str:
     """Return ``snapshot`` as one line of text, for a watch that is not on a terminal:
-    ``3/5 done, 0 failed, running build, running docs``."""
+    ``3/5 done, 0 failed, running build, reviewing docs with codex``."""
     parts = [f"{snapshot.done}/{snapshot.total} done", f"{snapshot.failed} failed"]
-    parts += [f"running {task.task}" for task in snapshot.running]
+    for task in snapshot.running:
+        if task.reviewer is not None:
+            parts.append(f"reviewing {task.task} with {task.reviewer}")
+        else:
+            parts.append(f"running {task.task}")
     return ", ".join(parts)
 
 
@@ -122,22 +152,30 @@ def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot
         counts[step.state.value] = counts.get(step.state.value, 0) + 1
     attempts = store.attempts(run_id)
     open_attempts = {a.task_id: a for a in attempts if a.ended_at is None}
-    running = [
-        RunningTask(
-            step.task_id,
-            open_attempts[step.task_id].tool if step.task_id in open_attempts else None,
-            step.attempts,
-            open_attempts[step.task_id].started_at if step.task_id in open_attempts else 0.0,
-            last_line(open_attempts[step.task_id].log_path)
-            if step.task_id in open_attempts
-            else None,
-            routed_note(open_attempts[step.task_id].route_reason)
-            if step.task_id in open_attempts
-            else None,
+    running_steps = [step for step in steps if step.state.value == "running"]
+    reviewing = under_review(store, run_id) if running_steps else {}
+    last_attempts = {a.task_id: a for a in attempts} if reviewing else {}
+    running = []
+    for step in running_steps:
+        review = reviewing.get(step.task_id)
+        # while its change is reviewed, the attempt the reviewer reads may have ended
+        attempt = open_attempts.get(step.task_id) or (
+            last_attempts.get(step.task_id) if review else None
         )
-        for step in steps
-        if step.state.value == "running"
-    ]
+        # the last line of the reviewer's log while it works, else of the attempt's
+        log = review.payload.get("log_path") if review else attempt.log_path if attempt else None
+        running.append(
+            RunningTask(
+                step.task_id,
+                attempt.tool if attempt else None,
+                step.attempts,
+                attempt.started_at if attempt else 0.0,
+                last_line(log),
+                routed_note(attempt.route_reason) if attempt else None,
+                reviewer=review.payload.get("tool") if review else None,
+                review_round=review.payload.get("round") if review else None,
+            )
+        )
     durations = [
         step.ended_at - step.started_at
         for step in steps
@@ -154,6 +192,20 @@ def from_store(store: Any, run_id: str, parallel: int | None = None) -> Snapshot
         mean_task_seconds=sum(durations) / len(durations) if durations else None,
         parallel=parallel or settings_parallel or 1,
     )
+
+
+#: the events of a review: its start, and the three ways it ends
+REVIEW_EVENTS = ("review.started", "review.approved", "review.rejected", "review.failed")
+
+
+def under_review(store: Any, run_id: str) -> dict[str, Any]:
+    """Return the ``review.started`` event of each task whose change is being reviewed
+    now (the review began and has not ended), by task id."""
+    last: dict[str, Any] = {}
+    for event in store.events(run_id, types=REVIEW_EVENTS):
+        if event.task_id is not None:
+            last[event.task_id] = event
+    return {task: event for task, event in last.items() if event.type == "review.started"}
 
 
 def routed_note(reason: str | None) -> str | None:

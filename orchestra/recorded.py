@@ -40,7 +40,9 @@ def open_run_database(path: str | os.PathLike[str]) -> Store:
 
 def gather_run(store: Store, run_id: str, *, logs: bool = True) -> RunFacts:
     """Return what ``orchestra report`` shows of run ``run_id``: the run, its graph (from
-    the workstream file while it exists), its tasks and their attempts with their diffs.
+    the workstream file while it exists), its tasks and their attempts with their diffs
+    and their reviews (``AttemptFacts.reviews``: the second tool's verdict, comments and
+    usage, and what it changed, discarded; a review under way is ``running``).
 
     ``logs=False`` leaves out the tail of each task's log (``TaskFacts.log_tail`` is
     empty), which costs a file read per task. The workstream is read with the plugins

@@ -182,16 +182,32 @@ def runs(
 
 @click.command()
 @click.argument("run_id", metavar="RUN")
+@click.argument("task_id", metavar="[TASK]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @db_option
 @pass_session
-def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> None:
-    """Show RUN: its steps, their attempts, durations and errors with the log's tail."""
+def show(
+    session: CliSession, run_id: str, task_id: str | None, as_json: bool, db: str | None
+) -> None:
+    """Show RUN: its steps, their attempts and reviews, durations and errors with the
+    log's tail. With TASK, only that task, its reviews' comments whole."""
+    from orchestra.cli.review_lines import (
+        RUN_COMMENT_LINES,
+        TASK_COMMENT_LINES,
+        review_lines,
+        review_row,
+    )
+    from orchestra.report.reviews import reviews_by_attempt
+
     store = _store(session, db)
     record = store.run(run_id)
+    if task_id is not None:
+        store.step(run_id, task_id)  # an unknown task is an error naming it
     attempts_of: dict[str, list] = {}
-    for attempt in store.attempts(run_id):
+    for attempt in store.attempts(run_id, task_id):
         attempts_of.setdefault(attempt.task_id, []).append(attempt)
+    # the second tool's review of each attempt's change, when its task has one
+    reviews = reviews_by_attempt(store, record)
     # where an executor that runs attempts elsewhere (ray) says each one ran
     placed = {
         (event.task_id, event.attempt): event.payload
@@ -205,6 +221,8 @@ def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> Non
     }
     steps = []
     for step in store.steps(run_id):
+        if task_id is not None and step.task_id != task_id:
+            continue
         steps.append(
             {
                 "task": step.task_id,
@@ -229,6 +247,9 @@ def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> Non
                         "input_tokens": a.input_tokens,
                         "output_tokens": a.output_tokens,
                         "cost_usd": a.cost_usd,
+                        "reviews": [
+                            review_row(review) for review in reviews.get((a.task_id, a.number), ())
+                        ],
                     }
                     for a in attempts_of.get(step.task_id, [])
                 ],
@@ -285,9 +306,25 @@ def show(session: CliSession, run_id: str, as_json: bool, db: str | None) -> Non
             )
             if attempt["routing"]:
                 click.echo(f"    routed: {attempt['routing']}")
-            if attempt["outcome"] not in (None, "succeeded"):
+            # a change the reviewer turned down, or could not judge, worked: its review
+            # (and the reviewer's log) says more than the tool's output
+            reviewed = attempt["error_class"] in ("review_rejected", "review_failed")
+            if attempt["outcome"] not in (None, "succeeded") and not reviewed:
                 for line in _tail(attempt["log"]):
                     click.echo(f"    | {line}")
+            for review in reviews.get((step["task"], attempt["number"]), ()):
+                lines = review_lines(
+                    review,
+                    comment_lines=RUN_COMMENT_LINES if task_id is None else TASK_COMMENT_LINES,
+                    hint=f"orchestra show {record.id} {step['task']}"
+                    if task_id is None
+                    else "orchestra show --json has them all",
+                )
+                for line in lines:
+                    click.echo(line)
+                if review.state == "failed":
+                    for line in _tail(review.log_path):
+                        click.echo(f"      | {line}")
 
 
 @click.command()

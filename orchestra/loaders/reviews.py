@@ -25,7 +25,7 @@ REVIEW_KEYS = frozenset(field.name for field in attrs.fields(Review))
 #: the notice of a ``review`` whose value is not orchestra's review
 KEPT = (
     "kept as task metadata: 'review' is not a review orchestra runs (that is an object "
-    'such as {"tools": ["codex"]}, or true or false)'
+    'such as {"max_rounds": 2}, or true or false)'
 )
 
 

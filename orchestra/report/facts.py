@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
+
 from orchestra import classes
 from orchestra.report.diffs import FileChange, summarize_diff
+from orchestra.report.reviews import ReviewFacts, review_counts, reviews_by_attempt
 
 if TYPE_CHECKING:
-    from orchestra.store import StepRecord
+    from orchestra.store import EventRecord, StepRecord
 
 #: how many lines of the last attempt's log the report shows
 LOG_TAIL_LINES = 20
@@ -71,6 +74,8 @@ class AttemptFacts:
     diff: str | None
     #: the tools the task allows that routing passed over for this attempt, and why
     passed_over: tuple[PassedOverFacts, ...] = ()
+    #: the reviews of the attempt's change (one, or none when it was not reviewed)
+    reviews: tuple[ReviewFacts, ...] = ()
 
 
 @classes.frozen
@@ -133,6 +138,15 @@ class RunFacts:
     graph_note: str | None
     waves: tuple[tuple[str, ...], ...]
     tasks: tuple[TaskFacts, ...]
+    #: the run's reviews by how they ended (``ReviewFacts.state``): ``approved``,
+    #: ``rejected``, ``failed``, ``canceled``, ``running``, ``interrupted`` (only those
+    #: there were)
+    reviews_by_verdict: dict[str, int] = attrs.field(factory=dict)
+
+    @property
+    def reviews(self) -> int:
+        """How many reviews the run's attempts had."""
+        return sum(self.reviews_by_verdict.values())
 
     @property
     def edges(self) -> tuple[tuple[str, str], ...]:
@@ -152,12 +166,16 @@ def gather(store, run_id: str, host=None, *, logs: bool = True) -> RunFacts:
         attempts_of.setdefault(attempt.task_id, []).append(attempt)
     ready_at: dict[str, float] = {}
     passed_over: dict[tuple[str, int], tuple[PassedOverFacts, ...]] = {}
-    for event in store.events(run_id, types=("step.ready", "step.running")):
+    review_started: dict[tuple[str, int], EventRecord] = {}
+    for event in store.events(run_id, types=("step.ready", "step.running", "review.started")):
         if event.type == "step.ready" and event.task_id is not None:
             ready_at.setdefault(event.task_id, event.at)
         elif event.type == "step.running" and event.payload.get("passed_over"):
             key = (event.task_id, event.payload.get("attempt"))
             passed_over[key] = tuple(_passed(entry) for entry in event.payload["passed_over"])
+        elif event.type == "review.started" and event.task_id and event.attempt is not None:
+            review_started[(event.task_id, event.attempt)] = event
+    reviews_of = reviews_by_attempt(store, record, review_started)
     usage = store.usage_by_task(run_id)
     task_ids = [step.task_id for step in steps]
     workstream, graph_note = _workstream_of(record, task_ids, host)
@@ -174,7 +192,7 @@ def gather(store, run_id: str, host=None, *, logs: bool = True) -> RunFacts:
     tasks = []
     for step in steps:
         attempts = _attempts(
-            attempts_of.get(step.task_id, []), ready_at.get(step.task_id), passed_over
+            attempts_of.get(step.task_id, []), ready_at.get(step.task_id), passed_over, reviews_of
         )
         tokens, cost = usage.get(step.task_id, (0, 0.0))
         tasks.append(
@@ -222,6 +240,7 @@ def gather(store, run_id: str, host=None, *, logs: bool = True) -> RunFacts:
         graph_note=graph_note,
         waves=tuple(tuple(wave) for wave in waves),
         tasks=tuple(tasks),
+        reviews_by_verdict=review_counts(reviews_of),
     )
 
 
@@ -235,6 +254,7 @@ def _attempts(
     records: list,
     ready_at: float | None,
     passed_over: dict[tuple[str, int], tuple[PassedOverFacts, ...]],
+    reviews: dict[tuple[str, int], tuple[ReviewFacts, ...]],
 ) -> tuple[AttemptFacts, ...]:
     attempts = []
     previous_end = ready_at
@@ -260,6 +280,7 @@ def _attempts(
                 files=summarize_diff(record.diff),
                 diff=record.diff,
                 passed_over=passed_over.get((record.task_id, record.number), ()),
+                reviews=reviews.get((record.task_id, record.number), ()),
             )
         )
         previous_end = record.ended_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from orchestra.report.facts import RunFacts, TaskFacts
+from orchestra.report.reviews import ReviewFacts
 
 
 def moment(seconds: float | None) -> str:
@@ -58,3 +59,35 @@ def retries_text(run: RunFacts) -> str:
     """Return ``6 (2 retries)``: the attempts of the run and how many were retries."""
     noun = "retry" if run.retries == 1 else "retries"
     return f"{run.attempts} ({run.retries} {noun})"
+
+
+#: how each way a review ends is said
+_VERDICT_WORDS = {
+    "approved": "approved",
+    "rejected": "requested changes",
+    "failed": "failed (no verdict)",
+    "canceled": "canceled",
+    "running": "reviewing",
+    "interrupted": "interrupted",
+}
+
+
+def verdict_text(review: ReviewFacts) -> str:
+    """Return a review's verdict in words: ``approved``, ``requested changes`` (with
+    ``, landed despite the rejection`` when the change landed anyway), ``failed (no
+    verdict)``, ``canceled``, ``reviewing`` or ``interrupted``."""
+    words = _VERDICT_WORDS[review.state]
+    if review.landed_despite_rejection:
+        words += ", landed despite the rejection"
+    return words
+
+
+def review_tokens(review: ReviewFacts) -> int:
+    """Return the tokens a review used: input plus output, as the reviewer reported them."""
+    return (review.input_tokens or 0) + (review.output_tokens or 0)
+
+
+def reviews_text(run: RunFacts) -> str:
+    """Return ``3: 2 approved, 1 rejected``: the run's reviews by how they ended."""
+    counts = ", ".join(f"{count} {state}" for state, count in run.reviews_by_verdict.items())
+    return f"{run.reviews}: {counts}"

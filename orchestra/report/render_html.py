@@ -15,9 +15,13 @@ from orchestra.report.formatting import (
     moment,
     outcome_text,
     retries_text,
+    review_tokens,
+    reviews_text,
     task_seconds,
     tokens_used,
+    verdict_text,
 )
+from orchestra.report.reviews import ReviewFacts
 from orchestra.report.svg import graph_svg, timeline_svg
 
 STYLE = """
@@ -78,6 +82,14 @@ td.num, th.num { text-align: right; padding-left: 10px; }
 pre { background: var(--soft); padding: 8px 10px; border-radius: 4px; overflow-x: auto;
   font-size: 12px; margin: 4px 0; white-space: pre-wrap; word-break: break-all; }
 details summary { cursor: pointer; color: var(--muted); margin: 4px 0; }
+.review { border-left: 4px solid var(--off); padding: 2px 0 2px 12px; margin: 8px 0; }
+.review.review-approved { border-color: var(--ok); }
+.review.review-rejected, .review.review-failed { border-color: var(--bad); }
+.review.review-running { border-color: var(--live); }
+.review p { margin: 2px 0; } .review .comments { white-space: pre-wrap; }
+.badge.review-approved { background: var(--ok); }
+.badge.review-rejected, .badge.review-failed { background: var(--bad); }
+.badge.review-running { background: var(--live); }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
 LEGEND = ("succeeded", "failed", "timed_out", "canceled", "interrupted", "running")
@@ -133,6 +145,7 @@ def _header(run: RunFacts) -> str:
             cost_used(run.cost_usd, run.budget_cost),
             meter=None if not run.budget_cost else run.cost_usd / run.budget_cost,
         )
+        + (_figure("reviews", reviews_text(run)) if run.reviews else "")
         + "</dl></header>"
     )
 
@@ -176,6 +189,7 @@ def _task(run: RunFacts, task: TaskFacts) -> str:
         f'<h3><code>{escape(task.id)}</code> <span class="badge state-{escape(task.state)}">'
         f"{escape(task.state)}</span>{title}</h3><dl>{listed}</dl>"
         + _attempts(run, task)
+        + _reviews(task)
         + _changes(task)
         + _log_tail(task)
         + "</article>"
@@ -219,6 +233,47 @@ def _attempt_row(run: RunFacts, attempt: AttemptFacts) -> str:
         f'<td class="num">{duration(attempt.waited)}</td><td class="num">{tokens:,}</td>'
         f'<td class="num">{attempt.cost_usd or 0:.2f}</td><td>{escape(error)}</td></tr>'
     )
+
+
+def _reviews(task: TaskFacts) -> str:
+    reviews = [review for attempt in task.attempts for review in attempt.reviews]
+    if not reviews:
+        return ""
+    return "<h4>Reviews</h4>" + "".join(_review(review) for review in reviews)
+
+
+def _review(review: ReviewFacts) -> str:
+    """One review: who, which round, the verdict, what it took and cost, its comments as
+    text, what the reviewer changed (discarded) and why it failed, if it did."""
+    state = review.state
+    version = f" {escape(review.tool_version)}" if review.tool_version else ""
+    figures = [duration(review.seconds), f"{review_tokens(review):,} tokens"]
+    figures.append(f"{review.cost_usd or 0:.2f} USD")
+    parts = [
+        f'<div class="review review-{escape(state)}" data-attempt="{review.attempt}"'
+        f' data-verdict="{escape(review.verdict or state)}">',
+        f"<p>Attempt {review.attempt}, round {review.round}: reviewed by"
+        f' <code>{escape(review.tool)}</code>{version} <span class="badge review-{escape(state)}">'
+        f'{escape(verdict_text(review))}</span> <span class="muted">'
+        f"{escape(' · '.join(figures))}</span></p>",
+    ]
+    if review.route_reason:
+        parts.append(f'<p class="muted">routing: {escape(review.route_reason)}</p>')
+    if review.error_class or review.message:
+        error = ": ".join(part for part in (review.error_class, review.message) if part)
+        parts.append(f"<p>{escape(error)}</p>")
+    if review.comments:
+        parts.append(f'<pre class="comments">{escape(review.comments)}</pre>')
+    if review.edits_discarded:
+        paths = ", ".join(f"<code>{escape(path)}</code>" for path in review.edits_discarded)
+        parts.append(f"<p>edits discarded: {paths}</p>")
+        if review.edits:
+            parts.append(
+                "<details><summary>what the reviewer changed (not merged)</summary>"
+                f"<pre>{_diff_lines(review.edits)}</pre></details>"
+            )
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def _changes(task: TaskFacts) -> str:

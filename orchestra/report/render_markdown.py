@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 from orchestra.report.diffs import FileChange
 from orchestra.report.facts import AttemptFacts, RunFacts, TaskFacts
@@ -12,15 +13,21 @@ from orchestra.report.formatting import (
     moment,
     outcome_text,
     retries_text,
+    review_tokens,
+    reviews_text,
     states_text,
     task_seconds,
     tokens_used,
+    verdict_text,
 )
+from orchestra.report.reviews import ReviewFacts
 
 TASK_COLUMNS: tuple[str, ...] = ("task", "state", "tool", "attempts", "time", "files", "+", "-")
 TASK_COLUMNS += ("tokens", "cost", "reason")
 ATTEMPT_COLUMNS: tuple[str, ...] = ("#", "tool", "outcome", "exit", "started", "took", "waited")
 ATTEMPT_COLUMNS += ("error", "files", "tokens", "cost", "routing")
+REVIEW_COLUMNS: tuple[str, ...] = ("attempt", "round", "reviewer", "verdict", "took", "tokens")
+REVIEW_COLUMNS += ("cost", "edits discarded", "error")
 
 
 def render_markdown(run: RunFacts) -> str:
@@ -37,6 +44,7 @@ def render_markdown(run: RunFacts) -> str:
             continue
         lines += ["", f"#### {cell(task.id)}", ""]
         lines += _table(ATTEMPT_COLUMNS, [_attempt_row(run, a) for a in task.attempts])
+        lines += _reviews(task)
     return "\n".join(lines) + "\n"
 
 
@@ -64,6 +72,8 @@ def _summary_rows(run: RunFacts) -> list[tuple[str, ...]]:
         ("tokens", tokens_used(run.tokens, run.budget_tokens)),
         ("cost", cost_used(run.cost_usd, run.budget_cost)),
     ]
+    if run.reviews:
+        rows.append(("reviews", reviews_text(run)))
     return rows
 
 
@@ -101,6 +111,48 @@ def _attempt_row(run: RunFacts, attempt: AttemptFacts) -> tuple[str, ...]:
         f"{attempt.cost_usd or 0:.2f}",
         attempt.route_reason or "",
     )
+
+
+def _reviews(task: TaskFacts) -> list[str]:
+    """The reviews of a task's attempts: a table, then each review's comments whole, in a
+    fenced block (shown as text, whatever they hold)."""
+    reviews = [review for attempt in task.attempts for review in attempt.reviews]
+    if not reviews:
+        return []
+    lines = ["", f"Reviews of `{cell(task.id)}`:", ""]
+    lines += _table(REVIEW_COLUMNS, [_review_row(review) for review in reviews])
+    for review in reviews:
+        if review.comments:
+            lines += [
+                "",
+                f"Comments of {cell(review.tool)} on attempt {review.attempt}"
+                f" (round {review.round}):",
+                "",
+                *_fenced(review.comments),
+            ]
+    return lines
+
+
+def _review_row(review: ReviewFacts) -> tuple[str, ...]:
+    error = ": ".join(part for part in (review.error_class, review.message) if part)
+    return (
+        str(review.attempt),
+        str(review.round),
+        review.tool + (f" {review.tool_version}" if review.tool_version else ""),
+        verdict_text(review),
+        duration(review.seconds),
+        f"{review_tokens(review):,}",
+        f"{review.cost_usd or 0:.2f}",
+        ", ".join(review.edits_discarded),
+        error,
+    )
+
+
+def _fenced(text: str) -> list[str]:
+    """``text`` in a fenced code block whose fence no line of it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", *text.splitlines(), fence]
 
 
 def _change(change: FileChange) -> str:

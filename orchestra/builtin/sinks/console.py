@@ -31,6 +31,8 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
     if kind in ("sink.warning", "sink.disabled"):
         problem = payload.get("message") or payload.get("error") or ""
         return f"{clock}  sink {payload.get('sink', '?')}  {kind[5:]}  — {problem}"
+    if kind.startswith("review."):
+        return f"{clock}  {event.get('task')}  {_review(kind[7:], payload)}"
     if kind.startswith("step."):
         parts = [clock, f"{event.get('task')}", kind[5:]]
         if payload.get("tool"):
@@ -43,6 +45,48 @@ def describe_event(event: Mapping[str, Any]) -> str | None:
             parts.append(f"— {payload['why']}")  # a failover: which tool it passed over, why
         return "  ".join(parts)
     return None
+
+
+#: how long a line may quote a review's comments (their first line)
+COMMENT_CHARS = 160
+
+
+def _review(what: str, payload: Mapping[str, Any]) -> str:
+    """What a review event says: ``reviewing with codex (round 1)`` as it starts, then
+    ``review by codex (round 1): approved`` / ``requests changes — <the comments' first
+    line>`` / ``failed — <why>``, with the paths of the reviewer's discarded edits."""
+    tool, round_number = payload.get("tool", "?"), payload.get("round")
+    which = f" (round {round_number})" if round_number else ""
+    if what == "started":
+        why = f"  — {payload['why']}" if payload.get("why") else ""
+        return f"reviewing with {tool}{which}{why}"
+    if what == "approved":
+        said = "approved"
+    elif what == "rejected":
+        said = "requests changes"
+        first = _first_line(payload.get("comments"))
+        if first:
+            said += f" — {first}"
+        if payload.get("landed"):
+            said += " (landed despite the rejection)"
+    else:
+        problem = ": ".join(
+            str(payload[key]) for key in ("error_class", "message") if payload.get(key)
+        )
+        said = f"failed — {problem}" if problem else "failed"
+    edits = payload.get("edits_discarded") or []
+    if edits:
+        said += f" (edits discarded: {', '.join(str(path) for path in edits)})"
+    return f"review by {tool}{which}: {said}"
+
+
+def _first_line(text: Any) -> str:
+    """The first line of ``text`` that has something on it, cut to COMMENT_CHARS."""
+    for line in str(text or "").splitlines():
+        if line.strip():
+            line = " ".join(line.split())
+            return line if len(line) <= COMMENT_CHARS else line[: COMMENT_CHARS - 1] + "…"
+    return ""
 
 
 def _leftovers(payload: Mapping[str, Any]) -> str:
@@ -64,7 +108,8 @@ class ConsoleSink:
     """Shows a run on the terminal.
 
     Attached to a terminal (and not ``plain``), a live view: an overall bar and a row per
-    running task with the last line of its output, with failures and retries printed
+    running task with the last line of its output (or ``reviewing with codex`` while a
+    second tool reviews its change), with failures, retries and rejected reviews printed
     above it as they happen. Otherwise (a pipe, a file, ``--plain``, ``TERM=dumb``) one
     plain line per state change, with no control characters. ``NO_COLOR`` is respected.
     """
@@ -138,6 +183,9 @@ class ConsoleSink:
 
     def _follow(self, event: Mapping[str, Any]) -> None:
         kind, task = event.get("type", ""), event.get("task")
+        if kind.startswith("review.") and task is not None:
+            self._follow_review(task, kind, event.get("payload") or {})
+            return
         if not kind.startswith("step.") or task is None:
             return
         state, at, payload = kind[5:], event.get("at", time.time()), event.get("payload") or {}
@@ -156,14 +204,30 @@ class ConsoleSink:
             if state in DONE_STATES and task in self._first_start:
                 self._durations.append(at - self._first_start[task])
 
+    def _follow_review(self, task: str, kind: str, payload: Mapping[str, Any]) -> None:
+        """Show a running task as under review from ``review.started`` until its end."""
+        with self._lock:
+            running = self._running.get(task)
+            if running is None:
+                return
+            if kind == "review.started":
+                self._running[task] = attrs.evolve(
+                    running, reviewer=payload.get("tool"), review_round=payload.get("round")
+                )
+            else:
+                self._running[task] = attrs.evolve(running, reviewer=None, review_round=None)
+
     def _view(self) -> Any:
         last = self._context.last_line if self._context is not None else None
         with self._lock:
             counts: dict[str, int] = {}
             for state in self._steps.values():
                 counts[state] = counts.get(state, 0) + 1
+            # the task's last line is its tool's: under review, the row says so instead
             running = [
-                attrs.evolve(task, last_line=last(task.task) if last else None)
+                attrs.evolve(
+                    task, last_line=last(task.task) if last and not task.reviewer else None
+                )
                 for task in self._running.values()
             ]
             durations = list(self._durations)
@@ -189,6 +253,8 @@ NOTEWORTHY = frozenset(
         "step.retrying",
         "step.quarantined",
         "step.skipped",
+        "review.rejected",
+        "review.failed",
         "sink.warning",
         "sink.disabled",
         "run.leftovers_stopped",

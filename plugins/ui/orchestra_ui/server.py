@@ -58,6 +58,7 @@ STATIC_FILES = {
     "log_follower.js": "text/javascript; charset=utf-8",
     "main.js": "text/javascript; charset=utf-8",
     "page.js": "text/javascript; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",
     "router.js": "text/javascript; charset=utf-8",
     "routes.js": "text/javascript; charset=utf-8",
     "run_view.js": "text/javascript; charset=utf-8",

@@ -132,7 +132,18 @@ def task_row(task: orchestra.TaskFacts) -> dict[str, Any]:
         "attempts": len(task.attempts),
         "tokens": task.tokens,
         "cost_usd": task.cost_usd,
+        "review": last_review_state(task),
     }
+
+
+def last_review_state(task: orchestra.TaskFacts) -> str | None:
+    """Return how the task's last review went (``approved``, ``rejected``, ``failed``,
+    ``canceled``, ``running``, ``interrupted``), or None when its attempts were not
+    reviewed."""
+    for attempt in reversed(task.attempts):
+        if attempt.reviews:
+            return attempt.reviews[-1].state
+    return None
 
 
 def attempt_bars(tasks: Sequence[orchestra.TaskFacts]) -> tuple[list[dict[str, Any]], int]:
@@ -166,6 +177,7 @@ def attempt_bars(tasks: Sequence[orchestra.TaskFacts]) -> tuple[list[dict[str, A
                 "ended_at": attempt.ended_at,
                 "outcome": attempt.outcome,
                 "error_class": attempt.error_class,
+                "review": attempt.reviews[-1].state if attempt.reviews else None,
             }
         )
     return bars, lanes
@@ -263,6 +275,34 @@ def attempt_view(attempt: orchestra.AttemptFacts, feedback: str | None) -> dict[
         "refused_why": attempt.message if refused else None,
         "feedback": feedback,
         "has_log": bool(attempt.log_path) and os.path.isfile(attempt.log_path or ""),
+        "reviews": [review_view(review) for review in attempt.reviews],
+    }
+
+
+def review_view(review: Any) -> dict[str, Any]:
+    """Return the ReviewView of one review (a ``ReviewFacts``) of an attempt's change:
+    the reviewer, the verdict and its comments (text, which the page shows as text),
+    what it took and cost, and what the reviewer changed (discarded, never merged)."""
+    return {
+        "round": review.round,
+        "tool": review.tool,
+        "tool_version": review.tool_version,
+        "route_reason": review.route_reason,
+        "state": review.state,
+        "outcome": review.outcome,
+        "verdict": review.verdict,
+        "comments": review.comments,
+        "error_class": review.error_class,
+        "message": review.message,
+        "started_at": review.started_at,
+        "ended_at": review.ended_at,
+        "seconds": review.seconds,
+        "input_tokens": review.input_tokens,
+        "output_tokens": review.output_tokens,
+        "cost_usd": review.cost_usd,
+        "edits_discarded": list(review.edits_discarded),
+        "edits": review.edits,
+        "landed": review.landed,
     }
 
 

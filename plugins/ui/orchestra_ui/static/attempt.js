@@ -1,8 +1,9 @@
-/* One attempt's section on the task page: its facts, routing, usage, what it landed, the
- * feedback it left, its changed files and its diff. */
+/* One attempt's section on the task page: its facts, routing, usage, what it landed, its
+ * review, the feedback it left, its changed files and its diff. */
 import { renderDiff } from './diff.js';
 import { el } from './dom.js';
 import { fmt } from './format.js';
+import { renderReview } from './review.js';
 
 /** Return the section of one attempt: its facts, its files and its diff. */
 export function renderAttempt(attempt, view) {
@@ -48,6 +49,7 @@ export function renderAttempt(attempt, view) {
   }
 
   const files = Array.isArray(attempt.files) ? attempt.files : [];
+  const reviews = Array.isArray(attempt.reviews) ? attempt.reviews : [];
   const section = el('section', { class: 'attempt', 'data-attempt': attempt.number, 'data-outcome': outcome },
     el('div', { class: 'attempt-head' },
       el('h3', { text: `Attempt ${attempt.number}` }),
@@ -63,6 +65,7 @@ export function renderAttempt(attempt, view) {
       fact('Routing', 'route', dash(attempt.route_reason)),
       fact('Passed over', 'passed-over', passedList),
       fact('Landed', 'landed', landedCell)),
+    reviews.map((review) => renderReview(review)),
     el('div', { class: 'block' }, el('h4', { text: 'Feedback to the next attempt' }),
       el('pre', { class: 'feedback', 'data-empty': attempt.feedback ? 'false' : 'true',
         text: attempt.feedback || 'none' })),

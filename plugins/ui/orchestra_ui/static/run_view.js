@@ -201,8 +201,12 @@ export class RunView {
       .reduce((sum, s) => sum + (this.counts[s] || 0), 0);
     setText(this.totalCells.progress, `${done}/${this.tasks.length}`);
     setText(this.totalCells.duration, fmt.duration(runSeconds(run)));
-    const attempts = Array.isArray(this.data.attempts) ? this.data.attempts.length : 0;
-    setText(this.totalCells.attempts, fmt.int(attempts));
+    const bars = Array.isArray(this.data.attempts) ? this.data.attempts : [];
+    // an attempt whose change a second tool reviewed (docs/reviews.md) is counted apart
+    const reviewed = bars.filter((bar) => bar.review).length;
+    setText(this.totalCells.attempts, reviewed
+      ? `${fmt.int(bars.length)} · ${fmt.int(reviewed)} reviewed`
+      : fmt.int(bars.length));
     const tokens = run.tokens ?? 0;
     const cost = run.cost_usd ?? 0;
     setText(this.totalCells.tokens, fmt.int(tokens));

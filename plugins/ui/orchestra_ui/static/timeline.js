@@ -114,6 +114,7 @@ export class Timeline {
       const x = g.x(bar.started_at);
       const rect = svgEl('rect', {
         class: 'bar', 'data-task-id': bar.task, 'data-attempt': bar.number, 'data-outcome': outcome,
+        'data-review': bar.review || null,
         x: x.toFixed(1), y: AXIS_H + (bar.lane ?? 0) * g.row + 3,
         width: Math.max(2, g.x(ended) - x).toFixed(1), height: g.row - 6, rx: 2,
       });
@@ -135,7 +136,8 @@ export class Timeline {
 
   describe(bar, outcome, ended) {
     const error = bar.error_class ? ` (${bar.error_class})` : '';
-    return `${bar.task} · attempt ${bar.number} · ${bar.tool} · ${outcome}${error} · ${fmt.duration(ended - bar.started_at)}`;
+    const review = bar.review ? ` · review ${bar.review}` : '';
+    return `${bar.task} · attempt ${bar.number} · ${bar.tool} · ${outcome}${error}${review} · ${fmt.duration(ended - bar.started_at)}`;
   }
 
   renderCanvas(bars, g) {
