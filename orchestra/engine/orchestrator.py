@@ -51,19 +51,21 @@ from orchestra.engine.running import RunningAttempts
 from orchestra.engine.steps import Steps
 from orchestra.engine.verdict import judge
 from orchestra.errors import DiskFull
-from orchestra.models import Budget, ExecutorRun, SinkContext
+from orchestra.models import Budget, ExecutorRun, RetryPolicy, SinkContext
 from orchestra.store.lifecycle import RunState, StepState
 
 if TYPE_CHECKING:
     from orchestra.config import Project, Settings
     from orchestra.engine.messages import Message, Running
     from orchestra.engine.router import RoutingDecision
-    from orchestra.models import RetryPolicy, StepResult, Task, ToolProfile, Workstream
+    from orchestra.models import StepResult, Task, ToolProfile, Workstream
     from orchestra.plugin.host import PluginHost
     from orchestra.plugin.protocols import AttemptLaunch, RunExecutor
 
 #: how often the loop looks at the cancel flag while attempts run
 POLL_SECONDS = 0.2
+#: what ``judge`` is given for a success, which it does not read
+SUCCEEDED_POLICY = RetryPolicy()
 #: the GIL's switch interval while a run goes on (see Orchestrator.run)
 SWITCH_INTERVAL = 0.0005
 
@@ -492,7 +494,8 @@ class Orchestrator:
             seconds = (running.ended or time.time()) - running.started
             self.choice.remember(task, tool, result.outcome == "succeeded", seconds)
         self.history.add(task.id, tool, result, digest)
-        policy = self._policy(task)
+        # a success needs no retry policy: most tasks never have one made
+        policy = SUCCEEDED_POLICY if result.outcome == "succeeded" else self._policy(task)
         ends = self.history.ends[task.id]
         move = next_move(policy, ends) if result.outcome not in ("succeeded", "canceled") else None
         last_round = self.reviews.stop_after(task, result)

@@ -137,6 +137,7 @@ def route(
     memory: Memory | None = None,
     filtered: dict[Any, Any] | None = None,
     settled: dict[Any, RoutingDecision] | None = None,
+    keeps: Callable[[RoutingDecision], bool] | None = None,
 ) -> RoutingDecision:
     """Return the routing decision for ``task``; ``availability`` should cache its answers.
 
@@ -150,7 +151,9 @@ def route(
     capability filter's answer for each set of allowed tools and needed capabilities.
     ``settled``, a dict the caller keeps while ``blocked`` answers the same too (a plan),
     remembers the decisions that asked no strategy (no candidate, or one and no pinned
-    tool): those depend on the allowed tools and needed capabilities alone.
+    tool): those depend on the allowed tools and needed capabilities alone. ``keeps``,
+    when given, says which of those may be remembered (a run: only those no breaker can
+    change).
     """
     allowed = allowed_tools(task, defaults)
     needed = required_capabilities(task, defaults)
@@ -174,7 +177,7 @@ def route(
         memory=memory,
         filtered=filtered,
     )
-    if settled is not None and not asked:
+    if settled is not None and not asked and (keeps is None or keeps(decision)):
         settled[key] = decision
     return decision
 
