@@ -6,7 +6,7 @@ first layer depending on two tasks of the layer before) in two shapes: wide (lay
 and deep (layers of 10, so 10,000 layers). On each it times whole processes, taken in turn
 so that the machine's load hits all alike: ``orchestra validate FILE``, ``orchestra plan
 --format json FILE``, and the baseline ``python benchmarks/toml_graphlib_baseline.py FILE``
-(tomllib and ``graphlib.TopologicalSorter``, printing the number of tasks). One untimed run
+(tomli and ``graphlib.TopologicalSorter``, printing the number of tasks). One untimed run
 of each comes first, and its output is checked: validate reports every task and
 dependency, the JSON plan holds them all routed to ``shell``, the baseline sorted them all.
 Reports the median and fastest wall time and the peak RSS of each, and the ratio of each
@@ -243,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline-parser",
         choices=("tomllib", "tomli"),
         default=toml_graphlib_baseline.DEFAULT_PARSER,
-        help="the baseline's TOML parser: the standard library's (default) or compiled tomli",
+        help="the baseline's TOML parser: compiled tomli (default, as orchestra parses) or"
+        " the standard library's",
     )
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     options = parser.parse_args(argv)
