@@ -260,7 +260,7 @@ def _review_hook(conv: cattrs.Converter):
             return None
         if isinstance(value, bool):  # true: the defaults' shape; false: no review here
             return Review(enabled=value)
-        _expect(value, (dict,), 'a table such as { max_rounds = 2 }, or true or false')
+        _expect(value, (dict,), "a table such as { max_rounds = 2 }, or true or false")
         return structure_table(value, Review)
 
     return structure_review
