@@ -74,6 +74,10 @@ class Steps:
         self.retry_at: dict[str, float] = {}
         #: why each failed (or quarantined) step ended so
         self.reasons: dict[str, str] = {}
+        #: how many of each pending task's dependencies have not succeeded yet, counted
+        #: when one of them first succeeds: a task with a thousand dependencies is not
+        #: looked over a thousand times
+        self._unmet: dict[str, int] = {}
         #: "canceled", "fail_fast" or "budget" once the run winds down
         self.stopping: str | None = None
         self.budget_reason: str | None = None
@@ -125,8 +129,12 @@ class Steps:
             self.unfinished -= 1
             self.finished.add(task_id)
             self.retry_at.pop(task_id, None)
-            for dependent in self.dependents[task_id]:
-                self.settle(dependent)
+            if state is StepState.SUCCEEDED and self.stopping != "budget":
+                for dependent in self.dependents[task_id]:
+                    self._one_more_met(dependent)
+            else:
+                for dependent in self.dependents[task_id]:
+                    self.settle(dependent)
 
     def started(self, task_id: str, attempt: int) -> None:
         """Note that attempt number ``attempt`` of the step started (recorded with it)."""
@@ -155,6 +163,25 @@ class Steps:
                 reason=f"dependency {lost[0]} {self.state[lost[0]].value}",
             )
         elif all(self.state[d] is StepState.SUCCEEDED for d in needs):
+            self.set(task_id, StepState.READY)
+
+    def _one_more_met(self, task_id: str) -> None:
+        """One of a task's dependencies succeeded: make it ready when that was the last.
+
+        A pending task has lost none of its dependencies (it would have been skipped or
+        canceled when it did), so it is ready exactly when none is left unmet."""
+        if self.state[task_id] is not StepState.PENDING:
+            return
+        unmet = self._unmet.get(task_id)
+        if unmet is None:  # the first to succeed: count the others, once
+            state = self.state
+            unmet = sum(state[d] is not StepState.SUCCEEDED for d in self.dependencies[task_id])
+        else:
+            unmet -= 1
+        if unmet:
+            self._unmet[task_id] = unmet
+        else:
+            self._unmet.pop(task_id, None)
             self.set(task_id, StepState.READY)
 
     def retry_later(self, task_id: str, when: float) -> None:
