@@ -484,3 +484,21 @@ def test_plan_says_a_project_outside_git_cannot_hold_its_reviews(tmp_path):
 
     assert "1 task(s) cannot run on this machine as they are:" in shown.stdout
     assert "t: its changes are to be reviewed, but workspace 'inplace' cannot" in shown.stdout
+
+
+def test_a_huge_change_or_check_output_is_cut_so_the_question_fits_one_argument():
+    from orchestra.engine.review_text import PROMPT_LIMIT, review_prompt
+    from orchestra.models import Review, Task
+
+    question = review_prompt(
+        Task(id="t", prompt="Rename everything"),
+        Review(prompt="Be strict."),
+        "+a line of a very large change\n" * 50_000,
+        [("pytest", ["x" * 10_000] * 50)],
+        1,
+    )
+
+    assert len(question) <= PROMPT_LIMIT + 1_000
+    assert "[… diff cut here]" in question
+    assert question.index("## The change") < question.index("## The checks")
+    assert question.rstrip().endswith("not writing.")  # the verdict's format is never cut

@@ -17,8 +17,13 @@ from orchestra.models import VERDICTS, Defaults, Review, Task
 
 #: how much of the change's diff the reviewer is shown (characters); the rest is cut
 DIFF_LIMIT = 60_000
-#: how many of each check's last lines of output the reviewer is shown
+#: how many of each check's last lines of output the reviewer is shown, each cut at
+#: ``CHECK_LINE_LIMIT`` characters
 CHECK_LINES = 20
+CHECK_LINE_LIMIT = 300
+#: the most the question may hold of what orchestra adds (characters): some tools take
+#: it as one argument, which Linux caps at 128 KiB; the diff is cut further to fit
+PROMPT_LIMIT = 100_000
 #: how much of the reviewer's comments the next attempt's prompt carries (characters)
 COMMENTS_LIMIT = 4_000
 
@@ -72,27 +77,33 @@ def review_prompt(
     scope = _scope(task)
     if scope:
         parts.append(scope)
+    after = ["## The checks"]
+    if checks:
+        for label, lines in checks:
+            tail = "\n".join(_cut(line) for line in lines[-CHECK_LINES:]).rstrip()
+            after.append(f"`{label}` passed." + (f"\n```\n{tail}\n```" if tail else ""))
+    else:
+        after.append("The task has no checks.")
+    if review.prompt:
+        after.append(f"## The team's review guidelines\n{review.prompt.strip()}")
+    if round_ > 1:
+        after.append(
+            f"This is review round {round_}: an earlier change for this task was sent back."
+        )
+    after.append(f"## Your verdict\n{VERDICT_FORMAT}")
     parts.append("## The change")
     if not diff:
         parts.append("The change is empty: the tool changed no file.")
     else:
-        shown = diff if len(diff) <= DIFF_LIMIT else diff[:DIFF_LIMIT] + "\n[… diff cut here]"
+        room = PROMPT_LIMIT - sum(len(part) + 2 for part in after)
+        limit = max(1_000, min(DIFF_LIMIT, room))
+        shown = diff if len(diff) <= limit else diff[:limit] + "\n[… diff cut here]"
         parts.append(f"```diff\n{shown.rstrip()}\n```")
-    parts.append("## The checks")
-    if checks:
-        for label, lines in checks:
-            tail = "\n".join(lines[-CHECK_LINES:]).rstrip()
-            parts.append(f"`{label}` passed." + (f"\n```\n{tail}\n```" if tail else ""))
-    else:
-        parts.append("The task has no checks.")
-    if review.prompt:
-        parts.append(f"## The team's review guidelines\n{review.prompt.strip()}")
-    if round_ > 1:
-        parts.append(
-            f"This is review round {round_}: an earlier change for this task was sent back."
-        )
-    parts.append(f"## Your verdict\n{VERDICT_FORMAT}")
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join([*parts, *after]) + "\n"
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= CHECK_LINE_LIMIT else line[:CHECK_LINE_LIMIT] + " […]"
 
 
 def _scope(task: Task) -> str:

@@ -2,7 +2,9 @@
 
 ``available`` finds the ``aider`` program and its version; ``execute`` runs it on one task,
 non-interactively and offline-safe, and judges the attempt by what changed in the working
-tree, since aider exits 0 in ``--message`` mode whatever happened. See docs/tools/aider.md.
+tree, since aider exits 0 in ``--message`` mode whatever happened; ``review`` runs it in its
+``ask`` chat mode on another tool's change and returns the model's reply as the answer.
+See docs/tools/aider.md.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orchestra
+
+if TYPE_CHECKING:
+    from orchestra_aider.command import Invocation
+    from orchestra_aider.outcome import AiderOutput
+    from orchestra_aider.worktree import Snapshot
 
 PROGRAM = "aider"
 #: the oldest aider whose command line this adapter is known to drive (tested: 0.86.2)
@@ -23,7 +31,7 @@ class AiderAdapter:
     """The ``aider`` tool: an AI pair programmer that edits files in a git repository."""
 
     name = "aider"
-    capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
+    capabilities = frozenset({"prompt", "edit", "review", "python", "javascript", "typescript"})
 
     def __init__(self) -> None:
         #: (program, its mtime) -> what ``aider --version`` said; asked once per install
@@ -60,28 +68,58 @@ class AiderAdapter:
         # adapter, and only an attempt of aider needs these.
         from orchestra_aider import command, outcome, worktree
 
+        try:
+            before, invocation = self._prepare(request, ctx, command.build)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", "tool_missing", str(error))
+        finished, output, usage = _run(invocation, ctx)
+        after = worktree.snapshot(ctx.cwd)
+        changed = _not_orchestras(ctx, finished, worktree.changed_paths(ctx.cwd, before, after))
+        counted = worktree.task_changes(changed, request.task.files)
+        ctx.emit("finished", {"changed": changed, "applied": output.applied})
+        return outcome.judge(finished, output, counted, usage)
+
+    def review(
+        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+    ) -> orchestra.StepResult:
+        """Run aider in its ``ask`` chat mode, as a dry run, on ``request.task.prompt`` (the
+        review prompt orchestra wrote, passed unchanged but for its secrets) and return
+        how it went, with the model's reply as ``answer``; judged as ``execute`` judges,
+        but a run that ended well needs an answer rather than a change."""
+        from orchestra_aider import review
+
+        try:
+            _, invocation = self._prepare(request, ctx, review.build)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", "tool_missing", str(error))
+        finished, output, usage = _run(invocation, ctx)
+        answer = review.last_reply(invocation.llm_history)
+        return review.judge_review(finished, output, answer, usage)
+
+    def _prepare(
+        self,
+        request: orchestra.ExecutionRequest,
+        ctx: orchestra.ExecutionContext,
+        build: Callable[..., Invocation],
+    ) -> tuple[Snapshot, Invocation]:
+        """Return the working tree's state and the invocation ``build`` makes for this
+        attempt, once aider is found; raise CannotRun when it cannot be started."""
+        from orchestra_aider import command, worktree
+
         found = self._found(request.profile)
         refusal = _refusal(request, found)
         if refusal:
-            return orchestra.StepResult("failed", "tool_missing", refusal)
+            raise CannotRun(refusal)
         ctx.emit("version", {"version": found.version, "path": found.path})
         program = found.path
         assert program is not None  # _refusal refuses a tool it did not find
         try:
             before = worktree.snapshot(ctx.cwd)
-            invocation = command.build(request, ctx.scratch_dir, ctx.cwd, program, ctx.redact)
+            invocation = build(request, ctx.scratch_dir, ctx.cwd, program, ctx.redact)
         except (worktree.NotARepository, command.ProfileError) as error:
-            return orchestra.StepResult("failed", "tool_missing", str(error))
+            raise CannotRun(str(error)) from None
         ctx.emit("started", {"files": invocation.chat_files, "read": invocation.read_files})
-        output = outcome.AiderOutput(emit=ctx.emit)
-        finished = ctx.run(invocation.argv, env=invocation.env, on_line=output.take)
-        after = worktree.snapshot(ctx.cwd)
-        changed = _not_orchestras(ctx, finished, worktree.changed_paths(ctx.cwd, before, after))
-        counted = worktree.task_changes(changed, request.task.files)
-        usage = outcome.usage_from_analytics(invocation.analytics_log)
-        usage = usage or outcome.usage_from_output(output)
-        ctx.emit("finished", {"changed": changed, "applied": output.applied})
-        return outcome.judge(finished, output, counted, usage)
+        return before, invocation
 
     def _found(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
         """Return ``available(profile)``, asking aider for its version once per install."""
@@ -98,6 +136,24 @@ class AiderAdapter:
         if key is not None and found.available:
             self._versions[key] = found
         return found
+
+
+class CannotRun(Exception):
+    """Aider cannot be started for this attempt: not found, too old, a bad option, no git
+    repository."""
+
+
+def _run(
+    invocation: Invocation, ctx: orchestra.ExecutionContext
+) -> tuple[orchestra.ProcessResult, AiderOutput, orchestra.Usage]:
+    """Run aider as ``invocation`` says, reporting progress as its output comes; return how
+    its process ended, what it printed, and the tokens and cost it reported."""
+    from orchestra_aider import outcome
+
+    output = outcome.AiderOutput(emit=ctx.emit)
+    finished = ctx.run(invocation.argv, env=invocation.env, on_line=output.take)
+    usage = outcome.usage_from_analytics(invocation.analytics_log)
+    return finished, output, usage or outcome.usage_from_output(output)
 
 
 def _not_orchestras(

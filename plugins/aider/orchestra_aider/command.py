@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class Invocation:
     analytics_log: Path
     chat_files: list[str]
     read_files: list[str]
+    #: where aider logs the model's replies (``--llm-history-file``), when it is asked to
+    llm_history: Path | None = None
 
 
 def build(
@@ -73,31 +75,53 @@ def build(
     redact: Callable[[str], str],
 ) -> Invocation:
     """Return the invocation of ``aider`` for ``request``; write its files into ``scratch``."""
-    profile, scope = request.profile, request.task.files
+    scope = request.task.files
+    chat_files = files_matching(cwd, scope.write, scope.forbidden)
+    read_files = [
+        path for path in files_matching(cwd, scope.read, scope.forbidden) if path not in chat_files
+    ]
+    return invocation(request, scratch, aider, message(request, redact), chat_files, read_files)
+
+
+def invocation(
+    request: orchestra.ExecutionRequest,
+    scratch: Path,
+    aider: str,
+    text: str,
+    chat_files: Sequence[str],
+    read_files: Sequence[str],
+    last_flags: Sequence[str] = (),
+    llm_history: Path | None = None,
+) -> Invocation:
+    """Return the invocation of ``aider`` with the message ``text``, ``chat_files`` to edit
+    and ``read_files`` to read; write its files into ``scratch``.
+
+    ``last_flags`` come after the profile's flags and ``args``, so that they win (a
+    review's chat mode); ``llm_history`` is where aider logs the model's replies.
+    """
     home = scratch / "home"
     home.mkdir(exist_ok=True)
     # with no identity in the repository's config (nor in this HOME), aider writes one into
     # the repository's .git/config, read-only in orchestra's sandbox; it never commits
     (home / ".gitconfig").write_text(GIT_IDENTITY)
     message_file = scratch / "message.md"
-    message_file.write_text(message(request, redact))
+    message_file.write_text(text)
     analytics_log = scratch / "analytics.jsonl"
-    chat_files = files_matching(cwd, scope.write, scope.forbidden)
-    read_files = [
-        path for path in files_matching(cwd, scope.read, scope.forbidden) if path not in chat_files
-    ]
     argv = [sys.executable, supervise.__file__, "--", aider, "--message-file", str(message_file)]
     argv += [*FIXED_FLAGS, "--analytics-log", str(analytics_log)]
     # aider copies into its chat history what it prints, a provider's error echoing the key
     # included; the attempt's log is the redacted record, so no history is kept
     argv += ["--chat-history-file", os.devnull, "--input-history-file", os.devnull]
-    argv += _profile_flags(profile, scratch)
+    if llm_history is not None:
+        argv += ["--llm-history-file", str(llm_history)]
+    argv += _profile_flags(request.profile, scratch)
+    argv += last_flags
     for path in read_files:
         argv += ["--read", path]
     if chat_files:
         argv += ["--", *chat_files]
     env = {"HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    return Invocation(argv, env, analytics_log, chat_files, read_files)
+    return Invocation(argv, env, analytics_log, list(chat_files), list(read_files), llm_history)
 
 
 def message(request: orchestra.ExecutionRequest, redact: Callable[[str], str] = str) -> str:

@@ -166,6 +166,21 @@ def judge(
 ) -> orchestra.StepResult:
     """Return the attempt's result: success only when ``changed`` (the task's files that
     changed) is not empty, otherwise the most telling reason aider gave."""
+    stopped = judge_stopped(finished, usage)
+    if stopped is not None:
+        return stopped
+    if changed:
+        message = "aider changed " + ", ".join(changed)
+        return orchestra.StepResult("succeeded", message=message, exit_code=0, usage=usage)
+    error_class, message = why_failed(finished, output) or _why_no_change(output)
+    return failed(finished, error_class, message, usage)
+
+
+def judge_stopped(
+    finished: orchestra.ProcessResult, usage: orchestra.Usage
+) -> orchestra.StepResult | None:
+    """Return the result of a run orchestra stopped (canceled, past a timeout) or could not
+    start, None for a run that ended by itself."""
     if finished.stopped == "canceled":
         return orchestra.StepResult("canceled", usage=usage)
     if finished.stopped in ("timeout", "idle"):
@@ -174,10 +189,14 @@ def judge(
         return orchestra.StepResult("timed_out", finished.stopped, message, usage=usage)
     if finished.error is not None:
         return orchestra.StepResult("failed", "tool_missing", finished.error)
-    if changed:
-        message = "aider changed " + ", ".join(changed)
-        return orchestra.StepResult("succeeded", message=message, exit_code=0, usage=usage)
-    error_class, message = _why_no_change(finished, output)
+    return None
+
+
+def failed(
+    finished: orchestra.ProcessResult, error_class: str, message: str, usage: orchestra.Usage
+) -> orchestra.StepResult:
+    """Return a failed result of ``error_class``, with the provider's delay after a rate
+    limit."""
     retry_after = parse_retry_after(message) if error_class == "rate_limited" else None
     return orchestra.StepResult(
         "failed",
@@ -189,8 +208,10 @@ def judge(
     )
 
 
-def _why_no_change(finished: orchestra.ProcessResult, output: AiderOutput) -> tuple[str, str]:
-    """Return the error class and message of an attempt that changed nothing."""
+def why_failed(finished: orchestra.ProcessResult, output: AiderOutput) -> tuple[str, str] | None:
+    """Return the error class and message of a run that went wrong whatever it was asked
+    (a signal, a wait for a person, refused arguments, the provider's error, a context
+    too long), None when aider said nothing of the kind."""
     if finished.exit_code is None:
         return "crashed", f"aider was ended by signal {finished.signal}"
     if finished.exit_code == NEEDS_PERSON:
@@ -203,9 +224,15 @@ def _why_no_change(finished: orchestra.ProcessResult, output: AiderOutput) -> tu
         if CONTEXT_OVERFLOW.search(message):
             return "context_overflow", message
         return ERROR_CLASSES.get(name, "provider_error"), message
-    text = output.text
-    if CONTEXT_OVERFLOW.search(text):
+    if CONTEXT_OVERFLOW.search(output.text):
         return "context_overflow", "the task did not fit the model's context window"
+    return None
+
+
+def _why_no_change(output: AiderOutput) -> tuple[str, str]:
+    """Return the error class and message of an attempt that changed nothing, when
+    ``why_failed`` found nothing wrong: the model's answer was not an edit."""
+    text = output.text
     for failure in EDIT_FORMAT_FAILURES:
         if failure in text:
             return "invalid_output", f"the model's answer did not fit the edit format ({failure})"

@@ -107,7 +107,8 @@ def adapter() -> AiderAdapter:
 def run_attempt(
     aider_on_path: Path, repo: Path, tmp_path: Path, llm: FakeOpenAI, adapter: AiderAdapter
 ) -> Callable[..., Attempt]:
-    """Return a function that runs one attempt of a task through the host's LocalContext."""
+    """Return a function that runs one attempt of a task through the host's LocalContext
+    (``review=True``: one review, ``AiderAdapter.review``)."""
 
     def run(
         prompt: str = "Make greet return hello, world",
@@ -117,6 +118,7 @@ def run_attempt(
         idle_timeout: float | None = None,
         timeout: float = 60,
         args: tuple[str, ...] = (),
+        review: bool = False,
         **options: Any,
     ) -> Attempt:
         profile = attrs.evolve(aider_profile(llm, **options), args=args)
@@ -138,12 +140,13 @@ def run_attempt(
             scratch_root=tmp_path / "scratch",
         )
         try:
-            result = adapter.execute(request, ctx)
+            result = (adapter.review if review else adapter.execute)(request, ctx)
             scratch = ctx.scratch_dir
             kept = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file())
             with_key = [path for path in kept if API_KEY.encode() in (scratch / path).read_bytes()]
         finally:
             ctx.cleanup()
-        return Attempt(result, events, log_path.read_text(errors="replace"), kept, with_key)
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        return Attempt(result, events, log, kept, with_key)
 
     return run

@@ -2,7 +2,9 @@
 
 ``available`` finds the ``claude`` program and its version. ``execute`` runs ``claude -p
 --output-format stream-json`` on a task in the attempt's working tree and judges the
-attempt by claude's stream and by what changed in the tree (see docs/tools/claude.md).
+attempt by claude's stream and by what changed in the tree; ``review`` runs it with the
+edit tools taken away on another tool's change and returns claude's final result as the
+answer (see docs/tools/claude.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from orchestra_claude import worktree
     from orchestra_claude.command import Invocation
     from orchestra_claude.settings import ClaudeSettings
-    from orchestra_claude.stream import ToolCall
+    from orchestra_claude.stream import Session, ToolCall
 
 # The modules that drive claude are imported where an attempt needs them, not with the
 # plugin: every orchestra command registers the adapter, few attempts are claude's.
@@ -37,7 +39,7 @@ class ClaudeAdapter:
     """The ``claude`` tool: Anthropic's coding agent, run as ``claude -p``."""
 
     name = "claude"
-    capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
+    capabilities = frozenset({"prompt", "edit", "review", "python", "javascript", "typescript"})
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, int], str | None] = {}
@@ -87,26 +89,44 @@ class ClaudeAdapter:
         Success needs both: claude's result says no error, and the working tree changed
         during the attempt. Claude never commits; orchestra does, after the checks.
         """
+        from orchestra_claude.judging import judge
+        from orchestra_claude.prompt import build_prompt
+
         try:
-            launch = self._prepare(request, ctx)
+            launch = self._prepare(request, ctx, build_prompt(request, ctx.redact))
         except CannotRun as error:
             return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
-        from orchestra_claude.judging import judge
-        from orchestra_claude.stream import StreamReader
-
-        reader = StreamReader(
-            on_call=lambda call: _report_call(ctx, launch.root, call),
-            on_retry=lambda retry: ctx.emit("retry", _retry_payload(retry)),
-        )
-        finished = ctx.run(launch.invocation.argv, env=launch.invocation.env, on_line=reader.feed)
-        reader.finish()
+        finished, session = _run(launch, ctx)
         changed = _changes_since(launch, ctx)
-        return judge(finished, reader.session, changed, launch.settings)
+        return judge(finished, session, changed, launch.settings)
+
+    def review(
+        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+    ) -> orchestra.StepResult:
+        """Run ``claude -p`` without its edit tools, in the permission mode that refuses
+        what is not read-only, on ``request.task.prompt`` (the review prompt orchestra
+        wrote, passed unchanged but for its secrets) and return how it went, with claude's
+        final result as ``answer``; judged as ``execute`` judges, but a run that ended well
+        needs an answer rather than a change."""
+        from orchestra_claude.review import judge_review, read_only
+
+        prompt = ctx.redact(request.task.prompt or "")
+        try:
+            launch = self._prepare(request, ctx, prompt, read_only)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
+        finished, session = _run(launch, ctx)
+        return judge_review(finished, session, launch.settings)
 
     def _prepare(
-        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+        self,
+        request: orchestra.ExecutionRequest,
+        ctx: orchestra.ExecutionContext,
+        prompt: str,
+        restrict: Callable[[ClaudeSettings], ClaudeSettings] | None = None,
     ) -> _Launch:
-        """Return what to run, once the prompt is written and the tree's state taken."""
+        """Return what to run with ``prompt``, once the prompt is written and the tree's
+        state taken; ``restrict`` changes the profile's settings (a review's read-only)."""
         from orchestra_claude import command, worktree
         from orchestra_claude.settings import ClaudeSettings, SettingsError
 
@@ -115,6 +135,8 @@ class ClaudeAdapter:
             settings = ClaudeSettings.from_options(profile.options, profile.name)
         except SettingsError as error:
             raise CannotRun(str(error)) from None
+        if restrict is not None:
+            settings = restrict(settings)
         program = shutil.which(os.path.expanduser(settings.binary))
         if program is None:
             raise CannotRun(f"{settings.binary} not found")
@@ -124,7 +146,7 @@ class ClaudeAdapter:
         except worktree.NotAGitTree as error:
             message = f"claude runs in a git working tree; {ctx.cwd} is not one: {error}"
             raise CannotRun(message) from None
-        invocation = command.build(request, settings, program, ctx.scratch_dir, ctx.redact)
+        invocation = command.build(request, settings, program, ctx.scratch_dir, prompt=prompt)
         self._record_version(program, ctx)
         return _Launch(invocation, settings, root, before)
 
@@ -146,6 +168,22 @@ class _Launch:
     settings: ClaudeSettings
     root: Path
     before: worktree.Fingerprint
+
+
+def _run(
+    launch: _Launch, ctx: orchestra.ExecutionContext
+) -> tuple[orchestra.ProcessResult, Session]:
+    """Run claude as ``launch`` says, reporting its tool calls and retries as progress;
+    return how its process ended and what its stream said."""
+    from orchestra_claude.stream import StreamReader
+
+    reader = StreamReader(
+        on_call=lambda call: _report_call(ctx, launch.root, call),
+        on_retry=lambda retry: ctx.emit("retry", _retry_payload(retry)),
+    )
+    finished = ctx.run(launch.invocation.argv, env=launch.invocation.env, on_line=reader.feed)
+    reader.finish()
+    return finished, reader.session
 
 
 def too_old(version: str) -> bool:

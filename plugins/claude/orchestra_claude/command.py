@@ -45,11 +45,15 @@ def build(
     program: str,
     scratch: Path,
     redact: Callable[[str], str] = str,
+    prompt: str | None = None,
 ) -> Invocation:
     """Return the invocation of ``program`` for ``request``; write its files into
-    ``scratch`` (the prompt, a private HOME and TMPDIR, all removed after the attempt)."""
+    ``scratch`` (the prompt, a private HOME and TMPDIR, all removed after the attempt).
+
+    The prompt is ``prompt`` when given (a review's, as orchestra wrote it), else the one
+    ``build_prompt`` makes of the task."""
     prompt_file = scratch / "prompt.md"
-    prompt_file.write_text(build_prompt(request, redact))
+    prompt_file.write_text(build_prompt(request, redact) if prompt is None else prompt)
     home, temporary = scratch / "home", scratch / "tmp"
     home.mkdir(mode=0o700, exist_ok=True)
     temporary.mkdir(mode=0o700, exist_ok=True)

@@ -141,6 +141,30 @@ def judge(
 ) -> orchestra.StepResult:
     """Return the StepResult of an attempt: how claude's process ended, what its stream
     said, and which paths changed (None when the tree could not be looked at)."""
+    unfinished = judge_unfinished(finished, session, settings)
+    if unfinished is not None:
+        return unfinished
+    spent = usage(session, settings)
+    if changed:
+        return orchestra.StepResult("succeeded", exit_code=finished.exit_code, usage=spent)
+    return orchestra.StepResult(
+        "failed",
+        error_class="invalid_output",
+        message=_cut(no_change_message(session, changed)),
+        exit_code=finished.exit_code,
+        usage=spent,
+    )
+
+
+def judge_unfinished(
+    finished: orchestra.ProcessResult, session: Session, settings: ClaudeSettings
+) -> orchestra.StepResult | None:
+    """Return the StepResult of a claude run that did not end well (canceled, stopped,
+    not started, no result line, a result with ``is_error``), None when it did.
+
+    An edit and a review are judged alike up to there; they differ only in what a run
+    that ended well must have left: a change, or an answer.
+    """
     spent = usage(session, settings)
     if finished.stopped == "canceled":
         return orchestra.StepResult("canceled", message="canceled while claude ran", usage=spent)
@@ -159,15 +183,7 @@ def judge(
         )
     if result.get("is_error") is not False:
         return _failed(finished, session, result, settings, spent)
-    if changed:
-        return orchestra.StepResult("succeeded", exit_code=finished.exit_code, usage=spent)
-    return orchestra.StepResult(
-        "failed",
-        error_class="invalid_output",
-        message=_cut(no_change_message(session, changed)),
-        exit_code=finished.exit_code,
-        usage=spent,
-    )
+    return None
 
 
 def _stopped(

@@ -2,11 +2,14 @@
 
 ``available`` finds the ``codex`` program and its version. ``execute`` runs
 ``codex exec --json`` on a task in the attempt's working tree and judges the attempt by
-codex's event stream and by what changed in the tree (see docs/tools/codex.md).
+codex's event stream and by what changed in the tree; ``review`` runs it in codex's
+read-only sandbox on another tool's change and returns codex's last message as the
+answer (see docs/tools/codex.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -18,6 +21,7 @@ import orchestra
 
 if TYPE_CHECKING:
     from orchestra_codex import worktree
+    from orchestra_codex.events import Turn
     from orchestra_codex.settings import CodexSettings
 
 # The modules that drive codex are imported where an attempt needs them, not with the
@@ -30,7 +34,7 @@ class CodexAdapter:
     """The ``codex`` tool: OpenAI's coding agent, run as ``codex exec``."""
 
     name = "codex"
-    capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
+    capabilities = frozenset({"prompt", "edit", "review", "python", "javascript", "typescript"})
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, int], str | None] = {}
@@ -73,25 +77,43 @@ class CodexAdapter:
         Success needs both: codex's turn completed, and the working tree changed during
         the attempt. Codex never commits; orchestra does, after the checks.
         """
+        from orchestra_codex.judging import judge
+        from orchestra_codex.prompt import build_prompt
+
+        prompt = build_prompt(request.task, request.feedback, orchestra.start_note(request))
         try:
-            launch = self._prepare(request, ctx)
+            launch = self._prepare(request, ctx, prompt)
         except CannotRun as error:
             return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
-        from orchestra_codex.events import EventReader, summarize_item
-        from orchestra_codex.judging import judge
-
-        reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
-        finished = ctx.run(
-            launch.argv, env=launch.env, on_line=reader.feed, **_outside_if_needed(ctx, launch)
-        )
-        reader.finish()
+        finished, turn = _run(launch, ctx)
         changed = _changes_since(launch, ctx)
-        return judge(finished, reader.turn, changed, launch.settings)
+        return judge(finished, turn, changed, launch.settings)
+
+    def review(
+        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+    ) -> orchestra.StepResult:
+        """Run ``codex exec`` in its read-only sandbox on ``request.task.prompt`` (the
+        review prompt orchestra wrote, passed unchanged) and return how it went, with
+        codex's last message as ``answer``; judged as ``execute`` judges, but a completed
+        turn needs an answer rather than a change."""
+        from orchestra_codex.review import REVIEW_SANDBOX, judge_review
+
+        try:
+            launch = self._prepare(request, ctx, request.task.prompt or "", REVIEW_SANDBOX)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
+        finished, turn = _run(launch, ctx)
+        return judge_review(finished, turn, launch.settings)
 
     def _prepare(
-        self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+        self,
+        request: orchestra.ExecutionRequest,
+        ctx: orchestra.ExecutionContext,
+        prompt: str,
+        sandbox: str | None = None,
     ) -> _Launch:
-        """Return what to run, once codex's home is written and the tree's state taken."""
+        """Return what to run with ``prompt``, once codex's home is written and the tree's
+        state taken; ``sandbox`` replaces the profile's sandbox (a review's read-only)."""
         from orchestra_codex import worktree
         from orchestra_codex.commands_env import remove_snapshots
         from orchestra_codex.settings import CodexSettings, SettingsError, config_toml, write_config
@@ -101,6 +123,8 @@ class CodexAdapter:
             settings = CodexSettings.from_options(profile.options, profile.name)
         except SettingsError as error:
             raise CannotRun(str(error)) from None
+        if sandbox is not None:
+            settings = dataclasses.replace(settings, sandbox=sandbox)
         program = shutil.which(os.path.expanduser(settings.binary))
         if program is None:
             raise CannotRun(f"{settings.binary} not found")
@@ -116,7 +140,7 @@ class CodexAdapter:
         remove_snapshots(home)
         self._record_version(program, home, ctx)
         return _Launch(
-            argv=command_line(program, request, settings),
+            argv=command_line(program, request, settings, prompt),
             env={**request.task.env, "CODEX_HOME": str(home)},
             settings=settings,
             root=root,
@@ -145,6 +169,19 @@ class _Launch:
     root: Path
     excluded: list[Path]
     before: worktree.Fingerprint
+
+
+def _run(launch: _Launch, ctx: orchestra.ExecutionContext) -> tuple[orchestra.ProcessResult, Turn]:
+    """Run codex as ``launch`` says, reporting each item it completes as progress; return
+    how its process ended and what its events said."""
+    from orchestra_codex.events import EventReader, summarize_item
+
+    reader = EventReader(on_item=lambda item: ctx.emit("item", summarize_item(item)))
+    finished = ctx.run(
+        launch.argv, env=launch.env, on_line=reader.feed, **_outside_if_needed(ctx, launch)
+    )
+    reader.finish()
+    return finished, reader.turn
 
 
 def _home(ctx: orchestra.ExecutionContext) -> Path:
@@ -186,18 +223,24 @@ MAX_PATHS = 100
 
 
 def command_line(
-    program: str, request: orchestra.ExecutionRequest, settings: CodexSettings
+    program: str,
+    request: orchestra.ExecutionRequest,
+    settings: CodexSettings,
+    prompt: str | None = None,
 ) -> list[str]:
-    """Return the ``codex exec`` command for one attempt."""
-    from orchestra_codex.prompt import build_prompt
+    """Return the ``codex exec`` command for one attempt: ``prompt``, else the one
+    ``build_prompt`` makes of the task."""
+    if prompt is None:
+        from orchestra_codex.prompt import build_prompt
 
+        prompt = build_prompt(request.task, request.feedback, orchestra.start_note(request))
     argv = [program, "exec", "--json", "--color", "never", "--sandbox", settings.sandbox]
     if not settings.keep_sessions:
         argv.append("--ephemeral")
     if request.profile.model:
         argv += ["--model", request.profile.model]
     argv += list(request.profile.args)
-    argv += ["--", build_prompt(request.task, request.feedback, orchestra.start_note(request))]
+    argv += ["--", prompt]
     return argv
 
 

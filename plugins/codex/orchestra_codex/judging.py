@@ -120,15 +120,10 @@ def judge(
 ) -> orchestra.StepResult:
     """Return the StepResult of an attempt: how codex's process ended, what its events
     said, and which paths changed (None when the tree could not be looked at)."""
+    unfinished = judge_unfinished(finished, turn, settings)
+    if unfinished is not None:
+        return unfinished
     spent = usage(turn, settings)
-    if finished.stopped == "canceled":
-        return orchestra.StepResult("canceled", message="canceled while codex ran", usage=spent)
-    if finished.stopped in ("timeout", "idle"):
-        return _stopped(finished, turn, spent)
-    if finished.error is not None:
-        return orchestra.StepResult("failed", error_class="tool_missing", message=finished.error)
-    if turn.failure is not None or not turn.completed:
-        return _failed(finished, turn, settings, spent)
     if changed:
         return orchestra.StepResult("succeeded", exit_code=finished.exit_code, usage=spent)
     return orchestra.StepResult(
@@ -138,6 +133,27 @@ def judge(
         exit_code=finished.exit_code,
         usage=spent,
     )
+
+
+def judge_unfinished(
+    finished: orchestra.ProcessResult, turn: Turn, settings: CodexSettings
+) -> orchestra.StepResult | None:
+    """Return the StepResult of a codex run that did not complete its turn (canceled,
+    stopped, not started, failed), None when its turn completed.
+
+    An edit and a review are judged alike up to there; they differ only in what a
+    completed turn must have left: a change, or an answer.
+    """
+    spent = usage(turn, settings)
+    if finished.stopped == "canceled":
+        return orchestra.StepResult("canceled", message="canceled while codex ran", usage=spent)
+    if finished.stopped in ("timeout", "idle"):
+        return _stopped(finished, turn, spent)
+    if finished.error is not None:
+        return orchestra.StepResult("failed", error_class="tool_missing", message=finished.error)
+    if turn.failure is not None or not turn.completed:
+        return _failed(finished, turn, settings, spent)
+    return None
 
 
 def _stopped(

@@ -107,7 +107,8 @@ def fake_responses() -> Iterator[Callable[..., FakeResponses]]:
 
 @pytest.fixture
 def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
-    """Return a function that runs one attempt of the real codex on a fresh repository."""
+    """Return a function that runs one attempt of the real codex on a fresh repository
+    (``review=True``: one review, ``CodexAdapter.review``)."""
 
     def run(
         server: FakeResponses | None,
@@ -124,6 +125,7 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         secrets: tuple[str, ...] = (),
         cancel: threading.Event | None = None,
         before: Callable[[], None] | None = None,
+        review: bool = False,
     ) -> Attempt:
         repo = tmp_path / "repo"
         if git:
@@ -174,7 +176,8 @@ def run_codex(native_codex: Path, tmp_path: Path) -> Callable[..., Attempt]:
         )
         start = time.monotonic()
         try:
-            result = CodexAdapter().execute(request, context)
+            adapter = CodexAdapter()
+            result = (adapter.review if review else adapter.execute)(request, context)
         finally:
             context.cleanup()
         seconds = time.monotonic() - start

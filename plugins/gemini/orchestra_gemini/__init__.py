@@ -3,7 +3,9 @@
 ``available`` finds the ``gemini`` program and its version. ``execute`` runs
 ``gemini -p --output-format stream-json`` on a task in the attempt's working tree, from a
 private HOME holding the settings orchestra writes, and judges the attempt by the CLI's
-event stream and by what changed in the tree (see docs/tools/gemini.md).
+event stream and by what changed in the tree; ``review`` runs it with only its read-only
+tools on another tool's change and returns the model's final text as the answer (see
+docs/tools/gemini.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orchestra
 
 if TYPE_CHECKING:
     from orchestra_gemini import worktree
+    from orchestra_gemini.events import Session
     from orchestra_gemini.settings import GeminiSettings
 
 # The modules that drive gemini are imported where an attempt needs them, not with the
@@ -41,7 +44,7 @@ class GeminiAdapter:
     """The ``gemini`` tool: Google's Gemini CLI, run as ``gemini -p``."""
 
     name = "gemini"
-    capabilities = frozenset({"prompt", "edit", "python", "javascript", "typescript"})
+    capabilities = frozenset({"prompt", "edit", "review", "python", "javascript", "typescript"})
 
     def __init__(self) -> None:
         #: (program, its mtime) -> what ``available`` said; asked once per install
@@ -88,19 +91,15 @@ class GeminiAdapter:
         Success needs both: the CLI's ``result`` said success, and the task's files
         changed during the attempt. The CLI never commits; orchestra does, after the checks.
         """
+        from orchestra_gemini.judging import judge
+        from orchestra_gemini.prompt import build_prompt
+
+        prompt = build_prompt(request.task, request.feedback, orchestra.start_note(request))
         try:
-            launch = self._prepare(request, ctx)
+            launch = self._prepare(request, ctx, prompt)
         except CannotRun as error:
             return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
-        from orchestra_gemini.events import StreamReader, summarize_call
-        from orchestra_gemini.judging import judge
-
-        reader = StreamReader(on_call=lambda call: ctx.emit("call", summarize_call(call)))
-        finished = ctx.run(launch.argv, env=launch.env, on_line=reader.feed)
-        reader.finish()
-        session = reader.session
-        if session.session_id is not None:
-            ctx.emit("session", {"session_id": session.session_id, "model": session.model})
+        finished, session = _run(launch, ctx)
         changed = _changes_since(launch, ctx)
         counted = None
         if changed is not None:
@@ -109,10 +108,32 @@ class GeminiAdapter:
             counted = task_changes(changed, request.task.files)
         return judge(finished, session, counted, launch.settings)
 
-    def _prepare(
+    def review(
         self, request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext
+    ) -> orchestra.StepResult:
+        """Run ``gemini -p`` in the approval mode that declares only its read-only tools,
+        on ``request.task.prompt`` (the review prompt orchestra wrote, passed unchanged
+        but for its secrets) and return how it went, with the model's final text as
+        ``answer``; judged as ``execute`` judges, but a run that ended well needs an
+        answer rather than a change."""
+        from orchestra_gemini.review import REVIEW_APPROVAL_MODE, judge_review
+
+        try:
+            launch = self._prepare(request, ctx, request.task.prompt or "", REVIEW_APPROVAL_MODE)
+        except CannotRun as error:
+            return orchestra.StepResult("failed", error_class="tool_missing", message=str(error))
+        finished, session = _run(launch, ctx)
+        return judge_review(finished, session, launch.settings)
+
+    def _prepare(
+        self,
+        request: orchestra.ExecutionRequest,
+        ctx: orchestra.ExecutionContext,
+        prompt: str,
+        approval_mode: str | None = None,
     ) -> _Launch:
-        """Return what to run, once gemini's HOME is written and the tree's state taken."""
+        """Return what to run with ``prompt``, once gemini's HOME is written and the tree's
+        state taken; ``approval_mode`` replaces the profile's (a review's read-only one)."""
         from orchestra_gemini import worktree
         from orchestra_gemini.settings import GeminiSettings, SettingsError, reserved_arg
 
@@ -142,7 +163,9 @@ class GeminiAdapter:
             message = f"gemini runs in a git working tree; {ctx.cwd} is not one: {error}"
             raise CannotRun(message) from None
         return _Launch(
-            argv=command_line(found.path, request, settings, _prompt_file(request, ctx)),
+            argv=command_line(
+                found.path, request, settings, _prompt_file(prompt, ctx), approval_mode
+            ),
             env={**request.task.env, **_environment(settings, profile.secrets, scratch)},
             settings=settings,
             root=root,
@@ -180,14 +203,32 @@ class _Launch:
     before: worktree.Fingerprint
 
 
+def _run(
+    launch: _Launch, ctx: orchestra.ExecutionContext
+) -> tuple[orchestra.ProcessResult, Session]:
+    """Run gemini as ``launch`` says, reporting its tool calls and its session as
+    progress; return how its process ended and what its events said."""
+    from orchestra_gemini.events import StreamReader, summarize_call
+
+    reader = StreamReader(on_call=lambda call: ctx.emit("call", summarize_call(call)))
+    finished = ctx.run(launch.argv, env=launch.env, on_line=reader.feed)
+    reader.finish()
+    session = reader.session
+    if session.session_id is not None:
+        ctx.emit("session", {"session_id": session.session_id, "model": session.model})
+    return finished, session
+
+
 def command_line(
     program: str,
     request: orchestra.ExecutionRequest,
     settings: GeminiSettings,
     prompt_file: Path,
+    approval_mode: str | None = None,
 ) -> list[str]:
     """Return the command for one attempt: ``launch.py`` gives the CLI the prompt file as
-    its stdin and becomes ``gemini -p ""`` (the CLI puts the ``-p`` text after stdin's)."""
+    its stdin and becomes ``gemini -p ""`` (the CLI puts the ``-p`` text after stdin's).
+    ``approval_mode`` replaces the one the settings give (``settings.approval_mode``)."""
     from orchestra_gemini import launch
     from orchestra_gemini.settings import DEFAULT_MODEL
 
@@ -204,16 +245,13 @@ def command_line(
         "-m",
         request.profile.model or DEFAULT_MODEL,
         "--approval-mode",
-        settings.approval_mode,
+        approval_mode or settings.approval_mode,
         *request.profile.args,
     ]
 
 
-def _prompt_file(request: orchestra.ExecutionRequest, ctx: orchestra.ExecutionContext) -> Path:
+def _prompt_file(prompt: str, ctx: orchestra.ExecutionContext) -> Path:
     """Write the attempt's prompt, secrets masked, into the scratch directory."""
-    from orchestra_gemini.prompt import build_prompt
-
-    prompt = build_prompt(request.task, request.feedback, orchestra.start_note(request))
     path = ctx.scratch_dir / "prompt.md"
     path.write_text(ctx.redact(prompt))
     return path

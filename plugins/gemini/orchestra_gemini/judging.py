@@ -125,15 +125,10 @@ def judge(
 ) -> orchestra.StepResult:
     """Return the StepResult of an attempt: how the CLI's process ended, what its events
     said, and which of the task's paths changed (None when the tree could not be seen)."""
+    unfinished = judge_unfinished(finished, session, settings)
+    if unfinished is not None:
+        return unfinished
     spent = usage(session, settings)
-    if finished.stopped == "canceled":
-        return orchestra.StepResult("canceled", message="canceled while gemini ran", usage=spent)
-    if finished.stopped in ("timeout", "idle"):
-        return _stopped(finished, session, spent)
-    if finished.error is not None:
-        return orchestra.StepResult("failed", error_class="tool_missing", message=finished.error)
-    if not session.succeeded:
-        return _failed(finished, session, settings, spent)
     if changed:
         return orchestra.StepResult("succeeded", exit_code=finished.exit_code, usage=spent)
     return orchestra.StepResult(
@@ -143,6 +138,27 @@ def judge(
         exit_code=finished.exit_code,
         usage=spent,
     )
+
+
+def judge_unfinished(
+    finished: orchestra.ProcessResult, session: Session, settings: GeminiSettings
+) -> orchestra.StepResult | None:
+    """Return the StepResult of a gemini run that did not end well (canceled, stopped,
+    not started, no ``result``, a ``result`` saying error), None when it did.
+
+    An edit and a review are judged alike up to there; they differ only in what a run
+    that ended well must have left: a change, or an answer.
+    """
+    spent = usage(session, settings)
+    if finished.stopped == "canceled":
+        return orchestra.StepResult("canceled", message="canceled while gemini ran", usage=spent)
+    if finished.stopped in ("timeout", "idle"):
+        return _stopped(finished, session, spent)
+    if finished.error is not None:
+        return orchestra.StepResult("failed", error_class="tool_missing", message=finished.error)
+    if not session.succeeded:
+        return _failed(finished, session, settings, spent)
+    return None
 
 
 def _stopped(

@@ -88,7 +88,8 @@ class Attempt:
 
 @pytest.fixture
 def run_gemini(real_gemini: Path, tmp_path: Path) -> Callable[..., Attempt]:
-    """Return a function that runs one attempt of the real gemini on a fresh repository."""
+    """Return a function that runs one attempt of the real gemini on a fresh repository
+    (``review=True``: one review, ``GeminiAdapter.review``)."""
 
     def run(
         server: FakeGemini | None,
@@ -105,6 +106,7 @@ def run_gemini(real_gemini: Path, tmp_path: Path) -> Callable[..., Attempt]:
         secrets: tuple[str, ...] = (),
         key: str | None = API_KEY,
         cancel: threading.Event | None = None,
+        review: bool = False,
     ) -> Attempt:
         repo = tmp_path / "repo"
         if git:
@@ -154,7 +156,8 @@ def run_gemini(real_gemini: Path, tmp_path: Path) -> Callable[..., Attempt]:
         )
         start = time.monotonic()
         try:
-            result = GeminiAdapter().execute(request, context)
+            adapter = GeminiAdapter()
+            result = (adapter.review if review else adapter.execute)(request, context)
         finally:
             context.cleanup()
         seconds = time.monotonic() - start
