@@ -420,7 +420,10 @@ class Orchestrator:
             payload = {"from": before.value, "to": "running", **routed, "attempt": number}
             self.fanout.emit("step.running", task.id, payload)
         request = self.launches.request(
-            task,
+            # the workspace reads a task's review (one of [defaults] too) from its task
+            task
+            if reviewer is None or task.review is not None
+            else attrs.evolve(task, review=self.reviews.review_of(task)),
             number,
             self._profile(tool),
             feedback=self.history.feedback.get(task.id),
