@@ -373,7 +373,7 @@ def test_a_real_run_reviewed_by_a_second_tool_is_shown_as_it_goes_and_afterwards
     # down (and edits a file, discarded), then approves the second
     repo = make_git_repo(tmp_path / "repo", {"app.py": "VALUE = 0\n"})
     (repo / "ws.toml").write_text(
-        'id = "w"\n[defaults]\nreview = { tools = ["beta"] }\n'
+        'id = "w"\n[defaults]\nreview = { tools = ["beta"] }\nbackoff = { initial = "0s" }\n'
         '[[tasks]]\nid = "t"\nprompt = "Set VALUE to 2"\ntool = "alpha"\n'
     )
     alpha = write_tool_script(

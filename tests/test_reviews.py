@@ -60,6 +60,8 @@ def run_branch_file(repo: Path, path: str) -> str:
 
 def project(tmp_path: Path, tasks: str, *, defaults: str = "", config: str = "") -> Path:
     repo = make_git_repo(tmp_path / "repo", {"app.py": "VALUE = 0\n"})
+    if "backoff" not in defaults:  # a retry need not wait here
+        defaults += '\nbackoff = { initial = "0s" }'
     (repo / "ws.toml").write_text(f'id = "w"\n[defaults]\n{defaults}\n{tasks}')
     if config:
         (repo / "orchestra.toml").write_text(config)
@@ -502,3 +504,26 @@ def test_a_huge_change_or_check_output_is_cut_so_the_question_fits_one_argument(
     assert "[… diff cut here]" in question
     assert question.index("## The change") < question.index("## The checks")
     assert question.rstrip().endswith("not writing.")  # the verdict's format is never cut
+
+
+def test_a_reviewer_quoting_the_authors_key_leaves_no_trace_of_it(tmp_path):
+    key = "sk-author-only-5f3a9c1e7d"
+    repo = project(
+        tmp_path,
+        f"[[tasks]]\n{TASK}max_attempts = 1\n",
+        defaults='review = { tools = ["beta"], max_rounds = 1 }',
+        config=f'[tools.alpha]\nenv = {{ ALPHA_API_KEY = "{key}" }}\n',
+    )
+    alpha = write_tool_script(tmp_path / "alpha.toml", [edit("app.py", "VALUE = 2\n")])
+    beta = write_tool_script(
+        tmp_path / "beta.toml", [{}], reviews=[reject(f"Never hard-code {key} in app.py.")]
+    )
+
+    result = run(repo, alpha=alpha, beta=beta)
+
+    assert result.returncode == 1
+    (review,) = reviews_of(repo)
+    assert review["comments"] == "Never hard-code *** in app.py."
+    database = (repo / ".orchestra" / "orchestra.db").read_bytes()
+    wal = repo / ".orchestra" / "orchestra.db-wal"
+    assert key.encode() not in database + (wal.read_bytes() if wal.exists() else b"")

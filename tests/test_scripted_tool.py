@@ -193,7 +193,7 @@ def test_a_missing_script_makes_the_tool_unavailable(tmp_path):
 def test_the_variable_names_tools_scripts_and_capabilities(tmp_path):
     parsed = parse_tools_variable("alpha=/s/alpha.toml, beta=/s/beta.toml:prompt+rust,")
     assert parsed == [
-        ("alpha", Path("/s/alpha.toml"), frozenset({"prompt", "edit", "python"})),
+        ("alpha", Path("/s/alpha.toml"), frozenset({"prompt", "edit", "python", "review"})),
         ("beta", Path("/s/beta.toml"), frozenset({"prompt", "rust"})),
     ]
     assert parse_tools_variable("") == []

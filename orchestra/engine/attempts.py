@@ -83,9 +83,12 @@ def run_attempt(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
         )
         if result.outcome == "canceled":
             return result
-        return _judge_change(
+        result = _judge_change(
             space, request, directory, result, defaults, PendingReview(launch.review, passed)
         )
+        if result.review is not None:  # what the reviewer said may quote the author's secrets
+            result = _redacted(result, context.redact)
+        return result
     finally:
         _discard(space, request, directory, context)
 
@@ -197,6 +200,26 @@ def _held_by_review(
         error_class="review_rejected",
         message=f"{tool} asked for changes: {first}",
         feedback=rejection_feedback(tool, review.comments or "", diff),
+    )
+
+
+def _redacted(result: StepResult, redact: Callable[[str], str]) -> StepResult:
+    """The result of a reviewed attempt with the author's secrets masked in what its
+    review brought (the reviewer's own were masked as it ran)."""
+    review = result.review
+    assert review is not None
+
+    def masked(text: str | None) -> str | None:
+        return None if text is None else redact(text)
+
+    review = attrs.evolve(
+        review,
+        comments=masked(review.comments),
+        message=masked(review.message),
+        edits=masked(review.edits),
+    )
+    return attrs.evolve(
+        result, review=review, message=masked(result.message), feedback=masked(result.feedback)
     )
 
 
