@@ -1,7 +1,9 @@
 """Kill `orchestra run` at random moments in a git repository, then resume it, many times.
 
 Each round makes a git repository and a workstream of command tasks that each append one
-line to a file of their own (so a change merged twice shows as a doubled line), with
+line to a file of their own (so a change merged twice shows as a doubled line; each
+declares that file in ``files.create``, so that it gets a worktree of its own whose
+change lands), with
 chains of dependencies so that landings on the run branch are frequent and come while
 other tasks still run. It starts `orchestra run` in a process group of its own, sends
 SIGKILL to the whole group at a random moment (as a cancelled CI job, a killed container
@@ -68,6 +70,7 @@ def make_project(root: Path, tasks: int, width: int) -> Path:
             lines.append(f'depends_on = ["t{number - width:03d}"]')
         script = f"mkdir -p files && echo {task} >> files/{task}.txt"
         lines.append(f"command = {json.dumps(['sh', '-c', script])}")
+        lines.append(f'files = {{ create = ["files/{task}.txt"] }}')
     (repo / "ws.toml").write_text("\n".join(lines) + "\n")
     git(repo, "add", "ws.toml")
     git(repo, "commit", "-q", "-m", "workstream")

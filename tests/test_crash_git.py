@@ -167,6 +167,7 @@ def test_a_stale_packed_refs_lock_does_not_turn_merged_attempts_into_failures(tm
         'id = "w"\n'
         + "".join(
             f'[[tasks]]\nid = "t{n}"\ncommand = ["sh", "-c", "echo {n} > f{n}.txt"]\n'
+            f'files = {{ create = ["f{n}.txt"] }}\n'
             for n in range(4)
         )
     )
@@ -224,6 +225,7 @@ def test_a_change_that_landed_before_the_crash_is_not_made_again(tmp_path):
     repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n", ".gitignore": ".orchestra/\n"})
     (repo / "ws.toml").write_text(
         'id = "w"\n[[tasks]]\nid = "append"\ncommand = ["sh", "-c", "echo once >> log.txt"]\n'
+        'files = { create = ["log.txt"] }\n'
         '[[tasks]]\nid = "after"\ndepends_on = ["append"]\ncommand = ["cat", "log.txt"]\n'
     )
     first = run_orchestra("run", "ws.toml", "--json", cwd=repo)
@@ -256,7 +258,9 @@ def test_no_attempt_branch_worktree_or_directory_outlives_a_finished_run(tmp_pat
     (repo / "ws.toml").write_text(
         'id = "w"\n[defaults]\nmax_attempts = 2\nbackoff = { initial = "0s" }\n'
         '[[tasks]]\nid = "ok"\ncommand = ["sh", "-c", "echo ok > ok.txt"]\n'
+        'files = { create = ["ok.txt"] }\n'
         '[[tasks]]\nid = "fails"\ncommand = ["sh", "-c", "echo x > x.txt; exit 3"]\n'
+        'files = { create = ["x.txt"] }\n'
     )
     result = run_orchestra("run", "ws.toml", "--json", cwd=repo)
     assert result.returncode == 1, result.stderr

@@ -19,6 +19,9 @@ from pathlib import Path
 from orchestra.testing import make_git_repo, run_orchestra
 
 NO_SANDBOX = {"ORCHESTRA_SANDBOX": "none"}
+#: what the tasks declare they write: each gets a worktree of its own, whose change
+#: orchestra's git commits (a task that declares no writes shares one, and lands nothing)
+OUT = '{ create = ["out.txt"] }'
 #: a provider key orchestra holds: no program orchestra's git runs may see it
 KEY = {"FAKE_PROVIDER_API_KEY": "sk-live-do-not-leak-4242"}
 
@@ -97,7 +100,7 @@ def test_a_program_named_in_the_repository_config_never_runs_with_orchestras_key
         f"git config merge.spy.driver {spy} && "
         "echo '* filter=spy merge=spy' > .gitattributes && echo hi > out.txt"
     )
-    repo = project(tmp_path, command)
+    repo = project(tmp_path, command, files='{ create = ["out.txt", ".gitattributes"] }')
 
     summary = run(repo)
 
@@ -119,7 +122,7 @@ def test_orchestras_git_sees_none_of_its_secrets_even_through_a_users_own_config
     seen = tmp_path / "spy-ran.txt"
     spy.write_text(f"#!/bin/sh\nenv >> {seen}\ncat\n")
     spy.chmod(0o755)
-    repo = project(tmp_path, "echo hi > out.txt")
+    repo = project(tmp_path, "echo hi > out.txt", files=OUT)
     git(repo, "config", "filter.spy.clean", str(spy))
     (repo / ".gitattributes").write_text("*.txt filter=spy\n")
     git(repo, "add", ".gitattributes")
@@ -134,7 +137,9 @@ def test_orchestras_git_sees_none_of_its_secrets_even_through_a_users_own_config
 
 
 def test_a_task_that_points_its_worktree_head_at_the_users_branch_moves_nothing(tmp_path):
-    repo = project(tmp_path, "git symbolic-ref HEAD refs/heads/main && echo hi > out.txt")
+    repo = project(
+        tmp_path, "git symbolic-ref HEAD refs/heads/main && echo hi > out.txt", files=OUT
+    )
     main_before = git(repo, "rev-parse", "main")
 
     summary = run(repo)
@@ -150,7 +155,9 @@ def test_a_task_that_points_its_worktree_head_at_the_users_branch_moves_nothing(
 def test_a_task_that_rewrites_its_worktrees_git_file_does_not_reach_the_users_repo(tmp_path):
     # the .git file says where the repository is; orchestra does not ask it
     repo = project(
-        tmp_path, 'echo "gitdir: $(git rev-parse --git-common-dir)" > .git; echo hi > out.txt'
+        tmp_path,
+        'echo "gitdir: $(git rev-parse --git-common-dir)" > .git; echo hi > out.txt',
+        files=OUT,
     )
     main_before = git(repo, "rev-parse", "main")
 
@@ -170,7 +177,11 @@ def test_a_task_that_rewrites_its_worktrees_git_file_does_not_reach_the_users_re
 
 def test_a_symbolic_link_out_of_the_repository_is_a_scope_violation(tmp_path):
     (tmp_path / "outside").mkdir()
-    repo = project(tmp_path, f"ln -s {tmp_path / 'outside'} escape && ln -s ../../.. up")
+    repo = project(
+        tmp_path,
+        f"ln -s {tmp_path / 'outside'} escape && ln -s ../../.. up",
+        files='{ create = ["escape", "up"] }',
+    )
 
     summary = run(repo)
 
@@ -184,7 +195,11 @@ def test_a_symbolic_link_out_of_the_repository_is_a_scope_violation(tmp_path):
 
 
 def test_a_symbolic_link_inside_the_repository_is_fine(tmp_path):
-    repo = project(tmp_path, "mkdir -p docs && ln -s ../README.md docs/readme")
+    repo = project(
+        tmp_path,
+        "mkdir -p docs && ln -s ../README.md docs/readme",
+        files='{ create = ["docs/readme"] }',
+    )
     summary = run(repo)
     assert summary["state"] == "succeeded"
     assert git(repo, "show", f"orchestra/{summary['run']}:docs/readme") == "../README.md"

@@ -5,8 +5,8 @@ committed: every file git tracks or would track (new files too, ignored ones not
 .orchestra/, no build/, no .venv/), committed in a new repository, then `git clone`d.
 So the test checks the examples as they are being edited, and a clone holds nothing a
 developer's earlier runs left behind. Each example runs with the real `orchestra run`, in
-a clone of its own, with the default workspace (a git worktree per attempt) and the
-default sandbox.
+a clone of its own, with the default workspace (a git worktree per attempt that declares
+writes, one shared by the commands that declare none) and the default sandbox.
 """
 
 import shutil

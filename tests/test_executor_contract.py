@@ -87,6 +87,7 @@ id = "w"
 id = "where"
 command = ["sh", "-c", "echo $WHERE > where.txt"]
 checks = ["grep -q elsewhere where.txt"]
+files = { create = ["where.txt"] }
 """
 
 

@@ -106,33 +106,46 @@ def one_error_line(stderr: str) -> str:
 # -- a disk that fills up mid-run ---------------------------------------------------------
 
 
-def fault_workstream(marks: Path, before: str, gated: str, gate_workspace: str | None) -> str:
+def fault_workstream(
+    marks: Path, before: str, gated: str, gate_workspace: str | None, in_git: bool
+) -> str:
     """early first; then a sleeper (300 s unless resumed) beside the gate, which does
-    ``before``, waits for ``marks/go``, then does ``gated``; 'after' follows the gate."""
+    ``before``, waits for ``marks/go``, then does ``gated``; 'after' follows the gate.
+    ``in_git``, each declares the files it writes, and so gets a worktree of its own (in
+    place, tasks that declare writes would take turns: the gate would wait for the
+    sleeper)."""
     workspace = f'workspace = "{gate_workspace}"' if gate_workspace else ""
+
+    def creates(*names: str) -> str:
+        return f"files = {{ create = {json.dumps(list(names))} }}" if in_git else ""
+
     return f"""
 id = "full"
 [[tasks]]
 id = "early"
 command = "echo early > early.txt"
 shell = true
+{creates("early.txt")}
 [[tasks]]
 id = "sleeper"
 depends_on = ["early"]
 command = "echo $$ > sleeper.pid; test -e {marks}/resumed || exec sleep 300"
 shell = true
+{creates("sleeper.pid")}
 timeout = "10m"
 [[tasks]]
 id = "gate"
 depends_on = ["early"]
 command = "{before} while [ ! -e {marks}/go ]; do sleep 0.05; done; {gated}"
 shell = true
+{creates("gate.txt", "gate.waits")}
 {workspace}
 [[tasks]]
 id = "after"
 depends_on = ["gate"]
 command = "echo after > after.txt"
 shell = true
+{creates("after.txt")}
 """
 
 
@@ -154,7 +167,8 @@ def run_into_a_full_disk(
     marks.mkdir()
     if before:
         before += "; touch gate.waits;"
-    (project / "ws.toml").write_text(fault_workstream(marks, before, gated, gate_workspace))
+    in_git = (project / ".git").exists()
+    (project / "ws.toml").write_text(fault_workstream(marks, before, gated, gate_workspace, in_git))
     worktrees = database.parent / "worktrees"
 
     def written(task: str, name: str) -> Path | None:

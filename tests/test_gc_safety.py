@@ -11,7 +11,10 @@ from pathlib import Path
 from orchestra.store import lock
 from orchestra.testing import make_git_repo, run_orchestra, start_orchestra, wait_for
 
-QUICK = 'id = "w"\n[[tasks]]\nid = "t"\nshell = true\ncommand = "echo x >> x.txt"\n'
+QUICK = (
+    'id = "w"\n[[tasks]]\nid = "t"\nshell = true\ncommand = "echo x >> x.txt"\n'
+    'files = { create = ["x.txt"] }\n'
+)
 
 
 def git(repo: Path, *arguments: str) -> str:
@@ -86,6 +89,7 @@ id = "cancelable"
 id = "first"
 shell = true
 command = "echo one > first.txt"
+files = { create = ["first.txt"] }
 
 [[tasks]]
 id = "long"

@@ -131,6 +131,9 @@ def parallel_bundle(tmp_path: Path) -> Path:
             "id": "par",
             "execution": {"parallel": True},
             "acceptance_tests": ["test -f a.txt && test -f b.txt"],
+            # what the steps write: declared, each gets a worktree of its own, whose
+            # change lands (a command that declares none may change nothing)
+            "files_create": ["a.txt", "b.txt"],
             "execution_steps": steps,
         },
     )

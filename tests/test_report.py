@@ -60,12 +60,14 @@ id = "edits"
 id = "rewrite"
 command = "printf 'VALUE = 1\\nNAME = \\"<b>\\"\\n' > app.py"
 shell = true
+files = { write = ["app.py"] }
 
 [[tasks]]
 id = "notes"
 depends_on = ["rewrite"]
 command = "printf 'one\\ntwo\\nthree\\n' > notes.txt"
 shell = true
+files = { create = ["notes.txt"] }
 """
 
 
@@ -93,7 +95,8 @@ def plain_run(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def git_run(tmp_path_factory) -> tuple[Path, str]:
-    """A run in a git repository whose tasks change files, so every attempt has a diff."""
+    """A run in a git repository whose tasks change files (and declare them, so that each
+    has a worktree of its own), so every attempt has a diff."""
     project = make_git_repo(tmp_path_factory.mktemp("git") / "repo", {"app.py": "VALUE = 0\n"})
     return project, make_run(project, GIT_WORKSTREAM, expected_status=0)
 

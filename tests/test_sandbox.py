@@ -69,11 +69,25 @@ def user_state(repo: Path) -> dict:
     }
 
 
-def run_task(repo: Path, command: str, *, more: str = "", env=CONFINED):
-    """Run a workstream of one shell task with ``command`` (then ``echo ran > ran.txt``)."""
+def run_task(
+    repo: Path,
+    command: str,
+    *,
+    more: str = "",
+    env=CONFINED,
+    creates=(),
+    writes=(),
+    declared: bool = True,
+):
+    """Run a workstream of one shell task with ``command`` (then ``echo ran > ran.txt``).
+    The task declares what it writes (``ran.txt`` and ``creates``, ``writes``): it gets a
+    worktree of its own, whose change lands. Not ``declared``, it declares no writes and
+    runs in the worktree shared by such commands."""
+    created, written = json.dumps(["ran.txt", *creates]), json.dumps(list(writes))
+    files = f"files = {{ create = {created}, write = {written} }}\n" if declared else ""
     (repo / "ws.toml").write_text(
         'id = "w"\n[defaults]\nmax_attempts = 1\n[[tasks]]\nid = "t"\nshell = true\n'
-        f"command = '''{command}\necho ran > ran.txt'''\n{more}"
+        f"command = '''{command}\necho ran > ran.txt'''\n{files}{more}"
     )
     return run_orchestra("run", "ws.toml", "--json", cwd=repo, env=env)
 
@@ -119,19 +133,29 @@ ESCAPES = {
 }
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["own worktree", "shared worktree"])
 @pytest.mark.parametrize("escape", list(ESCAPES))
-def test_a_task_cannot_get_out_of_its_worktree(project, escape):
+def test_a_task_cannot_get_out_of_its_worktree(project, escape, declared):
     command, refusal = ESCAPES[escape]
     before = user_state(project)
 
     result = run_task(
-        project, command.format(repo=project, outside=project.parent / "outside") + " || true"
+        project,
+        command.format(repo=project, outside=project.parent / "outside") + " || true",
+        declared=declared,
     )
 
-    assert result.returncode == 0, result.stdout + result.stderr
     run_id = json.loads(result.stdout)["run"]
-    # it ran, in its worktree, and what it left there landed on the run branch
-    assert git(project, "show", f"orchestra/{run_id}:ran.txt") == "ran\n"
+    if declared:
+        # it ran, in its worktree, and what it left there landed on the run branch
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert git(project, "show", f"orchestra/{run_id}:ran.txt") == "ran\n"
+    else:
+        # it ran in the shared worktree, which it could write: what it left there was
+        # found, and fails it (it declares no writes)
+        (attempt,) = rows(project, "SELECT * FROM attempts")
+        assert attempt["error_class"] == "scope_violation", result.stdout + result.stderr
+        assert "but it changed the tree: ran.txt" in attempt["message"]
     assert refusal in attempt_log(project, run_id)
     assert user_state(project) == before
     assert not (project.parent / "outside" / "pwned").exists()
@@ -149,6 +173,8 @@ def test_a_task_writes_its_worktree_and_its_temporary_directory_and_git_add_work
         ' && echo new > new.txt && echo "VALUE = 2" > src/app.py && git add new.txt'
         " && git status --short",
         more='checks = ["test -s new.txt", "sh -c \'test -s \\"$TMPDIR/scratch.txt\\"\'"]\n',
+        creates=["new.txt"],
+        writes=["src/app.py"],
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -171,6 +197,7 @@ def test_git_add_in_the_sandbox_is_seen_by_the_checks_and_orchestra_commits_the_
         project,
         "echo staged > staged.txt && git add staged.txt",
         more="checks = [\"sh -c 'git diff --cached --name-only | grep -x staged.txt'\"]\n",
+        creates=["staged.txt"],
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -33,11 +33,13 @@ def mode(path: Path) -> int:
 
 def run_task(tmp_path: Path, script: str) -> tuple[Path, tuple]:
     """Run one shell task in a fresh repository (its .git/config mode 0640); return the
-    repository and the attempt's (outcome, error_class, message)."""
+    repository and the attempt's (outcome, error_class, message). The task declares that
+    it creates ``out.txt``: it gets a worktree of its own, whose change lands."""
     repo = make_git_repo(tmp_path / "repo", {".gitignore": ".orchestra/\n"})
     (repo / "ws.toml").write_text(
         'id = "w"\n[defaults]\nmax_attempts = 1\n'
         f'[[tasks]]\nid = "t"\nshell = true\ncommand = {json.dumps(script)}\n'
+        'files = { create = ["out.txt"] }\n'
     )
     os.chmod(repo / ".git" / "config", 0o640)
     result = run_orchestra("run", "ws.toml", "--json", cwd=repo, env=NO_SANDBOX)

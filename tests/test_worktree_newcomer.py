@@ -60,6 +60,13 @@ def run_branch(result: subprocess.CompletedProcess[str]) -> str:
     return f"orchestra/{json.loads(result.stdout)['run']}"
 
 
+def run_worktrees(repo: Path) -> list[str]:
+    """The worktrees of orchestra's runs: an attempt's own, or the one that the commands
+    declaring no writes share (made when such an attempt starts)."""
+    listed = git(repo, "worktree", "list", "--porcelain").splitlines()
+    return [line for line in listed if line.startswith("worktree ") and "/.orchestra/" in line]
+
+
 # -- 1. uncommitted work ------------------------------------------------------------------
 
 
@@ -103,7 +110,8 @@ def test_include_uncommitted_starts_the_run_from_them_and_leaves_the_users_tree_
     workstream(
         repo,
         f'[[tasks]]\nid = "t"\nmax_attempts = 1\nshell = true\n'
-        f'command = "{check} && test ! -e scratch.txt && echo done > out.txt"\n',
+        f'command = "{check} && test ! -e scratch.txt && echo done > out.txt"\n'
+        'files = { create = ["out.txt"] }\n',
     )
     head, status = git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")
     staged = git(repo, "diff", "--cached")
@@ -138,7 +146,7 @@ def test_a_resumed_run_keeps_the_uncommitted_changes_it_started_from(tmp_path):
         f'command = "grep -q edited app.py && until test -e {flag}; do sleep 0.05; done"\n',
     )
     running = start_orchestra("run", "ws.toml", "--include-uncommitted", cwd=repo, new_session=True)
-    wait_for(lambda: git(repo, "branch", "--list", "orchestra-tasks/*"), what="the attempt")
+    wait_for(lambda: run_worktrees(repo), what="the attempt's (shared) worktree")
     os.killpg(running.pid, signal.SIGKILL)
     running.wait(timeout=30)
     git(repo, "checkout", "--", "app.py")  # the user drops their edit meanwhile
@@ -209,7 +217,8 @@ def test_the_ignore_setting_replaces_the_built_in_list(tmp_path):
     workstream(
         repo,
         '[[tasks]]\nid = "t"\nshell = true\n'
-        'command = "echo x > build.log && mkdir -p __pycache__ && echo y > __pycache__/m.pyc"\n',
+        'command = "echo x > build.log && mkdir -p __pycache__ && echo y > __pycache__/m.pyc"\n'
+        'files = { create = ["build.log", "__pycache__/m.pyc"] }\n',
     )
 
     result = run(repo)
@@ -270,6 +279,7 @@ def test_a_continued_retry_sees_git_as_a_person_would(tmp_path):
     workstream(
         repo,
         f'[[tasks]]\nid = "t"\nshell = true\ncommand = "{commit_status}"\n'
+        'files = { create = ["status.txt", "out.txt"] }\n'
         'checks = [{ command = "test $(wc -l < out.txt) -ge 2", shell = true }]\n',
     )
 
@@ -375,7 +385,7 @@ def test_a_run_that_merged_nothing_leaves_no_branch_canceled_or_not(tmp_path):
 
     workstream(repo, '[[tasks]]\nid = "t"\ncommand = ["sleep", "60"]\n')
     running = start_orchestra("run", "ws.toml", cwd=repo)
-    wait_for(lambda: git(repo, "branch", "--list", "orchestra-tasks/*"), what="the attempt")
+    wait_for(lambda: run_worktrees(repo), what="the attempt's (shared) worktree")
     running.send_signal(signal.SIGTERM)
     out, err = running.communicate(timeout=60)
     assert running.returncode == 130, out + err
@@ -387,7 +397,11 @@ def test_gc_prunes_old_run_branches_and_never_a_users_or_a_live_runs(tmp_path):
     repo = make_git_repo(tmp_path / "repo", {".gitignore": ".orchestra/\n"})
     made = []
     for number in range(3):
-        workstream(repo, f'[[tasks]]\nid = "t"\nshell = true\ncommand = "echo {number} > n.txt"\n')
+        workstream(
+            repo,
+            f'[[tasks]]\nid = "t"\nshell = true\ncommand = "echo {number} > n.txt"\n'
+            'files = { create = ["n.txt"] }\n',
+        )
         made.append(run_branch(run(repo)))
     # a branch the user made with a name like orchestra's, and one they committed on
     git(repo, "branch", "orchestra/20200101-000000-abcd")
@@ -397,7 +411,7 @@ def test_gc_prunes_old_run_branches_and_never_a_users_or_a_live_runs(tmp_path):
     git(repo, "checkout", "-q", "main")
     workstream(repo, '[[tasks]]\nid = "t"\ncommand = ["sleep", "60"]\n')
     live = start_orchestra("run", "ws.toml", "--json", cwd=repo)
-    wait_for(lambda: git(repo, "branch", "--list", "orchestra-tasks/*"), what="the live run")
+    wait_for(lambda: run_worktrees(repo), what="the live run's (shared) worktree")
     live_branch = git(repo, "branch", "--list", "--format=%(refname:short)", "orchestra/*")
     live_branch = (set(live_branch.split()) - set(made) - {"orchestra/20200101-000000-abcd"}).pop()
 

@@ -176,6 +176,7 @@ def test_env_is_copied_and_setup_runs_in_each_worktree_and_merge_into_fast_forwa
     (repo / "ws.toml").write_text(
         'id = "w"\n[[tasks]]\nid = "t"\nshell = true\n'
         'command = "test -f set-up-here && grep -q TOKEN_NAME .env && echo done > out.txt"\n'
+        'files = { create = ["out.txt", "set-up-here"] }\n'
     )
     branch = git(repo, "branch", "--show-current").strip()
 
@@ -243,6 +244,7 @@ def test_a_twenty_task_run_leaves_no_worktree_behind(tmp_path):
         'id = "w"\n'
         + "".join(
             f'[[tasks]]\nid = "t{i:02d}"\nshell = true\ncommand = "echo {i} > f{i:02d}.txt"\n'
+            f'files = {{ create = ["f{i:02d}.txt"] }}\n'
             for i in range(20)
         )
     )
@@ -301,6 +303,7 @@ def test_a_failing_setup_fails_the_attempt_and_a_too_large_change_is_refused(tmp
     (repo / "ws.toml").write_text(
         'id = "w"\n[[tasks]]\nid = "big"\nshell = true\nmax_attempts = 1\n'
         'command = "echo 1 > a; echo 2 > b; echo 3 > c"\nmax_files_changed = 2\n'
+        'files = { create = ["a", "b", "c"] }\n'
     )
     result = run(repo)
     assert result.returncode == 1

@@ -1,5 +1,6 @@
-"""Built-in workspaces: ``worktree`` (a git worktree per attempt, merged into a run branch)
-and ``inplace`` (the project itself, one writing task at a time)."""
+"""Built-in workspaces: ``worktree`` (a git worktree per attempt, merged into a run branch;
+one per run-branch tip, shared, for the attempts that write nothing) and ``inplace`` (the
+project itself, one writing task at a time)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from orchestra.plugin.markers import hookimpl
 
 if TYPE_CHECKING:
     from orchestra.git.command import Tree
+    from orchestra.git.shared import Found
 
 #: where a run's worktrees live, under orchestra's directory beside the database
 WORKTREES = "worktrees"
@@ -42,6 +44,15 @@ def writes(request: ExecutionRequest) -> bool:
     write or create."""
     task = request.task
     return task.prompt is not None or bool(task.files.write or task.files.create)
+
+
+def shares(request: ExecutionRequest) -> bool:
+    """Whether the attempt runs in the worktree its run shares among the attempts that
+    write nothing (``orchestra.git.shared``): it declares no writes, and it is not
+    reviewed (a reviewer reads the attempt's change in a worktree of its own; the task
+    the workspace is handed carries its review, one of [defaults] too)."""
+    review = request.task.review
+    return not writes(request) and (review is None or not review.enabled)
 
 
 class Inplace:
@@ -98,8 +109,9 @@ class Worktree:
     sees its dependencies' merged work. A successful attempt's change (what its tool left,
     less build output) is committed on its own branch, rebased onto the run branch and
     fast-forwarded into it, one at a time. A retry after a failed check starts with the
-    previous attempt's change applied. The user's branch and working tree are never
-    touched."""
+    previous attempt's change applied. An attempt that declares no writes (``shares``)
+    runs in a worktree of the tip shared with the others, where it may change nothing but
+    build output. The user's branch and working tree are never touched."""
 
     name = "worktree"
 
@@ -167,10 +179,17 @@ class WorktreeRun:
         self._ignore = (*run.ignore, *_anchored(self.subdir, run.copy))
         #: whether the run branch was removed at the end (the run merged nothing)
         self.removed = False
+        from orchestra.git import shared
+
+        # the tip is read without the landing lock: a landing under way need not be
+        # waited for (an attempt's dependencies landed before it started)
+        self._shared = shared.SharedTrees(repo, self.root / run.run_id, lambda: self.tip)
 
     def prepare(self, request: ExecutionRequest, ctx) -> str:
         from orchestra.git import worktrees
 
+        if shares(request):
+            return self._enter_shared(request, ctx)
         key = self._key(request)
         path = worktree_path(self.root, self.run.run_id, *key)
         if path.exists():  # a leftover of an attempt with this number: start afresh
@@ -186,13 +205,33 @@ class WorktreeRun:
         self._starts[key] = self._continue(tree, request) if request.continues else "clean"
         directory = path / self.subdir
         self._copy_into(directory)
+        self._set_up(directory, ctx)
+        return str(directory)
+
+    def _enter_shared(self, request: ExecutionRequest, ctx) -> str:
+        """Put the attempt in the shared worktree of the run branch's tip, made ready
+        first (the ``copy`` files, the ``setup`` commands through this attempt's context)
+        when there is none yet; return its directory."""
+        key = self._key(request)
+
+        def make_ready(tree: Tree) -> None:
+            directory = tree.path / self.subdir
+            self._copy_into(directory)
+            self._set_up(directory, ctx)
+
+        tree = self._shared.enter(key, make_ready)
+        self._starts[key] = "clean"  # it never has a change to go on from
+        return str(tree.path / self.subdir)
+
+    def _set_up(self, directory: Path, ctx) -> None:
+        """Run the ``setup`` commands in a new worktree's ``directory``; raise
+        WorkspaceError at the first that fails."""
         for line in self.run.setup:
             argv = shlex.split(line)
             finished = ctx.run(argv, cwd=str(directory))
             if finished.exit_code != 0:
                 how = finished.error or finished.stopped or f"exited {finished.exit_code}"
                 raise WorkspaceError(f"workspace setup {line!r} failed ({how}): see the log")
-        return str(directory)
 
     def started(self, request: ExecutionRequest) -> str | None:
         """What the attempt's directory held when it was made ready: ``clean``,
@@ -204,6 +243,8 @@ class WorktreeRun:
         is the attempt's change; what the checks write afterwards is not."""
         from orchestra.git import changes
 
+        if shares(request):  # an attempt in the shared worktree has no change
+            return
         key = self._key(request)
         self._tool_states[key] = changes.state_tree(self._trees[key], self._ignore)
 
@@ -214,6 +255,8 @@ class WorktreeRun:
         HEAD, changed the repository's configuration), after putting those back."""
         from orchestra.git import changes
 
+        if shares(request):
+            return self._shared_changes(request)
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
         branch = attempt_branch(self.run.run_id, *key)
@@ -240,10 +283,30 @@ class WorktreeRun:
             escapes=_escaping_links(tree.path, paths),
         )
 
+    def _shared_changes(self, request: ExecutionRequest) -> Change:
+        """The change of an attempt in the shared worktree: none. Raise WorkspaceViolation
+        when it moved the run branch, changed the repository's configuration, or changed
+        the shared worktree beyond build output (what git or ``[workspace] ignore``
+        ignores), which its task declared it would not: the tree is then given up (see
+        ``orchestra.git.shared``). Sandboxed or not alike: the sandbox lets it write
+        there, as it lets any attempt write its worktree."""
+        from orchestra.git import shared
+
+        key = self._key(request)
+        if not shared.branch_at(self.repo, self.branch, self.tip):
+            with self._landing:
+                self._check_run_branch()
+        self._check_configuration()
+        found = self._shared.check(key, self._ignore)
+        if found is not None:
+            raise WorkspaceViolation(_shared_violation(found, key))
+        return Change(())
+
     def review_edits(self, request: ExecutionRequest, directory: str) -> str | None:
         """After a reviewer read the attempt's change in its worktree: return what it
         changed there (a diff, or None), and put the worktree and the attempt's branch
-        back at the change, so that only the change lands."""
+        back at the change, so that only the change lands. (A reviewed attempt never
+        runs in the shared worktree: ``shares``.)"""
         from orchestra.git import changes
 
         key = self._key(request)
@@ -253,6 +316,8 @@ class WorktreeRun:
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
         from orchestra.git import merging, refs
 
+        if shares(request):  # the shared worktree's attempts bring nothing
+            return Landing(merged=True, tip=self.tip)
         key = self._key(request)
         tree, base = self._trees[key], self._base[key]
         with self._landing:  # one merge at a time
@@ -280,6 +345,9 @@ class WorktreeRun:
         self._starts.pop(key, None)
         self._tool_states.pop(key, None)
         self._made.pop(key, None)
+        if shares(request):
+            self._shared.leave(key)
+            return
         tree = self._trees.pop(key, None)
         try:
             worktrees.remove_worktree(
@@ -317,7 +385,7 @@ class WorktreeRun:
         branch one last time; return what was done, one line each."""
         from orchestra.git import repair
 
-        notes = []
+        notes = self._shared.close()
         with self._landing:
             try:
                 self._check_run_branch()
@@ -340,8 +408,14 @@ class WorktreeRun:
 
     def writable_paths(self, request: ExecutionRequest, directory: str) -> list[str]:
         """What the attempt's sandbox lets it write: its whole worktree (the attempt's
-        directory may be a subdirectory of it), known before the worktree is made."""
-        return [str(worktree_path(self.root, self.run.run_id, *self._key(request)))]
+        directory may be a subdirectory of it), known before the worktree is made. In the
+        shared worktree: that tree (known once the attempt entered it, before its setup
+        runs), which is checked after the attempt (``_shared_changes``)."""
+        key = self._key(request)
+        if shares(request):
+            tree = self._shared.path_of(key)
+            return [str(tree)] if tree is not None else []
+        return [str(worktree_path(self.root, self.run.run_id, *key))]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -499,6 +573,33 @@ def _landings(
         if task and attempt.isdigit():
             landed[task] = int(attempt)
     return landed
+
+
+def _shared_violation(found: Found, key: tuple[str, int]) -> str:
+    """Why an attempt in the shared worktree fails: what changed there, who may have
+    changed it, and how to write files (declare them). The end says the most: the CLI
+    shows a reason's last 160 characters."""
+    import json
+
+    others = [f"{task}.{attempt}" for task, attempt in found.suspects if (task, attempt) != key]
+    message = (
+        "its task declares no writes, so it ran in the worktree shared by such commands,"
+        " where nothing but build output (what git or [workspace] ignore ignores) may change"
+    )
+    if others:
+        message += (
+            f"; but the tree was changed while it ran, by it or by an attempt beside it"
+            f" ({', '.join(others)}): {found.what()}"
+        )
+    else:
+        message += f"; but it changed the tree: {found.what()}"
+    if found.paths:
+        named = json.dumps(list(found.paths[:5]))
+        message += (
+            f". To write files, declare them: files = {{ write = {named} }} (or create),"
+            " and the task gets a worktree of its own, whose change lands"
+        )
+    return message
 
 
 def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

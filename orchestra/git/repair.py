@@ -9,7 +9,8 @@ middle of one of its git commands:
 - a worktree whose directory is gone, or half-deleted;
 - lock files (``refs/heads/orchestra-tasks/…/t.1.lock``, ``packed-refs.lock``) that stop
   every later command needing them;
-- ``orchestra-tasks/*`` branches and worktree directories nothing uses any more.
+- ``orchestra-tasks/*`` branches and worktree directories nothing uses any more, and the
+  worktrees a run shared among its attempts that write nothing (``orchestra.git.shared``).
 
 ``repair`` removes those that belong to runs no process drives (``dead``), and nothing
 else: a worktree is orchestra's when git's record of it says so (the lock reason
@@ -63,7 +64,9 @@ def repair(
     branches, the directories under ``worktrees_root/<run>/`` and the stale git locks.
 
     ``keep(tree)``, asked of each sound worktree before it goes, may return why it stays
-    (uncommitted work). With ``dry_run`` nothing changes and the answer says what would.
+    (uncommitted work); never of a shared worktree, which holds no attempt's work (what
+    differs there from the tip is the ``copy`` files and the setup's output). With
+    ``dry_run`` nothing changes and the answer says what would.
     ``report_live`` lists the worktrees of live runs too, as kept.
     """
     root = worktrees_root.absolute().resolve()
@@ -111,7 +114,7 @@ def _repair_worktrees(
                 done.append(Repair("kept", f"worktree {path}", f"run {run} is running"))
             continue
         broken = _broken(entry, common, path)
-        if broken is None and keep is not None:
+        if broken is None and keep is not None and not worktrees.is_shared(path):
             why = keep(Tree(path, entry))
             if why:
                 done.append(Repair("kept", f"worktree {path}", why))

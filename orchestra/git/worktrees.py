@@ -20,11 +20,13 @@ from orchestra.git.command import GitError, Tree, Where, common_dir, failure, ru
 
 __all__ = [
     "LOCK_REASON",
+    "SHARED_PREFIX",
     "STRUCTURE_LOCK",
     "Worktree",
     "add_worktree",
     "checked_out_at",
     "delete_branch",
+    "is_shared",
     "list_worktrees",
     "remove_worktree",
     "worktrees_locked",
@@ -36,6 +38,9 @@ _ZERO_OID = "0" * 40
 #: for it (its ``locked`` file): an interrupted ``git worktree add`` leaves a directory in
 #: ``.git/worktrees`` that only this tells apart (``orchestra.git.repair``)
 LOCK_REASON = "orchestra: "
+#: the start of the name of a worktree shared by a run's attempts that write nothing,
+#: ``shared-<tip>-<n>`` (``orchestra.git.shared``)
+SHARED_PREFIX = "shared-"
 
 
 @classes.frozen
@@ -115,6 +120,12 @@ def add_worktree(repo: Path, path: Path, branch: str | None, start: str) -> Tree
     if not git_dir.is_absolute():
         git_dir = (path / git_dir).resolve()
     return Tree(path, git_dir, common_dir(repo))
+
+
+def is_shared(path: Path) -> bool:
+    """Whether ``path`` names a worktree shared by a run's attempts that write nothing
+    (``shared-<tip>-<n>``: no dot), not an attempt's own (``<task>.<attempt>``)."""
+    return path.name.startswith(SHARED_PREFIX) and "." not in path.name
 
 
 def remove_worktree(repo: Path, path: Path | Tree) -> None:

@@ -37,6 +37,7 @@ id = "write-notes"
 title = "Write the notes"
 shell = true
 command = "echo notes-are-being-written; printf 'def answer():\\\\n    return 42\\\\n' > notes.py"
+files = { create = ["notes.py"] }
 
 [[tasks]]
 id = "check-notes"

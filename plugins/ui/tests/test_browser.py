@@ -295,6 +295,7 @@ mkdir -p 'a<script>window.__xss=1<'
 echo '{SCRIPT}' > 'a{SCRIPT}'
 echo '{IMAGE}' > '{IMAGE}'
 '''
+files = {{ create = ["*"] }}
 checks = [{{ shell = true, command = '''test -e {flag} || {{ touch {flag}; echo '{SCRIPT}'; echo '{IMAGE}'; exit 1; }}''' }}]
 
 [[tasks]]

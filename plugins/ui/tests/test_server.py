@@ -228,6 +228,7 @@ def test_a_change_its_files_and_what_landed(tmp_path):
     (project / "ws.toml").write_text(
         'id = "changes"\n\n[[tasks]]\nid = "write"\nshell = true\n'
         "command = \"echo 'print(1)' > new.py; echo more >> README.md; git rm -q old.txt\"\n"
+        'files = { create = ["new.py"], write = ["README.md", "old.txt"] }\n'
     )
     subprocess.run(["git", "add", "ws.toml", "orchestra.toml"], cwd=project, check=True)
     subprocess.run(["git", "commit", "-qm", "workstream"], cwd=project, check=True)
