@@ -369,6 +369,7 @@ def test_an_address_nothing_answers_on_is_refused_at_once_and_resume_goes_elsewh
     repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n"})
     (repo / "ws.toml").write_text(
         'id = "w"\n[[tasks]]\nid = "t"\ncommand = ["sh", "-c", "echo t > t.txt"]\n'
+        'files = { create = ["t.txt"] }\n'
     )
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
