@@ -24,8 +24,6 @@ from orchestra.engine.resilience import (
     conflict_feedback,
     refusal_feedback,
 )
-from orchestra.engine.review_text import rejection_feedback, unreviewed_feedback
-from orchestra.engine.reviewing import review_change
 from orchestra.errors import WorkspaceError, WorkspaceViolation
 from orchestra.models import ReviewResult, StepResult, Usage
 
@@ -143,6 +141,9 @@ def _judge_change(
             feedback=refusal_feedback("; ".join(problems)),
         )
     if review.launch is not None:
+        # here: most runs review nothing, and need not import the review's modules
+        from orchestra.engine.reviewing import review_change
+
         reviewed = review_change(
             review.launch, space, request, directory, change.diff, review.checks
         )
@@ -176,6 +177,8 @@ def _held_by_review(
     ``review_rejected`` (changes asked for, rounds left or the review required); None
     when the change lands (approved, or rejected on the last round of a review that is
     not required: the rejection stays on record)."""
+    from orchestra.engine.review_text import rejection_feedback, unreviewed_feedback
+
     tool = review.tool
     if review.outcome == "canceled":
         return attrs.evolve(result, outcome="canceled", message="canceled during the review")
