@@ -161,6 +161,7 @@ def test_resume_removes_stale_locks_a_killed_git_left(tmp_path):
     assert crashed == [(0,)]
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_stale_packed_refs_lock_does_not_turn_merged_attempts_into_failures(tmp_path):
     repo = make_git_repo(tmp_path / "repo", {"README.md": "# app\n", ".gitignore": ".orchestra/\n"})
     (repo / "ws.toml").write_text(

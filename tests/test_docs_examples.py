@@ -334,6 +334,7 @@ def test_a_plugin_example_is_listed_and_does_what_it_registers(example, tmp_path
     [example for example in ALL if example.is_test],
     ids=lambda example: f"{example.page}:{example.line}",
 )
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_plugin_test_example_passes_with_the_plugin_installed(example, tmp_path):
     """The page's plugin examples are installed, as their pyproject says, and the test
     passes with orchestra's pytest plugin (its fixtures) as a plugin's own tests would."""

@@ -69,6 +69,7 @@ def test_plain_output_has_no_control_characters_and_the_summary_says_why(tmp_pat
     assert summary["seconds"] > 1
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_status_watch_follows_a_run_from_another_process_until_it_ends(tmp_path):
     (tmp_path / "ws.toml").write_text(WORKSTREAM)
     runner = subprocess.Popen(

@@ -52,6 +52,7 @@ def test_the_loop_lingers_only_with_two_queued_per_worker_and_less_than_they_las
     assert ahead.linger(40) == LINGER_SECONDS
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_deep_queue_never_runs_more_than_max_parallel_at_once(tmp_path: Path):
     # 300 quick commands: the queue grows deep, yet the recorded spans (the workers'
     # start and end of each attempt) never overlap more than max_parallel at a time

@@ -379,6 +379,7 @@ def png_pixels(path: Path) -> tuple[int, int, int, list[bytes]]:
     return width, height, step, rows
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_the_html_report_renders_in_headless_chromium(plain_run, tmp_path):
     project, run_id = plain_run
     written = report(project, run_id)  # html by default, into the current directory

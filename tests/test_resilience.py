@@ -133,6 +133,7 @@ depends_on = ["stuck"]
     assert len(attempts_of(tmp_path, "stuck")) == 2
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_breaker_opens_after_three_faults_and_a_later_run_recovers_through_a_trial(tmp_path):
     (tmp_path / "orchestra.toml").write_text("[tools.alpha]\nbreaker_cooldown = 1.5\n")
     failing = write_tool_script(

@@ -255,6 +255,7 @@ def test_a_failed_reviewer_is_passed_over_and_an_open_breaker_sends_the_next_tas
     assert breakers.get("beta") == "open" and breakers.get("alpha", "closed") == "closed"
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_task_whose_only_reviewer_is_behind_an_open_breaker_waits_for_it(tmp_path):
     repo = project(
         tmp_path,

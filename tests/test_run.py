@@ -102,6 +102,7 @@ def test_fail_fast_cancels_what_has_not_finished(tmp_path):
     assert states == {"slow": "canceled", "bad": "failed"}
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_parallel_tasks_overlap_but_never_exceed_max_parallel(tmp_path):
     tasks = "".join(f'[[tasks]]\nid = "s{i}"\ncommand = ["sleep", "1"]\n' for i in range(6))
     write(tmp_path / "ws.toml", 'id = "par"\n' + tasks)
@@ -245,6 +246,7 @@ def test_cancel_stops_the_running_attempts_and_exits_130(tmp_path, how):
     assert db_rows(tmp_path, "SELECT state FROM runs")[0]["state"] == "canceled"
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_two_orchestrators_never_drive_one_run(tmp_path):
     write(
         tmp_path / "ws.toml",

@@ -234,6 +234,7 @@ def test_webhook_posts_the_chosen_kinds_with_expanded_headers(tmp_path, endpoint
     assert warnings(directory, "webhook") == []
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 @pytest.mark.parametrize(
     ("behaviour", "problem"),
     [("slow", "timed out"), ("fail", "HTTP 500"), ("down", "refused")],
@@ -329,6 +330,7 @@ def test_a_command_that_hangs_is_killed_and_becomes_a_warning(tmp_path):
     ]
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_the_command_still_running_when_the_run_ends_is_stopped(tmp_path):
     # a command per event, each taking its whole timeout: the queue cannot drain in the
     # three timeouts close() waits, and the command under way then must not outlive the run

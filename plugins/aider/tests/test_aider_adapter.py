@@ -91,6 +91,7 @@ def test_version_check_writes_nothing_into_home(
     assert files == [".cache/orchestra/versions.json"]
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_tools_lists_aider(real_aider: Path, home: Path, tmp_path: Path) -> None:
     path = f"{real_aider.parent}{os.pathsep}{os.environ['PATH']}"
     completed = run_orchestra("tools", "--json", cwd=tmp_path, env={"PATH": path})

@@ -62,6 +62,7 @@ def test_a_bad_binary_option_is_named() -> None:
     )
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_tools_lists_claude_with_its_version(
     real_claude: Path, home: Path, tmp_path: Path
 ) -> None:
@@ -85,6 +86,7 @@ def test_orchestra_tools_lists_claude_with_its_version(
     assert not list(home.glob(".claude*"))
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_init_offers_claude(real_claude: Path, tmp_path: Path) -> None:
     path = f"{real_claude.parent}{os.pathsep}{os.environ['PATH']}"
     project = tmp_path / "project"

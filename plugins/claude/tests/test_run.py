@@ -191,6 +191,7 @@ def test_a_401_fails_as_auth_and_is_not_retried(project: Project, fake_anthropic
     assert len(server.requests) == 1
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_claude_waits_out_a_429_with_retry_after_and_succeeds(
     project: Project, fake_anthropic
 ) -> None:
@@ -211,6 +212,7 @@ def test_claude_waits_out_a_429_with_retry_after_and_succeeds(
     assert "claude: the provider failed (429); retry 1 in " in ran.log()
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_429_claude_gives_up_on_is_rate_limited_and_orchestras_retry_succeeds(
     project: Project, fake_anthropic
 ) -> None:
@@ -309,6 +311,7 @@ def test_a_stalled_stream_is_stopped_at_the_idle_timeout_with_nothing_left_runni
     assert claude_processes(str(tmp_path)) == []
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_an_unreachable_provider_fails_in_bounded_time(project: Project) -> None:
     # the plugin's default retries (2) and request timeout, not claude's (10, 600 s)
     project.configure("http://127.0.0.1:9", max_retries=2)
@@ -323,6 +326,7 @@ def test_an_unreachable_provider_fails_in_bounded_time(project: Project) -> None
     assert "claude: the provider failed (unknown); retry 2 in " in ran.log()
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_retry_after_a_failed_check_carries_its_output_and_goes_on_from_the_change(
     project: Project, fake_anthropic
 ) -> None:

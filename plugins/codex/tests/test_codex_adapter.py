@@ -142,6 +142,7 @@ def test_codex_home_follows_xdg_cache_home(
     assert (cache / "orchestra" / "codex-home" / "tmp" / "arg0-linux").is_dir()
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_tools_lists_codex(real_codex: Path, home: Path, tmp_path: Path) -> None:
     path = f"{real_codex.parent}{os.pathsep}{os.environ['PATH']}"
     completed = run_orchestra("tools", "--json", cwd=tmp_path, env={"PATH": path})

@@ -87,6 +87,7 @@ def test_the_npm_launcher_runs_with_only_node_on_path(
     assert found == orchestra.Availability(True, version="0.61.0", path=str(real_gemini))
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_tools_lists_gemini_with_its_version(
     real_gemini: Path, home: Path, tmp_path: Path
 ) -> None:
@@ -110,6 +111,7 @@ def test_orchestra_tools_lists_gemini_with_its_version(
     assert not (home / ".gemini").exists()
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_orchestra_init_offers_gemini(real_gemini: Path, tmp_path: Path) -> None:
     project = tmp_path / "project"
 

@@ -324,6 +324,7 @@ def assert_nothing_ran(page: Page, shows_markup: bool = True) -> None:
         assert "<script>" in found["text"]
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_markup_in_titles_output_and_file_names_is_shown_never_run(page, new_project, tmp_path):
     project = new_project("markup")
     project.write("markup.toml", markup_workstream(tmp_path / "checked-once"))

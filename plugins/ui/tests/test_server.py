@@ -273,6 +273,7 @@ def start_gated_run(project):
     return process, run_id, flag
 
 
+@pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_twenty_pages_follow_a_run_through_one_poller(tmp_path, monkeypatch):
     process, run_id, flag = start_gated_run(tmp_path)
     monkeypatch.chdir(tmp_path)
