@@ -318,10 +318,4 @@ def tampered(tree: Tree, branch: str) -> str | None:
     if head != f"ref: refs/heads/{branch}":
         shown = head.removeprefix("ref: refs/heads/") or "nothing"
         return f"its HEAD was moved from branch {branch} to {shown}"
-    if tree.common is not None:
-        recorded = tree.git_dir / read_record(tree.git_dir / "commondir")
-        if recorded.resolve() != tree.common.resolve():
-            return "its git directory was pointed at another repository"
-    if (tree.git_dir / "config.worktree").exists():
-        return "a configuration of its own was given to it (config.worktree)"
-    return None
+    return worktrees.repointed(tree)

@@ -328,13 +328,7 @@ def tampered(tree: Tree, tip: str) -> str | None:
     if head != tip:
         shown = head.removeprefix("ref: refs/heads/") or "nothing"
         return f"its HEAD was moved from {tip[:12]} to {shown[:40]}"
-    if tree.common is not None:
-        recorded = tree.git_dir / read_record(tree.git_dir / "commondir")
-        if recorded.resolve() != tree.common.resolve():
-            return "its git directory was pointed at another repository"
-    if (tree.git_dir / "config.worktree").exists():
-        return "a configuration of its own was given to it (config.worktree)"
-    return None
+    return worktrees.repointed(tree)
 
 
 def branch_at(repo: Path, branch: str, commit: str) -> bool:

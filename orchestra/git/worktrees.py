@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchestra import classes
 from orchestra.git import refs
-from orchestra.git.command import GitError, Tree, Where, common_dir, failure, run_git
+from orchestra.git.command import GitError, Tree, Where, common_dir, failure, read_record, run_git
 
 __all__ = [
     "LOCK_REASON",
@@ -220,3 +220,17 @@ def _delete_ref(repo: Path, reference: str, expected: str | None = None) -> None
 def _resolve_ref(repo: Where, reference: str) -> str | None:
     completed = run_git(repo, "rev-parse", "--verify", "-q", f"{reference}^{{commit}}", check=False)
     return completed.stdout.strip() if completed.returncode == 0 else None
+
+
+def repointed(tree: Tree) -> str | None:
+    """Why the git directory of worktree ``tree`` no longer belongs to its repository as
+    made (pointed at another one, given a configuration of its own), or None. What both
+    an attempt's worktree and a shared one are checked for (``repair.tampered``,
+    ``shared``), beside what each checks of its HEAD."""
+    if tree.common is not None:
+        recorded = tree.git_dir / read_record(tree.git_dir / "commondir")
+        if recorded.resolve() != tree.common.resolve():
+            return "its git directory was pointed at another repository"
+    if (tree.git_dir / "config.worktree").exists():
+        return "a configuration of its own was given to it (config.worktree)"
+    return None

@@ -115,12 +115,7 @@ class AttemptRecord:
     @property
     def usage(self) -> Usage:
         """The tokens and cost the attempt reported."""
-        return Usage(
-            input_tokens=self.input_tokens,
-            cached_input_tokens=self.cached_input_tokens,
-            output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd,
-        )
+        return _usage_of(self)
 
     @property
     def duration(self) -> float | None:
@@ -168,12 +163,7 @@ class ReviewRecord:
     @property
     def usage(self) -> Usage:
         """The tokens and cost the review reported."""
-        return Usage(
-            input_tokens=self.input_tokens,
-            cached_input_tokens=self.cached_input_tokens,
-            output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd,
-        )
+        return _usage_of(self)
 
     @property
     def duration(self) -> float | None:
@@ -230,3 +220,13 @@ class BreakerRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> BreakerRecord:
         return cls(**{field.name: row[field.name] for field in attrs.fields(cls)})
+
+
+def _usage_of(record: AttemptRecord | ReviewRecord) -> Usage:
+    """The usage columns an attempt's row and a review's row both have, as a ``Usage``."""
+    return Usage(
+        input_tokens=record.input_tokens,
+        cached_input_tokens=record.cached_input_tokens,
+        output_tokens=record.output_tokens,
+        cost_usd=record.cost_usd,
+    )
