@@ -94,6 +94,7 @@ class ToolChoice:
         #: track records read so far: capabilities key -> tool -> (attempts, successes,
         #: recent durations)
         self._records: dict[str, dict[str, tuple]] = {}
+        self._capability_keys: dict[str, str] = {}
         #: the next tool of a fallback order, by what decides it (``fallback_order``)
         self._fallbacks: dict[tuple, str | None] = {}
 
@@ -360,7 +361,7 @@ class ToolChoice:
         when that record has been read."""
         if not self._records:
             return
-        key = capability_key(task, self.defaults)
+        key = self.capabilities(task)
         if key not in self._records:
             return
         attempts, successes, durations = self._records[key].get(tool, (0, 0, ()))
@@ -369,6 +370,14 @@ class ToolChoice:
             successes + succeeded,
             (*durations, seconds)[-RECENT_DURATIONS:],
         )
+
+    def capabilities(self, task: Task) -> str:
+        """The key of the task's track record (``capability_key``), made once per task:
+        each attempt's row and each end look it up."""
+        key = self._capability_keys.get(task.id)
+        if key is None:
+            key = self._capability_keys[task.id] = capability_key(task, self.defaults)
+        return key
 
     def _record(self, key: str) -> dict[str, tuple]:
         if key not in self._records:

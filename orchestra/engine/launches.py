@@ -80,6 +80,7 @@ class LaunchBuilder:
         self._scratch_root = str(log_root / "scratch")
         self._base_env: dict[str, tuple[dict[str, str], list[str]]] = {}
         self._tool_dirs: dict[str, str] = {}
+        self._shown: dict[str, str | None] = {}
         #: whether attempts run in a sandbox here (refused at once when one is required
         #: and this machine cannot give it), and the directories the setting adds to it
         self.sandboxing = sandbox.require(settings)
@@ -109,13 +110,16 @@ class LaunchBuilder:
         env["ORCHESTRA_ATTEMPT"] = str(attempt)
         return env, secrets
 
-    @staticmethod
-    def shown_command(task: Task, secrets: Sequence[str]) -> str | None:
+    def shown_command(self, task: Task, secrets: Sequence[str]) -> str | None:
         """The task's command as the run database keeps it: a secret written in it, or
-        one of the environment's, shows as ***."""
+        one of the environment's, shows as ***. Masked once per task where the
+        environment holds no secret (the command is the same for every attempt)."""
+        if not secrets and task.id in self._shown:
+            return self._shown[task.id]
         command = masked_command(task.command)
         if command and secrets:
-            command = Redactor(secrets).redact(command)
+            return Redactor(secrets).redact(command)
+        self._shown[task.id] = command
         return command
 
     def launch(

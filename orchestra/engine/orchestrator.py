@@ -45,7 +45,6 @@ from orchestra.engine.outcome import RunOutcome, outcome_of
 from orchestra.engine.ready import KEEP, STOP, TAKE
 from orchestra.engine.resilience import Breakers, BudgetMeter, retry_policy
 from orchestra.engine.review_gate import ReviewGate
-from orchestra.engine.router import capability_key
 from orchestra.engine.run_workspaces import RunWorkspaces
 from orchestra.engine.running import RunningAttempts
 from orchestra.engine.steps import Steps
@@ -108,6 +107,7 @@ class Orchestrator:
         self._state_dir = str(Path(store.path).parent)
         self._profiles: dict[str, ToolProfile] = {}
         self._policies: dict[str, RetryPolicy] = {}
+        self._breaker_used: dict[str, bool] = {}
         #: the last line each running task printed, for sinks that show it (live views)
         self.last_lines: dict[str, str] = {}
         self.inbox = Inbox()
@@ -410,7 +410,7 @@ class Orchestrator:
             log_path=log_path,
             tool_version=self.choice.available(tool).version,
             route_reason=why,
-            capabilities=capability_key(task, self.workstream.defaults),
+            capabilities=self.choice.capabilities(task),
             payload=routed,
             number=number,
         )
@@ -451,7 +451,12 @@ class Orchestrator:
 
     def _uses_breaker(self, tool: str) -> bool:
         """Whether the tool has a circuit breaker (every tool but the shell)."""
-        return getattr(self.host.tools().get(tool), "circuit_breaker", True)
+        uses = self._breaker_used.get(tool)
+        if uses is None:  # asked at every attempt's end: the registry once per tool
+            uses = self._breaker_used[tool] = getattr(
+                self.host.tools().get(tool), "circuit_breaker", True
+            )
+        return uses
 
     def _profile(self, tool: str) -> ToolProfile:
         if tool not in self._profiles:
