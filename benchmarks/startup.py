@@ -16,7 +16,8 @@ Every program runs with Python's bytecode cache on, as installed programs do
 ``python -X importtime -m orchestra run --quiet ws.toml``, its slowest imports by
 cumulative time; and ``python -m cProfile -o FILE -m orchestra run --quiet ws.toml``, the
 functions with the largest cumulative time, less import machinery (importlib's frames,
-``exec`` and ``__import__``, module bodies, runpy).
+``exec`` and ``__import__``, module bodies, runpy); and how many modules each command
+imports, a count that a busy machine does not change.
 
 Targets: ``orchestra run`` within 100 ms of the reference (medians); every read command's
 median under 150 ms.
@@ -131,8 +132,19 @@ def measure_runs(project: Project, runs: int) -> dict[str, Measurement]:
     return {label: Measurement(label, tuple(found)) for label, found in results.items()}
 
 
-def measure_reads(project: Project, runs: int) -> dict[str, Measurement]:
-    """Time the read commands on a database that holds one run of the workstream."""
+def read_arguments(run_id: str) -> dict[str, list[str]]:
+    """The read commands, and ``--version``, by label: orchestra's arguments."""
+    return {
+        "orchestra runs": ["runs"],
+        "orchestra show RUN": ["show", run_id],
+        "orchestra status": ["status"],
+        "orchestra plan ws.toml": ["plan", "ws.toml"],
+        VERSION_LABEL: ["--version"],
+    }
+
+
+def one_run(project: Project) -> str:
+    """Make the database hold one run of the workstream (only that); return its id."""
     project.fresh()
     run_once(run_argvs(project)[RUN_LABEL], stderr=project.stderr)
     connection = sqlite3.connect(project.database)
@@ -140,18 +152,32 @@ def measure_reads(project: Project, runs: int) -> dict[str, Measurement]:
         (run_id,) = connection.execute("SELECT id FROM runs").fetchone()
     finally:
         connection.close()
+    return run_id
+
+
+def measure_reads(project: Project, runs: int) -> dict[str, Measurement]:
+    """Time the read commands on a database that holds one run of the workstream."""
+    run_id = one_run(project)
     print(f"timing the read commands on run {run_id}, {runs} runs each, in turn")
     return plan_scale.measure_interleaved(
         {
-            "orchestra runs": [str(ORCHESTRA), "runs"],
-            "orchestra show RUN": [str(ORCHESTRA), "show", run_id],
-            "orchestra status": [str(ORCHESTRA), "status"],
-            "orchestra plan ws.toml": [str(ORCHESTRA), "plan", "ws.toml"],
-            VERSION_LABEL: [str(ORCHESTRA), "--version"],
+            label: [str(ORCHESTRA), *arguments]
+            for label, arguments in read_arguments(run_id).items()
         },
         runs,
         project.stderr,
     )
+
+
+def module_counts(project: Project) -> dict[str, int]:
+    """How many modules each command imports (``-X importtime``'s lines): unlike its
+    time, the same on a busy machine as on a quiet one, so it shows what a change cut."""
+    project.fresh()
+    counts = {RUN_LABEL: len(import_times(["-m", "orchestra", *RUN_ARGUMENTS])[0])}
+    run_id = one_run(project)
+    for label, arguments in read_arguments(run_id).items():
+        counts[label] = len(import_times(["-m", "orchestra", *arguments])[0])
+    return counts
 
 
 # -- where the time goes ----------------------------------------------------------------
@@ -265,11 +291,17 @@ def rows_for(timed_runs: dict[str, Measurement], reads: dict[str, Measurement]) 
 def where_lines(
     imports: tuple[list[tuple[int, str]], int],
     profile: tuple[list[tuple[float, float, str]], float],
+    modules: dict[str, int],
 ) -> list[str]:
     """Return the lines that say where the time of ``orchestra run`` goes."""
     found, total = imports
     functions, profiled = profile
     return [
+        "Modules each command imports (`python -X importtime -m orchestra …`, "
+        "runpy's own included):",
+        "",
+        *(f"    {count:5d}  {label}" for label, count in modules.items()),
+        "",
         f"Slowest imports of `python -X importtime -m orchestra run --quiet ws.toml` "
         f"(cumulative; {len(found)} modules, {total / 1000:.0f} ms of imports in all):",
         "",
@@ -347,11 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             project.fresh()
             imports = import_times(["-m", "orchestra", *RUN_ARGUMENTS])
             profile = profile_run(project, scratch_dir)
+            modules = module_counts(project)
         finally:
             os.chdir(plan_scale.REPO)
 
     rows = rows_for(timed_runs, reads)
-    where = where_lines(imports, profile)
+    where = where_lines(imports, profile, modules)
     print()
     print(plan_scale.markdown_table(rows))
     print(targets_line())

@@ -18,7 +18,7 @@ import click
 
 from orchestra import __version__
 from orchestra.cli.commands import BUILTIN_COMMANDS
-from orchestra.cli.session import CliSession
+from orchestra.cli.session import CliSession, pause_collector, resume_collector
 
 
 class OrchestraGroup(click.Group):
@@ -34,9 +34,13 @@ class OrchestraGroup(click.Group):
         if target is not None:
             module_name, attribute = target.split(":")
             return getattr(importlib.import_module(module_name), attribute)
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        return ctx.ensure_object(CliSession).plugin_commands.get(cmd_name)
+        command = self.commands.get(cmd_name)
+        if command is None:
+            command = ctx.ensure_object(CliSession).plugin_commands.get(cmd_name)
+        # a plugin's command may run for long without taking the session, whose decorator
+        # turns the collector back on for the built-in ones: it starts with it on
+        resume_collector()
+        return command
 
     def invoke(self, ctx: click.Context):
         from orchestra.errors import OrchestraError
@@ -97,9 +101,11 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point of the ``orchestra`` console script."""
+    pause_collector()  # until the command's own work: see pause_collector
     try:
         sys.exit(cli.main(prog_name="orchestra"))
     finally:
+        resume_collector()  # as it was found, for a caller that goes on (a test)
         # Kept for its speed: the process ends here, and the collection the interpreter
         # makes as it exits would walk every object for nothing: frozen, they are skipped
         # (18 ms of every `orchestra run`, benchmarks/overhead.py's start-up). Only the

@@ -24,10 +24,14 @@ def db_path(db: str | None) -> str | None:
 
 
 def _store(session: CliSession, db: str | None):
+    """The run database to read: ``Store.open_existing``, which is all that
+    ``engine.runs.open_existing_store`` does, called here directly. Importing the engine
+    for it (about 100 modules) was a third of the instructions of ``orchestra runs`` and
+    ``status`` (553 M of valgrind's count; 378 M without), benchmarks/startup.py."""
     from orchestra.config import resolve_settings
-    from orchestra.engine.runs import open_existing_store
+    from orchestra.store import Store
 
-    return open_existing_store(resolve_settings(session.project, flags={"db": db_path(db)}))
+    return Store.open_existing(resolve_settings(session.project, flags={"db": db_path(db)}).db)
 
 
 def _store_if_any(session: CliSession, db: str | None):
