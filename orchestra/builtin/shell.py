@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 from orchestra.models import (
@@ -15,6 +16,16 @@ from orchestra.plugin.markers import hookimpl
 from orchestra.plugin.protocols import ExecutionContext
 
 
+def _on_path(program: str) -> str | None:
+    """Where ``program`` is on PATH, as ``shutil.which`` finds a bare name: not with
+    shutil, whose import (with zlib, bz2 and lzma) was 3 ms of every run's start."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory, program)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 class ShellTool:
     """Runs ``command`` without a shell; with ``shell = true``, through /bin/sh -c."""
 
@@ -25,9 +36,7 @@ class ShellTool:
 
     def available(self, profile: ToolProfile) -> Availability:
         """Return available: commands need nothing but a POSIX system (and sh for shell = true)."""
-        import shutil  # here: its import (with zlib, bz2, lzma) costs every run's start
-
-        return Availability(True, path=shutil.which("sh"))
+        return Availability(True, path=_on_path("sh"))
 
     def execute(self, request: ExecutionRequest, ctx: ExecutionContext) -> StepResult:
         """Run the command through the host and judge it by its exit status."""

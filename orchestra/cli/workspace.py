@@ -219,8 +219,7 @@ def say_if_uncommitted(session: CliSession, workstream, settings) -> None:
     files have uncommitted changes: which (a few, and how many more), and that tasks will
     not see them, or, with ``include_uncommitted``, that the run starts from them."""
     from orchestra.engine.run_workspaces import default_workspace
-    from orchestra.git import changes, refs
-    from orchestra.git.command import GitError
+    from orchestra.git import refs
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}
     if None in names:
@@ -229,6 +228,11 @@ def say_if_uncommitted(session: CliSession, workstream, settings) -> None:
     repo = refs.repository_root(session.project.root) if "worktree" in names else None
     if repo is None:
         return
+    # only now: git.changes imports shutil and tempfile, 5 ms that a run outside git
+    # (or in place) never needs
+    from orchestra.git import changes
+    from orchestra.git.command import GitError
+
     try:
         paths = changes.uncommitted_paths(repo)
     except GitError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -172,6 +171,8 @@ def _not_orchestras(
 
 
 def _locate(program: str) -> str | None:
+    import shutil  # here: importing shutil (and bz2, lzma) costs every orchestra command 3 ms
+
     return shutil.which(program) if program else None
 
 

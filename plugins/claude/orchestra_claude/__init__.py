@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,8 @@ class ClaudeAdapter:
                 False, reason=f"[tools.{profile.name}] binary must be a program name or path"
             )
         program = os.path.expanduser(program)
+        import shutil  # here: importing shutil (and bz2, lzma) costs every orchestra command 3 ms
+
         path = shutil.which(program)
         if path is None:
             where = "" if os.sep in program else " on PATH"
@@ -137,6 +138,8 @@ class ClaudeAdapter:
             raise CannotRun(str(error)) from None
         if restrict is not None:
             settings = restrict(settings)
+        import shutil
+
         program = shutil.which(os.path.expanduser(settings.binary))
         if program is None:
             raise CannotRun(f"{settings.binary} not found")

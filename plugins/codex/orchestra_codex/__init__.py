@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,8 @@ class CodexAdapter:
                 False, reason=f"[tools.{profile.name}] binary must be a program name or path"
             )
         program = os.path.expanduser(program)
+        import shutil  # here: importing shutil (and bz2, lzma) costs every orchestra command 3 ms
+
         path = shutil.which(program)
         if path is None:  # checked first, so that a machine without codex gets no CODEX_HOME
             where = "" if os.sep in program else " on PATH"
@@ -125,6 +126,8 @@ class CodexAdapter:
             raise CannotRun(str(error)) from None
         if sandbox is not None:
             settings = dataclasses.replace(settings, sandbox=sandbox)
+        import shutil
+
         program = shutil.which(os.path.expanduser(settings.binary))
         if program is None:
             raise CannotRun(f"{settings.binary} not found")

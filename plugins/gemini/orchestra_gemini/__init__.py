@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +63,14 @@ class GeminiAdapter:
                 False, reason=f"[tools.{profile.name}] binary must be a program name or path"
             )
         program = os.path.expanduser(program)
+        import shutil  # here: importing shutil (and bz2, lzma) costs every orchestra command 3 ms
+
         path = shutil.which(program)
         if path is None:
             where = "" if os.sep in program else " on PATH"
             return orchestra.Availability(False, reason=f"{program} not found{where}")
+        import tempfile  # here: importing tempfile (and random) costs every orchestra command 2 ms
+
         with tempfile.TemporaryDirectory(prefix="orchestra-gemini-") as home:
             env = {**os.environ, **NO_RELAUNCH, "HOME": home, "TMPDIR": home}
             found = orchestra.find_version(path, env=env)
@@ -176,6 +178,8 @@ class GeminiAdapter:
     def _available(self, profile: orchestra.ToolProfile) -> orchestra.Availability:
         """Return ``available(profile)``, asked once per installed program file."""
         program = profile.options.get("binary", PROGRAM)
+        import shutil
+
         located = shutil.which(os.path.expanduser(program)) if isinstance(program, str) else None
         try:
             key = (located, os.stat(located).st_mtime_ns) if located else None
