@@ -223,6 +223,12 @@ def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
         connection.row_factory = sqlite3.Row
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         if not read_only:
+            # A new database is made in SQLite's rollback-journal mode and then switched
+            # to WAL: four fsyncs at the default setting, 10-15 ms of the first run in a
+            # project on this machine's disk (benchmarks/startup.py runs in a fresh
+            # directory each time). Switched without them: the file holds no run yet, and
+            # an existing database is in WAL mode already, where the switch writes nothing.
+            connection.execute("PRAGMA synchronous = OFF")
             connection.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a killed process loses nothing committed; only a power
         # cut may lose the last transactions, and the file stays consistent.
