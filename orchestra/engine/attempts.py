@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from orchestra import classes
 from orchestra.engine import scope
 from orchestra.engine.resilience import (
     FEEDBACK_LINES,
@@ -103,7 +104,7 @@ def _in_directory(
     return request
 
 
-@attrs.frozen
+@classes.frozen
 class PendingReview:
     """The review an attempt's change gets before it lands, if any, and what the checks
     printed (the reviewer reads it)."""
@@ -118,7 +119,7 @@ def _judge_change(
     directory: str,
     result: StepResult,
     defaults: Defaults,
-    review: PendingReview = PendingReview(None),
+    review: PendingReview | None = None,
 ) -> StepResult:
     """The attempt's result once its change is known: kept with it, refused if it reaches
     beyond the task's scope or its workspace, sent back or let through by its review,
@@ -140,7 +141,7 @@ def _judge_change(
             message="; ".join(problems),
             feedback=refusal_feedback("; ".join(problems)),
         )
-    if review.launch is not None:
+    if review is not None and review.launch is not None:
         # here: most runs review nothing, and need not import the review's modules
         from orchestra.engine.reviewing import review_change
 
