@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import sys
+from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import click
 
 from orchestra.cli.convert import echo_notice, loader_options
-from orchestra.cli.session import CliSession, pass_session
+from orchestra.cli.session import CliSession, pass_session_collector_paused
 
 FORMATS = ("text", "json", "dot", "mermaid")
 
@@ -42,7 +46,12 @@ FORMATS = ("text", "json", "dot", "mermaid")
     "routing reads (it is never written).",
 )
 @loader_options(format_flag=False)
-@pass_session
+# The cyclic collector stays off for the whole command (orchestra.cli.main turns it back
+# on and freezes what is left as the process ends): the command builds a large workstream
+# and plan, none of it cyclic garbage, and ends. Turned on after loading 100,000 tasks,
+# the collector walked them all again as the command went on: 1.5 % of validate's
+# instructions (valgrind), about 0.03 s.
+@pass_session_collector_paused
 def plan(
     session: CliSession,
     paths: tuple[str, ...],
@@ -82,7 +91,7 @@ def plan(
         session.warn()  # a broken plugin may be why a name is unknown
     render = {
         "text": render_text,
-        "json": render_json,
+        "json": _json_pieces,
         "dot": render_dot,
         "mermaid": render_mermaid,
     }
@@ -90,13 +99,25 @@ def plan(
     try:
         # kept for its speed: planning and rendering 100,000 tasks (plan_scale.py's
         # workstream) make no cycles, and the collector would take ~0.2 s of their ~0.95 s
+        # (where it is on: when orchestra runs as a library, or under a test's CliRunner)
         with paused_gc():
             the_plan = make_plan(workstream, session.host, session.project, settings, store)
             output = render[output_format](the_plan)
     finally:
         if store is not None:
             store.close()
-    click.echo(output)
+    if isinstance(output, str):
+        click.echo(output)
+    else:
+        # JSON, written in pieces as they are made rather than made one string first (44
+        # MB for 100,000 tasks), and without click.echo's search for terminal escapes to
+        # strip where output is no terminal: JSON escapes every control character. For
+        # 100,000 tasks: 0.05 s less, and a peak of 182 MB instead of 317 MB.
+        stdout = sys.stdout  # ASCII: encode_basestring_ascii escapes the rest
+        with paused_gc():
+            stdout.writelines(output)
+        stdout.write("\n")
+        stdout.flush()
     for line in configuration_warnings(workstream, session.host, session.project, settings):
         click.echo(f"warning: {line}", err=True)
 
@@ -137,6 +158,10 @@ def render_text(the_plan) -> str:
     width = max(len(task.id) for task in workstream.tasks)
     tool_width = max(len(decision.tool or "-") for decision in the_plan.decision_of.values())
     tasks = {task.id: task for task in workstream.tasks}
+    # "tool  reason" of each decision, made once for all the tasks that share it (the
+    # plan holds every decision, so no other object takes its id): a third of the time
+    # of writing 100,000 tasks
+    routed_text: dict[int, str] = {}
     for number, wave in enumerate(the_plan.waves, start=1):
         lines.append("")
         lines.append(f"wave {number}")
@@ -144,9 +169,12 @@ def render_text(the_plan) -> str:
             task = tasks[task_id]
             decision = the_plan.decision_of[task_id]
             after = f"  after {', '.join(task.depends_on)}" if task.depends_on else ""
-            tool = decision.tool or "-"
-            why = _shown_reason(decision)
-            lines.append(f"  {task_id:<{width}}  {tool:<{tool_width}}  {why}{after}")
+            routed = routed_text.get(id(decision))
+            if routed is None:
+                tool = decision.tool or "-"
+                routed = f"{tool:<{tool_width}}  {_shown_reason(decision)}"
+                routed_text[id(decision)] = routed
+            lines.append(f"  {task_id:<{width}}  {routed}{after}")
             fallback = the_plan.fallbacks.get(task_id)
             if fallback:  # where failover would turn, in order, under the tool chosen
                 lines.append(f"  {'':<{width}}  {_shown_fallback(fallback)}")
@@ -213,20 +241,12 @@ def _review_fields(decision) -> dict | None:
 
 def plan_as_dict(the_plan) -> dict:
     """Return the plan as plain data (the --format json document)."""
+    return {**_plan_fields(the_plan), "tasks": _task_fields(the_plan)}
+
+
+def _plan_fields(the_plan) -> dict:
+    """The --format json document but its tasks (the last key)."""
     workstream = the_plan.workstream
-    routing_fields: dict[int, dict] = {}  # tasks that route alike share one decision
-    for decision in the_plan.decision_of.values():
-        if id(decision) not in routing_fields:
-            routing_fields[id(decision)] = {
-                "tool": decision.tool,
-                "strategy": decision.strategy,
-                "reason": decision.reason,
-                "candidates": list(decision.candidates),
-                "rejected": dict(decision.rejected),
-                "passed_over": [entry.as_dict() for entry in decision.passed_over],
-            }
-    wave_of = the_plan.wave_of
-    decision_of = the_plan.decision_of
     return {
         "workstream": {"id": workstream.id, "title": workstream.title, "file": workstream.source},
         "waves": the_plan.waves,
@@ -239,25 +259,101 @@ def plan_as_dict(the_plan) -> dict:
             for name, r in the_plan.settings.values.items()
         },
         "sandbox": _sandbox_fields(_sandboxing(the_plan.settings)),
-        "tasks": [
-            {
-                "id": task.id,
-                "title": task.title,
-                "kind": task.kind,
-                "wave": wave_of[task.id] + 1,
-                "depends_on": list(task.depends_on),
-                "priority": task.priority,
-                **routing_fields[id(decision_of[task.id])],
-                "fallback": [
-                    {"tool": tool, "breaker": kept}
-                    for tool, kept in the_plan.fallbacks.get(task.id, ())
-                ],
-                "cannot_run": the_plan.cannot_run.get(task.id),
-                "review": _review_fields(the_plan.reviewers.get(task.id)),
-            }
-            for task in workstream.tasks
-        ],
     }
+
+
+def _routing_fields(decision) -> dict:
+    """A task's routing in the --format json document."""
+    return {
+        "tool": decision.tool,
+        "strategy": decision.strategy,
+        "reason": decision.reason,
+        "candidates": list(decision.candidates),
+        "rejected": dict(decision.rejected),
+        "passed_over": [entry.as_dict() for entry in decision.passed_over],
+    }
+
+
+def _task_fields(the_plan) -> list[dict]:
+    """The tasks of the --format json document, in file order."""
+    routing_fields: dict[int, dict] = {}  # tasks that route alike share one decision
+    for decision in the_plan.decision_of.values():
+        if id(decision) not in routing_fields:
+            routing_fields[id(decision)] = _routing_fields(decision)
+    wave_of = the_plan.wave_of
+    decision_of = the_plan.decision_of
+    return [
+        {
+            "id": task.id,
+            "title": task.title,
+            "kind": task.kind,
+            "wave": wave_of[task.id] + 1,
+            "depends_on": list(task.depends_on),
+            "priority": task.priority,
+            **routing_fields[id(decision_of[task.id])],
+            "fallback": [
+                {"tool": tool, "breaker": kept}
+                for tool, kept in the_plan.fallbacks.get(task.id, ())
+            ],
+            "cannot_run": the_plan.cannot_run.get(task.id),
+            "review": _review_fields(the_plan.reviewers.get(task.id)),
+        }
+        for task in the_plan.workstream.tasks
+    ]
+
+
+def _task_lines(the_plan) -> Iterator[str]:
+    """Yield each task of the --format json document as ``json.dumps`` writes its
+    ``_task_fields`` entry, written from pieces: the fields that tasks routed alike
+    share (the decision, the reviewer) are encoded once, not once a task.
+
+    What it buys: 100,000 tasks are written in 0.2 s instead of 0.6 s (building their
+    dictionaries, then encoding every decision's reason and candidates again)."""
+    # a decision's fields' JSON by the decision's id (the plan holds every decision, so
+    # no other object takes its id meanwhile); a routing decision's without its braces
+    routing_json: dict[int, str] = {}
+    review_json: dict[int, str] = {}
+    wave_of = the_plan.wave_of
+    decision_of = the_plan.decision_of
+    fallbacks = the_plan.fallbacks
+    cannot_run = the_plan.cannot_run
+    reviewers = the_plan.reviewers
+    for task in the_plan.workstream.tasks:
+        task_id = task.id
+        decision = decision_of[task_id]
+        routing = routing_json.get(id(decision))
+        if routing is None:
+            routing = routing_json[id(decision)] = _dumps(_routing_fields(decision))[1:-1]
+        # most plans have no fallbacks, reviewers or tasks that cannot run: not looked up
+        fallback = fallbacks.get(task_id) if fallbacks else None
+        if fallback:
+            fallback = _dumps([{"tool": tool, "breaker": kept} for tool, kept in fallback])
+        reviewer = reviewers.get(task_id) if reviewers else None
+        review = "null"
+        if reviewer is not None:
+            review = review_json.get(id(reviewer)) or _dumps(_review_fields(reviewer))
+            review_json[id(reviewer)] = review
+        title = task.title
+        priority = task.priority  # an int, as TOML gives it, is written as it prints
+        yield (
+            f'{{"id":{encode_basestring_ascii(task_id)},'
+            f'"title":{"null" if title is None else encode_basestring_ascii(title)},'
+            f'"kind":"{task.kind}","wave":{wave_of[task_id] + 1},'
+            f'"depends_on":[{",".join(map(encode_basestring_ascii, task.depends_on))}],'
+            f'"priority":{priority if type(priority) is int else _dumps(priority)},'
+            f'{routing},"fallback":{fallback or "[]"},'
+            f'"cannot_run":{_string(cannot_run.get(task_id) if cannot_run else None)},'
+            f'"review":{review}}}'
+        )
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _string(value: str | None) -> str:
+    """A string as ``json.dumps`` writes it (ASCII, escaped), or null."""
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 def _sandboxing(settings):
@@ -277,7 +373,25 @@ def _sandbox_fields(choice) -> dict:
 
 
 def render_json(the_plan) -> str:
-    return json.dumps(plan_as_dict(the_plan), separators=(",", ":"))
+    """Return ``plan_as_dict``'s document as compact JSON."""
+    return "".join(_json_pieces(the_plan))
+
+
+#: how many tasks a piece of the JSON document holds
+TASKS_A_PIECE = 1000
+
+
+def _json_pieces(the_plan) -> Iterator[str]:
+    """Yield ``plan_as_dict``'s document as compact JSON, in pieces of ``TASKS_A_PIECE``
+    tasks (``_task_lines`` writes each, as ``json.dumps`` would)."""
+    head = _dumps({**_plan_fields(the_plan), "tasks": []})
+    yield head[: -len("]}")]  # the tasks are the last key
+    lines = _task_lines(the_plan)
+    separator = ""
+    while piece := ",".join(itertools.islice(lines, TASKS_A_PIECE)):
+        yield separator + piece
+        separator = ","
+    yield "]}"
 
 
 def render_dot(the_plan) -> str:

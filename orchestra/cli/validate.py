@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from orchestra.cli.convert import echo_notice, loader_options
-from orchestra.cli.session import CliSession, pass_session
+from orchestra.cli.session import CliSession, pass_session_collector_paused
 
 
 @click.command()
@@ -19,7 +19,12 @@ from orchestra.cli.session import CliSession, pass_session
     "instead of each on its own.",
 )
 @loader_options()
-@pass_session
+# The cyclic collector stays off for the whole command (orchestra.cli.main turns it back
+# on and freezes what is left as the process ends): the command builds a large workstream,
+# none of it cyclic garbage, and ends. Turned on after loading 100,000 tasks,
+# the collector walked them all again as the command went on: 1.5 % of validate's
+# instructions (valgrind), about 0.03 s.
+@pass_session_collector_paused
 def validate(
     session: CliSession,
     paths: tuple[str, ...],
@@ -59,10 +64,11 @@ def validate(
                 click.echo(f"error: {line}", err=True)
             continue
         dependencies = graph.of_tasks(workstream.tasks)
+        waves = max(graph.levels(dependencies).values(), default=-1) + 1
         click.echo(
             f"ok: {label}: {count(len(workstream.tasks), 'task')}, "
             f"{count(graph.edge_count(dependencies), 'dependency', 'dependencies')}, "
-            f"{count(len(graph.waves(dependencies)), 'wave')}"
+            f"{count(waves, 'wave')}"
         )
         for line in configuration_warnings(workstream, session.host, project, settings):
             click.echo(f"warning: {label}: {line}", err=True)
