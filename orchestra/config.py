@@ -185,15 +185,19 @@ def _tool_orchestra_table(pyproject: Path) -> dict[str, Any] | None:
 
 def config_from_dict(document: Mapping[str, Any], file: str) -> Config:
     """Return the Config a parsed document describes; every problem is reported at once."""
-    from cattrs.errors import ClassValidationError, IterableValidationError
-
-    from orchestra.spec import budget_problems, converter, structuring_problems
+    from orchestra.spec import budget_problems
 
     own = {key: value for key, value in document.items() if key in CONFIG_KEYS}
-    try:
-        config = converter().structure(own, Config)
-    except (ClassValidationError, IterableValidationError) as error:
-        raise ConfigInvalid(file, structuring_problems(error, own, file)) from None
+    config = _plain_config(own)
+    if config is None:
+        from cattrs.errors import ClassValidationError, IterableValidationError
+
+        from orchestra.spec import converter, structuring_problems
+
+        try:
+            config = converter().structure(own, Config)
+        except (ClassValidationError, IterableValidationError) as error:
+            raise ConfigInvalid(file, structuring_problems(error, own, file)) from None
     others = {key: value for key, value in document.items() if key not in CONFIG_KEYS}
     if others:
         config = attrs.evolve(config, plugin_settings=others)
@@ -336,6 +340,31 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 #: the keys of the configuration file that are orchestra's own; the others are plugins'
+#: the keys of a configuration that ``_plain_config`` takes, each with its one type
+_PLAIN_CONFIG_KEYS = {
+    "db": str,
+    "routing": str,
+    "scheduler": str,
+    "executor": str,
+    "sandbox": str,
+    "max_parallel": int,
+    "max_attempts": int,
+}
+
+
+def _plain_config(own: Mapping[str, Any]) -> Config | None:
+    """The Config of settings that are all plain strings and integers (or none), made as
+    cattrs would make it, without importing it (as spec/plain.py does for workstreams);
+    None for anything else, which cattrs structures and reports on."""
+    for key, value in own.items():
+        kind = _PLAIN_CONFIG_KEYS.get(key)
+        if kind is None or type(value) is not kind:
+            return None  # bool is its own type: true is no integer
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return None
+    return Config(**own)
+
+
 CONFIG_KEYS = frozenset(
     field.name for field in attrs.fields(Config) if not field.metadata.get("internal")
 )

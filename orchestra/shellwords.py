@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import re
 
+#: the tokens by which a shell joins or redirects commands
+OPERATORS = frozenset(
+    {"&&", "||", "|", ";", ">", ">>", "<", "<<", "&", ">&", "<&", "&>", "|&", ">|", "(", ")"}
+)
 _WHITESPACE = " \t\r\n"
 #: the characters shlex's ``punctuation_chars=True`` sets apart: shell operators
 _PUNCTUATION = "();<>|&"

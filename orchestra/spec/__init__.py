@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from cattrs.errors import ClassValidationError, IterableValidationError
 
+from orchestra import shellwords
 from orchestra.errors import SpecError, WorkstreamInvalid
 from orchestra.gcpause import paused_gc
 from orchestra.models import Workstream
@@ -36,15 +36,30 @@ from orchestra.spec.checks import (
     check_graph,
     check_workstream,
 )
-from orchestra.spec.problems import structuring_problems
+from orchestra.spec.plain import plain_workstream
 from orchestra.spec.reading import read_file, read_toml
-from orchestra.spec.structuring import (
-    SHELL_OPERATORS,
-    ExpectedType,
-    _shell_tokens,
-    converter,
-    describe,
-)
+
+SHELL_OPERATORS = shellwords.OPERATORS
+_shell_tokens = shellwords.tokens
+
+#: names of this package that come from modules importing cattrs: imported on first use
+#: (``__getattr__``), so that a plain workstream is read without cattrs (spec/plain.py)
+_FROM_CATTRS_MODULES = {
+    "ExpectedType": "orchestra.spec.structuring",
+    "converter": "orchestra.spec.structuring",
+    "describe": "orchestra.spec.structuring",
+    "structuring_problems": "orchestra.spec.problems",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FROM_CATTRS_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ENV_NAME_PATTERN",
@@ -95,6 +110,14 @@ def structure_workstream(
     id and dependency problems of the raw document (unless ``graph`` is false: a file of
     a set, whose dependencies may be in other files). ``checked_workstream`` is pass 2.
     """
+    plain = plain_workstream(document)
+    if plain is not None:
+        return plain
+    from cattrs.errors import ClassValidationError, IterableValidationError
+
+    from orchestra.spec.problems import structuring_problems
+    from orchestra.spec.structuring import ExpectedType, converter
+
     try:
         return converter().structure(document, Workstream)
     except (ClassValidationError, IterableValidationError, ExpectedType) as error:

@@ -21,13 +21,12 @@ from orchestra import shellwords
 from orchestra.durations import parse_duration
 from orchestra.models import Check, Command, Review, Task, ToolProfile
 from orchestra.sizes import parse_size
+from orchestra.spec.plain import plain_task
 
 if TYPE_CHECKING:
     from attrs import AttrsInstance
 
-SHELL_OPERATORS = frozenset(
-    {"&&", "||", "|", ";", ">", ">>", "<", "<<", "&", ">&", "<&", "&>", "|&", ">|", "(", ")"}
-)
+SHELL_OPERATORS = shellwords.OPERATORS
 
 
 class ExpectedType(Exception):
@@ -235,62 +234,12 @@ def _class_hook(cls: type[AttrsInstance], conv: cattrs.Converter):
     return structure_table
 
 
-#: the keys of a task table that ``_plain_task`` structures without cattrs, each with the
-#: one type of value it takes there (``list``: an array of strings, made a tuple; COMMAND:
-#: a string, or an array of strings made a tuple)
-COMMAND = "command"
-PLAIN_TASK_KEYS: dict[str, Any] = {
-    "id": str,
-    "title": str,
-    "prompt": str,
-    "command": COMMAND,
-    "shell": bool,
-    "tool": str,
-    "tools": list,
-    "routing": str,
-    "capabilities": list,
-    "depends_on": list,
-    "priority": int,
-    "max_attempts": int,
-    "workspace": str,
-}
-
-
-def _plain_task(table: dict[str, Any]) -> Task | None:
-    """Return the Task of a table that holds only ``PLAIN_TASK_KEYS``, each value of its
-    one plain type, as cattrs would structure it; None for any other table, which cattrs
-    then structures, reporting every problem with its path.
-
-    What it buys: 100,000 command tasks structure in 0.37 s instead of 0.52 s (cattrs'
-    generated function tries each of Task's 30 fields and calls a hook per value); most
-    of what is left is Task's own __init__. Every table it does not take, it leaves to
-    cattrs untouched, so no message changes."""
-    if "id" not in table:
-        return None
-    arguments: dict[str, Any] = {}
-    for key, value in table.items():
-        kind = PLAIN_TASK_KEYS.get(key)
-        if kind is None:
-            return None
-        if type(value) is list and (kind is list or kind is COMMAND):
-            for item in value:
-                if type(item) is not str:
-                    return None
-            value = tuple(value)
-        elif type(value) is not (str if kind is COMMAND else kind):
-            return None  # bool is its own type here: true is no integer, 1 no boolean
-        elif kind is int and not -(2**63) <= int(value) < 2**63:
-            return None
-        arguments[key] = value
-    return Task(**arguments)
-
-
 def _task_hook(_: Any, conv: cattrs.Converter):
     structure_table = _class_hook(Task, conv)
 
     def structure_task(value: Any, _: Any) -> Task:
         if type(value) is dict:
-            task = _plain_task(value)
+            task = plain_task(value)
             if task is not None:
                 return task
         return structure_table(value, Task)
