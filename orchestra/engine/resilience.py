@@ -104,9 +104,9 @@ def fingerprint(result: StepResult) -> str | None:
         part or "" for part in (result.error_class, result.message, result.feedback)
     ).lower()
     normal = _VOLATILE.sub(lambda match: " " if match.group().isspace() else "#", text)
-    import hashlib  # here: importing it costs every command's start
+    from orchestra.digests import sha256
 
-    return hashlib.sha256(normal.encode()).hexdigest()[:16]
+    return sha256(normal.encode()).hexdigest()[:16]
 
 
 def repeats(fingerprints: list[str | None], limit: int) -> bool:
@@ -123,9 +123,9 @@ def change_digest(diff: str | None) -> str | None:
     if not diff:
         return None
     kept = "\n".join(line for line in diff.splitlines() if not line.startswith("index "))
-    import hashlib
+    from orchestra.digests import sha256
 
-    return hashlib.sha256(kept.encode()).hexdigest()[:16]
+    return sha256(kept.encode()).hexdigest()[:16]
 
 
 def oscillates(changes: list[str | None]) -> bool:

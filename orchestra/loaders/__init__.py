@@ -14,7 +14,6 @@ reads is an error rather than a run of one version recorded as another.
 from __future__ import annotations
 
 import codecs
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from orchestra import classes
+from orchestra.digests import sha256
 from orchestra.errors import (
     OrchestraError,
     PluginError,
@@ -151,7 +151,7 @@ def load(
     """
     path = Path(file)
     content = read_file(path)
-    before = hashlib.sha256(content).digest()
+    before = sha256(content).digest()
     head = content[:HEAD_SIZE].removeprefix(codecs.BOM_UTF8)
     del content  # the loader reads the file itself
     entry, reason = choose_loader(path, host.loaders(), file_format, head)
@@ -203,7 +203,7 @@ def load_source(
         for path in source.files:
             try:
                 content = read_file(path)
-                file_digests[path] = hashlib.sha256(content).digest()
+                file_digests[path] = sha256(content).digest()
                 head = content[:HEAD_SIZE].removeprefix(codecs.BOM_UTF8)
                 del content  # only its digest is kept: a set may be large
                 entry, _ = choose_loader(path, loaders, file_format, head)
@@ -272,7 +272,7 @@ def _unchanged(path: Path, before: bytes) -> bytes:
     """Return ``before``, the SHA-256 of ``path`` as it was read before its loader
     parsed it, once the file still holds those bytes: so the digest a run keeps is of
     the workstream it runs. A file that changed meanwhile raises SpecError."""
-    if hashlib.sha256(read_file(path)).digest() != before:
+    if sha256(read_file(path)).digest() != before:
         raise SpecError("changed while it was being read: read it again", file=str(path))
     return before
 

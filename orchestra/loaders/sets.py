@@ -11,7 +11,6 @@ workstream's id and title come from the directory, unless the ``workstream_id`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import attrs
 
 from orchestra import classes, graph
+from orchestra.digests import sha256
 from orchestra.errors import OrchestraError, SpecError, WorkstreamInvalid
 from orchestra.models import Defaults, Workstream
 
@@ -146,11 +146,11 @@ def digest(source: Source, file_digests: Mapping[Path, bytes] | None = None) -> 
 
     def of(file: Path) -> bytes:
         found = known.get(file)
-        return found if found is not None else hashlib.sha256(file.read_bytes()).digest()
+        return found if found is not None else sha256(file.read_bytes()).digest()
 
     if not source.is_set:
         return of(source.files[0]).hex()
-    whole = hashlib.sha256()
+    whole = sha256()
     for file, name in zip(source.files, source.names, strict=True):
         whole.update(os.fsencode(name) + b"\0")
         whole.update(of(file))
