@@ -218,3 +218,25 @@ def test_the_json_plan_is_the_document_json_dumps_writes(host, tmp_path, monkeyp
     assert render_json(plan) == expected
     monkeypatch.setattr(cli_plan, "TASKS_A_PIECE", 2)  # in several pieces, and one of one
     assert render_json(plan) == expected
+
+
+def test_the_quick_check_of_a_task_skips_no_field_the_full_checks_read():
+    """``_only_a_command`` and ``_check_common`` pass over a task whose fields read by the
+    checks are all unset: a check added for a field they do not list would be skipped
+    for such a task. Every field of Task that the checks name must be listed."""
+    import inspect
+    import re
+
+    import attrs
+
+    from orchestra.spec import checks
+
+    task_fields = {field.name for field in attrs.fields(Task)}
+    listed = set(checks._COMMON_FIELDS.__reduce__()[1]) | set(
+        checks._BESIDE_A_COMMAND.__reduce__()[1]
+    )
+    for function, name in ((checks._check_common, "values"), (checks._check_task, "task")):
+        source = inspect.getsource(function)
+        read = set(re.findall(rf"\b{name}\.(\w+)", source))
+        read |= set(re.findall(r"[\"'](\w+)[\"']", source)) & task_fields
+        assert read & task_fields <= listed | {"id", "command"}, function.__name__
