@@ -99,7 +99,11 @@ def test_any_other_workstream_is_left_to_cattrs(document):
 
 @pytest.mark.parametrize(
     "document",
-    [{}, {"sandbox": "none", "db": "x.db", "max_parallel": 3, "routing": "auto"}],
+    [
+        {},
+        {"sandbox": "none", "db": "x.db", "max_parallel": 3, "routing": "auto"},
+        {"scheduler": "priority", "executor": "local", "max_attempts": 2},
+    ],
 )
 def test_a_plain_configuration_is_the_one_cattrs_makes(document):
     from orchestra.config import Config, _plain_config
