@@ -240,7 +240,10 @@ def _review_fields(decision) -> dict | None:
 
 
 def plan_as_dict(the_plan) -> dict:
-    """Return the plan as plain data (the --format json document)."""
+    """Return the plan as plain data (the --format json document).
+
+    The readable definition of that document: ``render_json`` writes the same bytes
+    from pieces (``_task_lines``), and tests/test_large_plan_paths.py holds it to this."""
     return {**_plan_fields(the_plan), "tasks": _task_fields(the_plan)}
 
 
