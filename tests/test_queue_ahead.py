@@ -52,6 +52,38 @@ def test_the_loop_lingers_only_with_two_queued_per_worker_and_less_than_they_las
     assert ahead.linger(40) == LINGER_SECONDS
 
 
+def test_the_linger_is_judged_by_what_the_pool_holds_when_the_news_comes():
+    # the loop decides how long to linger once the first news is in: attempts whose end
+    # it brings keep no worker busy, so with 6 held and 2 of them ended nothing is queued
+    import threading
+
+    from orchestra.engine.messages import AttemptEnded, EventPosted, Inbox
+    from orchestra.engine.running import RunningAttempts
+    from orchestra.models import StepResult, Task
+
+    pool = RunningAttempts(2, lambda task: [])
+    tasks = [Task(id=f"t{i}", command=["true"]) for i in range(6)]
+    for task in tasks:
+        pool.add(task, 1, "shell", 0.0)
+    pool.queue_ahead.observe(0.002)
+    ended = [AttemptEnded(pool.by_task[t.id], StepResult("succeeded")) for t in tasks[:2]]
+    assert pool.linger([EventPosted("tool.note", {}, "t5", 1)]) == pytest.approx(0.002)
+    assert pool.linger(ended) == 0.0  # 4 left: one round queued, not two
+
+    inbox = Inbox()
+    asked: list[list] = []
+
+    def linger(news: list) -> float:
+        asked.append(list(news))
+        threading.Timer(0.02, inbox.put, ("late",)).start()
+        return 0.3  # long enough for the late news to come in
+
+    inbox.put("first")
+    inbox.put("second")
+    assert inbox.wait(1.0, linger) == ["first", "second", "late"]
+    assert asked == [["first", "second"]]  # asked with all the news there was then
+
+
 @pytest.mark.slow  # seconds of real processes: the full suite runs it
 def test_a_deep_queue_never_runs_more_than_max_parallel_at_once(tmp_path: Path):
     # 300 quick commands: the queue grows deep, yet the recorded spans (the workers'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestra import classes
@@ -63,16 +63,22 @@ class Inbox:
         #: put a message (any thread)
         self.put = self._queue.put
 
-    def wait(self, timeout: float, linger: float = 0.0) -> list[Message]:
-        """Wait at most ``timeout`` seconds for news; then, ``linger`` seconds later (the
-        news that follows with it), return all that has arrived."""
+    def wait(
+        self, timeout: float, linger: Callable[[list[Message]], float] | None = None
+    ) -> list[Message]:
+        """Wait at most ``timeout`` seconds for news and return all that has arrived;
+        ``linger``, given what arrived, says how long to wait for the news that follows
+        before returning it too (asked then, not before the wait: the pool has moved on
+        while the loop waited)."""
         try:
             messages = [self._queue.get(timeout=timeout)]
         except queue.Empty:
             return []
-        if linger:
-            time.sleep(linger)
         messages.extend(self.drain())
+        pause = linger(messages) if linger is not None else 0.0
+        if pause:
+            time.sleep(pause)
+            messages.extend(self.drain())
         return messages
 
     def drain(self) -> list[Message]:

@@ -276,7 +276,7 @@ class Orchestrator:
             if due is not None:  # a retry, or a tool kept out by its breaker let in
                 timeout = max(0.0, min(timeout, due - time.time()))
         # the workers have queued work: gather the news that follows with the first
-        return self.inbox.wait(timeout, linger=self.running.linger())
+        return self.inbox.wait(timeout, linger=self.running.linger)
 
     def _handle(self, message: Message) -> None:
         """Record what a worker (or a sink) told the loop."""

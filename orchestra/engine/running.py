@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from orchestra.engine.messages import Running
+from orchestra.engine.messages import AttemptEnded, Running
 from orchestra.engine.queue_ahead import QueueAhead
 
 if TYPE_CHECKING:
@@ -68,7 +68,9 @@ class RunningAttempts:
         if self._queueable.get(running.task.id) and running.ended is not None:
             self.queue_ahead.observe(running.ended - running.started)
 
-    def linger(self) -> float:
-        """How long the loop may wait after the first news, to take the ends that follow
-        with it (``QueueAhead.linger``)."""
-        return self.queue_ahead.linger(len(self.by_task))
+    def linger(self, news: Sequence[Any]) -> float:
+        """How long the loop may wait after the first ``news``, to take the ends that
+        follow with it (``QueueAhead.linger``): the attempts whose end is in the news no
+        longer keep a worker busy."""
+        ended = sum(isinstance(message, AttemptEnded) for message in news)
+        return self.queue_ahead.linger(len(self.by_task) - ended)
