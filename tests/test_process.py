@@ -806,6 +806,37 @@ def test_orphans_are_reaped_and_no_exit_status_is_taken(tmp_path, env, monkeypat
     assert zombie_children() == []
 
 
+@pytest.mark.parametrize("cgroups", ["1", "0"])
+def test_an_orphan_that_ends_before_its_attempt_is_reaped(tmp_path, env, monkeypatch, cgroups):
+    # the orphan (a background child whose shell is gone) ends while the leader still
+    # runs: it waits as orchestra's zombie, which the attempt's end must reap (its cgroup
+    # counts it until then, though it lists no process)
+    from orchestra.engine.cgroups import hierarchy
+    from orchestra.engine.containment import supervise_run
+
+    monkeypatch.setenv("ORCHESTRA_CGROUPS", cgroups)
+    if cgroups == "1" and hierarchy() is None:
+        pytest.skip("no writable cgroup v1 pids hierarchy here (needs root)")
+    marked = {**env, "ORCHESTRA_RUN_ID": f"r-zombie-{cgroups}", "ORCHESTRA_TASK_ID": "t"}
+    results = []
+    left: list[list[int]] = []
+
+    def attempts() -> None:
+        for attempt in range(5):
+            marked["ORCHESTRA_ATTEMPT"] = str(attempt)
+            argv = ["/bin/sh", "-c", "(true &); sleep 0.1; exit 3"]
+            results.append(run_process(argv, cwd=tmp_path, env=marked, log_path=tmp_path / "t.log"))
+            left.append(zombie_children())  # reaped by the attempt's end, not later
+
+    with supervise_run(marked["ORCHESTRA_RUN_ID"]):
+        worker = threading.Thread(target=attempts)  # a run's attempts: not the main thread
+        worker.start()
+        worker.join()
+
+    assert [result.exit_code for result in results] == [3] * 5
+    assert left == [[]] * 5
+
+
 def zombie_children() -> list[int]:
     """This process's children that have exited and were not reaped."""
     found = []

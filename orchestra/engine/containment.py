@@ -43,6 +43,7 @@ from collections.abc import Iterator, Mapping
 
 from orchestra.engine.cgroups import (
     Hierarchy,
+    cgroup_count,
     cgroup_processes,
     enter_cgroup,
     hierarchy,
@@ -74,7 +75,7 @@ _spawning = 0  # forks under way: a zombie child may be one whose Popen has not 
 _leaders: set[int] = set()  # children orchestra forked itself: never reaped here
 _subreaper_runs = 0
 _runs: dict[str, RunPolicy] = {}
-_thread = threading.local()  # .placed: (policy, cgroup) of the run cgroup the thread is in
+_thread = threading.local()  # .placed: (policy, cgroup) of its run cgroup; .cgroup_name
 
 
 class RunPolicy:
@@ -112,13 +113,16 @@ class Scope:
         self._env = env
         self.leader: int | None = None
         self.cgroup: str | None = None
+        #: the call's cgroup was seen holding nothing of it, not even a zombie: it left
+        #: no orphan for ``close`` to reap
+        self._left_nothing = False
         self._policy = run_policy(self.run_id)
         tree = hierarchy() if self._policy is None or self._policy.cgroups else None
         if tree is not None:
             self._run_directory = tree.run_directory(self.run_id)
             self._home = tree.home
             if self._policy is not None:  # the run's thread cgroup, entered for good
-                name = f"thread-{threading.get_native_id()}"
+                name = _thread_cgroup_name()
             else:  # a cgroup for this call alone, the thread in it only for the fork
                 task, attempt = env.get("ORCHESTRA_TASK_ID"), env.get("ORCHESTRA_ATTEMPT")
                 name = f"{safe_name(task)}.{attempt}" if task and attempt else "call"
@@ -181,7 +185,10 @@ class Scope:
         if pgid is None:
             return set()
         if self.cgroup is not None:
-            found = cgroup_processes(self.cgroup, 1 if self._in_thread_cgroup() else 0)
+            own = 1 if self._in_thread_cgroup() else 0
+            count = cgroup_count(self.cgroup)
+            self._left_nothing = count is not None and count <= own
+            found = set() if self._left_nothing else cgroup_processes(self.cgroup, own, count)
         else:
             roots = set(group_members(pgid))
             roots.update(self._orphans_of_mine(pgid))
@@ -214,8 +221,19 @@ class Scope:
             remove_cgroup(self.cgroup)
             with contextlib.suppress(OSError):
                 os.rmdir(self._run_directory)
-        if _subreaper_runs:
+        # an orphan of the call counts in its cgroup until reaped: none there, none to
+        # reap (after almost every attempt: no read of /proc then)
+        if _subreaper_runs and not self._left_nothing:
             reap_orphans()
+
+
+def _thread_cgroup_name() -> str:
+    """``thread-<id>``: the name of the calling thread's cgroup in a run, kept in the
+    thread's locals (asked at every attempt; the id is a system call each time)."""
+    name = getattr(_thread, "cgroup_name", None)
+    if name is None:
+        name = _thread.cgroup_name = f"thread-{threading.get_native_id()}"
+    return name
 
 
 class _Spawning:
