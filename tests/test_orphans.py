@@ -318,3 +318,34 @@ def test_a_run_removes_the_empty_cgroups_killed_runs_left_and_keeps_busy_ones(or
         for directory in (empty / "thread-1", empty, busy):
             if directory.exists():
                 directory.rmdir()
+
+
+def test_preparing_a_run_moves_no_thread_and_makes_no_cgroup():
+    # the warm-up before a run (a helper's move to where it is) leaves every thread of
+    # orchestra where it was and makes nothing in the hierarchy
+    import threading
+
+    from orchestra.engine.containment import prepare_run
+
+    tree = hierarchy()
+    if tree is None:
+        pytest.skip("no writable cgroup v1 pids hierarchy here (needs root)")
+    import re
+
+    # other tests' runs (in parallel workers) come and go meanwhile
+    others = re.compile(rf"orchestra-(\d{{8}}-|probe-|pid(?!{os.getpid()}$))")
+
+    def listing() -> list[str]:
+        return sorted(name for name in os.listdir(tree.home) if not others.match(name))
+
+    before = listing()
+    own = Path(f"/proc/self/task/{threading.get_native_id()}/cgroup").read_text()
+
+    prepare_run()
+    for thread in threading.enumerate():
+        if thread.name == "orchestra-cgroup-warm-up":
+            thread.join(timeout=5)
+            assert not thread.is_alive()
+
+    assert listing() == before
+    assert Path(f"/proc/self/task/{threading.get_native_id()}/cgroup").read_text() == own

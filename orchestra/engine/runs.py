@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.config import Project, Settings
-from orchestra.engine.containment import remove_run_cgroups, supervise_run
+from orchestra.engine.containment import prepare_run, remove_run_cgroups, supervise_run
 from orchestra.engine.leftovers import processes_of_run, stop_process_groups
 from orchestra.engine.orchestrator import Orchestrator
 from orchestra.engine.outcome import RunOutcome
@@ -82,6 +82,7 @@ def start_run(
 
     check_workspaces(workstream, settings, project)
     sandbox.require(settings)  # sandbox = "bwrap" where it cannot run: before any record
+    prepare_run()  # while the store opens and the run is recorded
     store = store or open_store(settings)
     from orchestra.engine.secrets import secret_settings
     from orchestra.loaders import source_digest
@@ -155,6 +156,7 @@ def resume_run(
     """Continue an interrupted or a canceled run: succeeded steps stay done; interrupted
     attempts are recorded as such and their steps tried again; a canceled run's canceled
     steps (and the steps skipped because of them) wait for their turn again."""
+    prepare_run()  # while the run's record is read and set right
     store.mark_interrupted_if_orphaned(run_id)
     run = store.run(run_id)
     if run.state not in RESUMABLE:
