@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -83,34 +84,35 @@ def start_run(
     check_workspaces(workstream, settings, project)
     sandbox.require(settings)  # sandbox = "bwrap" where it cannot run: before any record
     prepare_run()  # while the store opens and the run is recorded
-    store = store or open_store(settings)
-    from orchestra.engine.secrets import secret_settings
-    from orchestra.loaders import source_digest
+    # a store opened here is closed here: its write-ahead log goes back into the file
+    with open_store(settings) if store is None else contextlib.nullcontext(store) as store:
+        from orchestra.engine.secrets import secret_settings
+        from orchestra.loaders import source_digest
 
-    secret = secret_settings(registration.item for registration in host.settings())
-    recorded_settings = {
-        name: _plain(r.value) for name, r in settings.values.items() if name not in secret
-    }
-    recorded_settings["fail_fast"] = fail_fast
-    from orchestra.loaders.sets import recorded
+        secret = secret_settings(registration.item for registration in host.settings())
+        recorded_settings = {
+            name: _plain(r.value) for name, r in settings.values.items() if name not in secret
+        }
+        recorded_settings["fail_fast"] = fail_fast
+        from orchestra.loaders.sets import recorded
 
-    paths = [file] if isinstance(file, str) else list(file)
-    run_id = store.create_run(
-        workstream.id,
-        recorded(paths),
-        # of the bytes the workstream was parsed from: the files read again now may
-        # already hold another version
-        workstream.digest or source_digest(paths, host),
-        [task.id for task in workstream.tasks],
-        recorded_settings,
-        claim=True,  # never pending and undriven: a pending run with a free lock is dead
-    )
-    try:
-        return _drive(
-            store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
+        paths = [file] if isinstance(file, str) else list(file)
+        run_id = store.create_run(
+            workstream.id,
+            recorded(paths),
+            # of the bytes the workstream was parsed from: the files read again now may
+            # already hold another version
+            workstream.digest or source_digest(paths, host),
+            [task.id for task in workstream.tasks],
+            recorded_settings,
+            claim=True,  # never pending and undriven: a pending run with a free lock is dead
         )
-    finally:
-        store.release_run(run_id)
+        try:
+            return _drive(
+                store, run_id, workstream, settings, project, host, sinks, cancel, fail_fast, hurry
+            )
+        finally:
+            store.release_run(run_id)
 
 
 def _changed(

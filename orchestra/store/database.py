@@ -113,7 +113,7 @@ class Store(RunWrites, Reads, BreakersAndValues):
             for claim in self._claims.values():
                 claim.release()
             self._claims.clear()
-            self._connection.close()
+            self._closing()  # the connection's close, now rather than when dropped
 
     def __enter__(self) -> Store:
         return self

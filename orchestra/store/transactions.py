@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ class Transactions:
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._connection = connection
+        # A connection is in a reference cycle (with its statement cache): dropped, it
+        # stays open until the collector finds it, which at exit it never does (the CLI
+        # freezes every object). Closed when the store goes, or at exit: the last
+        # connection's close writes the write-ahead log back into the database file.
+        self._closing = weakref.finalize(self, connection.close)
         self._mutex = threading.RLock()
         self._claims: dict[str, lock.RunLock] = {}
         #: last event seq of the runs this store drives: only their driver appends to
