@@ -130,3 +130,54 @@ def test_the_read_commands_do_not_import_the_engine(tmp_path):
     for command in (["runs"], ["status"], ["show", run_id], ["logs", run_id, "a"]):
         engine = {name for name in modules_of(tmp_path, *command) if "orchestra.engine" in name}
         assert engine == set(), command
+
+
+# -- the console script ends without the interpreter's teardown, losing nothing ----------
+
+CONSOLE = (
+    "import atexit, sys, threading, time\n"
+    "from orchestra.cli import console\n"
+    "atexit.register(lambda: print('atexit ran', flush=True))\n"
+    "if sys.argv[1] == 'thread':\n"
+    "    def late():\n"
+    "        time.sleep(0.3)\n"
+    "        open('late', 'w').write('done')\n"
+    "    threading.Thread(target=late).start()\n"
+    "sys.argv = ['orchestra', *sys.argv[2:]]\n"
+    "console()\n"
+    "print('not reached')\n"
+)
+
+
+def console(cwd, *arguments: str, thread: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", CONSOLE, "thread" if thread else "-", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_console_script_ends_with_the_commands_status_and_all_its_output(tmp_path):
+    (tmp_path / "ws.toml").write_text(
+        'id = "w"\n[[tasks]]\nid = "a"\ncommand = ["false"]\n'
+        '[[tasks]]\nid = "b"\ncommand = ["true"]\n'
+    )
+    (tmp_path / "orchestra.toml").write_text('sandbox = "none"\n')
+    failed = console(tmp_path, "run", "ws.toml")
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stdout.rstrip().endswith("atexit ran")  # after the command's own output
+    assert "1 failed, 1 succeeded" in failed.stdout
+    listed = console(tmp_path, "runs")
+    assert listed.returncode == 0 and "failed" in listed.stdout, listed.stderr
+    wrong = console(tmp_path, "show", "no-such-run")
+    assert wrong.returncode == 2 and "no-such-run" in wrong.stderr
+    # the run's store was closed: its write-ahead log is back in the file
+    assert not (tmp_path / ".orchestra" / "orchestra.db-wal").exists()
+
+
+def test_the_console_script_waits_for_a_thread_still_running(tmp_path):
+    ended = console(tmp_path, "--version", thread=True)
+    assert ended.returncode == 0, ended.stderr
+    assert (tmp_path / "late").read_text() == "done"
+    assert ended.stdout.splitlines()[-1] == "atexit ran"

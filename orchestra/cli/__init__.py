@@ -9,10 +9,13 @@ read-only disk, a file that may not be written).
 
 from __future__ import annotations
 
+import atexit
 import errno
 import gc
 import importlib
+import os
 import sys
+import threading
 
 import click
 
@@ -99,8 +102,47 @@ def cli() -> None:
     """
 
 
+def console() -> None:
+    """The ``orchestra`` console script, and ``python -m orchestra``: ``main``, then the
+    process ends at once, without the interpreter's teardown.
+
+    As it exits, the interpreter frees every module and object one by one: about 4 ms of
+    every command (measured on `orchestra run` of one task), for a process that ends
+    anyway. What that exit does that matters is done first: the atexit functions run and
+    standard output and error are flushed. While a thread that is no daemon still runs,
+    or when the status is no number or the output cannot be flushed (a closed pipe), the
+    process leaves the ordinary way. ``main`` alone (a test, a program that embeds
+    orchestra) returns as ever."""
+    try:
+        main()
+    except SystemExit as end:
+        _end_now(end.code)
+        raise
+
+
+def _end_now(code: object) -> None:
+    """End the process with ``code``'s status now, or return to let the interpreter end it."""
+    if code is not None and not isinstance(code, int):
+        return  # a message: the interpreter prints it
+    others = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
+    if any(not thread.daemon for thread in others):
+        return  # the interpreter waits for it
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # the interpreter says so, as it does
+    atexit._run_exitfuncs()  # the stores still open are closed too; then cleared
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        os._exit(120)  # the interpreter's status when its output cannot be flushed
+    os._exit(code or 0)
+
+
 def main() -> None:
-    """Entry point of the ``orchestra`` console script."""
+    """The command line, as the ``orchestra`` console script runs it (``console``)."""
     pause_collector()  # until the command's own work: see pause_collector
     try:
         sys.exit(cli.main(prog_name="orchestra"))
