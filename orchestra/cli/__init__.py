@@ -103,16 +103,16 @@ def cli() -> None:
 
 
 def console() -> None:
-    """The ``orchestra`` console script, and ``python -m orchestra``: ``main``, then the
-    process ends at once, without the interpreter's teardown.
+    """The ``orchestra`` console script: ``main``, then the process ends at once, without
+    the interpreter's teardown.
 
     As it exits, the interpreter frees every module and object one by one: about 4 ms of
     every command (measured on `orchestra run` of one task), for a process that ends
     anyway. What that exit does that matters is done first: the atexit functions run and
     standard output and error are flushed. While a thread that is no daemon still runs,
     or when the status is no number or the output cannot be flushed (a closed pipe), the
-    process leaves the ordinary way. ``main`` alone (a test, a program that embeds
-    orchestra) returns as ever."""
+    process leaves the ordinary way. ``main`` alone (``python -m orchestra``, a test, a
+    program that embeds orchestra) returns as ever."""
     try:
         main()
     except SystemExit as end:
