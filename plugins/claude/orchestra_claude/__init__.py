@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orchestra
 
@@ -165,8 +164,9 @@ class CannotRun(Exception):
     """Claude cannot be started for this attempt: bad options, no program, no git tree."""
 
 
-@dataclass(frozen=True)
-class _Launch:
+# a NamedTuple, not a dataclass: the class is made at every orchestra command's start
+# (the plugin registers its tool), a dataclass in 0.9 ms, this in 0.1 ms
+class _Launch(NamedTuple):
     invocation: Invocation
     settings: ClaudeSettings
     root: Path

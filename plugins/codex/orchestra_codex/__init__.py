@@ -9,12 +9,10 @@ answer (see docs/tools/codex.md).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orchestra
 
@@ -125,6 +123,8 @@ class CodexAdapter:
         except SettingsError as error:
             raise CannotRun(str(error)) from None
         if sandbox is not None:
+            import dataclasses  # here: its import costs every command's start
+
             settings = dataclasses.replace(settings, sandbox=sandbox)
         import shutil
 
@@ -164,8 +164,9 @@ class CannotRun(Exception):
     """Codex cannot be started for this attempt: bad options, no program, no git tree."""
 
 
-@dataclass(frozen=True)
-class _Launch:
+# a NamedTuple, not a dataclass: the class is made at every orchestra command's start
+# (the plugin registers its tool), a dataclass in 0.9 ms, this in 0.1 ms
+class _Launch(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     settings: CodexSettings

