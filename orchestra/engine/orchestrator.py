@@ -218,7 +218,7 @@ class Orchestrator:
 
     def _run_to_the_end(self) -> RunOutcome:
         self._began = time.time()
-        self.steps.load(self.store.steps(self.run_id))
+        self.steps.load(self.store.step_states(self.run_id))
         self.history.load(self.store.attempts(self.run_id))  # a resumed run's history
         self.reviews.load(self.store.reviews(self.run_id))
         self.fanout.open(self._sink_context())

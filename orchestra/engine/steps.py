@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from orchestra.models import Workstream
     from orchestra.plugin.protocols import SchedulingStrategy
     from orchestra.store.database import Store
-    from orchestra.store.records import StepRecord
 
 #: step states after which a step never changes again in this run
 FINISHED = frozenset(
@@ -82,11 +81,12 @@ class Steps:
         self.stopping: str | None = None
         self.budget_reason: str | None = None
 
-    def load(self, steps: Iterable[StepRecord]) -> None:
-        """Take the steps' recorded states and attempt counts (a resumed run's too)."""
-        for step in steps:
-            self.state[step.task_id] = StepState(step.state)
-            self.attempts[step.task_id] = step.attempts
+    def load(self, steps: Iterable[tuple[str, StepState, int]]) -> None:
+        """Take the steps' recorded states and attempt counts (a resumed run's too), as
+        ``Store.step_states`` gives them."""
+        for task_id, state, attempts in steps:
+            self.state[task_id] = state
+            self.attempts[task_id] = attempts
         self.finished.update(t for t, state in self.state.items() if state in FINISHED)
         self.unfinished = len(self.state) - len(self.finished)
 
