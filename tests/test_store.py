@@ -333,12 +333,28 @@ def test_threads_sharing_one_store_get_distinct_seqs(store):
     assert [event.seq for event in store.events(run_id)] == list(range(1, 202))
 
 
+def test_step_states_say_what_the_step_records_say(store):
+    run_id = new_run(store)
+    store.claim_run(run_id)
+    store.set_step_state(run_id, "api", StepState.READY)
+    store.begin_attempt(run_id, "api", StepState.READY, "shell")
+    store.set_step_state(run_id, "format", StepState.SKIPPED, reason="not wanted")
+    states = store.step_states(run_id)
+    assert states == [(step.task_id, step.state, step.attempts) for step in store.steps(run_id)]
+    assert states == [
+        ("models", StepState.PENDING, 0),
+        ("api", StepState.RUNNING, 1),
+        ("format", StepState.SKIPPED, 0),
+    ]
+
+
 def test_unknown_runs_and_tasks_are_user_errors(store):
     run_id = new_run(store)
     with pytest.raises(UnknownRun, match="no run 'nope' in the database"):
         store.run("nope")
     for call in (
         lambda: store.steps("nope"),
+        lambda: store.step_states("nope"),
         lambda: store.set_run_state("nope", "canceled"),
         lambda: store.add_event("nope", "note"),
         lambda: store.claim_run("nope"),
