@@ -43,7 +43,6 @@ from orchestra.loaders.jsonfile import (
     read_text,
     skip_comments,
 )
-from orchestra.loaders.uet_shapes import _Reading
 from orchestra.plugin.markers import hookimpl
 from orchestra.spec import check_graph, structure_workstream
 
@@ -115,6 +114,10 @@ class UetBundleLoader:
             raise SpecError(message, file=file)
         if not bundles:
             raise SpecError("no bundles: the list is empty", file=file)
+        # here, not at the top: every command loads this plugin, few read a bundle (the
+        # shapes and their checks, steps and prompts were 1.1 ms of each command's start)
+        from orchestra.loaders.uet_shapes import _Reading
+
         reading = _Reading(file)
         for number, bundle in enumerate(bundles, start=1):
             if not isinstance(bundle, dict):
