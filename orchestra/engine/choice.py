@@ -29,6 +29,7 @@ from orchestra.engine.router import (
     rejection_kind,
     required_capabilities,
     route,
+    routing_shape,
     tool_capabilities,
 )
 from orchestra.models import Availability, Defaults, RetryPolicy, Review, Task, ToolProfile
@@ -94,7 +95,7 @@ class ToolChoice:
         #: track records read so far: capabilities key -> tool -> (attempts, successes,
         #: recent durations)
         self._records: dict[str, dict[str, tuple]] = {}
-        self._capability_keys: dict[str, str] = {}
+        self._capability_keys: dict[tuple[Any, ...], str] = {}
         #: the next tool of a fallback order, by what decides it (``fallback_order``)
         self._fallbacks: dict[tuple, str | None] = {}
 
@@ -372,11 +373,12 @@ class ToolChoice:
         )
 
     def capabilities(self, task: Task) -> str:
-        """The key of the task's track record (``capability_key``), made once per task:
-        each attempt's row and each end look it up."""
-        key = self._capability_keys.get(task.id)
+        """The key of the task's track record (``capability_key``), made once per routing
+        shape: each attempt's row and each end look it up."""
+        shape = routing_shape(task)
+        key = self._capability_keys.get(shape)
         if key is None:
-            key = self._capability_keys[task.id] = capability_key(task, self.defaults)
+            key = self._capability_keys[shape] = capability_key(task, self.defaults)
         return key
 
     def _record(self, key: str) -> dict[str, tuple]:

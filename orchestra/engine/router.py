@@ -104,6 +104,14 @@ def required_capabilities(task: Task, defaults: Defaults) -> tuple[str, ...]:
     return (task.kind, *(listed or ()))
 
 
+def routing_shape(task: Task) -> tuple[Any, ...]:
+    """All of a task that ``allowed_tools`` and ``required_capabilities`` read: within a
+    run, tasks of one shape have the same candidates, so answers drawn from those (which
+    tools may take it, its track record's key) are kept per shape, not worked out again
+    for each of ten thousand commands."""
+    return (task.tool, task.tools, task.command is None, task.capabilities)
+
+
 def allowed_tools(task: Task, defaults: Defaults) -> tuple[str, ...] | None:
     """Return the tools the task allows (pinned, listed, or from [defaults]); None = any."""
     if task.tool is not None:

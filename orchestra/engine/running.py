@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestra.engine.messages import AttemptEnded, Running
 from orchestra.engine.queue_ahead import QueueAhead
+from orchestra.engine.router import routing_shape
 
 if TYPE_CHECKING:
     from orchestra.models import Task
@@ -29,7 +30,8 @@ class RunningAttempts:
         #: running attempts per tool (routing reads it as it changes)
         self.in_use: dict[str, int] = {}
         self.queue_ahead = QueueAhead(workers)
-        self._queueable: dict[str, bool] = {}
+        #: whether a task may wait in the queue, by its routing shape
+        self._queueable: dict[tuple[Any, ...], bool] = {}
 
     def __len__(self) -> int:
         return len(self.by_task)
@@ -48,12 +50,14 @@ class RunningAttempts:
     def queueable(self, task: Task) -> bool:
         """Whether the task may wait in the pool's queue: only when none of its candidate
         tools has a breaker (a queued attempt starts even if its breaker opened)."""
-        if task.id not in self._queueable:
+        shape = routing_shape(task)
+        answer = self._queueable.get(shape)
+        if answer is None:
             candidates = self.candidates(task)
-            self._queueable[task.id] = bool(candidates) and not any(
+            answer = self._queueable[shape] = bool(candidates) and not any(
                 getattr(adapter, "circuit_breaker", True) for adapter in candidates
             )
-        return self._queueable[task.id]
+        return answer
 
     def add(self, task: Task, attempt: int, tool: str, now: float) -> None:
         """Hold the slot of an attempt that was just recorded as started."""
@@ -65,7 +69,7 @@ class RunningAttempts:
         took (how many wait in the pool follows it)."""
         self.by_task.pop(running.task.id, None)
         self.in_use[running.tool] -= 1
-        if self._queueable.get(running.task.id) and running.ended is not None:
+        if running.ended is not None and self.queueable(running.task):
             self.queue_ahead.observe(running.ended - running.started)
 
     def linger(self, news: Sequence[Any]) -> float:
