@@ -145,6 +145,35 @@ def test_a_database_of_an_older_version_gets_the_later_migrations(tmp_path):
         pass
 
 
+def test_migrations_that_fail_leave_the_database_as_it_was(tmp_path):
+    path = tmp_path / "orchestra.db"
+
+    def broken(connection):
+        connection.execute("CREATE TABLE half_done (x)")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(connection, [*MIGRATIONS[:2], broken])
+    assert list(connection.execute("SELECT name FROM _migrations")) == []
+    assert not {"runs", "half_done"} & set(tables(path))
+    assert migrate(connection, MIGRATIONS[:2]) == [f.__name__ for f in MIGRATIONS[:2]]
+    connection.close()
+
+
+def test_opening_an_up_to_date_database_waits_for_no_writer(tmp_path):
+    path = tmp_path / "orchestra.db"
+    Store.open(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        with Store.open(path) as store:  # reads the migrations, takes no write lock
+            assert store.runs() == []
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_a_database_of_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "orchestra.db"
     Store.open(path).close()
