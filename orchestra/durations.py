@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 
-_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")  # ASCII digits only
+from orchestra.patterns import LazyPattern
+
+_PART = LazyPattern(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")  # ASCII digits only
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -17,7 +18,7 @@ def parse_duration(text: str) -> float:
     compact = text.strip().replace(" ", "")
     position = 0
     total = 0.0
-    for match in _PART.finditer(compact):
+    for match in _PART().finditer(compact):
         if match.start() != position:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?", re.IGNORECASE)
+from orchestra.patterns import LazyPattern
+
+_SIZE = LazyPattern(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?", re.IGNORECASE)
 _UNIT_BYTES = {
     "": 1,
     "b": 1,
@@ -27,7 +29,7 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
-        match = _SIZE.fullmatch(str(text).strip())
+        match = _SIZE().fullmatch(str(text).strip())
         if match is None:
             raise ValueError(
                 f"{text!r} is not a size; write a number of bytes, or a number and a unit"

@@ -4,6 +4,7 @@ the read commands without the engine."""
 
 import gc
 import json
+import re
 import subprocess
 import sys
 import types
@@ -14,6 +15,7 @@ import pytest
 from orchestra.cli import cli, main
 from orchestra.cli.commands import BUILTIN_COMMANDS
 from orchestra.cli.session import pass_session, pause_collector, resume_collector
+from orchestra.patterns import LazyPattern
 from orchestra.testing import run_orchestra
 
 
@@ -130,6 +132,23 @@ def test_the_read_commands_do_not_import_the_engine(tmp_path):
     for command in (["runs"], ["status"], ["show", run_id], ["logs", run_id, "a"]):
         engine = {name for name in modules_of(tmp_path, *command) if "orchestra.engine" in name}
         assert engine == set(), command
+
+
+def test_a_run_in_place_imports_neither_git_nor_the_bundle_shapes(tmp_path):
+    (tmp_path / "orchestra.toml").write_text('sandbox = "none"\n')
+    (tmp_path / "ws.toml").write_text('id = "w"\n[[tasks]]\nid = "a"\ncommand = ["true"]\n')
+    loaded = modules_of(tmp_path, "run", "--quiet", "ws.toml")
+    assert "orchestra.engine.orchestrator" in loaded  # it did run
+    unwanted = {"orchestra.git.command", "orchestra.git.refs", "orchestra.loaders.uet_shapes"}
+    assert loaded & unwanted == set()
+
+
+def test_a_lazy_pattern_is_compiled_once_at_its_first_use():
+    pattern = LazyPattern(r"(\d+)(ms|s)", re.IGNORECASE)
+    assert pattern() is pattern()  # kept
+    compiled = re.compile(r"(\d+)(ms|s)", re.IGNORECASE)
+    assert pattern().findall("90S and 250ms") == compiled.findall("90S and 250ms") != []
+    assert LazyPattern(rb"[{}]")().search(b'{"a": 1}').group() == b"{"
 
 
 # -- the console script ends without the interpreter's teardown, losing nothing ----------

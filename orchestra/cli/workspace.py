@@ -219,13 +219,16 @@ def say_if_uncommitted(session: CliSession, workstream, settings) -> None:
     files have uncommitted changes: which (a few, and how many more), and that tasks will
     not see them, or, with ``include_uncommitted``, that the run starts from them."""
     from orchestra.engine.run_workspaces import default_workspace
-    from orchestra.git import refs
 
     names = {task.workspace or settings.workspace for task in workstream.tasks}
     if None in names:
         names.discard(None)
         names.add(default_workspace(session.project.root))
-    repo = refs.repository_root(session.project.root) if "worktree" in names else None
+    if "worktree" not in names:
+        return  # git's operations not even imported (1 ms of a run in place)
+    from orchestra.git import refs
+
+    repo = refs.repository_root(session.project.root)
     if repo is None:
         return
     # only now: git.changes imports shutil and tempfile, 5 ms that a run outside git

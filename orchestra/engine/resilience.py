@@ -23,6 +23,7 @@ from orchestra.models import (
     Task,
     ToolProfile,
 )
+from orchestra.patterns import LazyPattern
 
 #: error classes that are the tool's (or its provider's) fault, not the task's: they count
 #: towards the tool's breaker. A failed check or a bad edit is the task's business.
@@ -90,7 +91,7 @@ def backoff_delay(backoff: Backoff, attempt: int, retry_after: float | None = No
 
 # -- the loop breaker ----------------------------------------------------------------------
 
-_VOLATILE = re.compile(
+_VOLATILE = LazyPattern(
     r"0x[0-9a-f]+|\b[0-9a-f]{7,40}\b|\d+(\.\d+)?|/tmp/\S+|/var/\S+|\s+", re.IGNORECASE
 )
 
@@ -103,7 +104,7 @@ def fingerprint(result: StepResult) -> str | None:
     text = "\n".join(
         part or "" for part in (result.error_class, result.message, result.feedback)
     ).lower()
-    normal = _VOLATILE.sub(lambda match: " " if match.group().isspace() else "#", text)
+    normal = _VOLATILE().sub(lambda match: " " if match.group().isspace() else "#", text)
     from orchestra.digests import sha256
 
     return sha256(normal.encode()).hexdigest()[:16]

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from orchestra.patterns import LazyPattern
+
 if TYPE_CHECKING:
     from orchestra.plugin.protocols import PluginSetting
 
@@ -24,11 +26,11 @@ _SECRET_NAME = re.compile("|".join(map(fnmatch.translate, SECRET_NAME_PATTERNS))
 #: a value as a shell writes it: quoted, or a word up to a space or an operator
 _VALUE = r"""('[^']*'|"(?:[^"\\]|\\.)*"|[^\s;&|()<>'"][^\s;&|()<>]*)"""
 #: ``NAME=value``, alone or inside a shell command
-_ASSIGNMENT = re.compile(r"(?<![\w-])([A-Za-z_][A-Za-z0-9_]*)=" + _VALUE)
+_ASSIGNMENT = LazyPattern(r"(?<![\w-])([A-Za-z_][A-Za-z0-9_]*)=" + _VALUE)
 #: an option's name alone: ``--api-key``, ``-p``
-_OPTION_NAME = re.compile(r"--?[A-Za-z][A-Za-z0-9_-]*")
+_OPTION_NAME = LazyPattern(r"--?[A-Za-z][A-Za-z0-9_-]*")
 #: ``--name=value`` or ``--name value`` (the value not an option itself)
-_OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][A-Za-z0-9_-]*)(=|[ \t]+)(?!-)" + _VALUE)
+_OPTION = LazyPattern(r"(?<![\w-])(--?[A-Za-z][A-Za-z0-9_-]*)(=|[ \t]+)(?!-)" + _VALUE)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -47,7 +49,7 @@ def secret_settings(settings: Iterable[PluginSetting]) -> frozenset[str]:
 
 def is_secret_option(option: str) -> bool:
     """Return whether a command-line option names a secret (``--api-key``, ``--password``)."""
-    return _OPTION_NAME.fullmatch(option) is not None and is_secret_name(
+    return _OPTION_NAME().fullmatch(option) is not None and is_secret_name(
         option.lstrip("-").replace("-", "_")
     )
 
@@ -65,10 +67,10 @@ def secret_values(env: Mapping[str, str], declared: Iterable[str] = ()) -> list[
 def _literal_spans(text: str) -> Iterable[tuple[int, int, str]]:
     """(start, end, value) of each secret written literally in ``text``: ``TOKEN=…``,
     ``--api-key=…``, ``--password …``, also inside a shell command."""
-    for match in _ASSIGNMENT.finditer(text):
+    for match in _ASSIGNMENT().finditer(text):
         if is_secret_name(match.group(1)):
             yield match.start(2), match.end(2), _unquote(match.group(2))
-    for match in _OPTION.finditer(text):
+    for match in _OPTION().finditer(text):
         if is_secret_option(match.group(1)):
             yield match.start(3), match.end(3), _unquote(match.group(3))
 

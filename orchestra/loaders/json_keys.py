@@ -21,19 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from orchestra.patterns import LazyPattern
+
 #: how much of a file the scan reads at first; then as much again as it holds, so that a
 #: long string read again from its start costs no more than twice its length
 CHUNK = 64 * 1024
 #: the next byte that matters outside a string, where keys are read
-_SPECIAL = re.compile(rb'["{}\[\],:/]')
+_SPECIAL = LazyPattern(rb'["{}\[\],:/]')
 #: what a value nested below the keys holds up to its next bracket or comment: text and
 #: whole strings, skipped in one step
 #: (loops unrolled, so that a string the buffer ends in fails in linear time)
-_NESTED = re.compile(rb'[^"{}\[\]/]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]/]*)*', re.DOTALL)
+_NESTED = LazyPattern(rb'[^"{}\[\]/]*(?:"[^"\\]*(?:\\.[^"\\]*)*"[^"{}\[\]/]*)*', re.DOTALL)
 #: the rest of a string, from just after its opening quote
-_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STRING_REST = LazyPattern(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 #: what follows a key up to the first byte of its value's first item, when a list
-_LIST_START = re.compile(rb"\s*:\s*\[\s*(.)", re.DOTALL)
+_LIST_START = LazyPattern(rb"\s*:\s*\[\s*(.)", re.DOTALL)
 
 
 def top_level_keys(
@@ -86,18 +88,19 @@ class _Scan:
         # each open container, and whether the next string in an object is a key
         containers: list[bytes] = []
         expect_key = False
+        nested, special = _NESTED(), _SPECIAL()
         while True:
             depth = len(containers)
             keys_here = depth == 1 or (depth == 2 and containers[0] == b"[")
             if depth > 1 and not (keys_here and containers[-1] == b"{"):
-                skipped = _NESTED.match(self.buffer, self.position)
+                skipped = nested.match(self.buffer, self.position)
                 self.position = skipped.end() if skipped is not None else self.position
                 at_end = self.position == len(self.buffer)
                 if (at_end or self.buffer[self.position] == ord('"')) and not self.ended:
                     if not self.more():
                         return False
                     continue
-            found = _SPECIAL.search(self.buffer, self.position)
+            found = special.search(self.buffer, self.position)
             if found is None:
                 self.position = len(self.buffer)
                 if not self.more():
@@ -132,7 +135,7 @@ class _Scan:
     def _string(self) -> bytes | None:
         """Skip the string starting here; return its text (None: the file ends in it)."""
         while True:
-            rest = _STRING_REST.match(self.buffer, self.position)
+            rest = _STRING_REST().match(self.buffer, self.position)
             if rest is not None:
                 self.position = rest.end()
                 return rest.group()[:-1]
@@ -143,7 +146,7 @@ class _Scan:
         """The first byte of the list that is the value of the key just read, else b""."""
         while len(self.buffer) - self.position < 256 and self.more():
             pass
-        after = _LIST_START.match(self.buffer, self.position)
+        after = _LIST_START().match(self.buffer, self.position)
         return after.group(1) if after is not None else b""
 
     def _comment(self) -> bool:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestra.errors import SpecError
+from orchestra.patterns import LazyPattern
 from orchestra.spec import read_file
 
 PRIORITY_WORDS = {"low": -1, "medium": 0, "high": 1, "critical": 2}
-NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
+NOT_ID = LazyPattern(r"[^A-Za-z0-9._-]+")
 
 
 def read_text(path: Path) -> str:
@@ -45,7 +46,7 @@ def read_json(path: Path, text: str | None = None) -> Any:
 
 
 #: a comment, or a string (skipped whole, so that "//" inside one is not a comment)
-_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?(?:\*/|\Z)|//[^\n]*', re.DOTALL)
+_COMMENT_OR_STRING = LazyPattern(r'"(?:[^"\\\n]|\\.)*"|/\*.*?(?:\*/|\Z)|//[^\n]*', re.DOTALL)
 
 
 def without_comments(text: str) -> str:
@@ -60,7 +61,7 @@ def without_comments(text: str) -> str:
             return found
         return re.sub(r"[^\n]", " ", found)
 
-    return _COMMENT_OR_STRING.sub(blank, text)
+    return _COMMENT_OR_STRING().sub(blank, text)
 
 
 def skip_comments(head: bytes) -> bytes:
@@ -84,15 +85,15 @@ def skip_comments(head: bytes) -> bytes:
 
 #: a string, or a placeholder bare where a value belongs (``{['a.py']}``, ``{[]}``: not
 #: JSON at all)
-_STRING_OR_BARE = re.compile(r'"(?:[^"\\\n]|\\.)*"|(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})')
+_STRING_OR_BARE = LazyPattern(r'"(?:[^"\\\n]|\\.)*"|(?<=[:\[,])\s*(\{[^{}"\n]*[^{}"\s][^{}"\n]*\})')
 #: a whole string that is a placeholder (``"{ws-abs-001-tool-adapter}"``), or a word
 #: holding ``{{NAME}}``
-_PLACEHOLDER_STRING = re.compile(
+_PLACEHOLDER_STRING = LazyPattern(
     r'^"(\{(?!\s)[^"{}\n]+(?<!\s)\})"$'
     # {{NAME}} in a word-like value ("ws-{{ID}}"); not in a sentence, nor ${{ … }}
     r'|^"[^"{}\s]*(?<!\$)(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})[^"{}\s]*"$'
 )
-_KEY_BEFORE = re.compile(r'"([^"\n]+)"\s*:\s*$')
+_KEY_BEFORE = LazyPattern(r'"([^"\n]+)"\s*:\s*$')
 
 
 def placeholders(text: str) -> list[tuple[int, str]]:
@@ -102,18 +103,18 @@ def placeholders(text: str) -> list[tuple[int, str]]:
     not one."""
     found = []
     previous = ""
-    for match in _STRING_OR_BARE.finditer(text):
+    for match in _STRING_OR_BARE().finditer(text):
         if match.group(1) is not None:
             start, shown = match.start(1), match.group(1)
         else:
-            inner = _PLACEHOLDER_STRING.search(match.group())
+            inner = _PLACEHOLDER_STRING().search(match.group())
             if inner is None:
                 previous = match.group()
                 continue
             start = match.start()
             shown = inner.group(1) or inner.group(2)
         line_start = text.rfind("\n", 0, start) + 1
-        key = _KEY_BEFORE.search(text, line_start, start)
+        key = _KEY_BEFORE().search(text, line_start, start)
         found.append((text.count("\n", 0, start) + 1, f"{key.group(1)}: {shown}" if key else shown))
         previous = match.group()
     del previous
@@ -139,7 +140,7 @@ def describe(value: Any) -> str:
 
 def as_id(text: str) -> str:
     """Return ``text`` made into a valid workstream id (file stems may hold spaces)."""
-    return NOT_ID.sub("-", text).strip("-._") or "workstream"
+    return NOT_ID().sub("-", text).strip("-._") or "workstream"
 
 
 class Fields:

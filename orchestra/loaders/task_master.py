@@ -12,7 +12,6 @@ a person's, kept with the status in metadata.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from orchestra.errors import SpecError, WorkstreamInvalid, did_you_mean
 from orchestra.loaders.jsonfile import Fields, as_id, describe, read_json, without_nulls
 from orchestra.loaders.reviews import KEPT, review_of
+from orchestra.patterns import LazyPattern
 from orchestra.plugin.markers import hookimpl
 from orchestra.spec import structure_workstream
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from orchestra.models import Workstream
     from orchestra.plugin.protocols import LoadContext
 
-TASK_MASTER_SHAPE = re.compile(rb'"tasks"\s*:\s*\[\s*\{|"(testStrategy|subtasks)"\s*:')
+TASK_MASTER_SHAPE = LazyPattern(rb'"tasks"\s*:\s*\[\s*\{|"(testStrategy|subtasks)"\s*:')
 MAPPED = frozenset(
     {
         "id",
@@ -55,7 +55,7 @@ class TaskMasterLoader:
     patterns = ("tasks.json", "tasks*.json")
 
     def sniff(self, path: Path, head: bytes) -> bool:
-        return head.lstrip()[:1] == b"{" and TASK_MASTER_SHAPE.search(head) is not None
+        return head.lstrip()[:1] == b"{" and TASK_MASTER_SHAPE().search(head) is not None
 
     def load(self, path: Path, context: LoadContext) -> Workstream:
         file = str(path)

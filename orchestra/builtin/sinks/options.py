@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestra.errors import ConfigError, did_you_mean
+from orchestra.patterns import LazyPattern
 
-_VARIABLE = re.compile(r"\$(?:(\w+)|\{(\w+)\}|(\$))")
+_VARIABLE = LazyPattern(r"\$(?:(\w+)|\{(\w+)\}|(\$))")
 
 
 class SinkOptions:
@@ -81,7 +82,7 @@ class SinkOptions:
                 raise self.error(key, f"names ${name}, which is not set in the environment")
             return environ[name]
 
-        return _VARIABLE.sub(replace, value)
+        return _VARIABLE().sub(replace, value)
 
 
 #: the default of an option that must be given
