@@ -2,6 +2,7 @@
 
 import io
 import json
+import types
 
 import click
 import pytest
@@ -53,6 +54,28 @@ def test_each_registration_hook_reaches_its_registry_with_provenance(
     assert registry.get(f"throwaway-{kind}") is thing
     assert registry.registration(f"throwaway-{kind}").plugin == "throwaway"
     assert plugin_host.info("throwaway").hooks == [hook_name]
+
+
+def test_a_module_plugin_s_hooks_are_found_whatever_else_it_holds(plugin_host, register_plugin):
+    thing = Named("from-a-module", *REQUIRED["tools"])
+
+    class Holder:
+        @hookimpl
+        def orchestra_register_tools(self, register):
+            register(thing)
+
+    module = types.ModuleType("a_plugin_module")
+    module.json = json  # an imported module, a class, a constant: no hooks
+    module.Holder, module.LIMIT = Holder, 3
+    module.orchestra_register_tools = Holder().orchestra_register_tools  # a bound method
+    module.orchestra_register_settings = hookimpl(staticmethod(lambda register: None))
+    module.helper = lambda: None  # a function that is no hook
+    register_plugin(module, name="module-plugin")
+    assert plugin_host.tools().get("from-a-module") is thing
+    assert plugin_host.info("module-plugin").hooks == [
+        "orchestra_register_settings",
+        "orchestra_register_tools",
+    ]
 
 
 def test_unregistering_a_throwaway_plugin_removes_what_it_registered(plugin_host):
