@@ -129,11 +129,12 @@ class _PluginManager(pluggy.PluginManager):
 
     ``register`` asks ``parse_hookimpl_opts`` about every name in the plugin, and pluggy
     looks each up with ``inspect.getattr_static``: 424 names for the 15 built-in plugin
-    modules, 1.5 ms of every command's start. A module's names are its own attributes,
-    and only a function (or a method, or a staticmethod or classmethod object) there can
-    be a hook implementation, so the imported classes, modules and constants are passed
-    over at once, as pytest passes over names that are not its hooks'. Everything else,
-    and every plugin that is not a module, pluggy looks at as before."""
+    modules, 13 M instructions (about 2.5 ms) of every command's start. A module's names
+    are its own attributes, and only a function (or a method, or a staticmethod or
+    classmethod object) there can be a hook implementation, so the imported classes,
+    modules and constants are passed over at once, as pytest passes over names that are
+    not its hooks'. Everything else, and every plugin that is not a module, pluggy looks
+    at as before."""
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         if isinstance(plugin, types.ModuleType) and not isinstance(
