@@ -5,8 +5,8 @@ twenty that it mostly never uses (the JSON loaders' and their format sniffing, a
 attempt's fingerprint, the command sink's templates, the search for secrets written in
 a command line, sizes and durations written as text): compiled at import, they were
 1.7 ms of the start of every command, a 1-task ``orchestra run`` included (measured
-pattern by pattern). A pattern used on
-every start, or in a loop that runs per task, is compiled at import as usual.
+pattern by pattern). A pattern used on every start, or in a loop that runs per task,
+is compiled at import as usual.
 """
 
 from __future__ import annotations
