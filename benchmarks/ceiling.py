@@ -19,7 +19,9 @@ Each stand-in is installed in the measured process only (cost_breakdown.py's hoo
 orchestra is not changed. Then it measures the floor of the records themselves: the
 CPU time of writing one task's records through the store's own calls (its step made
 ready, its attempt begun and finished, its step succeeded, five events), four tasks to
-a transaction as the narrow run commits them, with no run loop around them.
+a transaction as the narrow run commits them, with no run loop around them; and of the
+same SQL statements, recorded on the way, replayed on a bare connection to a new
+database: what the records cost with no Python of the store's at all.
 
 The last table says, per shape, how much time a target leaves for the store and the
 attempt's process handling once the rest of orchestra runs as it does: the target's time
@@ -48,6 +50,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -124,60 +127,121 @@ def dask_run(workstream: Path, scratch: Path) -> Run:
     return run
 
 
-def records_floor(scratch: Path) -> float:
-    """CPU microseconds of one task's records written through the store, alone."""
-    from orchestra.store.database import Store
-    from orchestra.store.lifecycle import RunState, StepState
+class StatementLog:
+    """Stands in for a store's connection: runs every statement and keeps it, with its
+    parameters, to be replayed without the store."""
 
-    store = Store.open(scratch / "floor.db")
-    try:
-        ids = [f"t{number:06d}" for number in range(FLOOR_TASKS)]
-        run_id = store.create_run("floor", None, None, ids, claim=True)
-        store.set_run_state(run_id, RunState.RUNNING)
-        why = "shell is the only tool that can run it"
-        started = time.process_time()
-        for first in range(0, FLOOR_TASKS, FLOOR_BATCH):
-            with store.batch():
-                for task_id in ids[first : first + FLOOR_BATCH]:
-                    store.set_step_state(
-                        run_id, task_id, StepState.READY, current=StepState.PENDING
-                    )
-                    store.begin_attempt(
-                        run_id,
-                        task_id,
-                        StepState.READY,
-                        "shell",
-                        command="/bin/true",
-                        log_path=str(scratch / f"{task_id}.1.log"),
-                        route_reason=why,
-                        capabilities="command",
-                        payload={"tool": "shell", "attempt": 1, "why": why},
-                        number=1,
-                    )
-                    now = time.time()
-                    store.finish_attempt(
-                        run_id,
-                        task_id,
-                        1,
-                        outcome="succeeded",
-                        exit_code=0,
-                        started_at=now,
-                        ended_at=now,
-                    )
-                    store.set_step_state(
-                        run_id,
-                        task_id,
-                        StepState.SUCCEEDED,
-                        current=StepState.RUNNING,
-                        payload={"tool": "shell"},
-                    )
-        seconds = time.process_time() - started
-        events = store.events(run_id)
-    finally:
-        store.close()
-    if len(events) < 5 * FLOOR_TASKS:
-        raise SystemExit(f"FAILED: the floor's store holds {len(events)} events")
-    return seconds / FLOOR_TASKS * 1e6
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, Any, bool]] = []
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        self.statements.append((sql, parameters, False))
+        return self.connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        rows = list(rows)
+        self.statements.append((sql, rows, True))
+        return self.connection.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+def floor_store(directory: Path) -> tuple[Any, str, list[str]]:
+    """A new store in ``directory`` with a running run of FLOOR_TASKS pending steps."""
+    from orchestra.store.database import Store
+    from orchestra.store.lifecycle import RunState
+
+    store = Store.open(directory / "floor.db")
+    ids = [f"t{number:06d}" for number in range(FLOOR_TASKS)]
+    run_id = store.create_run("floor", None, None, ids, claim=True)
+    store.set_run_state(run_id, RunState.RUNNING)
+    return store, run_id, ids
+
+
+def write_records(store: Any, run_id: str, ids: Sequence[str], logs: Path) -> None:
+    """Write what the run loop writes for each task of a quick command that succeeds:
+    its step ready, its attempt begun (step running), finished, its step succeeded, and
+    the five events of those; FLOOR_BATCH tasks to a transaction."""
+    from orchestra.store.lifecycle import StepState
+
+    why = "shell is the only tool that can run it"
+    for first in range(0, len(ids), FLOOR_BATCH):
+        with store.batch():
+            for task_id in ids[first : first + FLOOR_BATCH]:
+                store.set_step_state(run_id, task_id, StepState.READY, current=StepState.PENDING)
+                store.begin_attempt(
+                    run_id,
+                    task_id,
+                    StepState.READY,
+                    "shell",
+                    command="/bin/true",
+                    log_path=str(logs / f"{task_id}.1.log"),
+                    route_reason=why,
+                    capabilities="command",
+                    payload={"tool": "shell", "attempt": 1, "why": why},
+                    number=1,
+                )
+                now = time.time()
+                store.finish_attempt(
+                    run_id, task_id, 1, outcome="succeeded", exit_code=0, started_at=now,
+                    ended_at=now,
+                )  # fmt: skip
+                store.set_step_state(
+                    run_id,
+                    task_id,
+                    StepState.SUCCEEDED,
+                    current=StepState.RUNNING,
+                    payload={"tool": "shell"},
+                )
+
+
+def records_floor(scratch: Path) -> tuple[float, float]:
+    """CPU microseconds per task of the records: written through the store's calls, and
+    the same statements replayed on a bare connection (no store's Python around them),
+    each on a new database."""
+    places = [Path(tempfile.mkdtemp(dir=scratch)) for _ in range(3)]
+    store, run_id, ids = floor_store(places[0])
+    started = time.process_time()
+    write_records(store, run_id, ids, places[0])
+    through_store = time.process_time() - started
+    written = len(store.events(run_id))
+    store.close()
+    if written < 5 * FLOOR_TASKS:
+        raise SystemExit(f"FAILED: the floor's store holds {written} events")
+
+    store, recorded_run, ids = floor_store(places[1])
+    log = StatementLog(store._connection)
+    store._connection = log
+    write_records(store, recorded_run, ids, places[1])
+    store._connection = log.connection
+    store.close()
+
+    store, run_id, _ = floor_store(places[2])
+    connection = store._connection
+
+    def swapped(values: Any) -> Any:
+        return tuple(run_id if value == recorded_run else value for value in values)
+
+    statements = [
+        (sql, [swapped(row) for row in parameters] if many else swapped(parameters), many)
+        for sql, parameters, many in log.statements
+    ]
+    started = time.process_time()
+    for sql, parameters, many in statements:
+        if many:
+            connection.executemany(sql, parameters)
+        else:
+            connection.execute(sql, parameters)
+    bare = time.process_time() - started
+    replayed = connection.execute(
+        "SELECT count(*) FROM events WHERE run_id = ?", (run_id,)
+    ).fetchone()[0]
+    store.close()
+    if replayed < 5 * FLOOR_TASKS:
+        raise SystemExit(f"FAILED: the replayed statements wrote {replayed} events")
+    return through_store / FLOOR_TASKS * 1e6, bare / FLOOR_TASKS * 1e6
 
 
 # -- reporting --------------------------------------------------------------------------
@@ -198,11 +262,12 @@ def times_table(found: dict[str, dict[str, Measurement]]) -> list[str]:
     return lines
 
 
-def budget_table(found: dict[str, dict[str, Measurement]], floor: float) -> list[str]:
+def budget_table(found: dict[str, dict[str, Measurement]], floor: tuple[float, float]) -> list[str]:
+    through_store, bare = floor
     lines = [
         "| shape | target's time | with both taken out | left for the store and the process,"
-        " per task | the records' floor (CPU, per task) |",
-        "|---|---:|---:|---:|---:|",
+        " per task | the records (CPU per task): through the store | as bare statements |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for shape, measured in found.items():
         limit = overhead.MAX_RATIO[shape] * measured["reference"].median
@@ -211,7 +276,8 @@ def budget_table(found: dict[str, dict[str, Measurement]], floor: float) -> list
         rest = measured["both"].median
         left = (target - rest) / TASKS * 1e6
         lines.append(
-            f"| {shape} | {target:.2f} s | {rest:.2f} s | {left:.0f} µs | {floor:.0f} µs |"
+            f"| {shape} | {target:.2f} s | {rest:.2f} s | {left:.0f} µs"
+            f" | {through_store:.0f} µs | {bare:.0f} µs |"
         )
     return lines
 
@@ -266,7 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             overhead.write_workstream(workstream, TASKS, overhead.SHAPES[shape])
             print(f"{shape}: {TASKS:,} tasks in layers of {overhead.SHAPES[shape]}")
             found[shape] = time_shape(workstream, options.runs, scratch)
-        floor = statistics.median(records_floor(scratch) for _ in range(3))
+        floors = [records_floor(scratch) for _ in range(3)]
+        floor = (
+            statistics.median(store for store, _ in floors),
+            statistics.median(bare for _, bare in floors),
+        )
         os.chdir(plan_scale.REPO)
     lines = [
         *times_table(found),
