@@ -56,10 +56,13 @@ class Check:
 
     @property
     def label(self) -> str:
-        """A short name for this check in plans and reports."""
+        """A short name for this check in plans, messages and reports: its name, or its
+        command with the secrets written in it masked (``--api-key ***``)."""
         if self.name:
             return self.name
-        return self.command if isinstance(self.command, str) else " ".join(self.command)
+        from orchestra.secrets import masked_command
+
+        return masked_command(self.command) or ""
 
 
 @classes.frozen

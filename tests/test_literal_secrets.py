@@ -12,7 +12,7 @@ import pytest
 
 from orchestra.engine.environment import build_environment
 from orchestra.engine.process import run_process
-from orchestra.engine.secrets import literal_secrets, mask_arguments, masked_command
+from orchestra.secrets import literal_secrets, mask_arguments, masked_command
 from orchestra.testing import run_orchestra
 
 
@@ -29,8 +29,8 @@ from orchestra.testing import run_orchestra
         (["tool", "--db-password=x", "next"], ["tool", "--db-password=***", "next"]),
         (["tool", "--client-secret", "-v"], ["tool", "--client-secret", "-v"]),  # an option
         (
-            ["tool", "--key", "k", "SORT=a", "--token", "t"],
-            ["tool", "--key", "k", "SORT=a", "--token", "t"],
+            ["tool", "--key", "k", "SORT=a", "--tokens", "t", "--token", "t"],
+            ["tool", "--key", "k", "SORT=a", "--tokens", "t", "--token", "***"],
         ),
         (
             [

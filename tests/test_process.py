@@ -17,8 +17,8 @@ from orchestra.builtin.shell import ShellTool
 from orchestra.engine.context import LocalContext
 from orchestra.engine.environment import build_environment
 from orchestra.engine.process import run_process
-from orchestra.engine.secrets import Redactor, secret_values
 from orchestra.models import ExecutionRequest, Task, ToolProfile
+from orchestra.secrets import Redactor, secret_values
 
 SECRET = "sk-test-1234567890"
 
@@ -591,6 +591,28 @@ def test_redact_hides_secret_values_in_commands_longest_first():
     assert (
         redactor.redact(command) == "tool --key *** --other *** --layout *** --x abc --t bpe-fast"
     )
+
+
+def test_overlapping_secrets_are_hidden_whole():
+    redactor = Redactor(["XXXXAB", "ABCDEFGH"])
+    assert redactor.redact("see XXXXABCDEFGH here") == "see *** here"
+    assert redactor.redact_bytes(b"XXXXABCDEFGH XXXXAB ABCDEFGH") == b"*** *** ***"
+    # a cut never falls inside the stretch the two cover
+    assert redactor.safe_cut(b"0123456789XXXXABCDEF") == 10
+
+
+def test_a_secret_is_hidden_in_the_forms_programs_print_it_in():
+    pasted = "tok-3f9a8b7c\n"  # kept with the newline it was pasted with
+    key_file = "-----BEGIN KEY-----\nMIIEvQIBADANBgkq\nhkiG9w0BAQEFAASC\n-----END KEY-----\n"
+    password = 'pa"ss\\wörd/+1'
+    redactor = Redactor([pasted, key_file, password])
+    assert redactor.redact("token=tok-3f9a8b7c.") == "token=***."
+    assert redactor.redact_bytes(b"MIIEvQIBADANBgkq\n") == b"***\n"  # a line at a time
+    assert redactor.redact('{"password": "pa\\"ss\\\\w\\u00f6rd/+1"}') == '{"password": "***"}'
+    assert redactor.redact('{"password": "pa\\"ss\\\\wörd/+1"}') == '{"password": "***"}'
+    assert redactor.redact("https://h/?p=pa%22ss%5Cw%C3%B6rd%2F%2B1") == "https://h/?p=***"
+    assert redactor.redact("p=pa%22ss%5Cw%C3%B6rd%2F%2B1&x=1") == "p=***&x=1"
+    assert redactor.secrets == tuple(sorted([key_file, password, pasted], key=len, reverse=True))
 
 
 # -- environment ------------------------------------------------------------------------

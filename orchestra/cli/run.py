@@ -225,7 +225,7 @@ def _plugin_options(ctx: click.Context, *, resuming: bool) -> list[click.Option]
 def _option(setting: PluginSetting, resuming: bool) -> click.Option:
     """The option ``--<name>`` of a plugin's setting; on ``resume`` it changes the value
     the run started with."""
-    from orchestra.engine.secrets import secret_settings
+    from orchestra.secrets import secret_settings
 
     flag = "--" + setting.name.replace("_", "-")
     help_text = setting.help
@@ -513,7 +513,7 @@ def resume(
     record = store.run(run_id)
     if record.workstream_file is None:  # made with the Store's API, not by `run`
         raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
-    from orchestra.engine.secrets import secret_settings
+    from orchestra.secrets import secret_settings
 
     added = [registration.item for registration in session.host.settings()]
     secret = secret_settings(added)  # not recorded: resolved again, as for a new run

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from orchestra.engine.secrets import Redactor, mask_arguments
+from orchestra.secrets import Redactor, mask_arguments
 from orchestra.sizes import format_size
 
 #: how much output an attempt's log keeps (the ``log_limit`` setting's default)

@@ -80,14 +80,11 @@ def run_attempt(launch: AttemptLaunch, defaults: Defaults) -> StepResult:
             else functools.partial(tool_done, request, directory),
             passed=passed,
         )
-        if result.outcome == "canceled":
-            return result
-        result = _judge_change(
-            space, request, directory, result, defaults, PendingReview(launch.review, passed)
-        )
-        if result.review is not None:  # what the reviewer said may quote the author's secrets
-            result = _redacted(result, context.redact)
-        return result
+        if result.outcome != "canceled":
+            result = _judge_change(
+                space, request, directory, result, defaults, PendingReview(launch.review, passed)
+            )
+        return _redacted(result, context.redact)
     finally:
         _discard(space, request, directory, context)
 
@@ -208,23 +205,30 @@ def _held_by_review(
 
 
 def _redacted(result: StepResult, redact: Callable[[str], str]) -> StepResult:
-    """The result of a reviewed attempt with the author's secrets masked in what its
-    review brought (the reviewer's own were masked as it ran)."""
-    review = result.review
-    assert review is not None
+    """The attempt's result with the secrets its context knows masked in all the store
+    keeps of it: the message, the feedback, the diff (a task may write a key into a
+    file) and what its review brought (the reviewer's own were masked as it ran)."""
 
     def masked(text: str | None) -> str | None:
         return None if text is None else redact(text)
 
-    review = attrs.evolve(
-        review,
-        comments=masked(review.comments),
-        message=masked(review.message),
-        edits=masked(review.edits),
-    )
-    return attrs.evolve(
-        result, review=review, message=masked(result.message), feedback=masked(result.feedback)
-    )
+    review = result.review
+    if review is not None:
+        review = attrs.evolve(
+            review,
+            comments=masked(review.comments),
+            message=masked(review.message),
+            edits=masked(review.edits),
+        )
+    message, feedback, diff = masked(result.message), masked(result.feedback), masked(result.diff)
+    if (message, feedback, diff, review) == (
+        result.message,
+        result.feedback,
+        result.diff,
+        result.review,
+    ):
+        return result  # most results hold no secret: no copy of them
+    return attrs.evolve(result, review=review, message=message, feedback=feedback, diff=diff)
 
 
 def _violated(result: StepResult, message: str) -> StepResult:

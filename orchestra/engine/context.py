@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 from orchestra.engine.attempt_log import DEFAULT_LOG_LIMIT, AttemptLog, command_note
 from orchestra.engine.containment import run_policy
 from orchestra.engine.process import DEFAULT_GRACE, run_logged, start_error
-from orchestra.engine.secrets import MIN_SECRET_LENGTH, Redactor, literal_secrets, secret_values
 from orchestra.models import ProcessResult
+from orchestra.secrets import (
+    MIN_SECRET_LENGTH,
+    Redactor,
+    literal_secrets,
+    redactor_for,
+    secret_values,
+)
 
 if TYPE_CHECKING:
     from orchestra.engine.sandbox import Sandbox
@@ -77,7 +83,7 @@ class LocalContext:
         self._scratch_root = scratch_root
         self._scratch: Path | None = None
         self._state_dir = state_dir
-        self._redactor = _redactor_for(
+        self._redactor = redactor_for(
             frozenset([*secrets, *secret_values(self.env, self.secret_names)])
         )
 
@@ -206,12 +212,6 @@ class LocalContext:
 
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
-
-
-@functools.lru_cache(maxsize=64)
-def _redactor_for(secrets: frozenset[str]) -> Redactor:
-    """One Redactor per set of secrets: the attempts of a run mostly share theirs."""
-    return Redactor(secrets)
 
 
 def _both(

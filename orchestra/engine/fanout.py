@@ -29,8 +29,18 @@ DATABASE_ONLY = frozenset({"run.created", "run.claimed", "attempt.started", "att
 class SinkFanout:
     """Hands a run's events to its sinks, dropping a sink that raises."""
 
-    def __init__(self, sinks: Sequence[Any], *, store: Any, run_id: str, host: PluginHost) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Any],
+        *,
+        store: Any,
+        run_id: str,
+        host: PluginHost,
+        redact: Callable[[str], str] = str,
+    ) -> None:
         self.store = store
+        #: masks secrets in what a sink's error says
+        self.redact = redact
         self.run_id = run_id
         self.host = host
         #: every sink the run was given (each is closed at the end) and those still told
@@ -100,7 +110,8 @@ class SinkFanout:
         name = getattr(sink, "name", "?")
         registered = self.host.sinks()
         plugin = registered.registration(name).plugin if name in registered else None
-        payload = {"sink": name, "plugin": plugin, "error": f"{type(error).__name__}: {error}"}
+        said = self.redact(f"{type(error).__name__}: {error}")
+        payload = {"sink": name, "plugin": plugin, "error": said}
         self.store.add_event(self.run_id, "sink.disabled", payload)
         self.emit("sink.disabled", None, payload)  # the other sinks (the console) say so
 
@@ -116,16 +127,18 @@ def sink_context(
     steps: Mapping[str, StepState],
     parallel: int,
     last_lines: Mapping[str, str],
+    redact: Callable[[str], str] = str,
 ) -> SinkContext:
     """What sink ``name`` is handed when it opens: its ``[sink.NAME]`` options, a way to
-    warn (an event of the run, through the loop's inbox), where the run stands."""
+    warn (an event of the run, through the loop's inbox, with ``redact`` masking the
+    secrets a warning may quote), where the run stands."""
     return SinkContext(
         run_id=run_id,
         options=dict(options.get(name, {})),
         project_root=project_root,
         state_dir=state_dir,
         warn=lambda message: inbox.put(
-            EventPosted("sink.warning", {"sink": name, "message": message})
+            EventPosted("sink.warning", {"sink": name, "message": redact(message)})
         ),
         steps={task_id: state.value for task_id, state in steps.items()},
         parallel=parallel,

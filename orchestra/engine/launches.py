@@ -18,9 +18,9 @@ from orchestra.engine import sandbox
 from orchestra.engine.context import LocalContext
 from orchestra.engine.environment import build_environment
 from orchestra.engine.messages import EventPosted
-from orchestra.engine.secrets import Redactor, masked_command, secret_values
 from orchestra.models import ExecutionRequest
 from orchestra.plugin.protocols import AttemptLaunch
+from orchestra.secrets import masked_command, redactor_for, secret_values
 
 if TYPE_CHECKING:
     from orchestra.config import Project, Settings
@@ -94,17 +94,19 @@ class LaunchBuilder:
         return f"{self._log_prefix}{task_id}.{attempt}.log"
 
     def environment(self, tool: str, task: Task, attempt: int) -> tuple[dict[str, str], list[str]]:
-        """Return the attempt's environment and the values in it to redact."""
+        """Return the attempt's environment and the values to redact: the secrets in it,
+        and those of orchestra's own environment, which the attempt does not get but may
+        find another way (a task that prints a ``.env`` file, a tool's own config)."""
         if tool not in self._base_env:
             profile = self.profile(tool)
             base = build_environment(
                 self.environ, {**profile.env, **self.defaults.env}, profile.pass_env
             )
-            self._base_env[tool] = (base, secret_values(base, profile.secrets))
+            self._base_env[tool] = (base, secret_values({**self.environ, **base}, profile.secrets))
         base, secrets = self._base_env[tool]
         env = {**base, **task.env} if task.env else dict(base)
         if task.env:
-            secrets = secret_values(env, self.profile(tool).secrets)
+            secrets = secret_values({**self.environ, **env}, self.profile(tool).secrets)
         env["ORCHESTRA_RUN_ID"] = self.run_id
         env["ORCHESTRA_TASK_ID"] = task.id
         env["ORCHESTRA_ATTEMPT"] = str(attempt)
@@ -118,7 +120,7 @@ class LaunchBuilder:
             return self._shown[task.id]
         command = masked_command(task.command)
         if command and secrets:
-            return Redactor(secrets).redact(command)
+            return redactor_for(frozenset(secrets)).redact(command)
         self._shown[task.id] = command
         return command
 

@@ -51,6 +51,7 @@ from orchestra.engine.steps import Steps
 from orchestra.engine.verdict import judge
 from orchestra.errors import DiskFull
 from orchestra.models import Budget, ExecutorRun, RetryPolicy, SinkContext
+from orchestra.secrets import redactor_for, secret_values
 from orchestra.store.lifecycle import RunState, StepState
 
 if TYPE_CHECKING:
@@ -111,7 +112,11 @@ class Orchestrator:
         #: the last line each running task printed, for sinks that show it (live views)
         self.last_lines: dict[str, str] = {}
         self.inbox = Inbox()
-        self.fanout = SinkFanout(sinks, store=store, run_id=run_id, host=host)
+        environment = dict(os.environ if environ is None else environ)
+        #: masks the secrets of orchestra's environment in what sinks say (their warnings
+        #: quote their commands' errors, which may quote what was passed to them)
+        self._redact = redactor_for(frozenset(secret_values(environment))).redact
+        self.fanout = SinkFanout(sinks, store=store, run_id=run_id, host=host, redact=self._redact)
         self.steps = Steps(
             store=store,
             run_id=run_id,
@@ -139,7 +144,7 @@ class Orchestrator:
             resumed=resumed,
             record_event=self._record_event,
         )
-        self.launches = self._launch_builder(dict(os.environ if environ is None else environ))
+        self.launches = self._launch_builder(environment)
         self.reviews = ReviewGate(
             run_id=run_id,
             defaults=workstream.defaults,
@@ -575,6 +580,7 @@ class Orchestrator:
             steps=self.steps.state,
             parallel=self.settings.max_parallel,
             last_lines=self.last_lines,
+            redact=self._redact,
         )
 
     def _set_run(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from orchestra.engine.attempt_log import AttemptLog
-from orchestra.engine.secrets import Redactor
+from orchestra.secrets import Redactor
 
 if TYPE_CHECKING:
     import logging

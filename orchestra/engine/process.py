@@ -35,8 +35,8 @@ from orchestra.engine.attempt_log import DEFAULT_LOG_LIMIT, AttemptLog, command_
 from orchestra.engine.containment import Scope
 from orchestra.engine.output import ProcessOutput
 from orchestra.engine.proctable import signal_each
-from orchestra.engine.secrets import Redactor, literal_secrets, secret_values
 from orchestra.models import ProcessResult
+from orchestra.secrets import Redactor, literal_secrets, secret_values
 
 DEFAULT_GRACE = 5.0
 

@@ -86,8 +86,8 @@ def start_run(
     prepare_run()  # while the store opens and the run is recorded
     # a store opened here is closed here: its write-ahead log goes back into the file
     with open_store(settings) if store is None else contextlib.nullcontext(store) as store:
-        from orchestra.engine.secrets import secret_settings
         from orchestra.loaders import source_digest
+        from orchestra.secrets import secret_settings
 
         secret = secret_settings(registration.item for registration in host.settings())
         recorded_settings = {

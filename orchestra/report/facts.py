@@ -354,14 +354,17 @@ def _from_workstream(workstream, task_ids: list[str]):
 
 
 def _check_text(check) -> str:
-    """Return a check's name, or its command as it could be pasted into a shell."""
+    """Return a check's name, or its command as it could be pasted into a shell, with
+    the secrets written in it masked (``--api-key ***``)."""
+    from orchestra.secrets import mask_arguments
+
     if check.name:
         return check.name
     if isinstance(check.command, str):
-        return check.command
+        return mask_arguments([check.command])[0]
     from orchestra.engine.attempt_log import command_line  # quoted as the log quotes it
 
-    return command_line(check.command)
+    return command_line(mask_arguments(check.command))
 
 
 def _dependencies_from_reasons(steps: Sequence[StepRecord]) -> dict[str, tuple[str, ...]]:

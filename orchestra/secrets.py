@@ -8,15 +8,25 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AnyStr
 
 from orchestra.patterns import LazyPattern
 
 if TYPE_CHECKING:
     from orchestra.plugin.protocols import PluginSetting
 
-#: names whose values are redacted, matched case-insensitively
-SECRET_NAME_PATTERNS = ("*_KEY", "*_TOKEN", "*_SECRET", "*PASSWORD*")
+#: names whose values are redacted, matched case-insensitively (so, with ``-`` read as
+#: ``_``, options: ``--api-key``, ``--token``, ``--passwd``)
+SECRET_NAME_PATTERNS = (
+    "*_KEY",
+    "*_TOKEN",
+    "*_SECRET",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*APIKEY*",
+    "TOKEN",
+    "SECRET",
+)
 #: shorter values are not redacted: "***" in place of every "1" would hide the whole log
 MIN_SECRET_LENGTH = 4
 REDACTED = "***"
@@ -129,25 +139,55 @@ def masked_command(command: str | Sequence[str] | None) -> str | None:
     return " ".join(mask_arguments(command))
 
 
+@functools.lru_cache(maxsize=64)
+def redactor_for(secrets: frozenset[str]) -> Redactor:
+    """One Redactor per set of secrets: the attempts of a run mostly share theirs, and
+    making one compiles its expressions."""
+    return Redactor(secrets)
+
+
 class Redactor:
-    """Replaces secret values by ``***`` in text and in raw output, longest value first."""
+    """Replaces secret values by ``***`` in text and in raw output.
+
+    Each secret is looked for as given and in the forms a program prints it in
+    (``printed_forms``). Where two values overlap in the output (``…AB`` and ``ABC…``
+    in ``…ABC…``), the whole stretch they cover is replaced, not the first one alone.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         kept = {secret for secret in secrets if len(secret) >= MIN_SECRET_LENGTH}
+        #: the secrets as given (their printed forms are looked for too)
         self.secrets = tuple(sorted(kept, key=lambda secret: (-len(secret), secret)))
-        encoded = sorted({os.fsencode(secret) for secret in self.secrets}, key=lambda b: -len(b))
-        # an alternation tries its branches in order, so longest first wins at each position
-        self._text = re.compile("|".join(map(re.escape, self.secrets))) if kept else None
-        self._bytes = re.compile(b"|".join(map(re.escape, encoded))) if kept else None
+        forms = {
+            form
+            for secret in self.secrets
+            for form in printed_forms(secret)
+            if len(form) >= MIN_SECRET_LENGTH
+        }
+        texts = sorted(forms, key=lambda form: (-len(form), form))
+        encoded = sorted({os.fsencode(form) for form in texts}, key=lambda b: (-len(b), b))
+        # an alternation tries its branches in order, so the longest value wins at each
+        # position; ``_text``/``_bytes`` find the first match quickly (most output has
+        # none), the lookahead forms every value starting at every position (overlaps)
+        self._text = re.compile("|".join(map(re.escape, texts))) if texts else None
+        self._bytes = re.compile(b"|".join(map(re.escape, encoded))) if encoded else None
+        self._text_at = re.compile(f"(?=({self._text.pattern}))") if self._text else None
+        self._bytes_at = re.compile(b"(?=(%b))" % self._bytes.pattern) if self._bytes else None
         self._longest = len(encoded[0]) if encoded else 0
 
     def redact(self, text: str) -> str:
         """Return ``text`` with every secret value replaced by ``***``."""
-        return self._text.sub(REDACTED, text) if self._text else text
+        if self._text is None or self._text.search(text) is None:
+            return text
+        assert self._text_at is not None
+        return _replaced(text, _spans(self._text_at, text), REDACTED)
 
     def redact_bytes(self, data: bytes) -> bytes:
         """Return ``data`` with every secret value (as bytes) replaced by ``***``."""
-        return self._bytes.sub(REDACTED.encode(), data) if self._bytes else data
+        if self._bytes is None or self._bytes.search(data) is None:
+            return data
+        assert self._bytes_at is not None
+        return _replaced(data, _spans(self._bytes_at, data), REDACTED.encode())
 
     def safe_cut(self, data: bytes) -> int:
         """Return how much of an unfinished line can be redacted and written now.
@@ -158,10 +198,62 @@ class Redactor:
         cut = max(len(data) - self._longest + 1, 0) if self._bytes else len(data)
         while 0 < cut < len(data) and data[cut] & 0xC0 == 0x80:
             cut -= 1
-        if self._bytes:
-            for match in self._bytes.finditer(data):
-                if match.start() >= cut:
+        if self._bytes_at is not None and self._bytes is not None and self._bytes.search(data):
+            for start, end in _spans(self._bytes_at, data):
+                if start >= cut:
                     break
-                if match.end() > cut:
-                    return match.start()
+                if end > cut:
+                    return start
         return cut
+
+
+#: characters a URL carries as they are; a secret of these alone has no other URL form
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def printed_forms(secret: str) -> set[str]:
+    """The ways a program may print ``secret``: as it is; without the blanks or the line
+    end it was stored with (a token pasted with its newline is printed without it); each
+    line of a multi-line one (a key file), as output is redacted a line at a time; and,
+    of each of those, the text inside a JSON string (quotes, backslashes, line ends
+    escaped) and percent-encoded as in a URL."""
+    plain = {secret, secret.strip()}
+    plain.update(line.strip() for line in secret.splitlines())
+    forms = set(plain)
+    for value in plain:
+        if any(char in '"\\' or char < " " or char > "~" for char in value):
+            import json  # only for the few secrets JSON escapes
+
+            forms.add(json.dumps(value)[1:-1])
+            forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+        if not _UNRESERVED.issuperset(value):
+            from urllib.parse import quote, quote_plus  # only for such secrets
+
+            forms.update((quote(value, safe=""), quote_plus(value, safe="")))
+    forms.discard("")
+    return forms
+
+
+def _spans(pattern: re.Pattern, data: AnyStr) -> list[tuple[int, int]]:
+    """Where ``pattern`` (a lookahead: one match per position) finds values in ``data``,
+    overlapping ones merged: (start, end) pairs in order."""
+    spans: list[tuple[int, int]] = []
+    for match in pattern.finditer(data):
+        start, end = match.span(1)
+        if spans and start < spans[-1][1]:
+            if end > spans[-1][1]:
+                spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _replaced(data: AnyStr, spans: list[tuple[int, int]], mark: AnyStr) -> AnyStr:
+    """``data`` with each of ``spans`` replaced by ``mark``."""
+    pieces = []
+    done = 0
+    for start, end in spans:
+        pieces += [data[done:start], mark]
+        done = end
+    pieces.append(data[done:])
+    return data[:0].join(pieces)
