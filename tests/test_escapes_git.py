@@ -107,7 +107,7 @@ def test_a_program_named_in_the_repository_config_never_runs_with_orchestras_key
     assert not seen.exists(), seen.read_text()  # neither with the key nor without it
     [(_, _, outcome, error_class, message)] = attempts(repo)
     assert (outcome, error_class) == ("failed", "scope_violation")
-    assert "configuration" in message and "put it back" in message
+    assert "configuration" in message and "put back" in message
     config = (repo / ".git" / "config").read_text()
     assert "fsmonitor" not in config and "spy" not in config  # as the user had it
     assert summary["state"] == "failed"

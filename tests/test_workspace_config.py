@@ -137,7 +137,7 @@ def test_a_configuration_git_cannot_read_is_put_back_whole_with_its_mode(repo: P
 
     said = guard.check()
 
-    assert said == "(git could not read it): orchestra put it back as it last read it"
+    assert said == "(config: git could not read it, so orchestra put it back as it last read it)"
     assert path.read_bytes() == before
     assert mode(path) == 0o600
     assert not (repo / ".git" / "config.lock").exists()
