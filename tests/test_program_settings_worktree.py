@@ -165,3 +165,24 @@ def test_a_worktree_added_during_the_run_may_have_what_git_copies_into_it(repo: 
 
     assert guard.check() is None
     assert setting(added, "--worktree", "--get", "alias.st") == "!git status"
+
+
+def test_a_repository_with_worktree_configuration_on_runs_its_tasks(repo: Path):
+    """Sparse checkout turns ``extensions.worktreeConfig`` on, and git then copies the
+    main ``config.worktree`` into every new worktree: an attempt's worktree holding that
+    copy was given no configuration of its own."""
+    git(repo, "config", "extensions.worktreeConfig", "true")
+    git(repo, "config", "--worktree", "core.sparseCheckout", "false")
+
+    assert run_task(repo, "echo hi > out.txt") == ("succeeded", None, None)
+
+
+def test_a_program_in_the_attempts_own_config_worktree_fails_it(repo: Path):
+    git(repo, "config", "extensions.worktreeConfig", "true")
+
+    outcome, error_class, message = run_task(
+        repo, "git config --worktree core.fsmonitor /bin/true && echo hi > out.txt"
+    )
+
+    assert (outcome, error_class) == ("failed", "scope_violation")
+    assert "core.fsmonitor" in message

@@ -151,9 +151,11 @@ class WorktreeRun:
         if run.resumed:
             self._repair()
         recorded = dict(run.checkpoint or {})
-        # a branch a crash left before its start was recorded is kept as it is
         current = refs.branch_tip(repo, self.branch)
-        self.start = recorded.get("start") or current or self._new_start()
+        # a branch a crash left before its start was recorded (a power cut can lose the
+        # last transactions) is kept as it is, with the run's landings on it
+        self.start = recorded.get("start") or _start_below(repo, current, run.run_id)
+        self.start = self.start or self._new_start()
         if current is None:  # not made yet, or removed (it held nothing) or by hand
             current = refs.create_branch(repo, self.branch, self.start)
         #: the run branch's tip as orchestra last moved it; any other move is refused
@@ -204,7 +206,7 @@ class WorktreeRun:
         self._base[key] = base
         self._starts[key] = self._continue(tree, request) if request.continues else "clean"
         directory = path / self.subdir
-        self._copy_into(directory)
+        self._copy_into(path)
         self._set_up(directory, ctx)
         return str(directory)
 
@@ -215,9 +217,8 @@ class WorktreeRun:
         key = self._key(request)
 
         def make_ready(tree: Tree) -> None:
-            directory = tree.path / self.subdir
-            self._copy_into(directory)
-            self._set_up(directory, ctx)
+            self._copy_into(tree.path)
+            self._set_up(tree.path / self.subdir, ctx)
 
         tree = self._shared.enter(key, make_ready)
         self._starts[key] = "clean"  # it never has a change to go on from
@@ -250,10 +251,12 @@ class WorktreeRun:
 
     def changes(self, request: ExecutionRequest, directory: str) -> Change:
         """Commit what the attempt changed (what its tool left, less the ignored build
-        output; not what its checks wrote) and say what that is; raise WorkspaceViolation
-        when the attempt reached beyond its worktree (moved the run branch or its own
-        HEAD, changed the repository's configuration), after putting those back."""
-        from orchestra.git import changes
+        output; not what its checks wrote) and say what that is, with the symbolic links
+        it makes lead out of the repository (judged in the commit: ``orchestra.git.links``);
+        raise WorkspaceViolation when the attempt reached beyond its worktree (moved the
+        run branch or its own HEAD, changed the repository's configuration), after
+        putting those back."""
+        from orchestra.git import changes, links
 
         if shares(request):
             return self._shared_changes(request)
@@ -275,12 +278,12 @@ class WorktreeRun:
             self._publish()
         if commit is None:
             return Change(())
-        paths = tuple(changes.paths_between(tree, base, commit))
+        changed = changes.changed_entries(tree, base, commit)
         return Change(
-            paths,
+            tuple(entry.path for entry in changed),
             diff=changes.diff(tree, base, commit),
             lines=changes.count_changed_lines(tree, base, commit),
-            escapes=_escaping_links(tree.path, paths),
+            escapes=tuple(links.escapes(tree, base, commit, changed)),
         )
 
     def _shared_changes(self, request: ExecutionRequest) -> Change:
@@ -314,20 +317,25 @@ class WorktreeRun:
         return changes.put_back(self._trees[key], branch, self._made[key], self._ignore)
 
     def land(self, request: ExecutionRequest, directory: str) -> Landing:
-        from orchestra.git import merging, refs
+        """Bring the change ``changes`` committed and the scope check judged, that very
+        commit (whatever the attempt's branch or worktree hold by now), onto the run
+        branch; say whether it merged, or what conflicted."""
+        from orchestra.git import merging
 
         if shares(request):  # the shared worktree's attempts bring nothing
             return Landing(merged=True, tip=self.tip)
         key = self._key(request)
-        tree, base = self._trees[key], self._base[key]
+        commit, base = self._made[key], self._base[key]
         with self._landing:  # one merge at a time
             self._check_run_branch()
             if request.task.id in self.landed:
                 # its change is on the branch already (a landing whose record was lost)
                 return Landing(merged=True, tip=self.tip)
-            if refs.head_commit(tree) == base:  # nothing to bring
+            if commit == base:  # nothing to bring
                 return Landing(merged=True, tip=self.tip)
-            result = merging.rebase_and_advance(tree, self.branch, expected=self.tip)
+            result = merging.land_change(
+                self.repo, commit, self.branch, expected=self.tip, worktree=self._trees[key]
+            )
             if result.merged:
                 assert result.tip is not None  # a merge has made a tip
                 self.tip = result.tip
@@ -534,22 +542,21 @@ class WorktreeRun:
         if problem:
             raise WorkspaceViolation(f"the attempt's worktree {tree.path}: {problem}")
 
-    def _copy_into(self, directory: Path) -> None:
-        """Copy the configured files (``.env`` …) from the project into a new worktree:
-        what git does not track, a tool still needs."""
-        import shutil  # here: its import (zlib, bz2, lzma) would cost every run's start
+    def _copy_into(self, top: Path) -> None:
+        """Copy the configured files (``.env`` …) from the project into the new worktree
+        at ``top``: what git does not track, a tool still needs. Never through a symbolic
+        link the worktree holds (``orchestra.git.copy_in``): WorkspaceError instead."""
+        from orchestra.git import copy_in
 
         root = Path(self.run.project_root)
         for name in self.run.copy:
             source = root / name
-            target = directory / name
             if not source.exists():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
-            else:
-                shutil.copy2(source, target)
+            try:
+                copy_in.copy_into(top, (self.subdir / name).as_posix(), source)
+            except copy_in.LinkInTheWay as refused:
+                raise WorkspaceError(f"workspace copy: {refused}") from None
 
 
 def _landings(
@@ -573,6 +580,22 @@ def _landings(
         if task and attempt.isdigit():
             landed[task] = int(attempt)
     return landed
+
+
+def _start_below(repo: Path, tip: str | None, run_id: str) -> str | None:
+    """Where run ``run_id``'s branch, at ``tip``, started: the first commit down from the
+    tip (first parents) that is not one of the run's landings (a commit with its
+    ``Orchestra-Run`` and ``Orchestra-Task`` trailers); None without a tip, or when the
+    10,000 commits looked at are all landings."""
+    from orchestra.git import refs
+
+    if tip is None:
+        return None
+    commits = refs.commits_between(repo, None, tip, first_parent=True, limit=10_000)
+    for commit, _, trailers in reversed(commits):  # newest first
+        if trailers.get("Orchestra-Run") != run_id or "Orchestra-Task" not in trailers:
+            return commit
+    return None
 
 
 def _shared_violation(found: Found, key: tuple[str, int]) -> str:
@@ -600,20 +623,6 @@ def _shared_violation(found: Found, key: tuple[str, int]) -> str:
             " and the task gets a worktree of its own, whose change lands"
         )
     return message
-
-
-def _escaping_links(worktree: Path, paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """The symbolic links among ``paths`` whose target lies outside ``worktree``."""
-    escapes = []
-    for path in paths:
-        link = worktree / path
-        if not link.is_symlink():
-            continue
-        target = os.readlink(link)
-        where = os.path.normpath(os.path.join(os.path.dirname(path), target))
-        if os.path.isabs(target) or where == ".." or where.startswith("../"):
-            escapes.append((path, target))
-    return tuple(escapes)
 
 
 def _repository(project_root: str) -> Path | None:

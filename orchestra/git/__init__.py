@@ -3,15 +3,18 @@
 The operations, one function each, running the real ``git``, live in one module per job:
 ``refs`` (branches, refs and commits), ``worktrees`` (adding, listing and removing
 worktrees, under the lock that guards them), ``changes`` (what a work tree holds, and the
-commits and diffs made of it) and ``merging`` (bringing one branch's work onto another).
+commits and diffs made of it), ``merging`` (bringing one branch's work onto another),
+``links`` (where a commit's symbolic links really lead) and ``copy_in`` (the user's
+untracked files copied into a worktree, never through a link).
 Callers import the one they need (``from orchestra.git import worktrees``); this module
 imports none of them, so that code asking only ``has_git_marker`` starts no git and
 loads none of its operations.
 
 Every command goes through ``orchestra.git.command.run_git``: an argument list, no
-stdin, an allow-listed environment without orchestra's secrets, the programs a
-repository's configuration can name neutralised, and git's lock files waited for (or
-removed, when a killed git left them). A failing command raises ``GitError`` naming it.
+stdin but what orchestra gives it, an allow-listed environment without orchestra's
+secrets, the programs a repository's configuration can name neutralised, and git's lock
+files waited for (or removed, when a killed git left them). A failing command raises
+``GitError`` naming it.
 
 The functions may be called from several threads at once on different worktrees of one
 repository: git's own locks guard the repository, and the one ref two calls may race on

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestra import classes
 from orchestra.git import refs
 from orchestra.git.command import (
     DIFF_PROGRAMS_OFF,
@@ -23,7 +24,9 @@ from orchestra.git.command import (
 )
 
 __all__ = [
+    "Changed",
     "apply_change",
+    "changed_entries",
     "commit_state",
     "commit_tree",
     "count_changed_lines",
@@ -208,12 +211,34 @@ def commit_state(worktree: Tree, branch: str, state: str, base: str, message: st
 def paths_between(where: Where, old: str, new: str) -> list[str]:
     """Return every path whose content differs between commits ``old`` and ``new`` (a
     rename gives both names)."""
+    return sorted({entry.path for entry in changed_entries(where, old, new)})
+
+
+@classes.frozen
+class Changed:
+    """One path that differs between two commits, with its mode on each side (git's
+    octal: ``100644``, ``120000`` a symbolic link; ``000000`` where it is absent)."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+
+
+def changed_entries(where: Where, old: str, new: str) -> list[Changed]:
+    """Return every path whose content or mode differs between commits ``old`` and
+    ``new`` (a rename gives both names), with its modes, sorted by path."""
     completed = run_git(
         where,
-        *("diff", *DIFF_PROGRAMS_OFF, "--name-only", "-z", "--no-renames", "--no-relative"),
-        *(refs.resolve(where, old), refs.resolve(where, new), "--"),
+        *("diff", *DIFF_PROGRAMS_OFF, "--raw", "-z", "--no-renames", "--no-relative"),
+        *("--no-abbrev", refs.resolve(where, old), refs.resolve(where, new), "--"),
     )
-    return _paths(completed.stdout)
+    fields = completed.stdout.split("\0")
+    # records: ":<old mode> <new mode> <old id> <new id> <status>\0<path>\0"
+    found = {}
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        old_mode, new_mode = status.lstrip(":").split(" ", 2)[:2]
+        found[path] = Changed(path, old_mode, new_mode)
+    return [found[path] for path in sorted(found)]
 
 
 # The same patch whatever the user configured: colour, external diff tools, textconv

@@ -5,12 +5,13 @@ The repository is the user's, and an attempt that runs without a sandbox can wri
 must not start, and whatever orchestra's environment holds (the provider keys its tools
 get), git must not see. So every command runs:
 
-- with an argument list (never a shell), stdin from /dev/null, and ``-c`` options that
-  neutralise the programs a configuration can name: hooks (``core.hooksPath=/dev/null``),
-  ``core.fsmonitor``, ``core.sshCommand``, signing, submodule recursion, and every clean or
-  smudge filter (content passes through) and merge driver (a conflict instead) the
-  configuration defines. Editors and pagers are turned off through the environment, and
-  the functions that make diffs pass ``--no-ext-diff --no-textconv``;
+- with an argument list (never a shell), stdin from /dev/null (or what orchestra gives
+  it), and ``-c`` options that neutralise the programs a configuration can name: hooks
+  (``core.hooksPath=/dev/null``), ``core.fsmonitor``, ``core.sshCommand``, signing,
+  submodule recursion, and every clean or smudge filter (content passes through) and
+  merge driver (a conflict instead) the configuration defines. Editors and pagers are
+  turned off through the environment, and the functions that make diffs pass
+  ``--no-ext-diff --no-textconv``;
 - with an environment of its own: an allow-list (``PATH``, ``HOME``, locale, ``TMPDIR``,
   the user's git identity and configuration-location variables), so no provider key and
   none of the variables that point git at another repository get through;
@@ -190,6 +191,8 @@ def run_git(
     errors: str = "surrogateescape",
     wait_for_locks: bool = True,
     index: Path | None = None,
+    input: str | None = None,
+    variables: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one git command in ``where`` and return it; raise GitError if it fails and
     ``check``.
@@ -199,14 +202,17 @@ def run_git(
     ``wait_for_locks=False`` is for commands that must not simply be run again after
     failing on a lock half-way (a rebase): their caller decides. ``index`` is an index
     file of the caller's to use instead of the work tree's (``GIT_INDEX_FILE``), so that
-    a snapshot of the work tree leaves its own index alone.
+    a snapshot of the work tree leaves its own index alone. ``input`` is the command's
+    stdin (``cat-file --batch``), nothing otherwise; ``variables`` are set in its
+    environment (a commit's author, ``GIT_AUTHOR_*``).
     """
     command, env = git_invocation(where, *_settings(config), *arguments)
     if index is not None:
         env["GIT_INDEX_FILE"] = str(index)
+    env.update(variables or {})
     waited_until: float | None = None
     while True:
-        completed = _run(command, where, env, errors)
+        completed = _run(command, where, env, errors, input)
         if completed.returncode == 0 or not wait_for_locks:
             break
         from orchestra.git import locks
@@ -229,14 +235,15 @@ def run_git(
 
 
 def _run(
-    command: list[str], where: Where, env: dict[str, str], errors: str
+    command: list[str], where: Where, env: dict[str, str], errors: str, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             command,
             cwd=_path(where),
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else None,
+            input=input,
             capture_output=True,
             text=True,
             encoding="utf-8",

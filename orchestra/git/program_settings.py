@@ -72,6 +72,21 @@ def guarded_settings(repo: Path, path: Path) -> Settings:
     return tuple(entries)
 
 
+def watched_keys(repo: Path, path: Path) -> str:
+    """The keys of configuration file ``path`` that the guard watches (programs, where
+    git finds things) or that bring in another file (includes), comma-separated; ""
+    when none. GitError when git cannot read it."""
+    listed = run_git(repo, "config", "--file", str(path), "--no-includes", "--null", "--list")
+    keys = []
+    for record in listed.stdout.split("\0"):
+        key = record.partition("\n")[0]
+        if key and any(
+            pattern.match(key) for pattern in (PROGRAM_KEYS, LOCATION_KEYS, INCLUDE_KEYS)
+        ):
+            keys.append(key)
+    return ", ".join(dict.fromkeys(keys))
+
+
 @attrs.define
 class _Watched:
     """One file of settings: its guarded settings as the run found them (``()`` when

@@ -62,7 +62,8 @@ class Worktree:
 _STRUCTURE = threading.RLock()
 _HELD = threading.local()
 
-#: the flock file in the common git directory (not a git lock: git never looks at it)
+#: the flock file in the common git directory (not a git lock: git never looks at it),
+#: there only while a process holds it (``worktrees_locked``)
 STRUCTURE_LOCK = "orchestra-worktrees.lock"
 
 
@@ -79,16 +80,44 @@ def worktrees_locked(path: Where) -> Iterator[None]:
                 _HELD.depth = depth
             return
         lock_file = common_dir(path) / STRUCTURE_LOCK
-        descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        descriptor = _lock(lock_file)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
             _HELD.depth = 1
             try:
                 yield
             finally:
                 _HELD.depth = 0
         finally:
+            # removed while held, so that no run leaves a file of orchestra's in the
+            # user's .git; a process waiting on this file finds it gone (``_lock``)
+            with contextlib.suppress(OSError):  # left, it does no harm
+                os.unlink(lock_file)
             os.close(descriptor)  # releases the flock
+
+
+def _lock(lock_file: Path) -> int:
+    """Return a descriptor of ``lock_file`` holding its flock, the file made if missing.
+
+    The holder removes the file before it lets go. So a process that waited on the file
+    may get the flock of one already removed, while another has made a new one and
+    holds that: the flock counts only when the file is still the one at the path, else
+    it is tried again on the new one.
+    """
+    while True:
+        descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            held = os.fstat(descriptor)
+            now = os.stat(lock_file)
+        except FileNotFoundError:  # removed by its holder meanwhile
+            os.close(descriptor)
+            continue
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return descriptor
+        os.close(descriptor)
 
 
 # -- worktrees --
@@ -231,6 +260,17 @@ def repointed(tree: Tree) -> str | None:
         recorded = tree.git_dir / read_record(tree.git_dir / "commondir")
         if recorded.resolve() != tree.common.resolve():
             return "its git directory was pointed at another repository"
-    if (tree.git_dir / "config.worktree").exists():
-        return "a configuration of its own was given to it (config.worktree)"
+    own = tree.git_dir / "config.worktree"
+    if own.exists():
+        # git itself writes one into every new worktree of a repository with
+        # extensions.worktreeConfig on (sparse checkout does), copied from the main
+        # one: only settings that name a program or move the checkout are a change
+        from orchestra.git.program_settings import watched_keys
+
+        try:
+            keys = watched_keys(tree.git_dir, own)
+        except GitError:
+            return "a configuration of its own that git cannot read was given to it"
+        if keys:
+            return f"a configuration of its own was given to it (config.worktree: {keys})"
     return None
