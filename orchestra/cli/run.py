@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +26,7 @@ from orchestra.cli.workspace import say_if_uncommitted
 if TYPE_CHECKING:
     from orchestra.config import Settings
     from orchestra.plugin.protocols import EventSink, PluginSetting
+    from orchestra.store import RunRecord
 
 #: exit statuses: 0 succeeded, 1 the run failed, 2 bad input, 130 interrupted
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "canceled": 130}
@@ -513,6 +515,7 @@ def resume(
     record = store.run(run_id)
     if record.workstream_file is None:  # made with the Store's API, not by `run`
         raise OrchestraError(f"run {run_id} recorded no workstream file: it cannot be resumed")
+    _go_to_project_of_run(session, record, store.path, db_path(db))
     from orchestra.secrets import secret_settings
 
     added = [registration.item for registration in session.host.settings()]
@@ -556,6 +559,34 @@ def resume(
         )
     _report(outcome, as_json)
     sys.exit(EXIT_FOR_STATE.get(outcome.state, 1))
+
+
+def _go_to_project_of_run(
+    session: CliSession, record: RunRecord, database: str | Path, db: str | None
+) -> None:
+    """Make the project the run started in the session's, with its configuration and
+    plugins, when resume is asked from another directory (``--db``, ORCHESTRA_DB): the
+    run goes on in its own repository, not in the working directory.
+
+    Refuses (one line) a run whose directory is gone, and one whose project would record
+    it in another database than ``database``, where it was found (``db``, the --db
+    given, names the same for both): a copied or moved project's run belongs to the
+    directory it started in."""
+    from orchestra.config import resolve_settings
+    from orchestra.engine.runs import ResumeRefused, project_of_run
+    from orchestra.plugin.host import PluginHost
+
+    project = project_of_run(record, session.project)
+    if project is session.project:
+        return
+    its_database = Path(resolve_settings(project, flags={"db": db}).db)
+    if its_database.resolve() != Path(database).resolve():
+        raise ResumeRefused(
+            f"run {record.id} works in {project.root}, which records its runs in"
+            f" {its_database}, not in {database}: resume it from {project.root}"
+        )
+    session.project = project
+    session.host = PluginHost.for_project(project)
 
 
 @click.command()

@@ -22,8 +22,8 @@ from orchestra.loaders.sets import arguments_of
 from orchestra.models import Workstream
 from orchestra.plugin.host import PluginHost
 from orchestra.store import Store, StoreError
-from orchestra.store.lifecycle import RunState, StepState
-from orchestra.store.records import StepRecord
+from orchestra.store.lifecycle import FOUND_LANDED, RunState, StepState
+from orchestra.store.records import RunRecord, StepRecord
 
 
 class ResumeRefused(OrchestraError):
@@ -106,6 +106,7 @@ def start_run(
             [task.id for task in workstream.tasks],
             recorded_settings,
             claim=True,  # never pending and undriven: a pending run with a free lock is dead
+            project_root=str(project.root),  # where resume goes on, wherever it is typed
         )
         try:
             return _drive(
@@ -141,6 +142,32 @@ def check_workspaces(workstream: Workstream, settings: Settings, project: Projec
         )
 
 
+def project_of_run(record: RunRecord, here: Project) -> Project:
+    """Return the project a recorded run works in: the directory it recorded when it
+    started, wherever resume is asked from (``--db`` or ORCHESTRA_DB from another
+    directory), or ``here`` for a run an older orchestra recorded without one.
+
+    Raises ResumeRefused, naming both directories, when that directory is gone or is no
+    longer a project root of its own (a configuration file above it came or went)."""
+    if record.project_root is None or Path(record.project_root) == here.root:
+        return here
+    from orchestra.config import find_project
+
+    recorded = Path(record.project_root)
+    if not recorded.is_dir():
+        raise ResumeRefused(
+            f"run {record.id} was started in {recorded}, which no longer exists;"
+            f" it cannot be resumed from {here.root}"
+        )
+    project = find_project(recorded)
+    if project.root != recorded:
+        raise ResumeRefused(
+            f"run {record.id} was started in {recorded}, which is now inside the project"
+            f" {project.root}; it cannot be resumed from {here.root}"
+        )
+    return project
+
+
 def resume_run(
     run_id: str,
     workstream: Workstream,
@@ -165,6 +192,13 @@ def resume_run(
         raise ResumeRefused(
             f"run {run_id} is {run.state.value}: only an interrupted or canceled run resumes"
         )
+    if run.project_root is not None and Path(run.project_root) != project.root:
+        # its worktrees, branches and files are there: going on elsewhere would leave
+        # them, and work in a directory the run never knew (``project_of_run``)
+        raise ResumeRefused(
+            f"run {run_id} works in {run.project_root}, not in {project.root}: resume it"
+            " in its own project"
+        )
     file = run.workstream_file
     if not force and file and _changed(file, run.content_hash, host, workstream.digest):
         shown = ", ".join(arguments_of(file))
@@ -180,10 +214,7 @@ def resume_run(
         recorded_since = store.last_event_seq(run_id)
         _stop_leftover_processes(store, run_id)
         steps = store.steps(run_id)
-        running = [step.task_id for step in steps if step.state is StepState.RUNNING]
-        landed = _landed(run_id, workstream, settings, project, host, store) if running else {}
-        for task_id in running:
-            _close_interrupted_attempt(store, run_id, task_id, landed.get(task_id))
+        _settle_unfinished_steps(store, run_id, steps, workstream, settings, project, host)
         if run.state is RunState.CANCELED:
             _reopen_canceled_steps(store, run_id, workstream, steps)
         return _drive(
@@ -265,6 +296,37 @@ def _stop_leftover_processes(store: Store, run_id: str) -> None:
         store.add_event(run_id, "run.leftovers_stopped", payload)
 
 
+def _settle_unfinished_steps(
+    store: Store,
+    run_id: str,
+    steps: Sequence[StepRecord],
+    workstream: Workstream,
+    settings: Settings,
+    project: Project,
+    host: PluginHost,
+) -> None:
+    """Record what became of the steps a dead orchestrator left unfinished: those whose
+    change the run's workspaces hold succeeded, the attempts left open otherwise
+    interrupted (their steps are tried again).
+
+    Every step that has not ended is asked about, not only the running ones: a power
+    cut may take the database back to before an attempt started (SQLite in WAL with
+    ``synchronous = NORMAL`` loses its last transactions) while git keeps its landing,
+    and a task run again then would find its own change there already."""
+    open_states = FOUND_LANDED | {StepState.RUNNING}
+    unfinished = [step for step in steps if step.state in open_states]
+    if not unfinished:
+        return
+    landed = _landed(run_id, workstream, settings, project, host, store)
+    for step in unfinished:
+        attempt = landed.get(step.task_id)
+        if step.state is StepState.RUNNING:
+            _close_interrupted_attempt(store, run_id, step.task_id, attempt)
+        elif attempt is not None:
+            reason = "its change was found landed on resume; the record of its attempt was lost"
+            store.record_found_landed(run_id, step.task_id, attempt, reason=reason)
+
+
 def _landed(
     run_id: str,
     workstream: Workstream,
@@ -302,15 +364,15 @@ def _close_interrupted_attempt(
     store: Store, run_id: str, task_id: str, landed: int | None = None
 ) -> None:
     """Record how the attempts a dead orchestrator left open ended: the one whose change
-    had landed (``landed``, its number) succeeded, and so did its step; the others were
-    interrupted, and the step is tried again."""
+    had landed (``landed``, its number) succeeded; the others were interrupted. The step
+    succeeded if a change of its landed (the attempt's record may be lost, or closed
+    already), else it is tried again."""
     attempts = store.attempts(run_id, task_id)
     open_attempts = [a for a in attempts if a.ended_at is None]
-    succeeded = False
+    succeeded = landed is not None
     with store.batch():
         for attempt in open_attempts:
             if attempt.number == landed:
-                succeeded = True
                 store.finish_attempt(
                     run_id,
                     task_id,
@@ -329,7 +391,11 @@ def _close_interrupted_attempt(
             )
         # the step's event names the attempt (a fault may have closed it already): the
         # sinks learn of the attempt's end from it
-        told = {"attempt": landed if succeeded else attempts[-1].number} if attempts else {}
+        told: dict[str, Any] = {}
+        if succeeded:
+            told["attempt"] = landed
+        elif attempts:
+            told["attempt"] = attempts[-1].number
         if succeeded:
             reason = "its change had landed before the orchestrator stopped"
             store.set_step_state(run_id, task_id, StepState.SUCCEEDED, reason=reason, payload=told)
@@ -441,6 +507,7 @@ __all__ = [
     "ResumeRefused",
     "open_existing_store",
     "open_store",
+    "project_of_run",
     "request_cancel",
     "resume_run",
     "start_run",

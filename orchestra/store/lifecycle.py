@@ -6,7 +6,9 @@ an edge listed here. Anything else is a bug in orchestra and raises ``IllegalTra
 The engine reads the states from here; the store needs nothing of the engine.
 
 Ended states are final but for one door: ``resume`` continues a canceled run, and with it
-reopens its canceled steps (and those skipped because of them).
+reopens its canceled steps (and those skipped because of them). And one move skips the
+table: ``resume`` records succeeded a step that has not ended whose change it finds landed
+on the run's result (``FOUND_LANDED``), when the database lost the record of its attempt.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
 #: the only moves out of an ended state: resume's, as it continues a canceled run
 REOPENING_RUN = frozenset({(_R.CANCELED, _R.RUNNING)})
 REOPENING_STEP = frozenset({(_S.CANCELED, _S.PENDING), (_S.SKIPPED, _S.PENDING)})
+
+#: the states from which resume records a step succeeded because its change is found
+#: landed on the run's result (``Store.record_found_landed``), its attempt's record lost:
+#: SQLite in WAL with ``synchronous = NORMAL`` may lose its last transactions in a power
+#: cut, while git keeps the landing. Not edges of the table: nothing else takes them.
+FOUND_LANDED = frozenset({_S.PENDING, _S.READY, _S.RETRYING})
 
 #: states in which a run has ended: nothing moves it on but resume continuing a canceled one
 TERMINAL_RUN_STATES = frozenset(

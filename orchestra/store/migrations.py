@@ -251,3 +251,10 @@ def m005_reviews(connection: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@migration
+def m006_run_project_root(connection: sqlite3.Connection) -> None:
+    # The directory a run works in (its project root): resume goes on there, wherever it
+    # is started from (``--db``, ORCHESTRA_DB). NULL for runs an older orchestra made.
+    connection.execute("ALTER TABLE runs ADD COLUMN project_root TEXT")

@@ -31,6 +31,8 @@ class RunRecord:
     owner_host: str | None
     settings: Mapping[str, Any] = attrs.field(hash=False)
     error: str | None
+    #: the directory the run works in; None for a run an older orchestra recorded
+    project_root: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -47,6 +49,7 @@ class RunRecord:
             owner_host=row["owner_host"],
             settings=json.loads(row["settings"]),
             error=row["error"],
+            project_root=row["project_root"],
         )
 
 

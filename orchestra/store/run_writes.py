@@ -20,8 +20,10 @@ from orchestra.models import ReviewResult, Usage
 from orchestra.store import lock
 from orchestra.store.json_text import to_json
 from orchestra.store.lifecycle import (
+    FOUND_LANDED,
     TERMINAL_RUN_STATES,
     TERMINAL_STEP_STATES,
+    IllegalTransition,
     RunState,
     StepState,
     check_run_transition,
@@ -57,14 +59,16 @@ class RunWrites(Transactions):
         settings: Mapping[str, Any] | None = None,
         *,
         claim: bool = False,
+        project_root: str | None = None,
     ) -> str:
         """Return the id of a new pending run whose steps, one per task, are pending.
 
         ``settings`` (JSON-serialisable, already free of secrets) records how the run was
-        configured. Writes the event ``run.created``. With ``claim``, this store also
-        claims the run (as ``claim_run``) in the same transaction: no other process ever
-        sees it pending and undriven, so a pending run whose lock is free was left by a
-        dead process (``mark_interrupted_if_orphaned``).
+        configured, ``project_root`` the directory it works in (where resume goes on).
+        Writes the event ``run.created``. With ``claim``, this store also claims the run
+        (as ``claim_run``) in the same transaction: no other process ever sees it pending
+        and undriven, so a pending run whose lock is free was left by a dead process
+        (``mark_interrupted_if_orphaned``).
         """
         now = time.time()
         claimed: lock.RunLock | None = None
@@ -76,8 +80,8 @@ class RunWrites(Transactions):
                     run_id = new_run_id(now)  # another run was made in the same second
                 db.execute(
                     "INSERT INTO runs (id, workstream_id, workstream_file, content_hash, state,"
-                    " created_at, settings, owner_pid, owner_host)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, settings, owner_pid, owner_host, project_root)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         workstream_id,
@@ -87,6 +91,7 @@ class RunWrites(Transactions):
                         now,
                         to_json(settings or {}),
                         *owner,
+                        project_root,
                     ),
                 )
                 db.executemany(
@@ -198,6 +203,37 @@ class RunWrites(Transactions):
             return self._append_event(
                 db, run_id, now, f"step.{value}", {**details, **(payload or {})}, task_id
             )
+
+    def record_found_landed(self, run_id: str, task_id: str, attempt: int, *, reason: str) -> int:
+        """Record succeeded a step that has not started or is waiting to be tried again
+        (``FOUND_LANDED``) whose change resume found on the run's result, brought by
+        attempt number ``attempt``; write ``step.succeeded`` saying so; return its seq.
+
+        A power cut may take the database back a few transactions while git keeps the
+        landing: the step's attempt is then unrecorded, and none is made up here (its
+        tool and usage are not known); the step counts at least ``attempt`` attempts.
+        Raises IllegalTransition from any other state."""
+        now = time.time()
+        entity = f"step {task_id!r} of run {run_id}"
+        succeeded = StepState.SUCCEEDED.value
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state FROM steps WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+            ).fetchone()
+            if row is None:
+                raise self._unknown_step(db, run_id, task_id)
+            before = row["state"]
+            if before not in FOUND_LANDED:
+                raise IllegalTransition(entity, before, succeeded)
+            db.execute(
+                "UPDATE steps SET state = ?, reason = ?, attempts = MAX(attempts, ?),"
+                " started_at = COALESCE(started_at, ?), ended_at = ?"
+                " WHERE run_id = ? AND task_id = ?",
+                (succeeded, reason, attempt, now, now, run_id, task_id),
+            )
+            details: dict[str, Any] = {"from": before, "to": succeeded, "reason": reason}
+            details.update(attempt=attempt, found_landed=True)
+            return self._append_event(db, run_id, now, "step.succeeded", details, task_id)
 
     @staticmethod
     def _update_step(
