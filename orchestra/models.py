@@ -481,8 +481,10 @@ class Change:
     paths: tuple[str, ...] | None
     diff: str | None = None
     lines: int = 0
-    #: symbolic links among ``paths`` that point outside the repository, each as
-    #: ``(path, target)``: a later attempt or the user would write through them
+    #: symbolic links the change makes (or turns outward) that lead outside the
+    #: repository, followed through the commit (``orchestra.git.links``), each as
+    #: ``(path, target)``: a later attempt, orchestra's copy or the user would write
+    #: through them
     escapes: tuple[tuple[str, str], ...] = ()
 
 

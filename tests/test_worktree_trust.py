@@ -204,7 +204,7 @@ SWAP = """#!/bin/sh
 # a commit of its own that adds evil.txt
 set -e
 tip=$(git rev-parse "refs/heads/orchestra/$ORCHESTRA_RUN_ID")
-index="$TMPDIR/swap-index"
+index="$SWAP_INDEX"  # in the test's own directory
 GIT_INDEX_FILE="$index" git read-tree "$tip"
 blob=$(echo 'outside b scope' | git hash-object -w --stdin)
 GIT_INDEX_FILE="$index" git update-index --add --cacheinfo "100644,$blob,evil.txt"
@@ -241,7 +241,12 @@ def test_what_lands_is_the_change_that_was_scope_checked(tmp_path):
     b = f"touch {started}; while [ ! -f {ready} ]; do sleep 0.05; done; echo b > docs/b.md"
     flags = ", ".join(
         f"{name} = {json.dumps(str(path))}"
-        for name, path in (("READY", ready), ("STARTED", started), ("SWAPPED", swapped))
+        for name, path in (
+            ("READY", ready),
+            ("STARTED", started),
+            ("SWAPPED", swapped),
+            ("SWAP_INDEX", tmp_path / "swap-index"),
+        )
     )
     workstream = tmp_path / "ws.toml"
     workstream.write_text(
