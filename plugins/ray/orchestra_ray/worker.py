@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -204,15 +205,37 @@ def sweep_node(run_id: str) -> dict[str, Any]:
     }
 
 
+#: how often a run's directory is removed again while a straggler's file keeps it
+_REMOVE_TRIES = 20
+
+
+def _remove_run_directory(home: Path) -> None:
+    """Remove a run's directory on this node. Nodes that share one temporary directory
+    (several on one machine) all clean up after the run at once, and one still sweeping
+    may be writing in it (git's lock files) as another removes it: so the directory is
+    renamed away first, atomically (one node takes it, and nothing is made under its
+    name again), then removed, again while a straggler's last file keeps it there."""
+    import shutil
+
+    gone = home.with_name(f"{home.name}.removed-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(home, gone)
+    except OSError:  # another node took it, or there was none
+        return
+    for _ in range(_REMOVE_TRIES):
+        shutil.rmtree(gone, ignore_errors=True)
+        if not os.path.lexists(gone):
+            return
+        time.sleep(0.05)
+
+
 def forget_run(run_id: str) -> None:
     """Stop what is left of a run that ended on this node (a canceled attempt's tool that
     outlived its Ray task), and remove the node's copy of the repository and the rest,
     with ``runs/`` and ``orchestra-ray/`` when nothing else is left in them."""
-    import shutil
-
     sweep_node(run_id)
     home = repository.node_directory(run_id)
-    shutil.rmtree(home, ignore_errors=True)
+    _remove_run_directory(home)
     for parent in (home.parent, home.parent.parent):
         try:
             parent.rmdir()
