@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -25,7 +24,13 @@ import pytest
 from orchestra.store import Store
 from orchestra.store.lifecycle import IllegalTransition, StepState
 from orchestra.store.migrations import MIGRATIONS, migrate
-from orchestra.testing import make_git_repo, run_orchestra, start_orchestra, wait_for
+from orchestra.testing import (
+    kill_like_a_power_cut,
+    make_git_repo,
+    run_orchestra,
+    start_orchestra,
+    wait_for,
+)
 
 #: attempts write flag files outside their worktree; the sandbox is not under test here
 UNSANDBOXED = {"ORCHESTRA_SANDBOX": "none"}
@@ -47,28 +52,6 @@ def rows(database: Path, query: str, *args) -> list[tuple]:
         db.close()
 
 
-def kill_run(run_id: str, group: subprocess.Popen) -> None:
-    """Kill orchestra's process group and every process of the run, as a reboot does
-    (the attempts run in sessions of their own)."""
-    try:
-        os.killpg(group.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    group.wait(timeout=30)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"ORCHESTRA_RUN_ID={run_id}".encode() in environment:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def snapshot(database: Path, saved: Path) -> None:
     """Copy what ``database`` has committed now (what a power cut may leave of it)."""
     source = sqlite3.connect(database, timeout=10)
@@ -83,7 +66,7 @@ def snapshot(database: Path, saved: Path) -> None:
 def power_cut(database: Path, saved: Path, run_id: str, group: subprocess.Popen) -> None:
     """Stop everything, then put the database back at ``saved``, without its
     write-ahead log and shared memory."""
-    kill_run(run_id, group)
+    kill_like_a_power_cut(run_id, group)
     for suffix in ("-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     shutil.copy(saved, database)
@@ -208,7 +191,7 @@ files = {{ create = ["a.txt"] }}
     wait_for(lambda: (flags / "started").exists(), what="the first task")
     database = repo / ".orchestra" / "orchestra.db"
     (run_id,) = [row[0] for row in rows(database, "SELECT id FROM runs")]
-    kill_run(run_id, running)
+    kill_like_a_power_cut(run_id, running)
     (flags / "go").touch()  # nothing of the run is left waiting
     return repo, flags, run_id
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,13 @@ from pathlib import Path
 
 from orchestra.builtin.workspaces import _start_below
 from orchestra.git.links import MAX_HOPS, Links
-from orchestra.testing import make_git_repo, run_orchestra, start_orchestra, wait_for
+from orchestra.testing import (
+    kill_like_a_power_cut,
+    make_git_repo,
+    run_orchestra,
+    start_orchestra,
+    wait_for,
+)
 
 NO_SANDBOX = {"ORCHESTRA_SANDBOX": "none"}
 
@@ -275,27 +280,6 @@ def rows(database: Path, query: str) -> list[tuple]:
         db.close()
 
 
-def stop_everything(run_id: str, group: subprocess.Popen) -> None:
-    """Kill orchestra's process group and every process of the run (a reboot)."""
-    try:
-        os.killpg(group.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    group.wait(timeout=30)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"ORCHESTRA_RUN_ID={run_id}".encode() in environment:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def wal_prefixes(database: Path, scratch: Path):
     """Yield, longest first, copies of what a power cut may leave of ``database``: its
     write-ahead log cut after each frame (SQLite reads the transactions before the cut)."""
@@ -330,7 +314,7 @@ def test_a_power_cut_before_the_run_branchs_start_was_recorded_lands_nothing_twi
     wait_for(lambda: (flags / "hang").exists(), what="the three landings")
     (lock,) = (repo / ".orchestra" / "locks").iterdir()
     run_id = lock.name.removesuffix(".lock")
-    stop_everything(run_id, running)
+    kill_like_a_power_cut(run_id, running)
     for earlier in wal_prefixes(database, tmp_path / "prefixes"):
         try:
             runs = rows(earlier, "SELECT count(*) FROM runs")[0][0]

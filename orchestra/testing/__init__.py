@@ -99,6 +99,26 @@ def start_orchestra(
     )
 
 
+def kill_like_a_power_cut(run_id: str, orchestra: subprocess.Popen[str]) -> None:
+    """Kill ``orchestra`` (started with ``new_session``) with its whole process group,
+    and every process of run ``run_id`` (attempts run in sessions of their own), with
+    SIGKILL: what a power cut or a reboot leaves is what the test then resumes."""
+    import signal
+
+    from orchestra.engine.leftovers import processes_of_run
+
+    try:
+        os.killpg(orchestra.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    orchestra.wait(timeout=30)
+    for pid in processes_of_run(run_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def run_orchestra_on_a_terminal(
     *arguments: str,
     cwd: str | os.PathLike[str] | None = None,
